@@ -1,0 +1,54 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "flightbox",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "flightbox", targets: ["flightbox"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // C libraries from Debian's -dev packages.
+        .systemLibrary(name: "CLibBPF", pkgConfig: "libbpf", providers: [.apt(["libbpf-dev", "libelf-dev"])]),
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+        .systemLibrary(name: "CLZ4", pkgConfig: "liblz4", providers: [.apt(["liblz4-dev"])]),
+        // The event wire layout: include/ links to bpf/events.h, the one definition.
+        .target(name: "CFlightboxEvents"),
+        // Small system shims Swift cannot express safely (post-fork code, CRC32C).
+        .target(name: "CFlightboxSys"),
+        // libbpf glue that is simpler in C: .rodata config by BTF, log capture.
+        .target(name: "CFlightboxBPF", dependencies: ["CLibBPF", "CFlightboxEvents"]),
+
+        .target(name: "FlightboxEvents", dependencies: ["CFlightboxEvents"]),
+        .target(name: "FlightboxFormat", dependencies: ["FlightboxEvents", "CZstd", "CLZ4", "CFlightboxSys"]),
+        .target(
+            name: "FlightboxCapture",
+            dependencies: ["FlightboxEvents", "FlightboxFormat", "CLibBPF", "CFlightboxBPF", "CFlightboxSys"],
+            plugins: ["FlightboxBPFBuild"]
+        ),
+        .target(name: "FlightboxDetectors", dependencies: ["FlightboxEvents", "FlightboxFormat"]),
+        .executableTarget(
+            name: "flightbox",
+            dependencies: [
+                "FlightboxEvents", "FlightboxFormat", "FlightboxCapture", "FlightboxDetectors",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        // A workload with exactly known syscalls, for tests, fixtures and `flightbox bench`.
+        .executableTarget(name: "flightbox-load", dependencies: ["CFlightboxSys"]),
+
+        .plugin(name: "FlightboxBPFBuild", capability: .buildTool()),
+
+        .testTarget(name: "FlightboxEventsTests", dependencies: ["FlightboxEvents"]),
+        .testTarget(name: "FlightboxFormatTests", dependencies: ["FlightboxFormat", "FlightboxEvents"]),
+        .testTarget(name: "FlightboxDetectorsTests", dependencies: ["FlightboxDetectors", "FlightboxFormat", "FlightboxEvents"]),
+        .testTarget(
+            name: "EndToEndTests",
+            dependencies: ["FlightboxFormat", "FlightboxEvents", "FlightboxDetectors"]
+        ),
+    ],
+    swiftLanguageModes: [.v5]
+)

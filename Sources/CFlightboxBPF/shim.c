@@ -1,0 +1,106 @@
+#include "flightbox_bpf.h"
+#include <bpf/btf.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int fb_bpf_set_config(struct bpf_object *obj, const struct fb_config *cfg)
+{
+	struct bpf_map *map;
+	struct btf *btf = bpf_object__btf(obj);
+
+	if (!btf)
+		return -ENOENT;
+	bpf_object__for_each_map(map, obj) {
+		const char *name = bpf_map__name(map);
+		size_t len = strlen(name), size = 0;
+		const void *init;
+		const struct btf_type *sec;
+		const struct btf_var_secinfo *vs;
+		int id;
+
+		if (len < 7 || strcmp(name + len - 7, ".rodata") != 0)
+			continue;
+		init = bpf_map__initial_value(map, &size);
+		id = btf__find_by_name_kind(btf, ".rodata", BTF_KIND_DATASEC);
+		if (!init || id < 0)
+			return -ENOENT;
+		sec = btf__type_by_id(btf, id);
+		vs = btf_var_secinfos(sec);
+		for (int i = 0; i < btf_vlen(sec); i++, vs++) {
+			const struct btf_type *var = btf__type_by_id(btf, vs->type);
+			void *copy;
+			int err;
+
+			if (strcmp(btf__name_by_offset(btf, var->name_off), "fb_cfg") != 0)
+				continue;
+			if (vs->size != sizeof(*cfg) || vs->offset + vs->size > size)
+				return -EINVAL;
+			copy = malloc(size);
+			if (!copy)
+				return -ENOMEM;
+			memcpy(copy, init, size);
+			memcpy((char *)copy + vs->offset, cfg, sizeof(*cfg));
+			err = bpf_map__set_initial_value(map, copy, size);
+			free(copy);
+			return err;
+		}
+		return -ENOENT;
+	}
+	return -ENOENT;
+}
+
+#define LOG_CAP 16384
+static char log_buf[LOG_CAP];
+static size_t log_len;
+static int log_echo;
+
+static int log_cb(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+	char line[1024];
+	int n;
+	va_list copy;
+
+	va_copy(copy, ap);
+	n = vsnprintf(line, sizeof(line), fmt, copy);
+	va_end(copy);
+	if (n < 0)
+		return 0;
+	if ((size_t)n >= sizeof(line))
+		n = sizeof(line) - 1;
+	if (log_echo)
+		fputs(line, stderr);
+	if (level == LIBBPF_DEBUG && !log_echo)
+		return n;
+	/* Keep the tail: verifier complaints come last. */
+	if (log_len + n >= LOG_CAP) {
+		size_t drop = log_len + n - LOG_CAP + 1;
+		if (drop > log_len)
+			drop = log_len;
+		memmove(log_buf, log_buf + drop, log_len - drop);
+		log_len -= drop;
+	}
+	memcpy(log_buf + log_len, line, n);
+	log_len += n;
+	log_buf[log_len] = 0;
+	return n;
+}
+
+void fb_bpf_capture_log(int echo)
+{
+	log_echo = echo;
+	libbpf_set_print(log_cb);
+}
+
+const char *fb_bpf_log_tail(void)
+{
+	return log_buf;
+}
+
+void fb_bpf_log_clear(void)
+{
+	log_len = 0;
+	log_buf[0] = 0;
+}

@@ -1,0 +1,21 @@
+#ifndef FLIGHTBOX_SYS_H
+#define FLIGHTBOX_SYS_H
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* CRC32C (Castagnoli), hardware-accelerated where the CPU has SSE4.2. */
+uint32_t fb_crc32c(uint32_t crc, const void *data, size_t length);
+
+/* Fork a child that waits on a pipe before exec'ing argv[0] (PATH searched).
+ * The caller attaches probes and tracks the pid, then calls fb_spawn_release.
+ * Returns the pid, or -errno. *gate receives the pipe's write end. If exec
+ * fails the child exits with 127. */
+pid_t fb_spawn_gated(char *const argv[], int *gate);
+
+/* Let the gated child exec. Closes the gate. */
+int fb_spawn_release(int gate);
+
+/* One syscall, no libc wrapper caching: used by the load generator. */
+long fb_getppid_raw(void);
+#endif

@@ -1,0 +1,263 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CFlightboxBPF
+import CFlightboxEvents
+import CLibBPF
+import FlightboxEvents
+
+/// Probe families, one BPF object each (bpf/<name>.bpf.c).
+public enum ProbeFamily: String, CaseIterable, Sendable {
+    case syscalls
+    case process
+
+    /// What `record` captures when --probes is not given.
+    public static let defaults: [ProbeFamily] = [.process, .syscalls]
+}
+
+/// Which tasks to record; applied in the kernel.
+public enum CaptureFilter: Equatable, Sendable {
+    case none
+    case pid(UInt32)
+    case comm(String)
+    /// These thread groups and every process they fork.
+    case tracked([UInt32])
+
+    public var json: JSON {
+        switch self {
+        case .none: .object([("mode", .string("system"))])
+        case .pid(let p): .object([("mode", .string("pid")), ("pid", .uint(UInt64(p)))])
+        case .comm(let c): .object([("mode", .string("comm")), ("comm", .string(c))])
+        case .tracked(let p): .object([("mode", .string("command")), ("pids", .array(p.map { .uint(UInt64($0)) }))])
+        }
+    }
+}
+
+public struct CaptureConfig: Sendable {
+    public var families: [ProbeFamily] = ProbeFamily.defaults
+    public var filter: CaptureFilter = .none
+    /// Ring buffer size; a power of two.
+    public var ringBytes: Int = 32 << 20
+    /// Pending bytes at which the kernel wakes the consumer.
+    public var wakeupBytes: Int = 1 << 20
+    /// Only syscalls slower than this get their fd's kind resolved.
+    public var resolveFdAfterNs: UInt64 = 10_000
+    public var btfPath: String = Preflight.defaultBTFPath
+    /// Never trace this thread group (the recorder itself).
+    public var selfPid: UInt32 = UInt32(getpid())
+    public var verbose = false
+
+    public init() {}
+}
+
+/// Owns the loaded BPF objects, their links and the ring buffer consumer;
+/// all are released in deinit, which detaches every probe.
+public final class BPFCapture {
+    private var objects: [(ProbeFamily, OpaquePointer)] = []
+    private var links: [OpaquePointer] = []
+    private var ring: OpaquePointer?
+    private var dropsFd: Int32 = -1
+    private var trackedFd: Int32 = -1
+    private let ncpu: Int
+    private var reportedDrops: [UInt64]
+    private let sink = Sink()
+    public let config: CaptureConfig
+
+    final class Sink {
+        var body: ((UnsafeRawBufferPointer) -> Void)?
+        var count = 0
+    }
+
+    public init(config: CaptureConfig) throws {
+        self.config = config
+        ncpu = Int(libbpf_num_possible_cpus())
+        reportedDrops = [UInt64](repeating: 0, count: max(ncpu, 1))
+        fb_bpf_capture_log(config.verbose ? 1 : 0)
+        do {
+            try load()
+        } catch {
+            teardown()
+            throw error
+        }
+    }
+
+    deinit { teardown() }
+
+    private func teardown() {
+        if let ring { ring_buffer__free(ring) }
+        ring = nil
+        for l in links { bpf_link__destroy(l) }
+        links = []
+        for (_, o) in objects { bpf_object__close(o) }
+        objects = []
+    }
+
+    private func load() throws {
+        var cfg = fb_config()
+        cfg.self_pid = config.selfPid
+        cfg.wakeup_bytes = UInt32(min(config.wakeupBytes, config.ringBytes / 2))
+        cfg.resolve_fd_after_ns = config.resolveFdAfterNs
+        switch config.filter {
+        case .none: cfg.filter_mode = UInt32(FB_FILTER_NONE.rawValue)
+        case .pid(let p): cfg.filter_mode = UInt32(FB_FILTER_PID.rawValue); cfg.target_pid = p
+        case .comm(let c):
+            cfg.filter_mode = UInt32(FB_FILTER_COMM.rawValue)
+            withUnsafeMutableBytes(of: &cfg.comm) { dst in
+                for (i, b) in c.utf8.prefix(commLength - 1).enumerated() { dst[i] = b }
+            }
+        case .tracked: cfg.filter_mode = UInt32(FB_FILTER_TRACKED.rawValue)
+        }
+
+        var shared: [String: Int32] = [:]
+        // Process probes first: they maintain the tracked set the others read.
+        let families = config.families.sorted { ($0 == .process ? 0 : 1) < ($1 == .process ? 0 : 1) }
+        for family in families {
+            guard let b64 = EmbeddedBPF.objects[family.rawValue], let bytes = base64Decode(b64) else {
+                throw CaptureError.unknownFamily(family.rawValue)
+            }
+            var opts = bpf_object_open_opts()
+            opts.sz = MemoryLayout<bpf_object_open_opts>.size
+            let obj: OpaquePointer? = family.rawValue.withCString { name in
+                opts.object_name = name
+                return config.btfPath.withCString { btf in
+                    if config.btfPath != Preflight.defaultBTFPath { opts.btf_custom_path = btf }
+                    return bytes.withUnsafeBytes { bpf_object__open_mem($0.baseAddress, $0.count, &opts) }
+                }
+            }
+            guard let obj else { throw CaptureError.load(family: family.rawValue, errno: errno, log: logTail()) }
+            objects.append((family, obj))
+
+            var err = fb_bpf_set_config(obj, &cfg)
+            if err != 0 { throw CaptureError.load(family: family.rawValue, errno: -err, log: "cannot set configuration") }
+            var map = bpf_object__next_map(obj, nil)
+            while let m = map {
+                let name = String(cString: bpf_map__name(m))
+                if let fd = shared[name] {
+                    err = bpf_map__reuse_fd(m, fd)
+                    if err != 0 { throw CaptureError.load(family: family.rawValue, errno: -err, log: "cannot share map \(name)") }
+                } else if name == "events" {
+                    bpf_map__set_max_entries(m, UInt32(config.ringBytes))
+                }
+                map = bpf_object__next_map(obj, m)
+            }
+            fb_bpf_log_clear()
+            err = bpf_object__load(obj)
+            if err != 0 { throw CaptureError.load(family: family.rawValue, errno: -err, log: logTail()) }
+            for name in ["events", "drops", "tracked"] where shared[name] == nil {
+                if let m = bpf_object__find_map_by_name(obj, name) { shared[name] = bpf_map__fd(m) }
+            }
+        }
+        dropsFd = shared["drops"] ?? -1
+        trackedFd = shared["tracked"] ?? -1
+        if case .tracked(let pids) = config.filter {
+            for p in pids { try track(pid: p) }
+        }
+        guard let eventsFd = shared["events"] else { throw CaptureError.ringBuffer(errno: ENOENT) }
+        let ctx = Unmanaged.passUnretained(sink).toOpaque()
+        ring = ring_buffer__new(eventsFd, { ctx, data, size in
+            let sink = Unmanaged<BPFCapture.Sink>.fromOpaque(ctx!).takeUnretainedValue()
+            sink.body?(UnsafeRawBufferPointer(start: data, count: size))
+            sink.count += 1
+            return 0
+        }, ctx, nil)
+        guard ring != nil else { throw CaptureError.ringBuffer(errno: errno) }
+    }
+
+    /// Attaches every program. Separate from loading so a caller can create
+    /// its output first and fail before anything touches the kernel's hooks.
+    public func attach() throws {
+        for (family, obj) in objects {
+            var prog = bpf_object__next_program(obj, nil)
+            while let p = prog {
+                guard let link = bpf_program__attach(p) else {
+                    throw CaptureError.attach(family: family.rawValue, program: String(cString: bpf_program__name(p)), errno: errno)
+                }
+                links.append(link)
+                prog = bpf_object__next_program(obj, p)
+            }
+        }
+    }
+
+    /// Adds a thread group to the tracked set (command mode).
+    public func track(pid: UInt32) throws {
+        var key = pid
+        var one: UInt8 = 1
+        if bpf_map_update_elem(trackedFd, &key, &one, UInt64(BPF_ANY)) != 0 {
+            throw CaptureError.load(family: "process", errno: errno, log: "cannot add pid \(pid) to the tracked set")
+        }
+    }
+
+    /// Waits up to `timeoutMs` for data, then hands every available record to
+    /// `body` in ring order. Returns how many records were consumed.
+    @discardableResult
+    public func poll(timeoutMs: Int32, _ body: (UnsafeRawBufferPointer) -> Void) throws -> Int {
+        try withoutActuallyEscaping(body) { b in
+            sink.body = b
+            sink.count = 0
+            defer { sink.body = nil }
+            let n = ring_buffer__poll(ring, timeoutMs)
+            if n < 0, -n != EINTR { throw CaptureError.ringBuffer(errno: -n) }
+            return sink.count
+        }
+    }
+
+    /// Consumes everything available without waiting.
+    @discardableResult
+    public func drainAll(_ body: (UnsafeRawBufferPointer) -> Void) throws -> Int {
+        try withoutActuallyEscaping(body) { b in
+            sink.body = b
+            sink.count = 0
+            defer { sink.body = nil }
+            let n = ring_buffer__consume(ring)
+            if n < 0, -n != EINTR { throw CaptureError.ringBuffer(errno: -n) }
+            return sink.count
+        }
+    }
+
+    /// Loss records for drops counted in the kernel since the last call, one
+    /// per CPU that dropped, stamped with the time of that CPU's last drop.
+    public func newLosses() -> [[UInt8]] {
+        guard dropsFd >= 0, ncpu > 0 else { return [] }
+        var values = [fb_drops](repeating: fb_drops(), count: ncpu)
+        var key: UInt32 = 0
+        guard bpf_map_lookup_elem(dropsFd, &key, &values) == 0 else { return [] }
+        var out: [[UInt8]] = []
+        for cpu in 0..<ncpu where values[cpu].count > reportedDrops[cpu] {
+            let lost = values[cpu].count - reportedDrops[cpu]
+            let first = reportedDrops[cpu] == 0 ? values[cpu].first_ts : values[cpu].last_ts
+            reportedDrops[cpu] = values[cpu].count
+            out.append(EventEncoder.loss(ts: values[cpu].last_ts, cpu: UInt16(cpu), lost: lost, firstTs: first))
+        }
+        return out
+    }
+
+    /// Total events the kernel could not deliver so far.
+    public var totalLost: UInt64 { reportedDrops.reduce(0, +) }
+
+    private func logTail() -> String {
+        let s = String(cString: fb_bpf_log_tail())
+        let lines = s.split(separator: "\n").suffix(6)
+        return lines.joined(separator: " | ")
+    }
+}
+
+func base64Decode(_ s: String) -> [UInt8]? {
+    var table = [UInt8](repeating: 0xff, count: 256)
+    for (i, c) in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8.enumerated() { table[Int(c)] = UInt8(i) }
+    var out: [UInt8] = []
+    out.reserveCapacity(s.utf8.count * 3 / 4)
+    var acc: UInt32 = 0
+    var bits = 0
+    for c in s.utf8 {
+        if c == UInt8(ascii: "=") { break }
+        let v = table[Int(c)]
+        if v == 0xff { return nil }
+        acc = (acc << 6) | UInt32(v)
+        bits += 6
+        if bits >= 8 {
+            bits -= 8
+            out.append(UInt8((acc >> UInt32(bits)) & 0xff))
+        }
+    }
+    return out
+}

@@ -1,0 +1,36 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Why capture could not start or go on, with what to do about it.
+public enum CaptureError: Error, CustomStringConvertible {
+    case notPrivileged
+    case noBTF(path: String)
+    case bpfUnavailable(errno: Int32)
+    case load(family: String, errno: Int32, log: String)
+    case attach(family: String, program: String, errno: Int32)
+    case ringBuffer(errno: Int32)
+    case spawn(command: String, errno: Int32)
+    case unknownFamily(String)
+
+    public var description: String {
+        switch self {
+        case .notPrivileged:
+            "recording needs root (or CAP_BPF and CAP_PERFMON): run flightbox with sudo"
+        case .noBTF(let path):
+            "no kernel BTF at \(path): this kernel lacks CONFIG_DEBUG_INFO_BTF; use a kernel with BTF or pass --btf FILE"
+        case .bpfUnavailable(let e):
+            "the kernel refused BPF (bpf() failed: \(String(cString: strerror(e)))): run as root outside restricted containers, with kernel.unprivileged_bpf_disabled irrelevant to root and no lockdown=confidentiality"
+        case .load(let family, let e, let log):
+            "loading the \(family) probes failed (\(String(cString: strerror(e)))); kernel said: \(log.isEmpty ? "nothing" : log)"
+        case .attach(let family, let program, let e):
+            "attaching \(family) probe \(program) failed (\(String(cString: strerror(e)))): this kernel lacks that tracepoint or tp_btf support"
+        case .ringBuffer(let e):
+            "reading the BPF ring buffer failed: \(String(cString: strerror(e)))"
+        case .spawn(let c, let e):
+            "cannot run \(c): \(String(cString: strerror(e)))"
+        case .unknownFamily(let f):
+            "unknown probe family '\(f)'; known: \(ProbeFamily.allCases.map(\.rawValue).joined(separator: ","))"
+        }
+    }
+}

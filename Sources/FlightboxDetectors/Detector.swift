@@ -1,0 +1,191 @@
+import FlightboxEvents
+import FlightboxFormat
+
+/// How bad a finding is.
+public enum Severity: String, Sendable, Comparable {
+    case info, warning, critical
+
+    var rank: Int { self == .info ? 0 : self == .warning ? 1 : 2 }
+    public static func < (a: Severity, b: Severity) -> Bool { a.rank < b.rank }
+}
+
+/// One thing a detector found, at an event time.
+public struct Finding: Equatable, Sendable {
+    public var ts: UInt64
+    public var detector: String
+    public var severity: Severity
+    public var pid: UInt32
+    public var tid: UInt32
+    public var comm: String
+    public var summary: String
+    public var evidence: JSON
+
+    public init(ts: UInt64, detector: String, severity: Severity, pid: UInt32, tid: UInt32, comm: String, summary: String, evidence: JSON) {
+        self.ts = ts
+        self.detector = detector
+        self.severity = severity
+        self.pid = pid
+        self.tid = tid
+        self.comm = comm
+        self.summary = summary
+        self.evidence = evidence
+    }
+
+    /// The finding as one JSON line, keys in the documented order.
+    public var jsonLine: String {
+        JSON.object([
+            ("ts_ns", .uint(ts)), ("detector", .string(detector)), ("severity", .string(severity.rawValue)),
+            ("pid", .uint(UInt64(pid))), ("tid", .uint(UInt64(tid))), ("comm", .string(comm)),
+            ("summary", .string(summary)), ("evidence", evidence),
+        ]).serialized()
+    }
+
+    public init?(json: JSON) {
+        guard let ts = json["ts_ns"]?.uintValue, let d = json["detector"]?.stringValue,
+              let s = json["severity"]?.stringValue.flatMap(Severity.init(rawValue:)),
+              let pid = json["pid"]?.uintValue, let tid = json["tid"]?.uintValue,
+              let comm = json["comm"]?.stringValue, let summary = json["summary"]?.stringValue else { return nil }
+        self.init(ts: ts, detector: d, severity: s, pid: UInt32(pid), tid: UInt32(tid), comm: comm, summary: summary, evidence: json["evidence"] ?? .null)
+    }
+}
+
+/// A detector is a deterministic function of the ordered event stream: it
+/// sees events in sequence order, reads time only from their timestamps
+/// (`context.now`), and reports through `context.emit`.
+public protocol Detector: AnyObject {
+    /// Stable name used in findings and in `--detectors`.
+    var name: String { get }
+    /// Aligned event-time period of `tick`, or nil for none.
+    var tickPeriodNs: UInt64? { get }
+    func observe(_ event: Event, context: DetectorContext)
+    /// Called once per aligned period boundary that event time crosses, in order.
+    func tick(boundary: UInt64, context: DetectorContext)
+    /// End of stream.
+    func finish(context: DetectorContext)
+}
+
+extension Detector {
+    public var tickPeriodNs: UInt64? { nil }
+    public func tick(boundary: UInt64, context: DetectorContext) {}
+    public func finish(context: DetectorContext) {}
+}
+
+/// What the engine knows that detectors share: event time and processes.
+public final class DetectorContext {
+    /// Event time: the largest timestamp seen so far. Syscall records carry
+    /// their entry time and arrive at exit, so raw timestamps are not monotonic.
+    public internal(set) var now: UInt64 = 0
+    public let processes: ProcessTable
+    var emitted: [Finding] = []
+
+    init(processes: ProcessTable) { self.processes = processes }
+
+    public func emit(_ finding: Finding) { emitted.append(finding) }
+}
+
+/// pid -> what we know of the process, from the snapshot and the stream.
+public final class ProcessTable {
+    public private(set) var comms: [UInt32: String] = [:]
+
+    public init(snapshot: ProcessSnapshot?) {
+        for p in snapshot?.processes ?? [] { comms[p.pid] = p.comm }
+    }
+
+    public func comm(_ pid: UInt32) -> String { comms[pid] ?? "?" }
+
+    /// Learns names from fork and exec events.
+    public func apply(_ e: Event) {
+        switch e.type {
+        case .fork:
+            if !e.isThreadFork { comms[e.childPid] = e.forkComm }
+        case .exec:
+            comms[e.pid] = e.execComm
+        default:
+            break
+        }
+    }
+
+    func retire(_ e: Event) {
+        if e.type == .exit, e.isGroupExit { comms[e.pid] = nil }
+    }
+}
+
+/// Runs detectors over an ordered event stream and collects their findings in
+/// emission order. The same engine serves `record --detect` and `replay`.
+public final class DetectorEngine {
+    public let detectors: [Detector]
+    public let context: DetectorContext
+    private var nextBoundary: [UInt64?]
+    private var onFinding: ((Finding) -> Void)?
+    public private(set) var findings: [Finding] = []
+    public private(set) var eventsSeen: UInt64 = 0
+
+    public init(detectors: [Detector], snapshot: ProcessSnapshot?, onFinding: ((Finding) -> Void)? = nil) {
+        self.detectors = detectors
+        context = DetectorContext(processes: ProcessTable(snapshot: snapshot))
+        nextBoundary = detectors.map { _ in nil }
+        self.onFinding = onFinding
+    }
+
+    public func process(_ event: Event) {
+        eventsSeen += 1
+        let ts = event.timestamp
+        if ts > context.now {
+            context.now = ts
+            for (i, d) in detectors.enumerated() {
+                guard let period = d.tickPeriodNs, period > 0 else { continue }
+                guard var b = nextBoundary[i] else {
+                    nextBoundary[i] = (ts / period + 1) * period
+                    continue
+                }
+                while ts >= b {
+                    d.tick(boundary: b, context: context)
+                    b += period
+                }
+                nextBoundary[i] = b
+            }
+        }
+        context.processes.apply(event)
+        for d in detectors { d.observe(event, context: context) }
+        context.processes.retire(event)
+        collect()
+    }
+
+    public func finish() {
+        for d in detectors { d.finish(context: context) }
+        collect()
+    }
+
+    private func collect() {
+        guard !context.emitted.isEmpty else { return }
+        for f in context.emitted {
+            findings.append(f)
+            onFinding?(f)
+        }
+        context.emitted.removeAll(keepingCapacity: true)
+    }
+}
+
+/// The built-in detectors by name.
+public enum DetectorRegistry {
+    public static let names = ["syscall-latency"]
+
+    public static func make(_ name: String) -> Detector? {
+        switch name {
+        case "syscall-latency": SyscallLatencyDetector()
+        default: nil
+        }
+    }
+
+    public static func make(list: [String]?) throws -> [Detector] {
+        try (list ?? names).map { n in
+            guard let d = make(n) else { throw UnknownDetector(name: n) }
+            return d
+        }
+    }
+
+    public struct UnknownDetector: Error, CustomStringConvertible {
+        public let name: String
+        public var description: String { "unknown detector '\(name)'; known: \(DetectorRegistry.names.joined(separator: ","))" }
+    }
+}

@@ -1,0 +1,138 @@
+import FlightboxEvents
+
+/// A log2 histogram of durations: bucket i holds values in [2^i, 2^(i+1)) ns
+/// (bucket 0 also holds 0).
+public struct Log2Histogram: Equatable, Sendable {
+    public private(set) var counts = [UInt32](repeating: 0, count: 64)
+    public private(set) var total: UInt64 = 0
+
+    public init() {}
+
+    @inlinable public static func bucket(_ v: UInt64) -> Int { v == 0 ? 0 : 63 - v.leadingZeroBitCount }
+
+    public mutating func add(_ v: UInt64) {
+        counts[Log2Histogram.bucket(v)] &+= 1
+        total += 1
+    }
+
+    /// Index of the bucket holding quantile q (0...1).
+    public func quantileBucket(_ q: Double) -> Int {
+        let target = UInt64((Double(total) * q).rounded(.up))
+        var seen: UInt64 = 0
+        for (i, c) in counts.enumerated() {
+            seen += UInt64(c)
+            if seen >= max(target, 1) { return i }
+        }
+        return 63
+    }
+
+    public static func upperBound(_ bucket: Int) -> UInt64 { bucket >= 63 ? .max : (UInt64(1) << UInt64(bucket + 1)) - 1 }
+
+    public var json: JSON {
+        .array(counts.enumerated().filter { $0.element > 0 }.map { i, c in
+            .object([("le_ns", .uint(Log2Histogram.upperBound(i))), ("count", .uint(UInt64(c)))])
+        })
+    }
+}
+
+/// Flags a syscall that took far longer than the same process's own history
+/// of that syscall.
+///
+/// The rule, per (process, syscall): once `minSamples` calls are known, a call
+/// is an outlier when it took at least `floorNs` and landed at least
+/// `bucketsAbove` log2 buckets above the bucket of the baseline's p99 (so at
+/// least 2^(bucketsAbove-1) times slower than any of the slowest 1%). After a
+/// finding, the same (process, syscall) stays quiet for `cooldownNs` of event
+/// time; outliers in that time are counted into the next finding.
+///
+/// Calls that wait by design are never judged: sleeps, waits, polls, futexes,
+/// signal waits, accept, and reads/writes/receives on pipes, sockets,
+/// terminals and anonymous fds (eventfd, timerfd, ...), told apart by the fd
+/// kind the kernel side resolves for slow calls.
+public final class SyscallLatencyDetector: Detector {
+    public let name = "syscall-latency"
+    public var minSamples: UInt64 = 64
+    public var floorNs: UInt64 = 1_000_000
+    public var bucketsAbove = 4
+    public var cooldownNs: UInt64 = 10_000_000_000
+    public var criticalNs: UInt64 = 1_000_000_000
+
+    struct State {
+        var hist = Log2Histogram()
+        var quietUntil: UInt64 = 0
+        var suppressed: UInt64 = 0
+    }
+
+    /// pid -> syscall number -> state; never iterated, so its order cannot leak into output.
+    private var states: [UInt32: [UInt32: State]] = [:]
+
+    public init() {}
+
+    /// x86_64 numbers of syscalls that block by design, whatever their argument.
+    static let waitsByDesign: Set<UInt32> = Set([
+        "nanosleep", "clock_nanosleep", "pause", "wait4", "waitid", "poll", "ppoll", "select", "pselect6",
+        "epoll_wait", "epoll_pwait", "epoll_pwait2", "futex", "futex_waitv", "rt_sigsuspend", "rt_sigtimedwait",
+        "accept", "accept4", "msgrcv", "semop", "semtimedop", "mq_timedreceive", "io_getevents", "io_pgetevents",
+        "io_uring_enter", "restart_syscall", "vfork", "sched_yield", "flock", "sigaltstack",
+    ].compactMap(syscallNumber(named:)))
+
+    /// fd syscalls that only wait when the fd is a pipe, socket, tty or anon fd.
+    static let fdWaitKinds: Set<FdKind> = [.fifo, .socket, .char, .anon]
+
+    static func waitsByDesign(_ e: Event) -> Bool {
+        if waitsByDesign.contains(e.syscallNumber) { return true }
+        return fdWaitKinds.contains(e.syscallFdKind)
+    }
+
+    public func observe(_ e: Event, context: DetectorContext) {
+        switch e.type {
+        case .syscall:
+            break
+        case .exit where e.isGroupExit:
+            // Forget the process: its pid may be reused by an unrelated one.
+            states[e.pid] = nil
+            return
+        default:
+            return
+        }
+        if SyscallLatencyDetector.waitsByDesign(e) { return }
+        let nr = e.syscallNumber
+        let d = e.syscallDuration
+        var s = states[e.pid, default: [:]][nr] ?? State()
+        defer {
+            s.hist.add(d)
+            states[e.pid, default: [:]][nr] = s
+        }
+        guard s.hist.total >= minSamples, d >= floorNs else { return }
+        let p99 = s.hist.quantileBucket(0.99)
+        let b = Log2Histogram.bucket(d)
+        guard b >= p99 + bucketsAbove else { return }
+        let ts = e.timestamp
+        if ts < s.quietUntil {
+            s.suppressed += 1
+            return
+        }
+        let p50 = s.hist.quantileBucket(0.5)
+        let p99Upper = Log2Histogram.upperBound(p99)
+        let ratio = Double(d) / Double(max(p99Upper, 1))
+        let name = syscallName(e.syscallNumber)
+        let kind = e.syscallFdKind
+        let on = kind == .unresolved ? "" : " on a \(kind.name) fd"
+        let comm = context.processes.comm(e.pid)
+        var evidence: [(String, JSON)] = [
+            ("syscall", .string(name)), ("nr", .uint(UInt64(e.syscallNumber))),
+            ("latency_ns", .uint(d)), ("fd_kind", .string(kind.name)), ("ret", .int(e.syscallReturn)),
+            ("baseline_samples", .uint(s.hist.total)),
+            ("baseline_p50_le_ns", .uint(Log2Histogram.upperBound(p50))), ("baseline_p99_le_ns", .uint(p99Upper)),
+            ("times_p99", .double(ratio)), ("histogram", s.hist.json),
+        ]
+        if s.suppressed > 0 { evidence.append(("outliers_suppressed_since_last", .uint(s.suppressed))) }
+        context.emit(Finding(
+            ts: ts, detector: self.name,
+            severity: d >= criticalNs ? .critical : .warning, pid: e.pid, tid: e.tid, comm: comm,
+            summary: "\(name)\(on) took \(formatDuration(d)), \(String(format3: ratio))x this process's p99 (<= \(formatDuration(p99Upper))) over \(s.hist.total) calls",
+            evidence: .object(evidence)))
+        s.quietUntil = ts + cooldownNs
+        s.suppressed = 0
+    }
+}

@@ -1,0 +1,315 @@
+import CFlightboxEvents
+
+/// Event types on the wire (`enum fb_event_type` in bpf/events.h).
+public enum EventType: UInt16, CaseIterable, Sendable {
+    case syscall = 1
+    case fork = 2
+    case exec = 3
+    case exit = 4
+    case loss = 5
+
+    public var name: String {
+        switch self {
+        case .syscall: "syscall"
+        case .fork: "fork"
+        case .exec: "exec"
+        case .exit: "exit"
+        case .loss: "loss"
+        }
+    }
+
+    public init?(name: String) {
+        guard let t = EventType.allCases.first(where: { $0.name == name }) else { return nil }
+        self = t
+    }
+
+    /// Size of the fixed part, the common header included.
+    public var fixedSize: Int {
+        switch self {
+        case .syscall: MemoryLayout<fb_syscall>.size
+        case .fork: MemoryLayout<fb_fork>.size
+        case .exec: MemoryLayout<fb_exec>.size
+        case .exit: MemoryLayout<fb_exit>.size
+        case .loss: MemoryLayout<fb_loss>.size
+        }
+    }
+}
+
+/// Byte offsets of every wire field, taken from the imported C structs so the
+/// layout is described once, in bpf/events.h.
+@usableFromInline
+enum Offsets {
+    @usableFromInline static let ts = MemoryLayout<fb_header>.offset(of: \.ts_ns)!
+    @usableFromInline static let type = MemoryLayout<fb_header>.offset(of: \.type)!
+    @usableFromInline static let size = MemoryLayout<fb_header>.offset(of: \.size)!
+    @usableFromInline static let cpu = MemoryLayout<fb_header>.offset(of: \.cpu)!
+    @usableFromInline static let flags = MemoryLayout<fb_header>.offset(of: \.flags)!
+    @usableFromInline static let pid = MemoryLayout<fb_header>.offset(of: \.pid)!
+    @usableFromInline static let tid = MemoryLayout<fb_header>.offset(of: \.tid)!
+    @usableFromInline static let headerSize = MemoryLayout<fb_header>.size
+
+    @usableFromInline static let scDuration = MemoryLayout<fb_syscall>.offset(of: \.duration_ns)!
+    @usableFromInline static let scRet = MemoryLayout<fb_syscall>.offset(of: \.ret)!
+    @usableFromInline static let scArgs = MemoryLayout<fb_syscall>.offset(of: \.args)!
+    @usableFromInline static let scNr = MemoryLayout<fb_syscall>.offset(of: \.nr)!
+    @usableFromInline static let scFdKind = MemoryLayout<fb_syscall>.offset(of: \.fd_kind)!
+
+    @usableFromInline static let forkChildPid = MemoryLayout<fb_fork>.offset(of: \.child_pid)!
+    @usableFromInline static let forkChildTid = MemoryLayout<fb_fork>.offset(of: \.child_tid)!
+    @usableFromInline static let forkComm = MemoryLayout<fb_fork>.offset(of: \.comm)!
+
+    @usableFromInline static let execOldTid = MemoryLayout<fb_exec>.offset(of: \.old_tid)!
+    @usableFromInline static let execPpid = MemoryLayout<fb_exec>.offset(of: \.ppid)!
+    @usableFromInline static let execUid = MemoryLayout<fb_exec>.offset(of: \.uid)!
+    @usableFromInline static let execFilenameLen = MemoryLayout<fb_exec>.offset(of: \.filename_len)!
+    @usableFromInline static let execArgvLen = MemoryLayout<fb_exec>.offset(of: \.argv_len)!
+    @usableFromInline static let execArgc = MemoryLayout<fb_exec>.offset(of: \.argc)!
+    @usableFromInline static let execComm = MemoryLayout<fb_exec>.offset(of: \.comm)!
+
+    @usableFromInline static let exitStatus = MemoryLayout<fb_exit>.offset(of: \.status)!
+    @usableFromInline static let exitPpid = MemoryLayout<fb_exit>.offset(of: \.ppid)!
+    @usableFromInline static let exitLifetime = MemoryLayout<fb_exit>.offset(of: \.lifetime_ns)!
+    @usableFromInline static let exitComm = MemoryLayout<fb_exit>.offset(of: \.comm)!
+
+    @usableFromInline static let lossLost = MemoryLayout<fb_loss>.offset(of: \.lost)!
+    @usableFromInline static let lossFirstTs = MemoryLayout<fb_loss>.offset(of: \.first_ts)!
+}
+
+public let forkThreadFlag = UInt16(FB_F_FORK_THREAD)
+public let execTruncatedFlag = UInt16(FB_F_EXEC_TRUNCATED)
+public let exitGroupFlag = UInt16(FB_F_EXIT_GROUP)
+public let commLength = Int(FB_COMM_LEN)
+
+/// A zero-copy view of one wire record. Valid only while the bytes it points
+/// at are: views are handed to closures and must not escape them.
+///
+/// `validated(...)` checks the record once (header present, size within the
+/// buffer and at least the fixed part of a known type), so the accessors below
+/// read without further bounds checks.
+public struct Event {
+    public let base: UnsafeRawPointer
+    /// The record's length in bytes, header included.
+    public let size: Int
+    /// Position in the ordered stream (assigned by the capture, stored implicitly per block).
+    public let sequence: UInt64
+
+    @inlinable
+    init(unchecked base: UnsafeRawPointer, size: Int, sequence: UInt64) {
+        self.base = base
+        self.size = size
+        self.sequence = sequence
+    }
+
+    /// Validates the record at the start of `buffer`; returns nil when it is not
+    /// a whole record. Unknown types are valid (skippable) records.
+    @inlinable
+    public static func validated(_ buffer: UnsafeRawBufferPointer, sequence: UInt64) -> Event? {
+        guard buffer.count >= Offsets.headerSize, let base = buffer.baseAddress else { return nil }
+        let size = Int(base.loadUnaligned(fromByteOffset: Offsets.size, as: UInt16.self))
+        guard size >= Offsets.headerSize, size <= buffer.count else { return nil }
+        let rawType = base.loadUnaligned(fromByteOffset: Offsets.type, as: UInt16.self)
+        if let t = EventType(rawValue: rawType) {
+            guard size >= t.fixedSize else { return nil }
+            if t == .exec {
+                let f = Int(base.loadUnaligned(fromByteOffset: Offsets.execFilenameLen, as: UInt16.self))
+                let a = Int(base.loadUnaligned(fromByteOffset: Offsets.execArgvLen, as: UInt16.self))
+                guard t.fixedSize + f + a <= size else { return nil }
+            }
+        }
+        return Event(unchecked: base, size: size, sequence: sequence)
+    }
+
+    @inlinable public var timestamp: UInt64 { base.loadUnaligned(fromByteOffset: Offsets.ts, as: UInt64.self) }
+    @inlinable public var rawType: UInt16 { base.loadUnaligned(fromByteOffset: Offsets.type, as: UInt16.self) }
+    @inlinable public var type: EventType? { EventType(rawValue: rawType) }
+    @inlinable public var cpu: UInt16 { base.loadUnaligned(fromByteOffset: Offsets.cpu, as: UInt16.self) }
+    @inlinable public var flags: UInt16 { base.loadUnaligned(fromByteOffset: Offsets.flags, as: UInt16.self) }
+    @inlinable public var pid: UInt32 { base.loadUnaligned(fromByteOffset: Offsets.pid, as: UInt32.self) }
+    @inlinable public var tid: UInt32 { base.loadUnaligned(fromByteOffset: Offsets.tid, as: UInt32.self) }
+
+    @inlinable public var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: size) }
+
+    @inlinable func u64(_ o: Int) -> UInt64 { base.loadUnaligned(fromByteOffset: o, as: UInt64.self) }
+    @inlinable func u32(_ o: Int) -> UInt32 { base.loadUnaligned(fromByteOffset: o, as: UInt32.self) }
+    @inlinable func u16(_ o: Int) -> UInt16 { base.loadUnaligned(fromByteOffset: o, as: UInt16.self) }
+
+    func string(at offset: Int, maxLength: Int) -> String {
+        let p = UnsafeRawBufferPointer(start: base + offset, count: maxLength)
+        let end = p.firstIndex(of: 0) ?? maxLength
+        return String(decoding: p[0..<end], as: UTF8.self)
+    }
+
+    // MARK: syscall — valid only when type == .syscall
+
+    @inlinable public var syscallNumber: UInt32 { u32(Offsets.scNr) }
+    @inlinable public var syscallDuration: UInt64 { u64(Offsets.scDuration) }
+    @inlinable public var syscallReturn: Int64 { base.loadUnaligned(fromByteOffset: Offsets.scRet, as: Int64.self) }
+    @inlinable public func syscallArg(_ i: Int) -> UInt64 { u64(Offsets.scArgs + 8 * i) }
+    @inlinable public var syscallFdKind: FdKind { FdKind(rawValue: base.load(fromByteOffset: Offsets.scFdKind, as: UInt8.self)) ?? .unresolved }
+    public static let syscallArgCount = Int(FB_SYSCALL_ARGS)
+
+    // MARK: fork
+
+    @inlinable public var childPid: UInt32 { u32(Offsets.forkChildPid) }
+    @inlinable public var childTid: UInt32 { u32(Offsets.forkChildTid) }
+    @inlinable public var isThreadFork: Bool { flags & forkThreadFlag != 0 }
+    public var forkComm: String { string(at: Offsets.forkComm, maxLength: commLength) }
+
+    // MARK: exec
+
+    @inlinable public var execOldTid: UInt32 { u32(Offsets.execOldTid) }
+    @inlinable public var execPpid: UInt32 { u32(Offsets.execPpid) }
+    @inlinable public var execUid: UInt32 { u32(Offsets.execUid) }
+    @inlinable public var execArgc: Int { Int(u16(Offsets.execArgc)) }
+    public var execComm: String { string(at: Offsets.execComm, maxLength: commLength) }
+    public var execFilename: String {
+        let len = Int(u16(Offsets.execFilenameLen))
+        return String(decoding: UnsafeRawBufferPointer(start: base + EventType.exec.fixedSize, count: len), as: UTF8.self)
+    }
+    /// The captured arguments; the last may be cut short when the exec is flagged truncated.
+    public var execArgv: [String] {
+        let f = Int(u16(Offsets.execFilenameLen))
+        let a = Int(u16(Offsets.execArgvLen))
+        let p = UnsafeRawBufferPointer(start: base + EventType.exec.fixedSize + f, count: a)
+        var out: [String] = []
+        var start = 0
+        for i in 0..<a where p[i] == 0 {
+            out.append(String(decoding: p[start..<i], as: UTF8.self))
+            start = i + 1
+        }
+        if start < a { out.append(String(decoding: p[start..<a], as: UTF8.self)) }
+        return out
+    }
+
+    // MARK: exit
+
+    /// Wait status: exit code in bits 8-15, terminating signal in bits 0-6.
+    @inlinable public var exitStatus: Int32 { base.loadUnaligned(fromByteOffset: Offsets.exitStatus, as: Int32.self) }
+    @inlinable public var exitCode: Int { Int((exitStatus >> 8) & 0xff) }
+    @inlinable public var exitSignal: Int { Int(exitStatus & 0x7f) }
+    @inlinable public var exitPpid: UInt32 { u32(Offsets.exitPpid) }
+    @inlinable public var exitLifetime: UInt64 { u64(Offsets.exitLifetime) }
+    @inlinable public var isGroupExit: Bool { flags & exitGroupFlag != 0 }
+    public var exitComm: String { string(at: Offsets.exitComm, maxLength: commLength) }
+
+    // MARK: loss
+
+    @inlinable public var lostCount: UInt64 { u64(Offsets.lossLost) }
+    @inlinable public var lossFirstTimestamp: UInt64 { u64(Offsets.lossFirstTs) }
+}
+
+/// What a syscall's fd argument referred to (`enum fb_fd_kind`).
+public enum FdKind: UInt8, Sendable {
+    case unresolved = 0, regular, directory, char, block, fifo, socket, symlink, anon, bad
+
+    public var name: String {
+        switch self {
+        case .unresolved: "unresolved"
+        case .regular: "regular"
+        case .directory: "directory"
+        case .char: "char"
+        case .block: "block"
+        case .fifo: "fifo"
+        case .socket: "socket"
+        case .symlink: "symlink"
+        case .anon: "anon"
+        case .bad: "bad"
+        }
+    }
+}
+
+/// Name of a syscall number on the recording machine's architecture.
+public func syscallName(_ nr: UInt32) -> String {
+    let i = Int(nr)
+    if i < x86_64SyscallNames.count, !x86_64SyscallNames[i].isEmpty { return x86_64SyscallNames[i] }
+    return "syscall_\(nr)"
+}
+
+/// Syscall number for a name, for filters given by name.
+public func syscallNumber(named name: String) -> UInt32? {
+    x86_64SyscallNames.firstIndex(of: name).map { UInt32($0) }
+}
+
+/// Encodes records into wire bytes: used by tests, fixtures and user-space
+/// events (losses). Fields are written at the C header's offsets.
+public struct EventEncoder {
+    public init() {}
+
+    public static func header(_ buf: inout [UInt8], type: EventType, size: Int, ts: UInt64, cpu: UInt16 = 0, flags: UInt16 = 0, pid: UInt32, tid: UInt32) {
+        buf = [UInt8](repeating: 0, count: size)
+        put(&buf, Offsets.ts, ts)
+        put(&buf, Offsets.type, type.rawValue)
+        put(&buf, Offsets.size, UInt16(size))
+        put(&buf, Offsets.cpu, cpu)
+        put(&buf, Offsets.flags, flags)
+        put(&buf, Offsets.pid, pid)
+        put(&buf, Offsets.tid, tid)
+    }
+
+    static func put<T: FixedWidthInteger>(_ buf: inout [UInt8], _ offset: Int, _ v: T) {
+        withUnsafeBytes(of: v.littleEndian) { src in
+            for i in 0..<src.count { buf[offset + i] = src[i] }
+        }
+    }
+
+    static func putString(_ buf: inout [UInt8], _ offset: Int, _ s: String, max: Int) {
+        for (i, b) in s.utf8.prefix(max - 1).enumerated() { buf[offset + i] = b }
+    }
+
+    public static func syscall(ts: UInt64, pid: UInt32, tid: UInt32, nr: UInt32, duration: UInt64, ret: Int64 = 0, args: [UInt64] = [], fdKind: FdKind = .unresolved, cpu: UInt16 = 0) -> [UInt8] {
+        var b: [UInt8] = []
+        header(&b, type: .syscall, size: EventType.syscall.fixedSize, ts: ts, cpu: cpu, pid: pid, tid: tid)
+        put(&b, Offsets.scDuration, duration)
+        put(&b, Offsets.scRet, ret)
+        for (i, a) in args.prefix(Event.syscallArgCount).enumerated() { put(&b, Offsets.scArgs + 8 * i, a) }
+        put(&b, Offsets.scNr, nr)
+        b[Offsets.scFdKind] = fdKind.rawValue
+        return b
+    }
+
+    public static func fork(ts: UInt64, pid: UInt32, tid: UInt32, childPid: UInt32, childTid: UInt32, thread: Bool, comm: String) -> [UInt8] {
+        var b: [UInt8] = []
+        header(&b, type: .fork, size: EventType.fork.fixedSize, ts: ts, flags: thread ? forkThreadFlag : 0, pid: pid, tid: tid)
+        put(&b, Offsets.forkChildPid, childPid)
+        put(&b, Offsets.forkChildTid, childTid)
+        putString(&b, Offsets.forkComm, comm, max: commLength)
+        return b
+    }
+
+    public static func exec(ts: UInt64, pid: UInt32, tid: UInt32, ppid: UInt32, uid: UInt32, comm: String, filename: String, argv: [String]) -> [UInt8] {
+        let f = Array(filename.utf8)
+        var a: [UInt8] = []
+        for s in argv { a += Array(s.utf8); a.append(0) }
+        var b: [UInt8] = []
+        let fixed = EventType.exec.fixedSize
+        header(&b, type: .exec, size: fixed + f.count + a.count, ts: ts, pid: pid, tid: tid)
+        put(&b, Offsets.execOldTid, tid)
+        put(&b, Offsets.execPpid, ppid)
+        put(&b, Offsets.execUid, uid)
+        put(&b, Offsets.execFilenameLen, UInt16(f.count))
+        put(&b, Offsets.execArgvLen, UInt16(a.count))
+        put(&b, Offsets.execArgc, UInt16(argv.count))
+        putString(&b, Offsets.execComm, comm, max: commLength)
+        b.replaceSubrange(fixed..<(fixed + f.count), with: f)
+        b.replaceSubrange((fixed + f.count)..<(fixed + f.count + a.count), with: a)
+        return b
+    }
+
+    public static func exit(ts: UInt64, pid: UInt32, tid: UInt32, status: Int32, group: Bool, ppid: UInt32, lifetime: UInt64, comm: String) -> [UInt8] {
+        var b: [UInt8] = []
+        header(&b, type: .exit, size: EventType.exit.fixedSize, ts: ts, flags: group ? exitGroupFlag : 0, pid: pid, tid: tid)
+        put(&b, Offsets.exitStatus, status)
+        put(&b, Offsets.exitPpid, ppid)
+        put(&b, Offsets.exitLifetime, lifetime)
+        putString(&b, Offsets.exitComm, comm, max: commLength)
+        return b
+    }
+
+    public static func loss(ts: UInt64, cpu: UInt16, lost: UInt64, firstTs: UInt64) -> [UInt8] {
+        var b: [UInt8] = []
+        header(&b, type: .loss, size: EventType.loss.fixedSize, ts: ts, cpu: cpu, pid: 0, tid: 0)
+        put(&b, Offsets.lossLost, lost)
+        put(&b, Offsets.lossFirstTs, firstTs)
+        return b
+    }
+}

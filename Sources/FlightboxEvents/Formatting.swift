@@ -1,0 +1,79 @@
+extension Event {
+    /// The event as one JSON object with stable key order.
+    public func json(comm: String? = nil) -> JSON {
+        var kv: [(String, JSON)] = [
+            ("seq", .uint(sequence)), ("ts_ns", .uint(timestamp)),
+            ("type", .string(type?.name ?? "unknown_\(rawType)")),
+            ("cpu", .uint(UInt64(cpu))), ("pid", .uint(UInt64(pid))), ("tid", .uint(UInt64(tid))),
+        ]
+        if let comm { kv.append(("comm", .string(comm))) }
+        switch type {
+        case .syscall:
+            kv += [
+                ("syscall", .string(syscallName(syscallNumber))), ("nr", .uint(UInt64(syscallNumber))),
+                ("duration_ns", .uint(syscallDuration)), ("ret", .int(syscallReturn)),
+                ("args", .array((0..<Event.syscallArgCount).map { .uint(syscallArg($0)) })),
+                ("fd_kind", .string(syscallFdKind.name)),
+            ]
+        case .fork:
+            kv += [("child_pid", .uint(UInt64(childPid))), ("child_tid", .uint(UInt64(childTid))),
+                   ("thread", .bool(isThreadFork)), ("child_comm", .string(forkComm))]
+        case .exec:
+            kv += [("filename", .string(execFilename)), ("argv", .array(execArgv.map { .string($0) })),
+                   ("argc", .int(Int64(execArgc))), ("truncated", .bool(flags & execTruncatedFlag != 0)),
+                   ("ppid", .uint(UInt64(execPpid))), ("uid", .uint(UInt64(execUid))), ("new_comm", .string(execComm))]
+        case .exit:
+            kv += [("exit_code", .int(Int64(exitCode))), ("signal", .int(Int64(exitSignal))),
+                   ("process_exit", .bool(isGroupExit)), ("ppid", .uint(UInt64(exitPpid))),
+                   ("lifetime_ns", .uint(exitLifetime)), ("exit_comm", .string(exitComm))]
+        case .loss:
+            kv += [("lost", .uint(lostCount)), ("first_ts_ns", .uint(lossFirstTimestamp))]
+        case nil:
+            kv.append(("size", .int(Int64(size))))
+        }
+        return .object(kv)
+    }
+
+    /// One human-readable line; `ts` is already formatted by the caller.
+    public func text(ts: String, comm: String?) -> String {
+        let who = "\(comm ?? "?")[\(pid)/\(tid)]"
+        let what: String
+        switch type {
+        case .syscall:
+            let ret = syscallReturn
+            let r = ret < 0 && ret > -4096 ? "-\(errnoName(Int32(-ret)))" : String(ret)
+            let kind = syscallFdKind == .unresolved ? "" : " fd=\(syscallFdKind.name)"
+            what = "\(syscallName(syscallNumber))(0x\(String(syscallArg(0), radix: 16)), 0x\(String(syscallArg(1), radix: 16)), 0x\(String(syscallArg(2), radix: 16))) = \(r) <\(formatDuration(syscallDuration))>\(kind)"
+        case .fork:
+            what = "\(isThreadFork ? "clone thread" : "fork") -> \(childPid)/\(childTid) \(forkComm)"
+        case .exec:
+            let trunc = flags & execTruncatedFlag != 0 ? " (truncated)" : ""
+            what = "exec \(execFilename) argv=\(execArgv)\(trunc) uid=\(execUid)"
+        case .exit:
+            let how = exitSignal != 0 ? "killed by signal \(exitSignal)" : "code \(exitCode)"
+            what = "\(isGroupExit ? "process exit" : "thread exit") \(how) after \(formatDuration(exitLifetime))"
+        case .loss:
+            what = "LOST \(lostCount) events on cpu \(cpu)"
+        case nil:
+            what = "unknown type \(rawType) (\(size) bytes)"
+        }
+        return "\(ts) cpu\(cpu) \(who) \(what)"
+    }
+}
+
+/// Human duration: ns, µs, ms or s with three significant decimals.
+public func formatDuration(_ ns: UInt64) -> String {
+    if ns < 1_000 { return "\(ns)ns" }
+    if ns < 1_000_000 { return String(format3: Double(ns) / 1e3) + "us" }
+    if ns < 1_000_000_000 { return String(format3: Double(ns) / 1e6) + "ms" }
+    return String(format3: Double(ns) / 1e9) + "s"
+}
+
+private let errnoNames: [Int32: String] = [
+    1: "EPERM", 2: "ENOENT", 3: "ESRCH", 4: "EINTR", 5: "EIO", 9: "EBADF", 10: "ECHILD", 11: "EAGAIN", 12: "ENOMEM",
+    13: "EACCES", 14: "EFAULT", 16: "EBUSY", 17: "EEXIST", 20: "ENOTDIR", 21: "EISDIR", 22: "EINVAL", 24: "EMFILE",
+    25: "ENOTTY", 28: "ENOSPC", 32: "EPIPE", 38: "ENOSYS", 104: "ECONNRESET", 110: "ETIMEDOUT", 111: "ECONNREFUSED",
+    115: "EINPROGRESS", 512: "ERESTARTSYS", 513: "ERESTARTNOINTR", 514: "ERESTARTNOHAND", 516: "ERESTART_RESTARTBLOCK",
+]
+
+public func errnoName(_ e: Int32) -> String { errnoNames[e] ?? "E\(e)" }

@@ -1,0 +1,238 @@
+/// A JSON value whose objects keep their keys in the order given, so output is
+/// byte-stable (findings, `events --format json`, metadata).
+public indirect enum JSON: Equatable, Sendable {
+    case null
+    case bool(Bool)
+    case int(Int64)
+    case uint(UInt64)
+    case double(Double)
+    case string(String)
+    case array([JSON])
+    case object([(String, JSON)])
+
+    public static func == (a: JSON, b: JSON) -> Bool { a.serialized() == b.serialized() }
+
+    /// Compact serialization, keys in insertion order.
+    public func serialized() -> String {
+        var out = ""
+        write(to: &out)
+        return out
+    }
+
+    public func write(to out: inout String) {
+        switch self {
+        case .null: out += "null"
+        case .bool(let b): out += b ? "true" : "false"
+        case .int(let i): out += String(i)
+        case .uint(let u): out += String(u)
+        case .double(let d):
+            if d.isFinite {
+                // Fixed precision keeps the output independent of float printing quirks.
+                if d == d.rounded(), abs(d) < 1e15 { out += String(Int64(d)) } else { out += String(format3: d) }
+            } else { out += "null" }
+        case .string(let s): JSON.escape(s, into: &out)
+        case .array(let a):
+            out += "["
+            for (i, v) in a.enumerated() {
+                if i > 0 { out += "," }
+                v.write(to: &out)
+            }
+            out += "]"
+        case .object(let kv):
+            out += "{"
+            for (i, (k, v)) in kv.enumerated() {
+                if i > 0 { out += "," }
+                JSON.escape(k, into: &out)
+                out += ":"
+                v.write(to: &out)
+            }
+            out += "}"
+        }
+    }
+
+    static func escape(_ s: String, into out: inout String) {
+        out += "\""
+        for u in s.unicodeScalars {
+            switch u {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            default:
+                if u.value < 0x20 {
+                    let h = String(u.value, radix: 16)
+                    out += "\\u" + String(repeating: "0", count: 4 - h.count) + h
+                } else {
+                    out.unicodeScalars.append(u)
+                }
+            }
+        }
+        out += "\""
+    }
+
+    public subscript(key: String) -> JSON? {
+        if case .object(let kv) = self { return kv.first(where: { $0.0 == key })?.1 }
+        return nil
+    }
+}
+
+extension String {
+    /// Three decimals, no locale.
+    public init(format3 d: Double) {
+        let scaled = (d * 1000).rounded()
+        let neg = scaled < 0
+        let m = Int64(abs(scaled))
+        let frac = m % 1000
+        let f = String(frac)
+        self = (neg ? "-" : "") + String(m / 1000) + "." + String(repeating: "0", count: 3 - f.count) + f
+    }
+}
+
+/// Minimal JSON parser for the project's own files (metadata, snapshots, findings).
+public struct JSONParser {
+    public enum Failure: Error, CustomStringConvertible {
+        case invalid(offset: Int, reason: String)
+        public var description: String {
+            switch self { case .invalid(let o, let r): "invalid JSON at byte \(o): \(r)" }
+        }
+    }
+
+    let bytes: [UInt8]
+    var i = 0
+    var depth = 0
+
+    public static func parse(_ text: String) throws -> JSON { try parse(Array(text.utf8)) }
+
+    public static func parse(_ bytes: [UInt8]) throws -> JSON {
+        var p = JSONParser(bytes: bytes)
+        let v = try p.value()
+        p.skipSpace()
+        guard p.i == bytes.count else { throw Failure.invalid(offset: p.i, reason: "trailing data") }
+        return v
+    }
+
+    mutating func skipSpace() {
+        while i < bytes.count, bytes[i] == 0x20 || bytes[i] == 0x0a || bytes[i] == 0x0d || bytes[i] == 0x09 { i += 1 }
+    }
+
+    func fail(_ r: String) -> Failure { .invalid(offset: i, reason: r) }
+
+    mutating func value() throws -> JSON {
+        skipSpace()
+        guard i < bytes.count else { throw fail("unexpected end") }
+        switch bytes[i] {
+        case UInt8(ascii: "{"):
+            depth += 1
+            guard depth < 64 else { throw fail("nested too deeply") }
+            defer { depth -= 1 }
+            i += 1
+            var kv: [(String, JSON)] = []
+            skipSpace()
+            if i < bytes.count, bytes[i] == UInt8(ascii: "}") { i += 1; return .object(kv) }
+            while true {
+                skipSpace()
+                guard i < bytes.count, bytes[i] == UInt8(ascii: "\"") else { throw fail("expected key") }
+                let k = try string()
+                skipSpace()
+                guard i < bytes.count, bytes[i] == UInt8(ascii: ":") else { throw fail("expected ':'") }
+                i += 1
+                kv.append((k, try value()))
+                skipSpace()
+                guard i < bytes.count else { throw fail("unexpected end") }
+                if bytes[i] == UInt8(ascii: ",") { i += 1; continue }
+                if bytes[i] == UInt8(ascii: "}") { i += 1; return .object(kv) }
+                throw fail("expected ',' or '}'")
+            }
+        case UInt8(ascii: "["):
+            depth += 1
+            guard depth < 64 else { throw fail("nested too deeply") }
+            defer { depth -= 1 }
+            i += 1
+            var a: [JSON] = []
+            skipSpace()
+            if i < bytes.count, bytes[i] == UInt8(ascii: "]") { i += 1; return .array(a) }
+            while true {
+                a.append(try value())
+                skipSpace()
+                guard i < bytes.count else { throw fail("unexpected end") }
+                if bytes[i] == UInt8(ascii: ",") { i += 1; continue }
+                if bytes[i] == UInt8(ascii: "]") { i += 1; return .array(a) }
+                throw fail("expected ',' or ']'")
+            }
+        case UInt8(ascii: "\""):
+            return .string(try string())
+        case UInt8(ascii: "t"): try literal("true"); return .bool(true)
+        case UInt8(ascii: "f"): try literal("false"); return .bool(false)
+        case UInt8(ascii: "n"): try literal("null"); return .null
+        default:
+            return try number()
+        }
+    }
+
+    mutating func literal(_ s: String) throws {
+        let u = Array(s.utf8)
+        guard i + u.count <= bytes.count, Array(bytes[i..<(i + u.count)]) == u else { throw fail("bad literal") }
+        i += u.count
+    }
+
+    mutating func number() throws -> JSON {
+        let start = i
+        while i < bytes.count, let c = Optional(bytes[i]), (c >= 0x30 && c <= 0x39) || c == 0x2d || c == 0x2b || c == 0x2e || c == 0x65 || c == 0x45 { i += 1 }
+        let s = String(decoding: bytes[start..<i], as: UTF8.self)
+        if let v = Int64(s) { return .int(v) }
+        if let v = UInt64(s) { return .uint(v) }
+        if let v = Double(s) { return .double(v) }
+        throw Failure.invalid(offset: start, reason: "bad number")
+    }
+
+    mutating func string() throws -> String {
+        i += 1
+        var out = [UInt8]()
+        while i < bytes.count {
+            let c = bytes[i]
+            if c == UInt8(ascii: "\"") { i += 1; return String(decoding: out, as: UTF8.self) }
+            if c == UInt8(ascii: "\\") {
+                i += 1
+                guard i < bytes.count else { break }
+                switch bytes[i] {
+                case UInt8(ascii: "n"): out.append(0x0a)
+                case UInt8(ascii: "r"): out.append(0x0d)
+                case UInt8(ascii: "t"): out.append(0x09)
+                case UInt8(ascii: "b"): out.append(0x08)
+                case UInt8(ascii: "f"): out.append(0x0c)
+                case UInt8(ascii: "u"):
+                    guard i + 4 < bytes.count, let v = UInt32(String(decoding: bytes[(i + 1)...(i + 4)], as: UTF8.self), radix: 16) else { throw fail("bad escape") }
+                    i += 4
+                    out += Array(String(Unicode.Scalar(v).map(Character.init) ?? "\u{FFFD}").utf8)
+                default: out.append(bytes[i])
+                }
+                i += 1
+                continue
+            }
+            out.append(c)
+            i += 1
+        }
+        throw fail("unterminated string")
+    }
+}
+
+extension JSON {
+    public var stringValue: String? { if case .string(let s) = self { return s }; return nil }
+    public var intValue: Int64? {
+        switch self {
+        case .int(let i): return i
+        case .uint(let u): return u <= UInt64(Int64.max) ? Int64(u) : nil
+        case .double(let d): return Int64(exactly: d)
+        default: return nil
+        }
+    }
+    public var uintValue: UInt64? {
+        switch self {
+        case .int(let i): return i >= 0 ? UInt64(i) : nil
+        case .uint(let u): return u
+        default: return nil
+        }
+    }
+    public var arrayValue: [JSON]? { if case .array(let a) = self { return a }; return nil }
+}

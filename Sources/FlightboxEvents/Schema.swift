@@ -1,0 +1,49 @@
+import CFlightboxEvents
+
+/// The self-description of every event type, written into each trace's
+/// metadata so a reader can decode a trace whose structs differ from its own.
+public enum EventSchema {
+    static func field<T>(_ name: String, _ kind: String, _ kp: PartialKeyPath<T>, _ size: Int) -> JSON {
+        .object([("name", .string(name)), ("kind", .string(kind)), ("offset", .int(Int64(MemoryLayout<T>.offset(of: kp)!))), ("size", .int(Int64(size)))])
+    }
+
+    static func type(_ t: EventType, _ fields: [JSON], trailing: [JSON] = []) -> JSON {
+        var kv: [(String, JSON)] = [("id", .int(Int64(t.rawValue))), ("name", .string(t.name)), ("fixed_size", .int(Int64(t.fixedSize))), ("fields", .array(fields))]
+        if !trailing.isEmpty { kv.append(("trailing", .array(trailing))) }
+        return .object(kv)
+    }
+
+    /// The schema as JSON: header fields, then one entry per type.
+    public static var json: JSON {
+        typealias H = fb_header
+        let header: [JSON] = [
+            field("ts_ns", "u64", \H.ts_ns, 8), field("type", "u16", \H.type, 2), field("size", "u16", \H.size, 2),
+            field("cpu", "u16", \H.cpu, 2), field("flags", "u16", \H.flags, 2), field("pid", "u32", \H.pid, 4), field("tid", "u32", \H.tid, 4),
+        ]
+        let types: [JSON] = [
+            type(.syscall, [
+                field("duration_ns", "u64", \fb_syscall.duration_ns, 8), field("ret", "s64", \fb_syscall.ret, 8),
+                field("args", "u64[\(FB_SYSCALL_ARGS)]", \fb_syscall.args, 8 * Int(FB_SYSCALL_ARGS)), field("nr", "u32", \fb_syscall.nr, 4),
+                field("fd_kind", "u8", \fb_syscall.fd_kind, 1),
+            ]),
+            type(.fork, [
+                field("child_pid", "u32", \fb_fork.child_pid, 4), field("child_tid", "u32", \fb_fork.child_tid, 4),
+                field("comm", "char[16]", \fb_fork.comm, commLength),
+            ]),
+            type(.exec, [
+                field("old_tid", "u32", \fb_exec.old_tid, 4), field("ppid", "u32", \fb_exec.ppid, 4), field("uid", "u32", \fb_exec.uid, 4),
+                field("filename_len", "u16", \fb_exec.filename_len, 2), field("argv_len", "u16", \fb_exec.argv_len, 2),
+                field("argc", "u16", \fb_exec.argc, 2), field("comm", "char[16]", \fb_exec.comm, commLength),
+            ], trailing: [
+                .object([("name", .string("filename")), ("length_field", .string("filename_len")), ("kind", .string("bytes"))]),
+                .object([("name", .string("argv")), ("length_field", .string("argv_len")), ("kind", .string("nul-terminated strings"))]),
+            ]),
+            type(.exit, [
+                field("status", "s32", \fb_exit.status, 4), field("ppid", "u32", \fb_exit.ppid, 4),
+                field("lifetime_ns", "u64", \fb_exit.lifetime_ns, 8), field("comm", "char[16]", \fb_exit.comm, commLength),
+            ]),
+            type(.loss, [field("lost", "u64", \fb_loss.lost, 8), field("first_ts", "u64", \fb_loss.first_ts, 8)]),
+        ]
+        return .object([("header", .array(header)), ("types", .array(types)), ("syscall_table", .string("x86_64"))])
+    }
+}

@@ -1,0 +1,34 @@
+/// Everything that can go wrong reading or writing a trace, with what to do.
+public enum TraceError: Error, CustomStringConvertible, Equatable {
+    case cannotOpen(path: String, errno: Int32)
+    case cannotCreate(path: String, errno: Int32)
+    case notATrace(path: String)
+    case unsupportedVersion(path: String, major: UInt16, minor: UInt16)
+    case writeFailed(path: String, errno: Int32)
+    case diskFull(path: String)
+    case corruptHeader(path: String, reason: String)
+    case missingMetadata(path: String, reason: String)
+    case codec(String)
+    case closed
+
+    public var description: String {
+        switch self {
+        case .cannotOpen(let p, let e): "cannot open \(p): \(errorString(e))"
+        case .cannotCreate(let p, let e): "cannot create \(p): \(errorString(e)); choose a writable path with -o"
+        case .notATrace(let p): "\(p) is not a Flightbox trace (no FLIGHTBX magic at offset 0)"
+        case .unsupportedVersion(let p, let ma, let mi): "\(p) is trace format v\(ma).\(mi); this flightbox reads v1.x: upgrade flightbox"
+        case .writeFailed(let p, let e): "writing \(p) failed: \(errorString(e))"
+        case .diskFull(let p): "disk full writing \(p): the trace is valid up to its last complete block; free space or record elsewhere with -o"
+        case .corruptHeader(let p, let r): "\(p): file header is corrupt (\(r))"
+        case .missingMetadata(let p, let r): "\(p): metadata block unreadable (\(r)); the file is not a usable trace"
+        case .codec(let r): "codec error: \(r)"
+        case .closed: "the trace writer is already closed"
+        }
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+func errorString(_ e: Int32) -> String { String(cString: strerror(e)) }

@@ -1,0 +1,347 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CFlightboxSys
+import FlightboxEvents
+
+/// Something wrong in a trace, and where: the reader reports it and goes on
+/// with whatever is intact.
+public struct TraceProblem: Equatable, Sendable, CustomStringConvertible {
+    public var offset: UInt64
+    public var message: String
+    public var description: String { "at byte \(offset): \(message)" }
+}
+
+/// The read-only mapping of a trace file; unmapped when the owner goes away.
+final class MappedFile {
+    let base: UnsafeRawPointer?
+    let size: Int
+
+    init(path: String) throws {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw TraceError.cannotOpen(path: path, errno: errno) }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw TraceError.cannotOpen(path: path, errno: errno) }
+        guard (st.st_mode & S_IFMT) == S_IFREG else { throw TraceError.notATrace(path: path) }
+        size = Int(st.st_size)
+        if size == 0 {
+            base = nil
+            return
+        }
+        let p = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0)
+        guard let p, p != MAP_FAILED else { throw TraceError.cannotOpen(path: path, errno: errno) }
+        base = UnsafeRawPointer(p)
+    }
+
+    deinit { if let base { munmap(UnsafeMutableRawPointer(mutating: base), size) } }
+}
+
+/// Reads a trace written by `TraceWriter`, whole or cut short or damaged:
+/// with a valid footer it uses the index; otherwise it walks the blocks and
+/// stops at the first one the file does not hold completely.
+public final class TraceReader {
+    public let path: String
+    private let file: MappedFile
+    public let versionMajor: UInt16
+    public let versionMinor: UInt16
+    /// The header's "being written" flag was cleared and the footer is valid.
+    public let closedCleanly: Bool
+    public let metadata: TraceMetadata
+    public let snapshot: ProcessSnapshot?
+    /// Event blocks in file order (from the index, or from a scan).
+    public let eventBlocks: [IndexEntry]
+    /// The index came from the footer rather than a scan.
+    public let usedIndex: Bool
+    /// Offset just past the last whole block.
+    public let endOfData: UInt64
+    public var fileSize: Int { file.size }
+    /// What was found wrong so far; decoding blocks can add to it.
+    public private(set) var problems: [TraceProblem] = []
+
+    private let decompressor = Decompressor()
+    private var buffer: UnsafeMutableRawPointer?
+    private var bufferCapacity = 0
+
+    public init(path: String) throws {
+        self.path = path
+        file = try MappedFile(path: path)
+        guard let base = file.base, file.size >= TraceLayout.headerSize,
+              memcmp(base, TraceLayout.magic, 8) == 0 else { throw TraceError.notATrace(path: path) }
+        versionMajor = UInt16(littleEndian: base.loadUnaligned(fromByteOffset: 8, as: UInt16.self))
+        versionMinor = UInt16(littleEndian: base.loadUnaligned(fromByteOffset: 10, as: UInt16.self))
+        guard versionMajor == TraceLayout.versionMajor else {
+            throw TraceError.unsupportedVersion(path: path, major: versionMajor, minor: versionMinor)
+        }
+        let headerCrc = UInt32(littleEndian: base.loadUnaligned(fromByteOffset: 28, as: UInt32.self))
+        let headerSize = Int(UInt32(littleEndian: base.loadUnaligned(fromByteOffset: 12, as: UInt32.self)))
+        guard fb_crc32c(0, base, 28) == headerCrc else { throw TraceError.corruptHeader(path: path, reason: "checksum mismatch") }
+        guard headerSize >= TraceLayout.headerSize, headerSize <= file.size else {
+            throw TraceError.corruptHeader(path: path, reason: "header size \(headerSize)")
+        }
+        let flags = UInt32(littleEndian: base.loadUnaligned(fromByteOffset: 16, as: UInt32.self))
+
+        var problems: [TraceProblem] = []
+        var metadata: TraceMetadata?
+        var snapshot: ProcessSnapshot?
+        let footerIndex = TraceReader.readFooter(base: base, size: file.size, problems: &problems)
+
+        // Walk the blocks: always for metadata and snapshot, and for the event
+        // blocks too when there is no usable index.
+        var scanned: [IndexEntry] = []
+        var offset = headerSize
+        var end = offset
+        let scanAll = footerIndex == nil
+        scan: while offset < file.size {
+            switch TraceReader.blockAt(base: base, size: file.size, offset: offset) {
+            case .success(let h):
+                let next = offset + TraceLayout.blockHeaderSize + Int(h.storedLength)
+                switch BlockType(rawValue: h.type) {
+                case .metadata where metadata == nil:
+                    if let text = TraceReader.payloadText(base: base, offset: offset, header: h, decompressor: decompressor, problems: &problems),
+                       let json = try? JSONParser.parse(text) {
+                        metadata = TraceMetadata(json: json)
+                    }
+                case .processSnapshot where snapshot == nil:
+                    if let text = TraceReader.payloadText(base: base, offset: offset, header: h, decompressor: decompressor, problems: &problems),
+                       let json = try? JSONParser.parse(text) {
+                        snapshot = ProcessSnapshot(json: json)
+                    }
+                case .events:
+                    if !scanAll, metadata != nil { break scan }
+                    scanned.append(IndexEntry(offset: UInt64(offset), firstTimestamp: h.firstTimestamp, lastTimestamp: h.lastTimestamp,
+                                              firstSequence: h.firstSequence, count: h.count))
+                default:
+                    break // unknown or repeated block types are skipped
+                }
+                offset = next
+                end = next
+            case .failure(let f):
+                if case .truncated(let need) = f {
+                    problems.append(TraceProblem(offset: UInt64(offset), message: "the file ends inside a block (\(file.size - offset) of \(need) bytes present): the trace was cut short; everything before this offset was read"))
+                    break scan
+                }
+                // Damaged header: look for the next block that verifies.
+                guard let resync = TraceReader.resync(base: base, size: file.size, from: offset + 1) else {
+                    problems.append(TraceProblem(offset: UInt64(offset), message: "\(f); nothing readable after it (\(file.size - offset) bytes skipped)"))
+                    break scan
+                }
+                problems.append(TraceProblem(offset: UInt64(offset), message: "\(f); skipped \(resync - offset) bytes to the next valid block"))
+                offset = resync
+            }
+        }
+        guard let metadata else {
+            throw TraceError.missingMetadata(path: path, reason: problems.first?.description ?? "no metadata block")
+        }
+        self.metadata = metadata
+        self.snapshot = snapshot
+        if let footerIndex {
+            eventBlocks = footerIndex.entries
+            usedIndex = true
+            endOfData = UInt64(file.size)
+        } else {
+            eventBlocks = scanned
+            usedIndex = false
+            endOfData = UInt64(end)
+        }
+        closedCleanly = flags & TraceLayout.flagWriting == 0 && footerIndex != nil
+        if flags & TraceLayout.flagWriting != 0 {
+            problems.insert(TraceProblem(offset: 16, message: "the trace was not closed cleanly (the recorder stopped while writing); read up to byte \(endOfData)"), at: 0)
+        }
+        self.problems = problems
+    }
+
+    deinit { buffer?.deallocate() }
+
+    // MARK: Footer and index
+
+    private static func readFooter(base: UnsafeRawPointer, size: Int, problems: inout [TraceProblem]) -> (entries: [IndexEntry], Void)? {
+        guard size >= TraceLayout.headerSize + TraceLayout.footerSize else { return nil }
+        let f = base + (size - TraceLayout.footerSize)
+        guard memcmp(f, TraceLayout.footerMagic, 8) == 0 else { return nil }
+        guard fb_crc32c(0, f, 28) == UInt32(littleEndian: f.loadUnaligned(fromByteOffset: 28, as: UInt32.self)) else {
+            problems.append(TraceProblem(offset: UInt64(size - TraceLayout.footerSize), message: "footer checksum mismatch; scanning blocks instead"))
+            return nil
+        }
+        let indexOffset = UInt64(littleEndian: f.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
+        guard indexOffset < UInt64(size), case .success(let h) = blockAt(base: base, size: size, offset: Int(indexOffset)),
+              h.type == BlockType.index.rawValue, h.codec == Codec.none.rawValue,
+              h.rawLength == h.storedLength, Int(h.storedLength) % TraceLayout.indexEntrySize == 0 else {
+            problems.append(TraceProblem(offset: indexOffset, message: "index block missing or damaged; scanning blocks instead"))
+            return nil
+        }
+        let p = base + Int(indexOffset) + TraceLayout.blockHeaderSize
+        guard fb_crc32c(0, p, Int(h.storedLength)) == h.payloadChecksum else {
+            problems.append(TraceProblem(offset: indexOffset, message: "index checksum mismatch; scanning blocks instead"))
+            return nil
+        }
+        var entries: [IndexEntry] = []
+        let n = Int(h.storedLength) / TraceLayout.indexEntrySize
+        entries.reserveCapacity(n)
+        for i in 0..<n {
+            let e = p + i * TraceLayout.indexEntrySize
+            let entry = IndexEntry(
+                offset: UInt64(littleEndian: e.loadUnaligned(fromByteOffset: 0, as: UInt64.self)),
+                firstTimestamp: UInt64(littleEndian: e.loadUnaligned(fromByteOffset: 8, as: UInt64.self)),
+                lastTimestamp: UInt64(littleEndian: e.loadUnaligned(fromByteOffset: 16, as: UInt64.self)),
+                firstSequence: UInt64(littleEndian: e.loadUnaligned(fromByteOffset: 24, as: UInt64.self)),
+                count: UInt32(littleEndian: e.loadUnaligned(fromByteOffset: 32, as: UInt32.self)))
+            guard entry.offset < indexOffset else {
+                problems.append(TraceProblem(offset: indexOffset, message: "index entry \(i) points past the index; scanning blocks instead"))
+                return nil
+            }
+            entries.append(entry)
+        }
+        return (entries, ())
+    }
+
+    // MARK: Blocks
+
+    enum BlockFailure: Error, CustomStringConvertible {
+        case truncated(need: Int)
+        case noSync
+        case badHeaderChecksum
+        case hostileSize(UInt32, UInt32)
+
+        var description: String {
+            switch self {
+            case .truncated(let n): "block needs \(n) bytes past the end of the file"
+            case .noSync: "no block marker (FBLK) where a block should start"
+            case .badHeaderChecksum: "block header checksum mismatch"
+            case .hostileSize(let s, let r): "block claims \(s) stored / \(r) raw bytes, over the \(TraceLayout.maxBlockBytes)-byte limit"
+            }
+        }
+    }
+
+    static func blockAt(base: UnsafeRawPointer, size: Int, offset: Int) -> Result<BlockHeader, BlockFailure> {
+        guard offset + TraceLayout.blockHeaderSize <= size else { return .failure(.truncated(need: TraceLayout.blockHeaderSize)) }
+        switch BlockHeader.decode(base + offset) {
+        case .failure(.noSync): return .failure(.noSync)
+        case .failure(.badChecksum): return .failure(.badHeaderChecksum)
+        case .success(let h):
+            guard Int(h.storedLength) <= TraceLayout.maxBlockBytes, Int(h.rawLength) <= TraceLayout.maxBlockBytes else {
+                return .failure(.hostileSize(h.storedLength, h.rawLength))
+            }
+            let need = TraceLayout.blockHeaderSize + Int(h.storedLength)
+            guard offset + need <= size else { return .failure(.truncated(need: need)) }
+            return .success(h)
+        }
+    }
+
+    static func resync(base: UnsafeRawPointer, size: Int, from: Int) -> Int? {
+        var o = from
+        while o + TraceLayout.blockHeaderSize <= size {
+            if base.loadUnaligned(fromByteOffset: o, as: UInt32.self) == TraceLayout.blockSync.littleEndian,
+               case .success = blockAt(base: base, size: size, offset: o) {
+                return o
+            }
+            o += 1
+        }
+        return nil
+    }
+
+    private static func payloadText(base: UnsafeRawPointer, offset: Int, header h: BlockHeader, decompressor: Decompressor, problems: inout [TraceProblem]) -> [UInt8]? {
+        let payload = UnsafeRawBufferPointer(start: base + offset + TraceLayout.blockHeaderSize, count: Int(h.storedLength))
+        guard crc32c(payload) == h.payloadChecksum else {
+            problems.append(TraceProblem(offset: UInt64(offset), message: "block payload checksum mismatch (type \(h.type))"))
+            return nil
+        }
+        guard let codec = Codec(rawValue: h.codec) else {
+            problems.append(TraceProblem(offset: UInt64(offset), message: "unknown codec \(h.codec)"))
+            return nil
+        }
+        var out = [UInt8](repeating: 0, count: Int(h.rawLength))
+        let err = out.withUnsafeMutableBytes { decompressor.decompress(codec: codec, payload, into: $0.baseAddress ?? UnsafeMutableRawPointer(bitPattern: 1)!, rawLength: Int(h.rawLength)) }
+        if let err {
+            problems.append(TraceProblem(offset: UInt64(offset), message: err))
+            return nil
+        }
+        return out
+    }
+
+    // MARK: Events
+
+    /// Event blocks whose time range overlaps [from, to] (both inclusive, nil = open).
+    public func blocks(from: UInt64? = nil, to: UInt64? = nil) -> [IndexEntry] {
+        eventBlocks.filter { e in
+            (from.map { e.lastTimestamp >= $0 } ?? true) && (to.map { e.firstTimestamp <= $0 } ?? true)
+        }
+    }
+
+    /// Calls `body` with every event in stream order whose timestamp lies in
+    /// [from, to], reading only the blocks that overlap the window. Damaged
+    /// blocks are skipped and reported in `problems`.
+    public func forEachEvent(from: UInt64? = nil, to: UInt64? = nil, _ body: (Event) throws -> Void) rethrows {
+        for entry in blocks(from: from, to: to) {
+            try decodeBlock(entry) { e in
+                let ts = e.timestamp
+                if let from, ts < from { return }
+                if let to, ts > to { return }
+                try body(e)
+            }
+        }
+    }
+
+    /// Decodes one event block and calls `body` for each record in it.
+    public func decodeBlock(_ entry: IndexEntry, _ body: (Event) throws -> Void) rethrows {
+        guard let base = file.base else { return }
+        let offset = Int(entry.offset)
+        let h: BlockHeader
+        switch TraceReader.blockAt(base: base, size: file.size, offset: offset) {
+        case .success(let header): h = header
+        case .failure(let f):
+            report(offset, "event block unreadable: \(f)")
+            return
+        }
+        guard h.type == BlockType.events.rawValue else { report(offset, "index points at a block of type \(h.type), not events"); return }
+        let payload = UnsafeRawBufferPointer(start: base + offset + TraceLayout.blockHeaderSize, count: Int(h.storedLength))
+        guard crc32c(payload) == h.payloadChecksum else {
+            report(offset, "event block payload checksum mismatch: \(h.count) events (seq \(h.firstSequence)...) lost")
+            return
+        }
+        guard let codec = Codec(rawValue: h.codec) else { report(offset, "unknown codec \(h.codec)"); return }
+        guard let filter = BlockFilter(rawValue: h.filter) else { report(offset, "unknown block filter \(h.filter)"); return }
+        let raw = Int(h.rawLength)
+        let buf = ensureBuffer(raw)
+        if let err = decompressor.decompress(codec: codec, payload, into: buf, rawLength: raw) {
+            report(offset, "event block does not decode: \(err)")
+            return
+        }
+        if filter == .xorPrevious, let bad = XorFilter.decode(buf, count: raw) {
+            report(offset, "event block holds a malformed record at payload byte \(bad); events after it in this block are lost")
+        }
+        var o = 0
+        var seq = h.firstSequence
+        var seen: UInt32 = 0
+        while o < raw {
+            guard let e = Event.validated(UnsafeRawBufferPointer(start: buf + o, count: raw - o), sequence: seq) else {
+                report(offset, "malformed record at payload byte \(o) of event block")
+                return
+            }
+            try body(e)
+            o += e.size
+            seq += 1
+            seen += 1
+        }
+        if seen != h.count { report(offset, "event block holds \(seen) records, its header says \(h.count)") }
+    }
+
+    private func report(_ offset: Int, _ message: String) {
+        let p = TraceProblem(offset: UInt64(offset), message: message)
+        if !problems.contains(p) { problems.append(p) }
+    }
+
+    private func ensureBuffer(_ n: Int) -> UnsafeMutableRawPointer {
+        if n > bufferCapacity || buffer == nil {
+            buffer?.deallocate()
+            bufferCapacity = max(n, 1 << 20)
+            buffer = .allocate(byteCount: bufferCapacity, alignment: 16)
+        }
+        return buffer!
+    }
+
+    /// Total records according to the block headers (index or scan).
+    public var eventCount: UInt64 { eventBlocks.reduce(0) { $0 + UInt64($1.count) } }
+    public var firstTimestamp: UInt64? { eventBlocks.map(\.firstTimestamp).min() }
+    public var lastTimestamp: UInt64? { eventBlocks.map(\.lastTimestamp).max() }
+}

@@ -1,0 +1,222 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CFlightboxSys
+import FlightboxEvents
+
+/// Writes a trace: header, metadata, snapshot, then event blocks as records are
+/// appended, and on `close()` the index and footer. Every block reaches the
+/// file in one write(2), so a writer killed at any point leaves a file that is
+/// readable up to its last whole block.
+///
+/// Not thread-safe: one owner appends, seals and closes.
+public final class TraceWriter {
+    public let path: String
+    public let codec: Codec
+    private var fd: Int32
+    private var offset: UInt64 = 0
+    private let compressor: Compressor
+    private let blockBytes: Int
+
+    // The block being filled.
+    private let raw: UnsafeMutableRawPointer
+    private let filtered: UnsafeMutableRawPointer
+    private let stored: UnsafeMutableRawPointer
+    private let storedCapacity: Int
+    private var used = 0
+    private var blockCount: UInt32 = 0
+    private var blockFirstSeq: UInt64 = 0
+    private var blockMinTs = UInt64.max
+    private var blockMaxTs: UInt64 = 0
+
+    /// Sequence number the next appended record gets.
+    public private(set) var nextSequence: UInt64 = 0
+    public private(set) var index: [IndexEntry] = []
+    public private(set) var bytesWritten: UInt64 = 0
+    public private(set) var eventBlocks = 0
+    public private(set) var isClosed = false
+
+    /// Creates the file (mode 0600: traces hold argv and paths) and writes the
+    /// header, metadata and process snapshot.
+    public init(path: String, codec: Codec = .zstd, level: Int32 = 3, blockBytes: Int = TraceLayout.defaultBlockBytes,
+                metadata: TraceMetadata, snapshot: ProcessSnapshot) throws {
+        self.path = path
+        self.codec = codec
+        self.blockBytes = min(max(blockBytes, 4096), TraceLayout.maxBlockBytes / 2)
+        compressor = Compressor(codec: codec, level: level)
+        let cap = self.blockBytes + 65536
+        raw = .allocate(byteCount: cap, alignment: 16)
+        filtered = .allocate(byteCount: cap, alignment: 16)
+        storedCapacity = compressor.bound(cap) + TraceLayout.blockHeaderSize
+        stored = .allocate(byteCount: storedCapacity, alignment: 16)
+        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        if fd < 0 {
+            let e = errno
+            raw.deallocate(); filtered.deallocate(); stored.deallocate()
+            throw TraceError.cannotCreate(path: path, errno: e)
+        }
+        // O_CREAT keeps the mode of a file that already existed: enforce it.
+        fchmod(fd, 0o600)
+        do {
+            try writeFileHeader(flags: TraceLayout.flagWriting)
+            try writeBlock(type: .metadata, payload: Array(metadata.json.serialized().utf8), firstTs: metadata.bootNs, lastTs: metadata.bootNs)
+            try writeBlock(type: .processSnapshot, payload: Array(snapshot.json.serialized().utf8), firstTs: snapshot.timestamp, lastTs: snapshot.timestamp)
+        } catch {
+            Glibc.close(fd)
+            fd = -1
+            throw error
+        }
+    }
+
+    deinit {
+        if fd >= 0 { Glibc.close(fd) }
+        raw.deallocate()
+        filtered.deallocate()
+        stored.deallocate()
+    }
+
+    /// Bytes of events waiting in the open block.
+    public var pendingBytes: Int { used }
+
+    /// Appends one wire record (already validated by the caller: `size` field
+    /// equals the buffer's length, at least a header). Returns its sequence number.
+    @discardableResult
+    public func append(_ record: UnsafeRawBufferPointer) throws -> UInt64 {
+        if used + record.count > blockBytes, used > 0 { try sealBlock() }
+        let ts = record.baseAddress!.loadUnaligned(as: UInt64.self)
+        (raw + used).copyMemory(from: record.baseAddress!, byteCount: record.count)
+        used += record.count
+        if blockCount == 0 { blockFirstSeq = nextSequence }
+        blockCount += 1
+        if ts < blockMinTs { blockMinTs = ts }
+        if ts > blockMaxTs { blockMaxTs = ts }
+        nextSequence += 1
+        return nextSequence - 1
+    }
+
+    /// Convenience for records held in arrays (tests, user-space events).
+    @discardableResult
+    public func append(_ record: [UInt8]) throws -> UInt64 {
+        try record.withUnsafeBytes { try append($0) }
+    }
+
+    /// Seals the open block, if any, and writes it.
+    public func flush() throws {
+        if used > 0 { try sealBlock() }
+    }
+
+    private func sealBlock() throws {
+        XorFilter.encode(raw, filtered, count: used)
+        let payload = stored + TraceLayout.blockHeaderSize
+        let n = try compressor.compress(UnsafeRawBufferPointer(start: filtered, count: used), into: payload,
+                                         capacity: storedCapacity - TraceLayout.blockHeaderSize)
+        let header = BlockHeader(type: BlockType.events.rawValue, codec: codec.rawValue, filter: BlockFilter.xorPrevious.rawValue,
+                                 storedLength: UInt32(n), rawLength: UInt32(used), firstTimestamp: blockMinTs, lastTimestamp: blockMaxTs,
+                                 firstSequence: blockFirstSeq, count: blockCount,
+                                 payloadChecksum: crc32c(UnsafeRawBufferPointer(start: payload, count: n)))
+        header.encode(into: stored)
+        let at = offset
+        try writeAll(UnsafeRawBufferPointer(start: stored, count: TraceLayout.blockHeaderSize + n))
+        index.append(IndexEntry(offset: at, firstTimestamp: blockMinTs, lastTimestamp: blockMaxTs, firstSequence: blockFirstSeq, count: blockCount))
+        eventBlocks += 1
+        used = 0
+        blockCount = 0
+        blockMinTs = .max
+        blockMaxTs = 0
+    }
+
+    /// Seals the last block, writes the index and footer, makes it durable,
+    /// then clears the "being written" flag.
+    public func close() throws {
+        guard !isClosed else { return }
+        try flush()
+        let indexOffset = offset
+        var payload = [UInt8](repeating: 0, count: index.count * TraceLayout.indexEntrySize)
+        payload.withUnsafeMutableBytes { p in
+            for (i, e) in index.enumerated() {
+                let b = p.baseAddress! + i * TraceLayout.indexEntrySize
+                b.storeBytes(of: e.offset.littleEndian, toByteOffset: 0, as: UInt64.self)
+                b.storeBytes(of: e.firstTimestamp.littleEndian, toByteOffset: 8, as: UInt64.self)
+                b.storeBytes(of: e.lastTimestamp.littleEndian, toByteOffset: 16, as: UInt64.self)
+                b.storeBytes(of: e.firstSequence.littleEndian, toByteOffset: 24, as: UInt64.self)
+                b.storeBytes(of: e.count.littleEndian, toByteOffset: 32, as: UInt32.self)
+            }
+        }
+        let first = index.first?.firstTimestamp ?? 0
+        let last = index.map(\.lastTimestamp).max() ?? 0
+        try writeBlock(type: .index, payload: payload, firstTs: first, lastTs: last, count: UInt32(index.count), codec: Codec.none)
+        var footer = [UInt8](repeating: 0, count: TraceLayout.footerSize)
+        footer.withUnsafeMutableBytes { p in
+            TraceLayout.footerMagic.withUnsafeBytes { p.copyMemory(from: $0) }
+            p.storeBytes(of: indexOffset.littleEndian, toByteOffset: 8, as: UInt64.self)
+            p.storeBytes(of: nextSequence.littleEndian, toByteOffset: 16, as: UInt64.self)
+            p.storeBytes(of: UInt32(index.count).littleEndian, toByteOffset: 24, as: UInt32.self)
+            p.storeBytes(of: fb_crc32c(0, p.baseAddress, 28).littleEndian, toByteOffset: 28, as: UInt32.self)
+        }
+        try footer.withUnsafeBytes { try writeAll($0) }
+        if fsync(fd) != 0 { throw TraceError.writeFailed(path: path, errno: errno) }
+        try writeFileHeader(flags: 0)
+        _ = fsync(fd)
+        Glibc.close(fd)
+        fd = -1
+        isClosed = true
+    }
+
+    private func writeFileHeader(flags: UInt32) throws {
+        var h = [UInt8](repeating: 0, count: TraceLayout.headerSize)
+        h.withUnsafeMutableBytes { p in
+            TraceLayout.magic.withUnsafeBytes { p.copyMemory(from: $0) }
+            p.storeBytes(of: TraceLayout.versionMajor.littleEndian, toByteOffset: 8, as: UInt16.self)
+            p.storeBytes(of: TraceLayout.versionMinor.littleEndian, toByteOffset: 10, as: UInt16.self)
+            p.storeBytes(of: UInt32(TraceLayout.headerSize).littleEndian, toByteOffset: 12, as: UInt32.self)
+            p.storeBytes(of: flags.littleEndian, toByteOffset: 16, as: UInt32.self)
+            p.storeBytes(of: fb_crc32c(0, p.baseAddress, 28).littleEndian, toByteOffset: 28, as: UInt32.self)
+        }
+        if offset == 0 {
+            try h.withUnsafeBytes { try writeAll($0) }
+        } else {
+            let n = h.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
+            if n != TraceLayout.headerSize { throw TraceError.writeFailed(path: path, errno: errno) }
+        }
+    }
+
+    private func writeBlock(type: BlockType, payload: [UInt8], firstTs: UInt64, lastTs: UInt64, count: UInt32 = 1, codec: Codec? = nil) throws {
+        let c = codec ?? (self.codec == .none ? .none : .zstd)
+        let comp = c == compressor.codec ? compressor : Compressor(codec: c, level: 3)
+        var out = [UInt8](repeating: 0, count: TraceLayout.blockHeaderSize + comp.bound(payload.count))
+        let n = try payload.withUnsafeBytes { src in
+            try out.withUnsafeMutableBytes { dst in
+                try comp.compress(src, into: dst.baseAddress! + TraceLayout.blockHeaderSize, capacity: dst.count - TraceLayout.blockHeaderSize)
+            }
+        }
+        out.withUnsafeMutableBytes { dst in
+            let payloadPtr = UnsafeRawBufferPointer(start: dst.baseAddress! + TraceLayout.blockHeaderSize, count: n)
+            BlockHeader(type: type.rawValue, codec: c.rawValue, filter: BlockFilter.none.rawValue, storedLength: UInt32(n),
+                        rawLength: UInt32(payload.count), firstTimestamp: firstTs, lastTimestamp: lastTs, firstSequence: nextSequence,
+                        count: count, payloadChecksum: crc32c(payloadPtr)).encode(into: dst.baseAddress!)
+        }
+        try out.withUnsafeBytes { try writeAll(UnsafeRawBufferPointer(rebasing: $0[0..<(TraceLayout.blockHeaderSize + n)])) }
+    }
+
+    private func writeAll(_ buf: UnsafeRawBufferPointer) throws {
+        guard fd >= 0 else { throw TraceError.closed }
+        var done = 0
+        while done < buf.count {
+            let n = write(fd, buf.baseAddress! + done, buf.count - done)
+            if n < 0 {
+                if errno == EINTR { continue }
+                let e = errno
+                // A partial block may have reached the disk: cut it off so the
+                // file ends on a whole block (readers would stop there anyway).
+                _ = ftruncate(fd, off_t(offset))
+                if e == ENOSPC || e == EDQUOT { throw TraceError.diskFull(path: path) }
+                throw TraceError.writeFailed(path: path, errno: e)
+            }
+            if n == 0 { _ = ftruncate(fd, off_t(offset)); throw TraceError.diskFull(path: path) }
+            done += n
+            // A short write: keep going; on the next failure the partial block is cut above.
+        }
+        offset += UInt64(buf.count)
+        bytesWritten = offset
+    }
+}

@@ -1,0 +1,100 @@
+// flightbox-load: a workload whose syscalls are known exactly, for tests,
+// fixtures and `flightbox bench`.
+//
+//   flightbox-load getppid N        N getppid(2) calls
+//   flightbox-load read N [SIZE]    N read(2) calls of SIZE bytes (default 64) from /dev/zero;
+//                                   prints the loop's wall time in ns
+//   flightbox-load latency DIR      the latency-outlier scenario of fixtures/latency-outlier
+//   flightbox-load exit CODE        exits with CODE
+//   flightbox-load signal SIG       kills itself with signal SIG
+#if canImport(Glibc)
+import Glibc
+#endif
+import CFlightboxSys
+
+func usage() -> Never {
+    fputs("usage: flightbox-load getppid N | read N [SIZE] | latency DIR | exit CODE | signal SIG\n", stderr)
+    exit(2)
+}
+
+func now() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+}
+
+func check(_ ok: Bool, _ what: String) {
+    if !ok {
+        fputs("flightbox-load: \(what): \(String(cString: strerror(errno)))\n", stderr)
+        exit(1)
+    }
+}
+
+let args = CommandLine.arguments
+guard args.count >= 3 else { usage() }
+
+switch args[1] {
+case "getppid":
+    guard let n = Int(args[2]) else { usage() }
+    for _ in 0..<n { _ = fb_getppid_raw() }
+
+case "read":
+    guard let n = Int(args[2]) else { usage() }
+    let size = args.count > 3 ? Int(args[3]) ?? 64 : 64
+    let fd = open("/dev/zero", O_RDONLY)
+    check(fd >= 0, "open /dev/zero")
+    let buf = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 64)
+    let t0 = now()
+    for _ in 0..<n { _ = read(fd, buf, size) }
+    let t1 = now()
+    print(t1 - t0)
+
+case "latency":
+    // A process whose syscalls are fast, except for waits that are slow by
+    // design and one write that is slow for real:
+    //  - 200 reads of a regular file (page cache, microseconds),
+    //  - 3 reads on a pipe that wait 20 ms for a writer (must not be flagged),
+    //  - 3 nanosleeps of 20 ms (must not be flagged),
+    //  - 200 small pwrites, then one 64 MiB pwrite (must be flagged).
+    let dir = args[2]
+    let path = dir + "/flightbox-latency.dat"
+    let fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0o600)
+    check(fd >= 0, "open \(path)")
+    defer { unlink(path) }
+    let small = UnsafeMutableRawPointer.allocate(byteCount: 4096, alignment: 4096)
+    memset(small, 0x61, 4096)
+    check(pwrite(fd, small, 4096, 0) == 4096, "pwrite")
+    for _ in 0..<200 { _ = pread(fd, small, 4096, 0); _ = read(fd, small, 16); _ = lseek(fd, 0, SEEK_SET) }
+    var p: [Int32] = [0, 0]
+    check(pipe(&p) == 0, "pipe")
+    let writer = fork()
+    if writer == 0 {
+        var c: UInt8 = 1
+        for _ in 0..<3 { usleep(20_000); _ = write(p[1], &c, 1) }
+        _exit(0)
+    }
+    close(p[1])
+    var c: UInt8 = 0
+    for _ in 0..<3 { _ = read(p[0], &c, 1) }
+    var st: Int32 = 0
+    waitpid(writer, &st, 0)
+    for _ in 0..<3 { var ts = timespec(tv_sec: 0, tv_nsec: 20_000_000); nanosleep(&ts, nil) }
+    for i in 0..<200 { _ = pwrite(fd, small, 4096, off_t(4096 * (i % 16))) }
+    let bigSize = 64 << 20
+    let big = UnsafeMutableRawPointer.allocate(byteCount: bigSize, alignment: 4096)
+    memset(big, 0x62, bigSize)
+    check(pwrite(fd, big, bigSize, 1 << 20) == bigSize, "large pwrite")
+    close(fd)
+
+case "exit":
+    guard let code = Int32(args[2]) else { usage() }
+    exit(code)
+
+case "signal":
+    guard let sig = Int32(args[2]) else { usage() }
+    kill(getpid(), sig)
+    pause()
+
+default:
+    usage()
+}

@@ -1,0 +1,81 @@
+import ArgumentParser
+import FlightboxDetectors
+import FlightboxEvents
+import FlightboxFormat
+
+struct Inspect: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Summarize a trace: time range, events by type, busiest processes, losses, blocks, size, state.")
+
+    @Argument(help: "Trace file.") var file: String
+    @Option(help: "text or json.") var format: OutputFormat = .text
+    @Option(help: "How many of the busiest processes to list.") var top: Int = 10
+
+    func run() throws {
+        let reader = try openTrace(file)
+        var byType: [UInt16: UInt64] = [:]
+        var byPid: [UInt32: UInt64] = [:]
+        var lostByCpu: [UInt16: UInt64] = [:]
+        var decoded: UInt64 = 0
+        let names = ProcessTable(snapshot: reader.snapshot)
+        reader.forEachEvent { e in
+            decoded += 1
+            byType[e.rawType, default: 0] += 1
+            names.apply(e)
+            if e.type == .loss {
+                lostByCpu[e.cpu, default: 0] += e.lostCount
+            } else {
+                byPid[e.pid, default: 0] += 1
+            }
+        }
+        let lost = lostByCpu.values.reduce(0, +)
+        let busiest = byPid.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }.prefix(top)
+        let first = reader.firstTimestamp ?? 0, last = reader.lastTimestamp ?? 0
+        let meta = reader.metadata
+        let codecs = Set(reader.eventBlocks.compactMap { _ in reader.metadata.capture["codec"]?.stringValue })
+        let types = byType.keys.sorted()
+        func typeName(_ t: UInt16) -> String { EventType(rawValue: t)?.name ?? "unknown_\(t)" }
+
+        if format == .json {
+            let out = Output()
+            out.line(JSON.object([
+                ("file", .string(file)), ("bytes", .uint(UInt64(reader.fileSize))),
+                ("closed_cleanly", .bool(reader.closedCleanly)), ("used_index", .bool(reader.usedIndex)),
+                ("version", .string("\(reader.versionMajor).\(reader.versionMinor)")),
+                ("host", .string(meta.host)), ("kernel", .string(meta.kernelRelease)),
+                ("first_ts_ns", .uint(first)), ("last_ts_ns", .uint(last)), ("duration_ns", .uint(last &- first)),
+                ("start_wall", .string(formatWallClock(meta.wallClock(first)))),
+                ("events", .uint(decoded)),
+                ("events_by_type", .object(types.map { (typeName($0), .uint(byType[$0]!)) })),
+                ("busiest", .array(busiest.map { .object([("pid", .uint(UInt64($0.key))), ("comm", .string(names.comm($0.key))), ("events", .uint($0.value))]) })),
+                ("lost", .uint(lost)),
+                ("lost_by_cpu", .object(lostByCpu.keys.sorted().map { (String($0), .uint(lostByCpu[$0]!)) })),
+                ("blocks", .int(Int64(reader.eventBlocks.count))), ("codec", .string(codecs.sorted().joined(separator: ","))),
+                ("bytes_per_event", .double(decoded > 0 ? Double(reader.fileSize) / Double(decoded) : 0)),
+                ("capture", meta.capture),
+                ("problems", .array(reader.problems.map { .object([("offset", .uint($0.offset)), ("message", .string($0.message))]) })),
+            ]).serialized())
+            return
+        }
+        let out = Output()
+        out.line("file:          \(file) (\(reader.fileSize) bytes, format v\(reader.versionMajor).\(reader.versionMinor))")
+        out.line("state:         \(reader.closedCleanly ? "closed cleanly" : "NOT closed cleanly (recorder stopped while writing); read up to byte \(reader.endOfData)")")
+        out.line("recorded on:   \(meta.host), Linux \(meta.kernelRelease) \(meta.machine)")
+        if decoded > 0 {
+            out.line("time range:    \(formatWallClock(meta.wallClock(first))) .. \(formatWallClock(meta.wallClock(last))) (\(formatDuration(last - first)))")
+        }
+        out.line("capture:       \(meta.capture.serialized())")
+        out.line("events:        \(decoded)")
+        for t in types { out.line("  \(typeName(t).padding(12)) \(byType[t]!)") }
+        out.line("lost:          \(lost)\(lost > 0 ? " (" + lostByCpu.keys.sorted().map { "cpu\($0): \(lostByCpu[$0]!)" }.joined(separator: ", ") + ")" : "")")
+        out.line("blocks:        \(reader.eventBlocks.count) event blocks, codec \(codecs.sorted().joined(separator: ",")), index \(reader.usedIndex ? "used" : "missing: blocks scanned")")
+        out.line("on disk:       \(decoded > 0 ? String(format3: Double(reader.fileSize) / Double(decoded)) : "-") bytes/event")
+        out.line("busiest processes:")
+        for (pid, n) in busiest { out.line("  \(String(pid).padding(8)) \(names.comm(pid).padding(16)) \(n)") }
+        out.flush()
+        reportProblems(reader)
+    }
+}
+
+extension String {
+    func padding(_ n: Int) -> String { count >= n ? self : self + String(repeating: " ", count: n - count) }
+}

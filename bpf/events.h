@@ -1,0 +1,153 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The one definition of Flightbox's event wire layout.
+ *
+ * Compiled by clang -target bpf for the kernel side and imported by Swift
+ * (through Sources/CFlightboxEvents) for the user side. Every record starts
+ * with struct fb_header; `size` covers the whole record, so a reader can skip
+ * a type it does not know. Variable-length data follows the fixed part and is
+ * described by explicit lengths in the fixed part. All fields are little-endian
+ * (the byte order of the machines that produce them), naturally aligned, and
+ * every struct's size is a multiple of 8.
+ *
+ * Changing a struct: only append fields, bump nothing. The schema written
+ * into every trace's metadata records the offsets, so older traces stay
+ * readable (format/SPEC.md, "Schema").
+ */
+#ifndef FLIGHTBOX_EVENTS_H
+#define FLIGHTBOX_EVENTS_H
+
+#ifdef __bpf__
+/* vmlinux.h provides the __u8..__u64 types on the BPF side. */
+#else
+#include <linux/types.h>
+#endif
+
+#define FB_COMM_LEN 16
+#define FB_MAX_FILENAME 512
+#define FB_MAX_ARGV 2048
+#define FB_SYSCALL_ARGS 3
+
+enum fb_event_type {
+	FB_EV_SYSCALL = 1,
+	FB_EV_FORK = 2,
+	FB_EV_EXEC = 3,
+	FB_EV_EXIT = 4,
+	FB_EV_LOSS = 5, /* written by user space from the kernel's per-CPU drop counters */
+};
+
+/* Kind of the file behind a syscall's first argument, when it is an fd. */
+enum fb_fd_kind {
+	FB_FD_UNRESOLVED = 0, /* not an fd syscall, or too fast to be worth resolving */
+	FB_FD_REGULAR = 1,
+	FB_FD_DIRECTORY = 2,
+	FB_FD_CHAR = 3,
+	FB_FD_BLOCK = 4,
+	FB_FD_FIFO = 5,
+	FB_FD_SOCKET = 6,
+	FB_FD_SYMLINK = 7,
+	FB_FD_ANON = 8, /* eventfd, epoll, timerfd, signalfd, ...: no file type bits */
+	FB_FD_BAD = 9,  /* the fd was not open */
+};
+
+struct fb_header {
+	__u64 ts_ns; /* CLOCK_BOOTTIME, ns (bpf_ktime_get_boot_ns) */
+	__u16 type;  /* enum fb_event_type */
+	__u16 size;  /* whole record, this header included */
+	__u16 cpu;
+	__u16 flags; /* per-type, see FB_F_* */
+	__u32 pid;   /* thread-group id, what user space calls the pid */
+	__u32 tid;
+};
+
+/* A syscall, paired in the kernel: header ts is the entry time. */
+struct fb_syscall {
+	struct fb_header h;
+	__u64 duration_ns;
+	__s64 ret;
+	__u64 args[FB_SYSCALL_ARGS];
+	__u32 nr;
+	__u8 fd_kind; /* enum fb_fd_kind */
+	__u8 _pad[3];
+};
+
+#define FB_F_FORK_THREAD 0x1 /* clone(CLONE_THREAD): a new thread, not a process */
+
+/* fork/clone: header pid/tid are the parent's. */
+struct fb_fork {
+	struct fb_header h;
+	__u32 child_pid;
+	__u32 child_tid;
+	char comm[FB_COMM_LEN]; /* the child's */
+};
+
+#define FB_F_EXEC_TRUNCATED 0x1 /* filename or argv was longer than captured */
+
+/* exec: followed by filename_len bytes of filename (no NUL), then argv_len
+ * bytes of argv, each argument followed by one NUL. */
+struct fb_exec {
+	struct fb_header h;
+	__u32 old_tid; /* tid that called exec (a non-leader thread becomes the leader) */
+	__u32 ppid;
+	__u32 uid;
+	__u16 filename_len;
+	__u16 argv_len;
+	__u16 argc; /* arguments captured in argv */
+	__u16 _pad0;
+	__u32 _pad1;
+	char comm[FB_COMM_LEN];
+};
+
+#define FB_F_EXIT_GROUP 0x1 /* the last thread: the process is gone */
+
+struct fb_exit {
+	struct fb_header h;
+	__s32 status; /* as from wait(2): exit code << 8 | terminating signal */
+	__u32 ppid;
+	__u64 lifetime_ns; /* since the task started */
+	char comm[FB_COMM_LEN];
+};
+
+/* Events the kernel could not put in the ring buffer on one CPU. Header ts is
+ * the time of the last such drop, cpu the CPU, pid/tid 0. */
+struct fb_loss {
+	struct fb_header h;
+	__u64 lost;     /* since the previous loss record for this CPU */
+	__u64 first_ts; /* time of the first drop counted here */
+};
+
+/* Per-CPU drop counter kept by the kernel side. */
+struct fb_drops {
+	__u64 count;
+	__u64 first_ts;
+	__u64 last_ts;
+};
+
+enum fb_filter_mode {
+	FB_FILTER_NONE = 0,
+	FB_FILTER_PID = 1,     /* one thread group */
+	FB_FILTER_COMM = 2,    /* task comm equals config comm */
+	FB_FILTER_TRACKED = 3, /* thread groups in the tracked map, children followed */
+};
+
+/* Set in each program's .rodata before load. */
+struct fb_config {
+	__u32 self_pid; /* the recorder: never traced */
+	__u32 filter_mode;
+	__u32 target_pid;
+	__u32 wakeup_bytes; /* wake the consumer once this much is pending */
+	char comm[FB_COMM_LEN];
+	__u64 resolve_fd_after_ns; /* fd kind is looked up only for calls slower than this */
+};
+
+#ifndef __bpf__
+_Static_assert(sizeof(struct fb_header) == 24, "fb_header wire size");
+_Static_assert(sizeof(struct fb_syscall) == 72, "fb_syscall wire size");
+_Static_assert(sizeof(struct fb_fork) == 48, "fb_fork wire size");
+_Static_assert(sizeof(struct fb_exec) == 64, "fb_exec wire size");
+_Static_assert(sizeof(struct fb_exit) == 56, "fb_exit wire size");
+_Static_assert(sizeof(struct fb_loss) == 40, "fb_loss wire size");
+_Static_assert(sizeof(struct fb_config) == 40, "fb_config size");
+#endif
+
+#endif

@@ -1,0 +1,105 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Maps and helpers every Flightbox probe family shares. Each family is its own
+ * BPF object; user space loads the first one and hands its maps (events,
+ * drops, tracked) to the others with bpf_map__reuse_fd, so all families feed
+ * one ordered ring buffer. */
+#ifndef FLIGHTBOX_BPF_H
+#define FLIGHTBOX_BPF_H
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include "events.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+const volatile struct fb_config fb_cfg = {};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 16 << 20); /* resized by user space before load */
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct fb_drops);
+} drops SEC(".maps");
+
+/* Thread groups followed in FB_FILTER_TRACKED mode. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, __u8);
+} tracked SEC(".maps");
+
+static __always_inline bool fb_comm_matches(void)
+{
+	char comm[FB_COMM_LEN];
+
+	bpf_get_current_comm(comm, sizeof(comm));
+#pragma unroll
+	for (int i = 0; i < FB_COMM_LEN; i++) {
+		if (comm[i] != fb_cfg.comm[i])
+			return false;
+		if (comm[i] == 0)
+			return true;
+	}
+	return true;
+}
+
+/* True when events of the current task in thread group `tgid` are not wanted. */
+static __always_inline bool fb_skip(__u32 tgid)
+{
+	if (tgid == fb_cfg.self_pid)
+		return true;
+	switch (fb_cfg.filter_mode) {
+	case FB_FILTER_PID:
+		return tgid != fb_cfg.target_pid;
+	case FB_FILTER_COMM:
+		return !fb_comm_matches();
+	case FB_FILTER_TRACKED:
+		return !bpf_map_lookup_elem(&tracked, &tgid);
+	default:
+		return false;
+	}
+}
+
+/* Wake the consumer only once enough is pending: one wake-up per batch
+ * instead of one per event is most of the difference between 0.84 s and
+ * 1.44 s in ARCHITECTURE.md's overhead figures. */
+static __always_inline __u64 fb_submit_flags(void)
+{
+	return bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= fb_cfg.wakeup_bytes
+		? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+}
+
+static __always_inline void fb_count_drop(__u64 now)
+{
+	__u32 zero = 0;
+	struct fb_drops *d = bpf_map_lookup_elem(&drops, &zero);
+
+	if (!d)
+		return;
+	if (d->count == 0)
+		d->first_ts = now;
+	d->count++;
+	d->last_ts = now;
+}
+
+static __always_inline void fb_fill_header(struct fb_header *h, __u16 type, __u16 size,
+					   __u64 ts, __u32 pid, __u32 tid)
+{
+	h->ts_ns = ts;
+	h->type = type;
+	h->size = size;
+	h->cpu = bpf_get_smp_processor_id();
+	h->flags = 0;
+	h->pid = pid;
+	h->tid = tid;
+}
+
+#endif
