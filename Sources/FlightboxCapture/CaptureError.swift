@@ -20,7 +20,7 @@ public enum CaptureError: Error, CustomStringConvertible {
         case .noBTF(let path):
             "no kernel BTF at \(path): this kernel lacks CONFIG_DEBUG_INFO_BTF; use a kernel with BTF or pass --btf FILE"
         case .bpfUnavailable(let e):
-            "the kernel refused BPF (bpf() failed: \(String(cString: strerror(e)))): run as root outside restricted containers, with kernel.unprivileged_bpf_disabled irrelevant to root and no lockdown=confidentiality"
+            "the kernel refused BPF (bpf(): \(String(cString: strerror(e)))): run as root in the host's namespaces, not in a user namespace or a container without CAP_BPF"
         case .load(let family, let e, let log):
             "loading the \(family) probes failed (\(String(cString: strerror(e)))); kernel said: \(log.isEmpty ? "nothing" : log)"
         case .attach(let family, let program, let e):

@@ -5,6 +5,8 @@
 //   flightbox-load read N [SIZE]    N read(2) calls of SIZE bytes (default 64) from /dev/zero;
 //                                   prints the loop's wall time in ns
 //   flightbox-load latency DIR      the latency-outlier scenario of fixtures/latency-outlier
+//   flightbox-load threads N        starts N threads that each make one getppid(2) and exit
+//   flightbox-load wait-getppid MS N  sleeps MS milliseconds, then N getppid(2) calls
 //   flightbox-load exit CODE        exits with CODE
 //   flightbox-load signal SIG       kills itself with signal SIG
 #if canImport(Glibc)
@@ -13,7 +15,7 @@ import Glibc
 import CFlightboxSys
 
 func usage() -> Never {
-    fputs("usage: flightbox-load getppid N | read N [SIZE] | latency DIR | exit CODE | signal SIG\n", stderr)
+    fputs("usage: flightbox-load getppid N | read N [SIZE] | latency DIR | threads N | wait-getppid MS N | exit CODE | signal SIG\n", stderr)
     exit(2)
 }
 
@@ -85,6 +87,21 @@ case "latency":
     memset(big, 0x62, bigSize)
     check(pwrite(fd, big, bigSize, 1 << 20) == bigSize, "large pwrite")
     close(fd)
+
+case "threads":
+    guard let n = Int(args[2]) else { usage() }
+    var threads: [pthread_t] = []
+    for _ in 0..<n {
+        var t = pthread_t()
+        check(pthread_create(&t, nil, { _ in _ = fb_getppid_raw(); return nil }, nil) == 0, "pthread_create")
+        threads.append(t)
+    }
+    for t in threads { pthread_join(t, nil) }
+
+case "wait-getppid":
+    guard args.count > 3, let ms = UInt32(args[2]), let n = Int(args[3]) else { usage() }
+    usleep(ms * 1000)
+    for _ in 0..<n { _ = fb_getppid_raw() }
 
 case "exit":
     guard let code = Int32(args[2]) else { usage() }
