@@ -47,7 +47,7 @@ let package = Package(
         .testTarget(name: "FlightboxDetectorsTests", dependencies: ["FlightboxDetectors", "FlightboxFormat", "FlightboxEvents"]),
         .testTarget(
             name: "EndToEndTests",
-            dependencies: ["FlightboxFormat", "FlightboxEvents", "FlightboxDetectors"]
+            dependencies: ["FlightboxFormat", "FlightboxEvents", "flightbox", "flightbox-load"]
         ),
     ],
     swiftLanguageModes: [.v5]

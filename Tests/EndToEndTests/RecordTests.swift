@@ -1,0 +1,225 @@
+import XCTest
+import FlightboxEvents
+import FlightboxFormat
+
+final class RecordTests: XCTestCase {
+    /// The trace holds exactly the syscalls the helper made, and nothing is lost.
+    func testExactSyscallCountAndNoLoss() throws {
+        try requireBPF()
+        let trace = scratch("getppid.fbt")
+        let r = try Tool.run(Tool.flightbox, ["record", "-o", trace, "--", Tool.load, "getppid", "100000"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let execs = try eventsJSON(trace, ["--type", "exec"])
+        let load = try XCTUnwrap(execs.first { $0["filename"]?.stringValue == Tool.load })
+        let pid = try XCTUnwrap(load["pid"]?.uintValue)
+        let calls = try eventsJSON(trace, ["--pid", String(pid), "--type", "syscall"])
+        XCTAssertEqual(calls.filter { $0["syscall"]?.stringValue == "getppid" }.count, 100_000)
+        XCTAssertTrue(calls.allSatisfy { $0["duration_ns"]?.uintValue != nil })
+        let info = try inspectJSON(trace)
+        XCTAssertEqual(info["lost"]?.uintValue, 0)
+        XCTAssertEqual(info["closed_cleanly"], .bool(true))
+        let attrs = try FileManager.default.attributesOfItem(atPath: trace)
+        XCTAssertEqual((attrs[.posixPermissions] as? NSNumber)?.intValue, 0o600, "traces hold argv: mode 0600")
+    }
+
+    func testExecArgvAndExitCodes() throws {
+        try requireBPF()
+        let trace = scratch("exec.fbt")
+        let r = try Tool.run(Tool.flightbox, ["record", "-o", trace, "--", "/bin/sh", "-c", "/bin/echo hello-flightbox 'two words' >/dev/null; exit 3"])
+        XCTAssertEqual(r.status, 3, "record exits with the command's status: \(r.stderr)")
+        let execs = try eventsJSON(trace, ["--type", "exec"])
+        let echo = try XCTUnwrap(execs.first { $0["filename"]?.stringValue == "/bin/echo" }, "\(execs)")
+        XCTAssertEqual(echo["argv"]?.arrayValue?.compactMap(\.stringValue), ["/bin/echo", "hello-flightbox", "two words"])
+        XCTAssertEqual(echo["argc"]?.intValue, 3)
+        let exits = try eventsJSON(trace, ["--type", "exit"])
+        let sh = try XCTUnwrap(exits.first { $0["exit_comm"]?.stringValue == "sh" })
+        XCTAssertEqual(sh["exit_code"]?.intValue, 3)
+        XCTAssertEqual(sh["process_exit"], .bool(true))
+        let echoExit = try XCTUnwrap(exits.first { $0["pid"]?.uintValue == echo["pid"]?.uintValue })
+        XCTAssertEqual(echoExit["exit_code"]?.intValue, 0)
+
+        let killed = scratch("killed.fbt")
+        let k = try Tool.run(Tool.flightbox, ["record", "-o", killed, "--", Tool.load, "signal", "9"])
+        XCTAssertEqual(k.status, 128 + 9)
+        let kexit = try XCTUnwrap(try eventsJSON(killed, ["--type", "exit"]).last)
+        XCTAssertEqual(kexit["signal"]?.intValue, 9)
+    }
+
+    func testThreadsAndProcessesAreToldApart() throws {
+        try requireBPF()
+        let trace = scratch("threads.fbt")
+        XCTAssertEqual(try Tool.run(Tool.flightbox, ["record", "-o", trace, "--", Tool.load, "threads", "3"]).status, 0)
+        let forks = try eventsJSON(trace, ["--type", "fork"])
+        XCTAssertEqual(forks.filter { $0["thread"] == .bool(true) }.count, 3)
+        let exits = try eventsJSON(trace, ["--type", "exit"])
+        XCTAssertEqual(exits.filter { $0["process_exit"] == .bool(false) }.count, 3)
+        XCTAssertEqual(exits.filter { $0["process_exit"] == .bool(true) }.count, 1)
+
+        let procs = scratch("procs.fbt")
+        XCTAssertEqual(try Tool.run(Tool.flightbox, ["record", "-o", procs, "--", "/bin/sh", "-c", "/bin/true & /bin/true & wait"]).status, 0)
+        let pforks = try eventsJSON(procs, ["--type", "fork"])
+        XCTAssertGreaterThanOrEqual(pforks.filter { $0["thread"] == .bool(false) }.count, 2)
+        // Descendants are followed: both children's execs are in the trace.
+        XCTAssertEqual(try eventsJSON(procs, ["--type", "exec"]).filter { $0["filename"]?.stringValue == "/bin/true" }.count, 2)
+    }
+
+    /// The determinism contract, end to end.
+    func testLiveAndReplayFindingsAreByteIdentical() throws {
+        try requireBPF()
+        let trace = scratch("latency.fbt"), live = scratch("live.jsonl")
+        let dir = scratch("latency-dir")
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let r = try Tool.run(Tool.flightbox, ["record", "-o", trace, "--detect", "--findings", live, "--", Tool.load, "latency", dir])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let liveText = try String(contentsOfFile: live, encoding: .utf8)
+        let replay = try Tool.flightbox("replay", trace, "--format", "json")
+        XCTAssertEqual(replay.status, 0, replay.stderr)
+        XCTAssertEqual(replay.stdout, liveText)
+        let findings = try replay.lines.map { try JSONParser.parse($0) }
+        XCTAssertEqual(findings.count, 1, replay.stdout)
+        XCTAssertEqual(findings.first?["evidence"]?["syscall"]?.stringValue, "pwrite64")
+        XCTAssertEqual(findings.first?["evidence"]?["ret"]?.intValue, 64 << 20)
+        // The slow pipe reads are in the trace, classified, and not flagged.
+        let reads = try eventsJSON(trace, ["--type", "syscall"]).filter { $0["syscall"]?.stringValue == "read" && $0["fd_kind"]?.stringValue == "fifo" }
+        XCTAssertEqual(reads.count, 3)
+        XCTAssertTrue(reads.allSatisfy { ($0["duration_ns"]?.uintValue ?? 0) > 10_000_000 })
+    }
+
+    func testPidFilterAndDuration() throws {
+        try requireBPF()
+        let target = Process()
+        target.executableURL = URL(fileURLWithPath: Tool.load)
+        target.arguments = ["wait-getppid", "700", "5000"]
+        try target.run()
+        let trace = scratch("pid.fbt")
+        let start = Date()
+        let r = try Tool.run(Tool.flightbox, ["record", "-o", trace, "--pid", String(target.processIdentifier), "--duration", "2s"])
+        target.waitUntilExit()
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertGreaterThanOrEqual(Date().timeIntervalSince(start), 1.9)
+        let events = try eventsJSON(trace)
+        XCTAssertFalse(events.isEmpty)
+        XCTAssertTrue(events.allSatisfy { $0["pid"]?.uintValue == UInt64(target.processIdentifier) })
+        XCTAssertEqual(events.filter { $0["syscall"]?.stringValue == "getppid" }.count, 5000)
+    }
+
+    func testCommFilter() throws {
+        try requireBPF()
+        let trace = scratch("comm.fbt")
+        let rec = Process()
+        rec.executableURL = URL(fileURLWithPath: Tool.flightbox)
+        rec.arguments = ["record", "-o", trace, "--comm", "flightbox-load", "--duration", "2s"]
+        rec.standardError = FileHandle.nullDevice
+        try rec.run()
+        usleep(700_000)
+        try Tool.run(Tool.load, ["getppid", "1234"])
+        try Tool.run("/bin/sh", ["-c", "true"])
+        rec.waitUntilExit()
+        XCTAssertEqual(rec.terminationStatus, 0)
+        let events = try eventsJSON(trace)
+        XCTAssertEqual(events.filter { $0["syscall"]?.stringValue == "getppid" }.count, 1234)
+        XCTAssertTrue(events.allSatisfy { $0["comm"]?.stringValue == "flightbox-load" }, "only flightbox-load: \(Set(events.compactMap { $0["comm"]?.stringValue }))")
+    }
+
+    /// System-wide, SIGINT and SIGTERM close the file cleanly, and the
+    /// recorder's own activity is never in it.
+    func testSignalsCloseCleanlyAndRecorderIsNotTraced() throws {
+        try requireBPF()
+        for sig in [SIGINT, SIGTERM] {
+            let trace = scratch("sig\(sig).fbt")
+            var pid: Int32 = 0
+            let r = try Tool.run(Tool.flightbox, ["record", "-o", trace], beforeWait: { p in
+                pid = p.processIdentifier
+                usleep(1_500_000)
+                kill(p.processIdentifier, sig)
+            })
+            XCTAssertEqual(r.status, 0, r.stderr)
+            XCTAssertTrue(r.stderr.contains("recorded"), r.stderr)
+            let info = try inspectJSON(trace)
+            XCTAssertEqual(info["closed_cleanly"], .bool(true))
+            XCTAssertGreaterThan(info["events"]?.uintValue ?? 0, 0)
+            let own = try eventsJSON(trace, ["--pid", String(pid)])
+            XCTAssertEqual(own.count, 0, "the recorder traced itself")
+        }
+    }
+}
+
+final class BadInputTests: XCTestCase {
+    func testNotRootFailsWithOneLineBeforeAnything() throws {
+        guard geteuid() == 0 else {
+            let r = try Tool.flightbox("record", "-o", scratch("x.fbt"), "--duration", "1s")
+            XCTAssertNotEqual(r.status, 0)
+            XCTAssertTrue(r.stderr.contains("needs root"), r.stderr)
+            return
+        }
+        let out = scratch("nobody.fbt")
+        let r = try Tool.run("/usr/sbin/runuser", ["-u", "nobody", "--", Tool.flightbox, "record", "-o", out, "--duration", "1s"])
+        XCTAssertEqual(r.status, 1)
+        XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)
+        XCTAssertTrue(r.stderr.contains("needs root"), r.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out), "nothing is created before the checks pass")
+    }
+
+    func testNoBTFAndNoBPF() throws {
+        try requireBPF()
+        let out = scratch("nobtf.fbt")
+        let r = try Tool.flightbox("record", "-o", out, "--btf", "/nonexistent/vmlinux", "--duration", "1s")
+        XCTAssertEqual(r.status, 1)
+        XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)
+        XCTAssertTrue(r.stderr.contains("no kernel BTF at /nonexistent/vmlinux"), r.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out))
+        // Root inside a user namespace has capabilities there but no BPF.
+        let u = try Tool.run("/usr/bin/unshare", ["-U", "-r", Tool.flightbox, "record", "-o", scratch("userns.fbt"), "--duration", "1s"])
+        XCTAssertEqual(u.status, 1)
+        XCTAssertEqual(u.stderr.split(separator: "\n").count, 1, u.stderr)
+        XCTAssertTrue(u.stderr.contains("the kernel refused BPF"), u.stderr)
+    }
+
+    func testUnwritableOutputFailsBeforeProbesAttach() throws {
+        try requireBPF()
+        let r = try Tool.flightbox("record", "-o", "/nonexistent-dir/x.fbt", "--", Tool.load, "exit", "0")
+        XCTAssertEqual(r.status, 1)
+        XCTAssertEqual(r.stderr, "flightbox: cannot create /nonexistent-dir/x.fbt: No such file or directory; choose a writable path with -o\n")
+        // The failure comes before any BPF work: libbpf printed nothing and no command ran.
+        XCTAssertFalse(r.stderr.contains("libbpf"))
+    }
+
+    func testNonTraceFileIsRejectedByEveryReader() throws {
+        let path = scratch("not-a-trace.txt")
+        try "just text\n".write(toFile: path, atomically: true, encoding: .utf8)
+        for cmd in ["replay", "inspect", "events"] {
+            let r = try Tool.flightbox(cmd, path)
+            XCTAssertEqual(r.status, 1)
+            XCTAssertEqual(r.stderr, "flightbox: \(path) is not a Flightbox trace (no FLIGHTBX magic at offset 0)\n")
+        }
+    }
+
+    func testTraceCutShortIsReadToLastCompleteBlock() throws {
+        let fixture = Tool.packageRoot + "/fixtures/system-wide/trace.fbt"
+        let whole = try Data(contentsOf: URL(fileURLWithPath: fixture))
+        let cut = scratch("cut.fbt")
+        try whole.prefix(whole.count * 2 / 3).write(to: URL(fileURLWithPath: cut))
+        let reader = try TraceReader(path: fixture)
+        let inspect = try Tool.flightbox("inspect", cut)
+        XCTAssertEqual(inspect.status, 0)
+        XCTAssertTrue(inspect.stdout.contains("NOT closed cleanly"), inspect.stdout)
+        XCTAssertTrue(inspect.stderr.contains("the trace was cut short"), inspect.stderr)
+        // Every complete block is recovered: the events are a prefix of the whole trace's.
+        let cutEvents = try Tool.flightbox("events", cut, "--format", "json").lines
+        let allEvents = try Tool.flightbox("events", fixture, "--format", "json").lines
+        XCTAssertGreaterThan(cutEvents.count, 0)
+        XCTAssertLessThan(cutEvents.count, allEvents.count)
+        XCTAssertEqual(Array(allEvents.prefix(cutEvents.count)), cutEvents)
+        let complete = reader.eventBlocks.filter { Int($0.offset) < whole.count * 2 / 3 }
+        XCTAssertGreaterThanOrEqual(UInt64(cutEvents.count), complete.dropLast().reduce(0) { $0 + UInt64($1.count) })
+    }
+}
+
+final class FixtureTests: XCTestCase {
+    /// Every fixture replays to exactly its checked findings.
+    func testFixturesReplayToTheirExpectedFindings() throws {
+        let r = try Tool.flightbox("test", Tool.packageRoot + "/fixtures")
+        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+        XCTAssertTrue(r.stdout.contains("2 passed, 0 failed"), r.stdout)
+    }
+}

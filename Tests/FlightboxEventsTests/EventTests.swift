@@ -1,0 +1,82 @@
+import XCTest
+@testable import FlightboxEvents
+
+final class EventTests: XCTestCase {
+    func view(_ b: [UInt8], _ body: (Event?) -> Void) {
+        b.withUnsafeBytes { body(Event.validated($0, sequence: 7)) }
+    }
+
+    func testSyscallFieldsRoundTrip() {
+        let rec = EventEncoder.syscall(ts: 123, pid: 10, tid: 11, nr: 39, duration: 456, ret: -2, args: [1, 2, 3], fdKind: .fifo, cpu: 1)
+        XCTAssertEqual(rec.count, 72)
+        view(rec) { e in
+            guard let e else { return XCTFail("not valid") }
+            XCTAssertEqual(e.type, .syscall)
+            XCTAssertEqual(e.timestamp, 123)
+            XCTAssertEqual(e.pid, 10)
+            XCTAssertEqual(e.tid, 11)
+            XCTAssertEqual(e.cpu, 1)
+            XCTAssertEqual(e.syscallNumber, 39)
+            XCTAssertEqual(syscallName(e.syscallNumber), "getpid")
+            XCTAssertEqual(e.syscallDuration, 456)
+            XCTAssertEqual(e.syscallReturn, -2)
+            XCTAssertEqual((0..<3).map { e.syscallArg($0) }, [1, 2, 3])
+            XCTAssertEqual(e.syscallFdKind, .fifo)
+            XCTAssertEqual(e.sequence, 7)
+        }
+    }
+
+    func testExecVariablePart() {
+        let rec = EventEncoder.exec(ts: 1, pid: 5, tid: 5, ppid: 1, uid: 1000, comm: "echo", filename: "/bin/echo", argv: ["echo", "two words", ""])
+        view(rec) { e in
+            XCTAssertEqual(e?.execFilename, "/bin/echo")
+            XCTAssertEqual(e?.execArgv, ["echo", "two words", ""])
+            XCTAssertEqual(e?.execComm, "echo")
+            XCTAssertEqual(e?.execUid, 1000)
+        }
+    }
+
+    func testExitStatus() {
+        view(EventEncoder.exit(ts: 1, pid: 5, tid: 5, status: 3 << 8, group: true, ppid: 1, lifetime: 9, comm: "sh")) { e in
+            XCTAssertEqual(e?.exitCode, 3)
+            XCTAssertEqual(e?.exitSignal, 0)
+            XCTAssertEqual(e?.isGroupExit, true)
+        }
+        view(EventEncoder.exit(ts: 1, pid: 5, tid: 6, status: 9, group: false, ppid: 1, lifetime: 9, comm: "sh")) { e in
+            XCTAssertEqual(e?.exitSignal, 9)
+            XCTAssertEqual(e?.isGroupExit, false)
+        }
+    }
+
+    func testValidationRejectsBadRecords() {
+        var rec = EventEncoder.syscall(ts: 1, pid: 1, tid: 1, nr: 0, duration: 1)
+        rec.withUnsafeBytes { XCTAssertNil(Event.validated(UnsafeRawBufferPointer(rebasing: $0[0..<20]), sequence: 0)) }
+        rec[10] = 200 // size beyond the buffer
+        view(rec) { XCTAssertNil($0) }
+        rec[10] = 30 // smaller than a syscall's fixed part
+        view(rec) { XCTAssertNil($0) }
+        var exec = EventEncoder.exec(ts: 1, pid: 5, tid: 5, ppid: 1, uid: 0, comm: "x", filename: "/x", argv: ["x"])
+        exec[38] = 0xff; exec[39] = 0x7f // argv_len (offset 38) past the record
+        view(exec) { XCTAssertNil($0) }
+        var unknown = EventEncoder.loss(ts: 1, cpu: 0, lost: 1, firstTs: 1)
+        unknown[8] = 99 // an unknown type is a valid, skippable record
+        view(unknown) { XCTAssertEqual($0?.type, nil); XCTAssertEqual($0?.rawType, 99) }
+    }
+
+    func testSchemaComesFromTheHeader() {
+        let types = EventSchema.json["types"]?.arrayValue ?? []
+        let syscall = types.first { $0["name"]?.stringValue == "syscall" }
+        XCTAssertEqual(syscall?["fixed_size"]?.intValue, 72)
+        let nr = syscall?["fields"]?.arrayValue?.first { $0["name"]?.stringValue == "nr" }
+        XCTAssertEqual(nr?["offset"]?.intValue, 64)
+    }
+
+    func testJSONIsStableAndParses() throws {
+        let v = JSON.object([("b", .int(-1)), ("a", .string("q\"\n\u{1}")), ("c", .array([.double(1.5), .bool(true), .null]))])
+        let s = v.serialized()
+        XCTAssertEqual(s, #"{"b":-1,"a":"q\"\n\u0001","c":[1.500,true,null]}"#)
+        XCTAssertEqual(try JSONParser.parse(s).serialized(), s)
+        XCTAssertThrowsError(try JSONParser.parse("{\"a\":"))
+        XCTAssertThrowsError(try JSONParser.parse(String(repeating: "[", count: 100)))
+    }
+}
