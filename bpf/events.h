@@ -51,7 +51,7 @@ enum fb_fd_kind {
 };
 
 struct fb_header {
-	__u64 ts_ns; /* CLOCK_BOOTTIME, ns (bpf_ktime_get_boot_ns) */
+	__u64 ts_ns; /* CLOCK_MONOTONIC, ns (bpf_ktime_get_ns) */
 	__u16 type;  /* enum fb_event_type */
 	__u16 size;  /* whole record, this header included */
 	__u16 cpu;

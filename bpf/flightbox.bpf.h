@@ -36,6 +36,41 @@ struct {
 	__type(value, __u8);
 } tracked SEC(".maps");
 
+/* Per-CPU batch of records, written to the ring buffer as one record: one
+ * reservation per batch instead of per event. Flushed when full, when older
+ * than FB_BATCH_MAX_AGE_NS, at every context switch, before any event that
+ * goes to the ring directly, and by user space (fb_flush, run on each CPU).
+ * Together these keep every task's events in the order they happened. */
+#define FB_BATCH_BYTES 4096
+#define FB_BATCH_MAX_AGE_NS 50000000ULL
+
+/* A syscall's entry, kept until its exit (see syscalls.bpf.c). */
+struct fb_pending {
+	__u64 ts; /* 0: empty */
+	__u64 args[FB_SYSCALL_ARGS];
+	__u32 nr;
+	__u32 tid;
+};
+
+/* Everything a CPU keeps between events, in one per-CPU value so the hot
+ * path does one map lookup. */
+struct fb_batch {
+	__u32 used;
+	__u32 count;
+	__u64 first_ts;
+	__u32 busy; /* a program on this CPU is inside the batch */
+	__u32 _pad;
+	struct fb_pending pending; /* the running task's syscall in progress */
+	__u8 data[FB_BATCH_BYTES];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct fb_batch);
+} batch SEC(".maps");
+
 static __always_inline bool fb_comm_matches(void)
 {
 	char comm[FB_COMM_LEN];
@@ -77,7 +112,7 @@ static __always_inline __u64 fb_submit_flags(void)
 		? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
 }
 
-static __always_inline void fb_count_drop(__u64 now)
+static __always_inline void fb_count_drops(__u64 now, __u32 n)
 {
 	__u32 zero = 0;
 	struct fb_drops *d = bpf_map_lookup_elem(&drops, &zero);
@@ -86,8 +121,48 @@ static __always_inline void fb_count_drop(__u64 now)
 		return;
 	if (d->count == 0)
 		d->first_ts = now;
-	d->count++;
+	d->count += n;
 	d->last_ts = now;
+}
+
+static __always_inline void fb_count_drop(__u64 now)
+{
+	fb_count_drops(now, 1);
+}
+
+static __always_inline struct fb_batch *fb_batch_get(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&batch, &zero);
+}
+
+/* Writes out this CPU's batch. The caller has set b->busy. */
+static __always_inline void fb_batch_write(struct fb_batch *b)
+{
+	__u32 n = b->used;
+
+	if (n == 0)
+		return;
+	if (n > FB_BATCH_BYTES)
+		n = FB_BATCH_BYTES;
+	if (bpf_ringbuf_output(&events, b->data, n, fb_submit_flags()))
+		fb_count_drops(bpf_ktime_get_ns(), b->count);
+	b->used = 0;
+	b->count = 0;
+	b->first_ts = 0;
+}
+
+/* Flushes this CPU's batch unless a program it interrupted is inside it. */
+static __always_inline void fb_batch_flush(void)
+{
+	struct fb_batch *b = fb_batch_get();
+
+	if (!b || b->busy || b->used == 0)
+		return;
+	b->busy = 1;
+	fb_batch_write(b);
+	b->busy = 0;
 }
 
 static __always_inline void fb_fill_header(struct fb_header *h, __u16 type, __u16 size,

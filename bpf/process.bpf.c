@@ -28,7 +28,8 @@ int BPF_PROG(fb_fork, struct task_struct *parent, struct task_struct *child)
 		return 0;
 	if (fb_cfg.filter_mode == FB_FILTER_TRACKED && !thread)
 		bpf_map_update_elem(&tracked, &ctgid, &one, BPF_ANY);
-	now = bpf_ktime_get_boot_ns();
+	fb_batch_flush(); /* the parent's syscalls before its fork */
+	now = bpf_ktime_get_ns();
 	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
 		fb_count_drop(now);
@@ -50,11 +51,12 @@ int BPF_PROG(fb_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm 
 	struct exec_buf *b;
 	unsigned long arg_start, arg_end, alen;
 	long flen;
-	__u64 now = bpf_ktime_get_boot_ns();
+	__u64 now = bpf_ktime_get_ns();
 	__u32 size;
 
 	if (fb_skip(tgid))
 		return 0;
+	fb_batch_flush();
 	b = bpf_map_lookup_elem(&exec_scratch, &zero);
 	if (!b)
 		return 0;
@@ -111,7 +113,8 @@ int BPF_PROG(fb_exit, struct task_struct *p)
 	/* signal->live is decremented before this tracepoint: zero means the
 	 * last thread of the group is leaving. */
 	group_dead = BPF_CORE_READ(p, signal, live.counter) == 0;
-	now = bpf_ktime_get_boot_ns();
+	fb_batch_flush();
+	now = bpf_ktime_get_ns();
 	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
 		fb_count_drop(now);
@@ -120,7 +123,7 @@ int BPF_PROG(fb_exit, struct task_struct *p)
 		e->h.flags = group_dead ? FB_F_EXIT_GROUP : 0;
 		e->status = p->exit_code;
 		e->ppid = BPF_CORE_READ(p, real_parent, tgid);
-		e->lifetime_ns = now - p->start_boottime;
+		e->lifetime_ns = now - p->start_time;
 		bpf_probe_read_kernel_str(e->comm, sizeof(e->comm), p->comm);
 		bpf_ringbuf_submit(e, group_dead ? BPF_RB_FORCE_WAKEUP : fb_submit_flags());
 	}

@@ -23,6 +23,15 @@ public enum CaptureFilter: Equatable, Sendable {
     /// These thread groups and every process they fork.
     case tracked([UInt32])
 
+    public var summary: String {
+        switch self {
+        case .none: "system-wide"
+        case .pid(let p): "pid \(p)"
+        case .comm(let c): "comm \(c)"
+        case .tracked(let p): "command (pid \(p.map(String.init).joined(separator: ",")) and descendants)"
+        }
+    }
+
     public var json: JSON {
         switch self {
         case .none: .object([("mode", .string("system"))])
@@ -38,8 +47,11 @@ public struct CaptureConfig: Sendable {
     public var filter: CaptureFilter = .none
     /// Ring buffer size; a power of two.
     public var ringBytes: Int = 32 << 20
-    /// Pending bytes at which the kernel wakes the consumer.
-    public var wakeupBytes: Int = 1 << 20
+    /// Pending bytes at which the kernel wakes the consumer; nil for a
+    /// quarter of the ring. The consumer also wakes on its own timer, so at
+    /// normal rates the kernel never has to wake it: each forced wake-up is a
+    /// chance for the scheduler to pull the consumer onto a traced task's CPU.
+    public var wakeupBytes: Int?
     /// Only syscalls slower than this get their fd's kind resolved.
     public var resolveFdAfterNs: UInt64 = 10_000
     public var btfPath: String = Preflight.defaultBTFPath
@@ -58,6 +70,7 @@ public final class BPFCapture {
     private var ring: OpaquePointer?
     private var dropsFd: Int32 = -1
     private var trackedFd: Int32 = -1
+    private var flushFd: Int32 = -1
     private let ncpu: Int
     private var reportedDrops: [UInt64]
     private let sink = Sink()
@@ -95,7 +108,7 @@ public final class BPFCapture {
     private func load() throws {
         var cfg = fb_config()
         cfg.self_pid = config.selfPid
-        cfg.wakeup_bytes = UInt32(min(config.wakeupBytes, config.ringBytes / 2))
+        cfg.wakeup_bytes = UInt32(min(config.wakeupBytes ?? config.ringBytes / 4, config.ringBytes / 2))
         cfg.resolve_fd_after_ns = config.resolveFdAfterNs
         switch config.filter {
         case .none: cfg.filter_mode = UInt32(FB_FILTER_NONE.rawValue)
@@ -112,9 +125,7 @@ public final class BPFCapture {
         // Process probes first: they maintain the tracked set the others read.
         let families = config.families.sorted { ($0 == .process ? 0 : 1) < ($1 == .process ? 0 : 1) }
         for family in families {
-            guard let b64 = EmbeddedBPF.objects[family.rawValue], let bytes = base64Decode(b64) else {
-                throw CaptureError.unknownFamily(family.rawValue)
-            }
+            guard let bytes = objectBytes(family.rawValue) else { throw CaptureError.unknownFamily(family.rawValue) }
             var opts = bpf_object_open_opts()
             opts.sz = MemoryLayout<bpf_object_open_opts>.size
             let obj: OpaquePointer? = family.rawValue.withCString { name in
@@ -143,7 +154,7 @@ public final class BPFCapture {
             fb_bpf_log_clear()
             err = bpf_object__load(obj)
             if err != 0 { throw CaptureError.load(family: family.rawValue, errno: -err, log: logTail()) }
-            for name in ["events", "drops", "tracked"] where shared[name] == nil {
+            for name in ["events", "drops", "tracked", "batch"] where shared[name] == nil {
                 if let m = bpf_object__find_map_by_name(obj, name) { shared[name] = bpf_map__fd(m) }
             }
         }
@@ -155,9 +166,18 @@ public final class BPFCapture {
         guard let eventsFd = shared["events"] else { throw CaptureError.ringBuffer(errno: ENOENT) }
         let ctx = Unmanaged.passUnretained(sink).toOpaque()
         ring = ring_buffer__new(eventsFd, { ctx, data, size in
+            // A ring record is one event or a batch of them back to back.
             let sink = Unmanaged<BPFCapture.Sink>.fromOpaque(ctx!).takeUnretainedValue()
-            sink.body?(UnsafeRawBufferPointer(start: data, count: size))
-            sink.count += 1
+            guard let data else { return 0 }
+            let base = UnsafeRawPointer(data)
+            var off = 0
+            while off + headerSize <= size {
+                let n = Int(base.loadUnaligned(fromByteOffset: off + sizeOffset, as: UInt16.self))
+                guard n >= headerSize, off + n <= size else { break }
+                sink.body?(UnsafeRawBufferPointer(start: base + off, count: n))
+                sink.count += 1
+                off += n
+            }
             return 0
         }, ctx, nil)
         guard ring != nil else { throw CaptureError.ringBuffer(errno: errno) }
@@ -169,12 +189,31 @@ public final class BPFCapture {
         for (family, obj) in objects {
             var prog = bpf_object__next_program(obj, nil)
             while let p = prog {
+                if String(cString: bpf_program__name(p)) == "fb_flush" {
+                    flushFd = bpf_program__fd(p)
+                    prog = bpf_object__next_program(obj, p)
+                    continue
+                }
                 guard let link = bpf_program__attach(p) else {
                     throw CaptureError.attach(family: family.rawValue, program: String(cString: bpf_program__name(p)), errno: errno)
                 }
                 links.append(link)
                 prog = bpf_object__next_program(obj, p)
             }
+        }
+    }
+
+    /// Pushes every CPU's pending batch into the ring buffer, by running the
+    /// flush program on each CPU. Call before a final drain, and now and then
+    /// so batches of CPUs that went quiet do not wait.
+    public func flushBatches() {
+        guard flushFd >= 0 else { return }
+        for cpu in 0..<ncpu {
+            var opts = bpf_test_run_opts()
+            opts.sz = MemoryLayout<bpf_test_run_opts>.size
+            opts.flags = UInt32(BPF_F_TEST_RUN_ON_CPU)
+            opts.cpu = UInt32(cpu)
+            _ = bpf_prog_test_run_opts(flushFd, &opts)
         }
     }
 
@@ -240,6 +279,18 @@ public final class BPFCapture {
         return lines.joined(separator: " | ")
     }
 }
+
+/// The BPF object of a family: the embedded one, or for BPF development
+/// `$FLIGHTBOX_BPF_OBJECT_DIR/<family>.bpf.o` when that variable is set.
+func objectBytes(_ family: String) -> [UInt8]? {
+    if let dir = getenv("FLIGHTBOX_BPF_OBJECT_DIR") {
+        return readFileBytes(String(cString: dir) + "/\(family).bpf.o", limit: 64 << 20)
+    }
+    return EmbeddedBPF.objects[family].flatMap(base64Decode)
+}
+
+private let headerSize = MemoryLayout<fb_header>.size
+private let sizeOffset = MemoryLayout<fb_header>.offset(of: \.size)!
 
 func base64Decode(_ s: String) -> [UInt8]? {
     var table = [UInt8](repeating: 0xff, count: 256)

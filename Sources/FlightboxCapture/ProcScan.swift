@@ -45,13 +45,12 @@ public enum ProcScan {
     }
 }
 
-/// CLOCK_BOOTTIME (the clock of event timestamps) and CLOCK_REALTIME, in ns.
+/// A clock in ns: CLOCK_MONOTONIC is the clock of event timestamps.
 public func clockNow(_ id: clockid_t) -> UInt64 {
     var ts = timespec()
     clock_gettime(id, &ts)
     return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
 }
 
-public func bootTimeNow() -> UInt64 { clockNow(CLOCK_BOOTTIME) }
 public func realTimeNow() -> UInt64 { clockNow(CLOCK_REALTIME) }
 public func monotonicNow() -> UInt64 { clockNow(CLOCK_MONOTONIC) }

@@ -40,19 +40,19 @@ public struct TraceMetadata: Sendable {
     public var host: String
     public var kernelRelease: String
     public var machine: String
-    /// CLOCK_BOOTTIME and CLOCK_REALTIME read back to back at the start: event
-    /// timestamps are boot-time ns, and wall time = ts - bootNs + realtimeNs.
-    public var bootNs: UInt64
+    /// CLOCK_MONOTONIC and CLOCK_REALTIME read back to back at the start: event
+    /// timestamps are CLOCK_MONOTONIC ns, and wall time = ts - clockNs + realtimeNs.
+    public var clockNs: UInt64
     public var realtimeNs: UInt64
     /// The capture configuration (probes, filter, codec, command, ...).
     public var capture: JSON
     public var schema: JSON
 
-    public init(host: String, kernelRelease: String, machine: String, bootNs: UInt64, realtimeNs: UInt64, capture: JSON, schema: JSON = EventSchema.json) {
+    public init(host: String, kernelRelease: String, machine: String, clockNs: UInt64, realtimeNs: UInt64, capture: JSON, schema: JSON = EventSchema.json) {
         self.host = host
         self.kernelRelease = kernelRelease
         self.machine = machine
-        self.bootNs = bootNs
+        self.clockNs = clockNs
         self.realtimeNs = realtimeNs
         self.capture = capture
         self.schema = schema
@@ -63,27 +63,27 @@ public struct TraceMetadata: Sendable {
             ("format", .string("flightbox-trace")),
             ("version", .string("\(TraceLayout.versionMajor).\(TraceLayout.versionMinor)")),
             ("host", .string(host)), ("kernel", .string(kernelRelease)), ("machine", .string(machine)),
-            ("clock", .object([("timestamps", .string("CLOCK_BOOTTIME")), ("boot_ns", .uint(bootNs)), ("realtime_ns", .uint(realtimeNs))])),
+            ("clock", .object([("timestamps", .string("CLOCK_MONOTONIC")), ("clock_ns", .uint(clockNs)), ("realtime_ns", .uint(realtimeNs))])),
             ("capture", capture), ("schema", schema),
         ])
     }
 
     public init?(json: JSON) {
-        guard let clock = json["clock"], let boot = clock["boot_ns"]?.uintValue, let real = clock["realtime_ns"]?.uintValue else { return nil }
+        guard let clock = json["clock"], let boot = clock["clock_ns"]?.uintValue, let real = clock["realtime_ns"]?.uintValue else { return nil }
         host = json["host"]?.stringValue ?? ""
         kernelRelease = json["kernel"]?.stringValue ?? ""
         machine = json["machine"]?.stringValue ?? ""
-        bootNs = boot
+        clockNs = boot
         realtimeNs = real
         capture = json["capture"] ?? .null
         schema = json["schema"] ?? .null
     }
 
     /// Wall-clock ns since the epoch for an event timestamp.
-    public func wallClock(_ ts: UInt64) -> Int64 { Int64(bitPattern: realtimeNs &+ ts &- bootNs) }
+    public func wallClock(_ ts: UInt64) -> Int64 { Int64(bitPattern: realtimeNs &+ ts &- clockNs) }
 
     /// Event timestamp for a wall-clock ns since the epoch.
-    public func eventTime(wallClockNs: Int64) -> UInt64 { UInt64(bitPattern: wallClockNs) &- realtimeNs &+ bootNs }
+    public func eventTime(wallClockNs: Int64) -> UInt64 { UInt64(bitPattern: wallClockNs) &- realtimeNs &+ clockNs }
 }
 
 /// Process-state snapshot block payload.

@@ -59,7 +59,7 @@ public final class TraceWriter {
         fchmod(fd, 0o600)
         do {
             try writeFileHeader(flags: TraceLayout.flagWriting)
-            try writeBlock(type: .metadata, payload: Array(metadata.json.serialized().utf8), firstTs: metadata.bootNs, lastTs: metadata.bootNs)
+            try writeBlock(type: .metadata, payload: Array(metadata.json.serialized().utf8), firstTs: metadata.clockNs, lastTs: metadata.clockNs)
             try writeBlock(type: .processSnapshot, payload: Array(snapshot.json.serialized().utf8), firstTs: snapshot.timestamp, lastTs: snapshot.timestamp)
         } catch {
             Glibc.close(fd)

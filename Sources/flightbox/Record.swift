@@ -53,6 +53,9 @@ struct Record: ParsableCommand {
     @Option(help: "Ring buffer size in MiB (a power of two).")
     var ringMb: Int = 32
 
+    @Option(help: "Pending KiB at which the kernel wakes the recorder (default: a quarter of the ring).")
+    var wakeupKb: Int?
+
     @Option(help: "Kernel BTF to relocate against, for kernels without /sys/kernel/btf/vmlinux.")
     var btf: String = Preflight.defaultBTFPath
 
@@ -75,6 +78,7 @@ struct Record: ParsableCommand {
     func run() throws {
         var config = CaptureConfig()
         config.ringBytes = ringMb << 20
+        config.wakeupBytes = wakeupKb.map { $0 << 10 }
         config.btfPath = btf
         config.verbose = verbose
         if let probes {
@@ -119,7 +123,7 @@ struct Record: ParsableCommand {
             throw fail(e.description)
         }
 
-        let bootNs = bootTimeNow()
+        let clockNs = monotonicNow()
         let realNs = realTimeNow()
         var uts = utsname()
         uname(&uts)
@@ -133,8 +137,8 @@ struct Record: ParsableCommand {
             ("ring_bytes", .int(Int64(config.ringBytes))), ("resolve_fd_after_ns", .uint(config.resolveFdAfterNs)),
         ])
         let metadata = TraceMetadata(host: field(uts.nodename), kernelRelease: field(uts.release), machine: field(uts.machine),
-                                     bootNs: bootNs, realtimeNs: realNs, capture: captureJSON)
-        let snapshot = ProcessSnapshot(timestamp: bootNs, processes: ProcScan.all())
+                                     clockNs: clockNs, realtimeNs: realNs, capture: captureJSON)
+        let snapshot = ProcessSnapshot(timestamp: clockNs, processes: ProcScan.all())
         let writer: TraceWriter
         do {
             writer = try TraceWriter(path: output, codec: Codec(name: codec)!, level: level, metadata: metadata, snapshot: snapshot)
@@ -150,12 +154,15 @@ struct Record: ParsableCommand {
         } : nil
 
         installStopHandlers()
+        // Tools that drive the recorder (bench, scripts) wait for this line.
+        FileHandleStderr.write("flightbox: recording \(config.filter.summary) to \(output)\n")
         if gate >= 0 { _ = fb_spawn_release(gate) }
 
         let deadline = duration.flatMap(parseDuration).map { monotonicNow() + $0 }
         var writeError: TraceError?
         var childStatus: Int32?
         var lastFlush = monotonicNow()
+        var lastBatchFlush = lastFlush
         let sink: (UnsafeRawBufferPointer) -> Void = { rec in
             guard writeError == nil, let e = Event.validated(rec, sequence: writer.nextSequence), e.size == rec.count else { return }
             do {
@@ -172,12 +179,16 @@ struct Record: ParsableCommand {
         }
 
         loop: while writeError == nil {
-            do { try capture.poll(timeoutMs: 100, sink) } catch let e as CaptureError {
+            do { try capture.poll(timeoutMs: 50, sink) } catch let e as CaptureError {
                 FileHandleStderr.write("flightbox: \(e.description)\n")
                 break loop
             }
             appendLosses()
             let now = monotonicNow()
+            if now - lastBatchFlush >= 100_000_000 {
+                capture.flushBatches()
+                lastBatchFlush = now
+            }
             if now - lastFlush >= 1_000_000_000 {
                 // At most one second of events is ever only in memory.
                 do { try writer.flush() } catch let e as TraceError { writeError = e }
@@ -190,13 +201,16 @@ struct Record: ParsableCommand {
                 if waitpid(child, &st, WNOHANG) == child { childStatus = st; break }
             }
         }
-        // The command's last events (its exit among them) are already in the ring.
+        // The command's last events (its exit among them) are in the ring or
+        // in per-CPU batches: push those out, then drain everything.
+        capture.flushBatches()
         if writeError == nil { _ = try? capture.drainAll(sink) }
         appendLosses()
         if child > 0, childStatus == nil, stopSignal != 0 {
             // Interrupted: the command got the terminal's signal too; wait for it briefly.
             var st: Int32 = 0
             if waitpid(child, &st, 0) == child { childStatus = st }
+            capture.flushBatches()
             _ = try? capture.drainAll(sink)
         }
         engine?.finish()

@@ -61,7 +61,7 @@ func parseDuration(_ s: String) -> UInt64? {
 }
 
 /// A point in a trace: "+12.5s" (offset from the first event), an integer
-/// (raw CLOCK_BOOTTIME ns, as in the events), or a UTC wall-clock time
+/// (raw CLOCK_MONOTONIC ns, as in the events), or a UTC wall-clock time
 /// "2026-11-25T10:00:00.5Z".
 func parseTime(_ s: String, reader: TraceReader) -> UInt64? {
     if s.hasPrefix("+") {

@@ -21,7 +21,7 @@ func tempPath(_ name: String) -> String {
 }
 
 func testMetadata() -> TraceMetadata {
-    TraceMetadata(host: "test", kernelRelease: "6.18", machine: "x86_64", bootNs: 1_000, realtimeNs: 1_700_000_000_000_000_000,
+    TraceMetadata(host: "test", kernelRelease: "6.18", machine: "x86_64", clockNs: 1_000, realtimeNs: 1_700_000_000_000_000_000,
                   capture: .object([("codec", .string("zstd"))]))
 }
 

@@ -1,0 +1,48 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CFlightboxBPF
+import CLibBPF
+
+/// The overhead floor for benchmarks: counts syscall entries and exits in the
+/// kernel on the recorder's own tracepoints and streams nothing
+/// (bpf/bench.bpf.c). Detaches in deinit.
+public final class CountingProbe {
+    private var object: OpaquePointer?
+    private var links: [OpaquePointer] = []
+
+    public init() throws {
+        fb_bpf_capture_log(0)
+        guard let bytes = objectBytes("bench") else { throw CaptureError.unknownFamily("bench") }
+        object = bytes.withUnsafeBytes { bpf_object__open_mem($0.baseAddress, $0.count, nil) }
+        guard let object else { throw CaptureError.load(family: "bench", errno: errno, log: "") }
+        let err = bpf_object__load(object)
+        if err != 0 { throw CaptureError.load(family: "bench", errno: -err, log: String(cString: fb_bpf_log_tail())) }
+        var prog = bpf_object__next_program(object, nil)
+        while let p = prog {
+            guard let link = bpf_program__attach(p) else {
+                throw CaptureError.attach(family: "bench", program: String(cString: bpf_program__name(p)), errno: errno)
+            }
+            links.append(link)
+            prog = bpf_object__next_program(object, p)
+        }
+    }
+
+    /// Entries and exits counted so far, summed over CPUs.
+    public func counts() -> (enter: UInt64, exit: UInt64) {
+        guard let object, let map = bpf_object__find_map_by_name(object, "counts") else { return (0, 0) }
+        let ncpu = Int(libbpf_num_possible_cpus())
+        var sums: [UInt64] = [0, 0]
+        for key in 0..<2 {
+            var k = UInt32(key)
+            var values = [UInt64](repeating: 0, count: ncpu)
+            if bpf_map_lookup_elem(bpf_map__fd(map), &k, &values) == 0 { sums[key] = values.reduce(0, +) }
+        }
+        return (sums[0], sums[1])
+    }
+
+    deinit {
+        for l in links { bpf_link__destroy(l) }
+        if let object { bpf_object__close(object) }
+    }
+}

@@ -1,0 +1,21 @@
+#!/bin/sh
+# Installs what Flightbox needs on a Debian 12 machine (as root) and mounts
+# tracefs and bpffs when they are missing. Safe to run again.
+set -eu
+need=""
+for pkg in libbpf-dev libelf-dev libzstd-dev liblz4-dev zlib1g-dev bpftool linux-perf util-linux; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || need="$need $pkg"
+done
+if [ -n "$need" ]; then
+    echo "flightbox setup: installing$need"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $need >/dev/null
+fi
+# tp_btf and raw_tp probes do not need tracefs, but perf (for `flightbox bench`)
+# and tracepoint/ probes do.
+if [ -d /sys/kernel/tracing ] && ! mountpoint -q /sys/kernel/tracing; then
+    mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null || echo "flightbox setup: could not mount tracefs (perf comparisons will be skipped)"
+fi
+if [ -d /sys/fs/bpf ] && ! mountpoint -q /sys/fs/bpf; then
+    mount -t bpf bpf /sys/fs/bpf 2>/dev/null || true
+fi
