@@ -5,7 +5,7 @@
 //   flightbox-load read N [SIZE]    N read(2) calls of SIZE bytes (default 64) from /dev/zero;
 //                                   prints the loop's wall time in ns
 //   flightbox-load latency DIR      the latency-outlier scenario of fixtures/latency-outlier
-//   flightbox-load threads N        starts N threads that each make one getppid(2) and exit
+//   flightbox-load threads N [CALLS] starts N threads that each make CALLS getppid(2) (default 1) and exit
 //   flightbox-load wait-getppid MS N  sleeps MS milliseconds, then N getppid(2) calls
 //   flightbox-load exit CODE        exits with CODE
 //   flightbox-load signal SIG       kills itself with signal SIG
@@ -15,7 +15,7 @@ import Glibc
 import CFlightboxSys
 
 func usage() -> Never {
-    fputs("usage: flightbox-load getppid N | read N [SIZE] | latency DIR | threads N | wait-getppid MS N | exit CODE | signal SIG\n", stderr)
+    fputs("usage: flightbox-load getppid N | read N [SIZE] | latency DIR | threads N [CALLS] | wait-getppid MS N | exit CODE | signal SIG\n", stderr)
     exit(2)
 }
 
@@ -90,10 +90,21 @@ case "latency":
 
 case "threads":
     guard let n = Int(args[2]) else { usage() }
+    // Each thread makes CALLS getppid(2), yielding every 64 so threads switch and migrate.
+    let calls = args.count > 3 ? Int(args[3]) ?? 1 : 1
+    let box = UnsafeMutablePointer<Int>.allocate(capacity: 1)
+    box.pointee = calls
     var threads: [pthread_t] = []
     for _ in 0..<n {
         var t = pthread_t()
-        check(pthread_create(&t, nil, { _ in _ = fb_getppid_raw(); return nil }, nil) == 0, "pthread_create")
+        check(pthread_create(&t, nil, { arg in
+            let calls = arg!.assumingMemoryBound(to: Int.self).pointee
+            for i in 0..<calls {
+                _ = fb_getppid_raw()
+                if i % 64 == 63 { sched_yield() }
+            }
+            return nil
+        }, box) == 0, "pthread_create")
         threads.append(t)
     }
     for t in threads { pthread_join(t, nil) }

@@ -223,3 +223,44 @@ final class FixtureTests: XCTestCase {
         XCTAssertTrue(r.stdout.contains("2 passed, 0 failed"), r.stdout)
     }
 }
+
+final class OrderingTests: XCTestCase {
+    /// Per-CPU batching must never reorder one task's events: in stream order,
+    /// each thread's syscalls end in time order, its fork comes before them and
+    /// its exit after them, even when threads switch and migrate all the time.
+    func testEachTasksEventsStayInOrder() throws {
+        try requireBPF()
+        let trace = scratch("order.fbt")
+        let r = try Tool.run(Tool.flightbox, ["record", "-o", trace, "--", Tool.load, "threads", "4", "20000"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let events = try eventsJSON(trace)
+        var lastEnd: [UInt64: UInt64] = [:]
+        var forked: Set<UInt64> = []
+        var exited: Set<UInt64> = []
+        var getppid: [UInt64: Int] = [:]
+        var problems: [String] = []
+        for e in events {
+            guard let type = e["type"]?.stringValue, let tid = e["tid"]?.uintValue, let ts = e["ts_ns"]?.uintValue else { continue }
+            switch type {
+            case "fork":
+                if e["thread"] == .bool(true), let child = e["child_tid"]?.uintValue { forked.insert(child) }
+            case "syscall":
+                let end = ts + (e["duration_ns"]?.uintValue ?? 0)
+                if exited.contains(tid) { problems.append("syscall of \(tid) after its exit (seq \(e["seq"]!.serialized()))") }
+                if let last = lastEnd[tid], end < last { problems.append("tid \(tid): syscall ending at \(end) after one ending at \(last)") }
+                lastEnd[tid] = end
+                if e["syscall"]?.stringValue == "getppid" { getppid[tid, default: 0] += 1 }
+            case "exit":
+                if let last = lastEnd[tid], ts < last { problems.append("tid \(tid): exit at \(ts) before its last syscall ended at \(last)") }
+                exited.insert(tid)
+            default:
+                break
+            }
+        }
+        XCTAssertEqual(problems.prefix(5), [], "\(problems.count) ordering problems")
+        let workers = getppid.filter { $0.value == 20_000 }
+        XCTAssertEqual(workers.count, 4, "\(getppid)")
+        XCTAssertTrue(workers.keys.allSatisfy { forked.contains($0) }, "each worker thread's clone is in the trace")
+        XCTAssertEqual(try inspectJSON(trace)["lost"]?.uintValue, 0)
+    }
+}
