@@ -60,6 +60,8 @@ struct fb_header {
 	__u32 tid;
 };
 
+#define FB_F_SYSCALL_COMPAT 0x1 /* a 32-bit (ia32) syscall: nr and args in that ABI */
+
 /* A syscall, paired in the kernel: header ts is the entry time. */
 struct fb_syscall {
 	struct fb_header h;
@@ -121,6 +123,7 @@ struct fb_drops {
 	__u64 count;
 	__u64 first_ts;
 	__u64 last_ts;
+	__u64 untracked; /* children of a recorded command that could not be followed */
 };
 
 enum fb_filter_mode {

@@ -48,8 +48,9 @@ struct {
 struct fb_pending {
 	__u64 ts; /* 0: empty */
 	__u64 args[FB_SYSCALL_ARGS];
+	__u64 task; /* owner: its tid can change (exec from a non-leader thread) */
 	__u32 nr;
-	__u32 tid;
+	__u32 compat;
 };
 
 /* Everything a CPU keeps between events, in one per-CPU value so the hot
@@ -121,7 +122,8 @@ static __always_inline void fb_count_drops(__u64 now, __u32 n)
 		return;
 	if (d->count == 0)
 		d->first_ts = now;
-	d->count += n;
+	/* Atomic: a flush run from an IPI can count drops in the middle of this. */
+	__sync_fetch_and_add(&d->count, n);
 	d->last_ts = now;
 }
 

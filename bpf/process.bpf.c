@@ -26,8 +26,14 @@ int BPF_PROG(fb_fork, struct task_struct *parent, struct task_struct *child)
 
 	if (fb_skip(ptgid))
 		return 0;
-	if (fb_cfg.filter_mode == FB_FILTER_TRACKED && !thread)
-		bpf_map_update_elem(&tracked, &ctgid, &one, BPF_ANY);
+	if (fb_cfg.filter_mode == FB_FILTER_TRACKED && !thread &&
+	    bpf_map_update_elem(&tracked, &ctgid, &one, BPF_ANY)) {
+		__u32 zero = 0;
+		struct fb_drops *d = bpf_map_lookup_elem(&drops, &zero);
+
+		if (d)
+			__sync_fetch_and_add(&d->untracked, 1);
+	}
 	fb_batch_flush(); /* the parent's syscalls before its fork */
 	now = bpf_ktime_get_ns();
 	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
@@ -100,19 +106,14 @@ int BPF_PROG(fb_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm 
 	return 0;
 }
 
-SEC("tp_btf/sched_process_exit")
-int BPF_PROG(fb_exit, struct task_struct *p)
+static __always_inline int handle_exit(struct task_struct *p, bool group_dead)
 {
 	__u32 tgid = p->tgid;
 	struct fb_exit *e;
-	bool group_dead;
 	__u64 now;
 
 	if (fb_skip(tgid))
 		return 0;
-	/* signal->live is decremented before this tracepoint: zero means the
-	 * last thread of the group is leaving. */
-	group_dead = BPF_CORE_READ(p, signal, live.counter) == 0;
 	fb_batch_flush();
 	now = bpf_ktime_get_ns();
 	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
@@ -130,4 +131,21 @@ int BPF_PROG(fb_exit, struct task_struct *p)
 	if (group_dead && fb_cfg.filter_mode == FB_FILTER_TRACKED)
 		bpf_map_delete_elem(&tracked, &tgid);
 	return 0;
+}
+
+/* Kernels whose sched_process_exit passes group_dead (6.16 and later): the
+ * kernel's own answer to "is this the last thread?". User space loads this
+ * one or the next, depending on the kernel's BTF. */
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(fb_exit_group_dead, struct task_struct *p, bool group_dead)
+{
+	return handle_exit(p, group_dead);
+}
+
+/* Older kernels: signal->live has just been decremented for this thread. Two
+ * threads exiting at once can both read 0, so both may be marked last. */
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(fb_exit, struct task_struct *p)
+{
+	return handle_exit(p, BPF_CORE_READ(p, signal, live.counter) == 0);
 }

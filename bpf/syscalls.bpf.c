@@ -9,6 +9,8 @@
  * lookups: about 75 ns less per syscall on these machines. */
 #include "flightbox.bpf.h"
 
+#define TS_COMPAT 0x0002 /* x86 thread_info.status: in a 32-bit syscall */
+
 #define S_IFMT 00170000
 #define S_IFSOCK 0140000
 #define S_IFLNK 0120000
@@ -75,6 +77,7 @@ SEC("tp_btf/sys_enter")
 int BPF_PROG(fb_sys_enter, struct pt_regs *regs, long id)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	struct task_struct *task;
 	struct fb_batch *b;
 	struct fb_pending *p;
 
@@ -84,11 +87,19 @@ int BPF_PROG(fb_sys_enter, struct pt_regs *regs, long id)
 	if (!b)
 		return 0;
 	p = &b->pending;
+	task = bpf_get_current_task_btf();
 	p->nr = id;
-	p->tid = (__u32)pid_tgid;
-	p->args[0] = regs->di;
-	p->args[1] = regs->si;
-	p->args[2] = regs->dx;
+	p->task = (__u64)task;
+	p->compat = task->thread_info.status & TS_COMPAT;
+	if (p->compat) {
+		p->args[0] = (__u32)regs->bx;
+		p->args[1] = (__u32)regs->cx;
+		p->args[2] = (__u32)regs->dx;
+	} else {
+		p->args[0] = regs->di;
+		p->args[1] = regs->si;
+		p->args[2] = regs->dx;
+	}
 	p->ts = bpf_ktime_get_ns();
 	return 0;
 }
@@ -111,10 +122,12 @@ int BPF_PROG(fb_sys_spill, bool preempt, struct task_struct *prev, struct task_s
 	slot = &b->pending;
 	if (!slot->ts)
 		return 0;
-	if (slot->tid == prev->pid) {
+	if (slot->task == (__u64)prev) {
 		p = bpf_task_storage_get(&pending, prev, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 		if (p)
 			*p = *slot;
+		else
+			fb_count_drop(slot->ts); /* no memory for the stash: this syscall is lost */
 	}
 	slot->ts = 0;
 	return 0;
@@ -133,7 +146,7 @@ int BPF_PROG(fb_sys_exit, struct pt_regs *regs, long ret)
 	if (!b)
 		return 0;
 	p = &b->pending;
-	if (!p->ts || p->tid != (__u32)pid_tgid) {
+	if (!p->ts || p->task != (__u64)task) {
 		p = bpf_task_storage_get(&pending, task, 0, 0);
 		if (!p || !p->ts)
 			return 0;
@@ -156,6 +169,8 @@ int BPF_PROG(fb_sys_exit, struct pt_regs *regs, long ret)
 	e = (void *)b->data + off;
 	nr = p->nr;
 	fb_fill_header(&e->h, FB_EV_SYSCALL, sizeof(*e), ts, pid_tgid >> 32, (__u32)pid_tgid);
+	if (p->compat)
+		e->h.flags = FB_F_SYSCALL_COMPAT;
 	e->duration_ns = now - ts;
 	e->ret = ret;
 	e->args[0] = p->args[0];
@@ -164,7 +179,7 @@ int BPF_PROG(fb_sys_exit, struct pt_regs *regs, long ret)
 	e->nr = nr;
 	e->fd_kind = FB_FD_UNRESOLVED;
 	e->_pad[0] = e->_pad[1] = e->_pad[2] = 0;
-	if (e->duration_ns >= fb_cfg.resolve_fd_after_ns && fd_syscall(nr))
+	if (e->duration_ns >= fb_cfg.resolve_fd_after_ns && !p->compat && fd_syscall(nr))
 		e->fd_kind = fd_kind(task, e->args[0]);
 	b->used = off + sizeof(*e);
 	b->count++;

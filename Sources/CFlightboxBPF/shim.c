@@ -52,6 +52,30 @@ int fb_bpf_set_config(struct bpf_object *obj, const struct fb_config *cfg)
 	return -ENOENT;
 }
 
+int fb_bpf_tracepoint_args(const char *btf_path, const char *name)
+{
+	char typedef_name[128];
+	struct btf *btf = btf_path ? btf__parse(btf_path, NULL) : btf__load_vmlinux_btf();
+	const struct btf_type *t;
+	int id, n;
+
+	if (!btf)
+		return -errno;
+	snprintf(typedef_name, sizeof(typedef_name), "btf_trace_%s", name);
+	id = btf__find_by_name_kind(btf, typedef_name, BTF_KIND_TYPEDEF);
+	if (id < 0) {
+		btf__free(btf);
+		return -ENOENT;
+	}
+	t = btf__type_by_id(btf, id);          /* typedef -> pointer */
+	t = btf__type_by_id(btf, t->type);     /* pointer -> func proto */
+	if (t && btf_is_ptr(t))
+		t = btf__type_by_id(btf, t->type);
+	n = t && btf_is_func_proto(t) ? btf_vlen(t) - 1 : -EINVAL;
+	btf__free(btf);
+	return n;
+}
+
 #define LOG_CAP 16384
 static char log_buf[LOG_CAP];
 static size_t log_len;

@@ -74,7 +74,8 @@ pid_t fb_spawn_gated(char *const argv[], int *gate)
 	}
 	if (pid == 0) {
 		/* Only async-signal-safe calls from here to exec. */
-		char c;
+		char c = 0;
+		ssize_t n;
 		sigset_t none;
 		sigemptyset(&none);
 		sigprocmask(SIG_SETMASK, &none, NULL);
@@ -82,9 +83,12 @@ pid_t fb_spawn_gated(char *const argv[], int *gate)
 		signal(SIGTERM, SIG_DFL);
 		signal(SIGPIPE, SIG_DFL);
 		close(fds[1]);
-		while (read(fds[0], &c, 1) < 0 && errno == EINTR)
+		while ((n = read(fds[0], &c, 1)) < 0 && errno == EINTR)
 			;
 		close(fds[0]);
+		/* The recorder went away without releasing us: never run untraced. */
+		if (n != 1)
+			_exit(127);
 		execvp(argv[0], argv);
 		_exit(127);
 	}

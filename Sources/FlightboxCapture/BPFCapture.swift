@@ -73,6 +73,10 @@ public final class BPFCapture {
     private var flushFd: Int32 = -1
     private let ncpu: Int
     private var reportedDrops: [UInt64]
+    private var reportedLastTs: [UInt64]
+    /// Children of a recorded command the kernel could not add to the tracked
+    /// set (it was full): their events are missing.
+    public private(set) var untrackedChildren: UInt64 = 0
     private let sink = Sink()
     public let config: CaptureConfig
 
@@ -85,6 +89,7 @@ public final class BPFCapture {
         self.config = config
         ncpu = Int(libbpf_num_possible_cpus())
         reportedDrops = [UInt64](repeating: 0, count: max(ncpu, 1))
+        reportedLastTs = reportedDrops
         fb_bpf_capture_log(config.verbose ? 1 : 0)
         do {
             try load()
@@ -138,6 +143,7 @@ public final class BPFCapture {
             guard let obj else { throw CaptureError.load(family: family.rawValue, errno: errno, log: logTail()) }
             objects.append((family, obj))
 
+            if family == .process { try chooseExitProgram(obj) }
             var err = fb_bpf_set_config(obj, &cfg)
             if err != 0 { throw CaptureError.load(family: family.rawValue, errno: -err, log: "cannot set configuration") }
             var map = bpf_object__next_map(obj, nil)
@@ -183,6 +189,18 @@ public final class BPFCapture {
         guard ring != nil else { throw CaptureError.ringBuffer(errno: errno) }
     }
 
+    /// sched_process_exit gained a group_dead argument in Linux 6.16; load the
+    /// program that matches this kernel.
+    private func chooseExitProgram(_ obj: OpaquePointer) throws {
+        let custom = config.btfPath == Preflight.defaultBTFPath ? nil : config.btfPath
+        let n = custom.map { fb_bpf_tracepoint_args($0, "sched_process_exit") } ?? fb_bpf_tracepoint_args(nil, "sched_process_exit")
+        if n < 0 {
+            throw CaptureError.load(family: "process", errno: -n, log: "this kernel's BTF has no sched_process_exit tracepoint")
+        }
+        let unwanted = n >= 2 ? "fb_exit" : "fb_exit_group_dead"
+        if let p = bpf_object__find_program_by_name(obj, unwanted) { bpf_program__set_autoload(p, false) }
+    }
+
     /// Attaches every program. Separate from loading so a caller can create
     /// its output first and fail before anything touches the kernel's hooks.
     public func attach() throws {
@@ -191,6 +209,8 @@ public final class BPFCapture {
             while let p = prog {
                 if String(cString: bpf_program__name(p)) == "fb_flush" {
                     flushFd = bpf_program__fd(p)
+                }
+                if !bpf_program__autoload(p) || String(cString: bpf_program__name(p)) == "fb_flush" {
                     prog = bpf_object__next_program(obj, p)
                     continue
                 }
@@ -217,6 +237,13 @@ public final class BPFCapture {
         }
     }
 
+    /// Detaches every probe; returns once no program is running any more, so
+    /// a following `flushBatches` finds no batch in use and loses nothing.
+    public func detach() {
+        for l in links { bpf_link__destroy(l) }
+        links = []
+    }
+
     /// Adds a thread group to the tracked set (command mode).
     public func track(pid: UInt32) throws {
         var key = pid
@@ -236,6 +263,10 @@ public final class BPFCapture {
             defer { sink.body = nil }
             let n = ring_buffer__poll(ring, timeoutMs)
             if n < 0, -n != EINTR { throw CaptureError.ringBuffer(errno: -n) }
+            // Records submitted without a wake-up never make epoll report the
+            // ring, so read it on every tick, not only when woken.
+            let m = ring_buffer__consume(ring)
+            if m < 0, -m != EINTR { throw CaptureError.ringBuffer(errno: -m) }
             return sink.count
         }
     }
@@ -261,10 +292,14 @@ public final class BPFCapture {
         var key: UInt32 = 0
         guard bpf_map_lookup_elem(dropsFd, &key, &values) == 0 else { return [] }
         var out: [[UInt8]] = []
+        untrackedChildren = values.reduce(0) { $0 + $1.untracked }
         for cpu in 0..<ncpu where values[cpu].count > reportedDrops[cpu] {
             let lost = values[cpu].count - reportedDrops[cpu]
-            let first = reportedDrops[cpu] == 0 ? values[cpu].first_ts : values[cpu].last_ts
+            // The kernel keeps the first drop ever and the latest: after the
+            // first report, the previous report's last drop bounds this interval.
+            let first = reportedDrops[cpu] == 0 ? values[cpu].first_ts : reportedLastTs[cpu]
             reportedDrops[cpu] = values[cpu].count
+            reportedLastTs[cpu] = values[cpu].last_ts
             out.append(EventEncoder.loss(ts: values[cpu].last_ts, cpu: UInt16(cpu), lost: lost, firstTs: first))
         }
         return out

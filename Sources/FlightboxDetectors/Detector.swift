@@ -135,12 +135,23 @@ public final class DetectorEngine {
             for (i, d) in detectors.enumerated() {
                 guard let period = d.tickPeriodNs, period > 0 else { continue }
                 guard var b = nextBoundary[i] else {
-                    nextBoundary[i] = (ts / period + 1) * period
+                    nextBoundary[i] = DetectorEngine.boundary(after: ts, period: period)
                     continue
+                }
+                guard ts >= b else { continue }
+                // After a jump of more than maxTicksPerJump periods (a gap in the
+                // trace, or a hostile timestamp) only the latest boundary is
+                // ticked: detectors see that time moved on without a loop over
+                // billions of empty windows.
+                let behind = (ts - b) / period
+                if behind >= DetectorEngine.maxTicksPerJump {
+                    b = ts - (ts - b) % period
                 }
                 while ts >= b {
                     d.tick(boundary: b, context: context)
-                    b += period
+                    let (next, overflow) = b.addingReportingOverflow(period)
+                    if overflow { b = .max; break }
+                    b = next
                 }
                 nextBoundary[i] = b
             }
@@ -149,6 +160,16 @@ public final class DetectorEngine {
         for d in detectors { d.observe(event, context: context) }
         context.processes.retire(event)
         collect()
+    }
+
+    /// Ticks run for at most this many boundaries crossed by one event.
+    public static let maxTicksPerJump: UInt64 = 1024
+
+    /// The first multiple of `period` after `ts`, or UInt64.max.
+    static func boundary(after ts: UInt64, period: UInt64) -> UInt64 {
+        let (m, o1) = (ts / period).addingReportingOverflow(1)
+        let (b, o2) = m.multipliedReportingOverflow(by: period)
+        return o1 || o2 ? .max : b
     }
 
     public func finish() {

@@ -45,7 +45,7 @@ public struct Log2Histogram: Equatable, Sendable {
 /// finding, the same (process, syscall) stays quiet for `cooldownNs` of event
 /// time; outliers in that time are counted into the next finding.
 ///
-/// Calls that wait by design are never judged: sleeps, waits, polls, futexes,
+/// 32-bit (ia32) syscalls are not judged. Calls that wait by design are never judged: sleeps, waits, polls, futexes,
 /// signal waits, accept, and reads/writes/receives on pipes, sockets,
 /// terminals and anonymous fds (eventfd, timerfd, ...), told apart by the fd
 /// kind the kernel side resolves for slow calls.
@@ -95,7 +95,9 @@ public final class SyscallLatencyDetector: Detector {
         default:
             return
         }
-        if SyscallLatencyDetector.waitsByDesign(e) { return }
+        // ia32 calls are numbered differently and this detector has no table
+        // of which ones wait by design: judging them would flag 32-bit sleeps.
+        if e.isCompatSyscall || SyscallLatencyDetector.waitsByDesign(e) { return }
         let nr = e.syscallNumber
         let d = e.syscallDuration
         var s = states[e.pid, default: [:]][nr] ?? State()
@@ -115,7 +117,7 @@ public final class SyscallLatencyDetector: Detector {
         let p50 = s.hist.quantileBucket(0.5)
         let p99Upper = Log2Histogram.upperBound(p99)
         let ratio = Double(d) / Double(max(p99Upper, 1))
-        let name = syscallName(e.syscallNumber)
+        let name = e.syscallDisplayName
         let kind = e.syscallFdKind
         let on = kind == .unresolved ? "" : " on a \(kind.name) fd"
         let comm = context.processes.comm(e.pid)
@@ -132,7 +134,8 @@ public final class SyscallLatencyDetector: Detector {
             severity: d >= criticalNs ? .critical : .warning, pid: e.pid, tid: e.tid, comm: comm,
             summary: "\(name)\(on) took \(formatDuration(d)), \(String(format3: ratio))x this process's p99 (<= \(formatDuration(p99Upper))) over \(s.hist.total) calls",
             evidence: .object(evidence)))
-        s.quietUntil = ts + cooldownNs
+        let (until, overflow) = ts.addingReportingOverflow(cooldownNs)
+        s.quietUntil = overflow ? .max : until
         s.suppressed = 0
     }
 }

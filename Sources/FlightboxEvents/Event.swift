@@ -76,6 +76,7 @@ enum Offsets {
 }
 
 public let forkThreadFlag = UInt16(FB_F_FORK_THREAD)
+public let syscallCompatFlag = UInt16(FB_F_SYSCALL_COMPAT)
 public let execTruncatedFlag = UInt16(FB_F_EXEC_TRUNCATED)
 public let exitGroupFlag = UInt16(FB_F_EXIT_GROUP)
 public let commLength = Int(FB_COMM_LEN)
@@ -142,6 +143,10 @@ public struct Event {
     // MARK: syscall — valid only when type == .syscall
 
     @inlinable public var syscallNumber: UInt32 { u32(Offsets.scNr) }
+    /// A 32-bit (ia32) syscall: number and arguments follow that ABI.
+    @inlinable public var isCompatSyscall: Bool { flags & syscallCompatFlag != 0 }
+    /// The syscall's name in its ABI ("ia32:N" for 32-bit calls, which have their own numbering).
+    public var syscallDisplayName: String { isCompatSyscall ? "ia32:\(syscallNumber)" : syscallName(syscallNumber) }
     @inlinable public var syscallDuration: UInt64 { u64(Offsets.scDuration) }
     @inlinable public var syscallReturn: Int64 { base.loadUnaligned(fromByteOffset: Offsets.scRet, as: Int64.self) }
     @inlinable public func syscallArg(_ i: Int) -> UInt64 { u64(Offsets.scArgs + 8 * i) }

@@ -10,7 +10,7 @@ extension Event {
         switch type {
         case .syscall:
             kv += [
-                ("syscall", .string(syscallName(syscallNumber))), ("nr", .uint(UInt64(syscallNumber))),
+                ("syscall", .string(syscallDisplayName)), ("nr", .uint(UInt64(syscallNumber))), ("compat", .bool(isCompatSyscall)),
                 ("duration_ns", .uint(syscallDuration)), ("ret", .int(syscallReturn)),
                 ("args", .array((0..<Event.syscallArgCount).map { .uint(syscallArg($0)) })),
                 ("fd_kind", .string(syscallFdKind.name)),
@@ -43,7 +43,7 @@ extension Event {
             let ret = syscallReturn
             let r = ret < 0 && ret > -4096 ? "-\(errnoName(Int32(-ret)))" : String(ret)
             let kind = syscallFdKind == .unresolved ? "" : " fd=\(syscallFdKind.name)"
-            what = "\(syscallName(syscallNumber))(0x\(String(syscallArg(0), radix: 16)), 0x\(String(syscallArg(1), radix: 16)), 0x\(String(syscallArg(2), radix: 16))) = \(r) <\(formatDuration(syscallDuration))>\(kind)"
+            what = "\(syscallDisplayName)(0x\(String(syscallArg(0), radix: 16)), 0x\(String(syscallArg(1), radix: 16)), 0x\(String(syscallArg(2), radix: 16))) = \(r) <\(formatDuration(syscallDuration))>\(kind)"
         case .fork:
             what = "\(isThreadFork ? "clone thread" : "fork") -> \(childPid)/\(childTid) \(forkComm)"
         case .exec:

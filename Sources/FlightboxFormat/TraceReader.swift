@@ -320,8 +320,8 @@ public final class TraceReader {
             }
             try body(e)
             o += e.size
-            seq += 1
-            seen += 1
+            seq &+= 1 // a hostile first_sequence near UInt64.max must not trap
+            seen &+= 1
         }
         if seen != h.count { report(offset, "event block holds \(seen) records, its header says \(h.count)") }
     }

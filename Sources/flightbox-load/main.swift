@@ -7,6 +7,7 @@
 //   flightbox-load latency DIR      the latency-outlier scenario of fixtures/latency-outlier
 //   flightbox-load threads N [CALLS] starts N threads that each make CALLS getppid(2) (default 1) and exit
 //   flightbox-load wait-getppid MS N  sleeps MS milliseconds, then N getppid(2) calls
+//   flightbox-load trickle N MS     N getppid(2) calls, MS milliseconds apart
 //   flightbox-load exit CODE        exits with CODE
 //   flightbox-load signal SIG       kills itself with signal SIG
 #if canImport(Glibc)
@@ -15,7 +16,7 @@ import Glibc
 import CFlightboxSys
 
 func usage() -> Never {
-    fputs("usage: flightbox-load getppid N | read N [SIZE] | latency DIR | threads N [CALLS] | wait-getppid MS N | exit CODE | signal SIG\n", stderr)
+    fputs("usage: flightbox-load getppid N | read N [SIZE] | latency DIR | threads N [CALLS] | wait-getppid MS N | trickle N MS | exit CODE | signal SIG\n", stderr)
     exit(2)
 }
 
@@ -108,6 +109,15 @@ case "threads":
         threads.append(t)
     }
     for t in threads { pthread_join(t, nil) }
+
+case "trickle":
+    // N getppid(2) calls MS milliseconds apart: a steady trickle of events
+    // that never fills a batch or wakes the recorder.
+    guard args.count > 3, let n = Int(args[2]), let ms = UInt32(args[3]) else { usage() }
+    for _ in 0..<n {
+        _ = fb_getppid_raw()
+        usleep(ms * 1000)
+    }
 
 case "wait-getppid":
     guard args.count > 3, let ms = UInt32(args[2]), let n = Int(args[3]) else { usage() }

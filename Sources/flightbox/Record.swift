@@ -8,7 +8,9 @@ import FlightboxDetectors
 import FlightboxEvents
 import FlightboxFormat
 
+/// Stop signals received so far, and the last one's number.
 nonisolated(unsafe) var stopSignal: sig_atomic_t = 0
+nonisolated(unsafe) var stopSignalNumber: Int32 = SIGTERM
 
 struct Record: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -178,9 +180,12 @@ struct Record: ParsableCommand {
             }
         }
 
+        var forwarded = 0
+        var killAt: UInt64?
+        var captureError: CaptureError?
         loop: while writeError == nil {
             do { try capture.poll(timeoutMs: 50, sink) } catch let e as CaptureError {
-                FileHandleStderr.write("flightbox: \(e.description)\n")
+                captureError = e
                 break loop
             }
             appendLosses()
@@ -194,25 +199,32 @@ struct Record: ParsableCommand {
                 do { try writer.flush() } catch let e as TraceError { writeError = e }
                 lastFlush = now
             }
-            if stopSignal != 0 { break }
-            if let deadline, now >= deadline { break }
             if child > 0 {
                 var st: Int32 = 0
                 if waitpid(child, &st, WNOHANG) == child { childStatus = st; break }
+                // A stop signal, or the end of --duration (as timeout(1) does),
+                // goes to the command, and recording goes on until it exits; a
+                // second signal, or two seconds of grace, kill it.
+                if stopSignal > forwarded {
+                    kill(child, forwarded == 0 ? stopSignalNumber : SIGKILL)
+                    forwarded = Int(stopSignal)
+                    killAt = killAt ?? now + 2_000_000_000
+                } else if let deadline, now >= deadline, killAt == nil {
+                    kill(child, SIGTERM)
+                    killAt = now + 2_000_000_000
+                }
+                if let k = killAt, now >= k { kill(child, SIGKILL) }
+                continue
             }
+            if stopSignal != 0 { break }
+            if let deadline, now >= deadline { break }
         }
-        // The command's last events (its exit among them) are in the ring or
-        // in per-CPU batches: push those out, then drain everything.
+        // Detaching waits for running programs, so the flush that follows finds
+        // every CPU's batch idle; then the ring holds everything.
+        capture.detach()
         capture.flushBatches()
         if writeError == nil { _ = try? capture.drainAll(sink) }
         appendLosses()
-        if child > 0, childStatus == nil, stopSignal != 0 {
-            // Interrupted: the command got the terminal's signal too; wait for it briefly.
-            var st: Int32 = 0
-            if waitpid(child, &st, 0) == child { childStatus = st }
-            capture.flushBatches()
-            _ = try? capture.drainAll(sink)
-        }
         engine?.finish()
         findingsOut.flush()
         if findingsFd != 1 { close(findingsFd) }
@@ -226,6 +238,10 @@ struct Record: ParsableCommand {
         let perEvent = events > 0 ? String(format3: Double(writer.bytesWritten) / Double(events)) : "0"
         FileHandleStderr.write("flightbox: recorded \(events) events (\(lost) lost) in \(writer.eventBlocks) blocks, \(writer.bytesWritten) bytes (\(perEvent) bytes/event) to \(output)\n")
         if let engine { FileHandleStderr.write("flightbox: \(engine.findings.count) findings\n") }
+        if capture.untrackedChildren > 0 {
+            FileHandleStderr.write("flightbox: warning: \(capture.untrackedChildren) child processes of the command could not be followed (tracked set full); their events are missing\n")
+        }
+        if let captureError { throw fail("\(captureError.description); the trace holds everything read before it") }
 
         if let st = childStatus {
             let code = (st & 0x7f) == 0 ? (st >> 8) & 0xff : 128 + (st & 0x7f)
@@ -236,9 +252,12 @@ struct Record: ParsableCommand {
 
 func installStopHandlers() {
     var sa = sigaction()
-    sa.__sigaction_handler.sa_handler = { _ in stopSignal = 1 }
+    sa.__sigaction_handler.sa_handler = { sig in
+        stopSignalNumber = sig
+        stopSignal += 1
+    }
     sigemptyset(&sa.sa_mask)
-    sa.sa_flags = 0
+    sa.sa_flags = SA_RESTART
     sigaction(SIGINT, &sa, nil)
     sigaction(SIGTERM, &sa, nil)
     signal(SIGPIPE, SIG_IGN)

@@ -264,3 +264,54 @@ final class OrderingTests: XCTestCase {
         XCTAssertEqual(try inspectJSON(trace)["lost"]?.uintValue, 0)
     }
 }
+
+final class StopTests: XCTestCase {
+    /// Events reach the file within about a second even at a trickle (no
+    /// kernel wake-up ever fires), so a recorder killed with SIGKILL leaves a
+    /// readable trace holding what happened before its last flush.
+    func testSIGKILLLeavesATraceReadableUpToItsLastBlock() throws {
+        try requireBPF()
+        let trace = scratch("killed-recorder.fbt")
+        // One process, 40 calls 100 ms apart: nothing exits, no batch fills,
+        // the kernel never wakes the recorder.
+        let r = try Tool.run(Tool.flightbox, ["record", "-o", trace, "--", Tool.load, "trickle", "40", "100"], beforeWait: { p in
+            usleep(2_500_000)
+            kill(p.processIdentifier, SIGKILL)
+        })
+        XCTAssertEqual(r.status, SIGKILL, "Foundation reports the killing signal")
+        let info = try inspectJSON(trace)
+        XCTAssertEqual(info["closed_cleanly"], .bool(false))
+        let calls = try eventsJSON(trace, ["--type", "syscall"]).filter { $0["syscall"]?.stringValue == "getppid" }
+        // About 24 were made before the kill; those older than the last one-second flush are on disk.
+        XCTAssertGreaterThanOrEqual(calls.count, 8, "events older than a second must be on disk")
+        let inspect = try Tool.flightbox("inspect", trace)
+        XCTAssertTrue(inspect.stdout.contains("NOT closed cleanly"), inspect.stdout)
+    }
+
+    /// SIGTERM to `record -- COMMAND` reaches the command; the recorder keeps
+    /// recording until it exits, then closes the file and exits with its status.
+    func testStopSignalIsForwardedToTheCommand() throws {
+        try requireBPF()
+        let trace = scratch("forward.fbt")
+        let start = Date()
+        let r = try Tool.run(Tool.flightbox, ["record", "-o", trace, "--", "/bin/sleep", "30"], beforeWait: { p in
+            usleep(800_000)
+            kill(p.processIdentifier, SIGTERM)
+        })
+        XCTAssertLessThan(Date().timeIntervalSince(start), 10)
+        XCTAssertEqual(r.status, 128 + SIGTERM, r.stderr)
+        XCTAssertEqual(try inspectJSON(trace)["closed_cleanly"], .bool(true))
+        let exit = try XCTUnwrap(try eventsJSON(trace, ["--type", "exit"]).last)
+        XCTAssertEqual(exit["signal"]?.intValue, Int64(SIGTERM))
+        XCTAssertEqual(exit["exit_comm"]?.stringValue, "sleep")
+    }
+
+    /// With a command, --duration ends it as timeout(1) would.
+    func testDurationEndsTheCommand() throws {
+        try requireBPF()
+        let trace = scratch("timeout.fbt")
+        let r = try Tool.run(Tool.flightbox, ["record", "-o", trace, "--duration", "1s", "--", "/bin/sleep", "30"])
+        XCTAssertEqual(r.status, 128 + SIGTERM, r.stderr)
+        XCTAssertEqual(try inspectJSON(trace)["closed_cleanly"], .bool(true))
+    }
+}

@@ -188,3 +188,26 @@ final class EngineTests: XCTestCase {
         }
     }
 }
+
+final class HostileTimeTests: XCTestCase {
+    final class Counter: Detector {
+        let name = "counter"
+        var tickPeriodNs: UInt64? { 1_000_000_000 }
+        var ticks = 0
+        func observe(_ event: Event, context: DetectorContext) {}
+        func tick(boundary: UInt64, context: DetectorContext) { ticks += 1 }
+    }
+
+    /// Timestamps from a damaged or hostile trace must neither trap nor make
+    /// replay loop over billions of empty windows.
+    func testHugeTimeJumpsAreBoundedAndDoNotTrap() {
+        let c = Counter()
+        var ts: UInt64 = 0
+        var recs = fastCalls(100, nr: nrRead, from: &ts)
+        recs.append(EventEncoder.syscall(ts: 1 << 63, pid: 42, tid: 42, nr: nrRead, duration: 50_000_000, fdKind: .regular))
+        recs.append(EventEncoder.syscall(ts: .max, pid: 42, tid: 42, nr: nrRead, duration: .max, fdKind: .regular))
+        let findings = detect(recs, detectors: [c, SyscallLatencyDetector()])
+        XCTAssertLessThanOrEqual(c.ticks, 2 * Int(DetectorEngine.maxTicksPerJump))
+        XCTAssertEqual(findings.count, 2, "two outliers 2^63 ns apart, far outside each other's cooldown")
+    }
+}

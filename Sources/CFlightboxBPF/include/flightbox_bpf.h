@@ -9,6 +9,11 @@
  * (its .rodata) before load. Returns 0 or -errno. */
 int fb_bpf_set_config(struct bpf_object *obj, const struct fb_config *cfg);
 
+/* Number of arguments the kernel passes to raw tracepoint `name` (the
+ * btf_trace_<name> typedef in the kernel's BTF, its context pointer not
+ * counted), or -errno. `btf_path` NULL means the running kernel's. */
+int fb_bpf_tracepoint_args(const char *btf_path, const char *name);
+
 /* Route libbpf's messages into a buffer instead of stderr; with `echo` set,
  * also print them (for --verbose). */
 void fb_bpf_capture_log(int echo);
