@@ -76,18 +76,17 @@ static __always_inline __u8 fd_kind(struct task_struct *task, __u64 fd)
 SEC("tp_btf/sys_enter")
 int BPF_PROG(fb_sys_enter, struct pt_regs *regs, long id)
 {
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	struct task_struct *task;
+	/* The task pointer gives tgid and pid without another helper call. */
+	struct task_struct *task = bpf_get_current_task_btf();
 	struct fb_batch *b;
 	struct fb_pending *p;
 
-	if (fb_skip(pid_tgid >> 32))
+	if (fb_skip(task->tgid))
 		return 0;
 	b = fb_batch_get();
 	if (!b)
 		return 0;
 	p = &b->pending;
-	task = bpf_get_current_task_btf();
 	p->nr = id;
 	p->task = (__u64)task;
 	p->compat = task->thread_info.status & TS_COMPAT;
@@ -137,7 +136,7 @@ SEC("tp_btf/sys_exit")
 int BPF_PROG(fb_sys_exit, struct pt_regs *regs, long ret)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
-	__u64 pid_tgid = bpf_get_current_pid_tgid(), now, ts;
+	__u64 now, ts;
 	__u32 nr, off;
 	struct fb_pending *p;
 	struct fb_batch *b = fb_batch_get();
@@ -168,7 +167,7 @@ int BPF_PROG(fb_sys_exit, struct pt_regs *regs, long ret)
 	}
 	e = (void *)b->data + off;
 	nr = p->nr;
-	fb_fill_header(&e->h, FB_EV_SYSCALL, sizeof(*e), ts, pid_tgid >> 32, (__u32)pid_tgid);
+	fb_fill_header(&e->h, FB_EV_SYSCALL, sizeof(*e), ts, task->tgid, task->pid);
 	if (p->compat)
 		e->h.flags = FB_F_SYSCALL_COMPAT;
 	e->duration_ns = now - ts;
