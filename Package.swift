@@ -39,6 +39,8 @@ let package = Package(
         ),
         // A workload with exactly known syscalls, for tests, fixtures and `flightbox bench`.
         .executableTarget(name: "flightbox-load", dependencies: ["CFlightboxSys"]),
+        // The reader's fuzz target (scripts/fuzz.sh builds it with libFuzzer).
+        .executableTarget(name: "flightbox-fuzz", dependencies: ["FlightboxFormat"]),
 
         .plugin(name: "FlightboxBPFBuild", capability: .buildTool()),
 

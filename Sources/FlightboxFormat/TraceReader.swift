@@ -12,12 +12,27 @@ public struct TraceProblem: Equatable, Sendable, CustomStringConvertible {
     public var description: String { "at byte \(offset): \(message)" }
 }
 
-/// The read-only mapping of a trace file; unmapped when the owner goes away.
+/// The bytes of a trace: a read-only mapping of the file (unmapped when the
+/// owner goes away), or a copy in memory.
 final class MappedFile {
     let base: UnsafeRawPointer?
     let size: Int
+    private let owned: Bool
+
+    init(copying bytes: UnsafeRawBufferPointer) {
+        size = bytes.count
+        owned = true
+        if bytes.count > 0 {
+            let p = UnsafeMutableRawPointer.allocate(byteCount: bytes.count, alignment: 16)
+            p.copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
+            base = UnsafeRawPointer(p)
+        } else {
+            base = nil
+        }
+    }
 
     init(path: String) throws {
+        owned = false
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw TraceError.cannotOpen(path: path, errno: errno) }
         defer { close(fd) }
@@ -34,7 +49,10 @@ final class MappedFile {
         base = UnsafeRawPointer(p)
     }
 
-    deinit { if let base { munmap(UnsafeMutableRawPointer(mutating: base), size) } }
+    deinit {
+        guard let base else { return }
+        if owned { base.deallocate() } else { munmap(UnsafeMutableRawPointer(mutating: base), size) }
+    }
 }
 
 /// Reads a trace written by `TraceWriter`, whole or cut short or damaged:
@@ -63,9 +81,18 @@ public final class TraceReader {
     private var buffer: UnsafeMutableRawPointer?
     private var bufferCapacity = 0
 
-    public init(path: String) throws {
+    public convenience init(path: String) throws {
+        try self.init(path: path, file: MappedFile(path: path))
+    }
+
+    /// Reads a trace held in memory; `name` stands for the path in messages.
+    public convenience init(bytes: UnsafeRawBufferPointer, name: String = "<memory>") throws {
+        try self.init(path: name, file: MappedFile(copying: bytes))
+    }
+
+    private init(path: String, file: MappedFile) throws {
         self.path = path
-        file = try MappedFile(path: path)
+        self.file = file
         guard let base = file.base, file.size >= TraceLayout.headerSize,
               memcmp(base, TraceLayout.magic, 8) == 0 else { throw TraceError.notATrace(path: path) }
         versionMajor = UInt16(littleEndian: base.loadUnaligned(fromByteOffset: 8, as: UInt16.self))

@@ -11,7 +11,15 @@ import FlightboxFormat
 /// `perf record` of the same tracepoints. Rounds interleave the modes so
 /// machine noise hits them alike; medians are reported.
 struct Bench: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Measure recording overhead against bare, an in-kernel count (the floor) and perf record.")
+    static let configuration = CommandConfiguration(
+        abstract: "Benchmarks, measured side by side in one run.",
+        subcommands: [StormBench.self, FormatBench.self],
+        defaultSubcommand: StormBench.self
+    )
+}
+
+struct StormBench: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "storm", abstract: "Measure recording overhead against bare, an in-kernel count (the floor) and perf record.")
 
     @Option(help: "read(2) calls per storm.") var calls: Int = 2_000_000
     @Option(help: "Bytes per read.") var size: Int = 64
