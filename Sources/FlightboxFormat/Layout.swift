@@ -15,6 +15,8 @@ public enum TraceLayout {
     public static let flagWriting: UInt32 = 1
     /// Largest block payload, stored or raw, a reader accepts: bounds its memory.
     public static let maxBlockBytes = 64 << 20
+    /// The common event header: no record is shorter.
+    public static let minimumRecord = 24
     /// Raw size at which the writer seals an event block.
     public static let defaultBlockBytes = 1 << 20
 }

@@ -78,6 +78,10 @@ public final class TraceReader {
     public private(set) var problems: [TraceProblem] = []
 
     private let decompressor = Decompressor()
+    /// Set when the file's schema differs from this build's.
+    private let adapter: SchemaAdapter?
+    /// Scratch for one adapted record; allocated only when adapting.
+    private var adaptedBuffer: UnsafeMutableRawPointer?
     private var buffer: UnsafeMutableRawPointer?
     private var bufferCapacity = 0
 
@@ -119,15 +123,23 @@ public final class TraceReader {
         var offset = headerSize
         var end = offset
         let scanAll = footerIndex == nil
+        var metadataError: String?
         scan: while offset < file.size {
+            if file.size - offset == TraceLayout.footerSize, memcmp(base + offset, TraceLayout.footerMagic, 8) == 0 {
+                break scan // the footer of a cleanly closed file
+            }
             switch TraceReader.blockAt(base: base, size: file.size, offset: offset) {
             case .success(let h):
                 let next = offset + TraceLayout.blockHeaderSize + Int(h.storedLength)
                 switch BlockType(rawValue: h.type) {
                 case .metadata where metadata == nil:
-                    if let text = TraceReader.payloadText(base: base, offset: offset, header: h, decompressor: decompressor, problems: &problems),
-                       let json = try? JSONParser.parse(text) {
-                        metadata = TraceMetadata(json: json)
+                    if let text = TraceReader.payloadText(base: base, offset: offset, header: h, decompressor: decompressor, problems: &problems) {
+                        do {
+                            metadata = TraceMetadata(json: try JSONParser.parse(text))
+                            if metadata == nil { metadataError = "the metadata block at byte \(offset) lacks the clock mapping" }
+                        } catch {
+                            metadataError = "the metadata block at byte \(offset) is not valid JSON: \(error)"
+                        }
                     }
                 case .processSnapshot where snapshot == nil:
                     if let text = TraceReader.payloadText(base: base, offset: offset, header: h, decompressor: decompressor, problems: &problems),
@@ -158,10 +170,11 @@ public final class TraceReader {
             }
         }
         guard let metadata else {
-            throw TraceError.missingMetadata(path: path, reason: problems.first?.description ?? "no metadata block")
+            throw TraceError.missingMetadata(path: path, reason: metadataError ?? problems.first?.description ?? "no metadata block")
         }
         self.metadata = metadata
         self.snapshot = snapshot
+        adapter = SchemaAdapter(fileSchema: metadata.schema)
         if let footerIndex {
             eventBlocks = footerIndex.entries
             usedIndex = true
@@ -178,7 +191,10 @@ public final class TraceReader {
         self.problems = problems
     }
 
-    deinit { buffer?.deallocate() }
+    deinit {
+        buffer?.deallocate()
+        adaptedBuffer?.deallocate()
+    }
 
     // MARK: Footer and index
 
@@ -341,12 +357,26 @@ public final class TraceReader {
         var seq = h.firstSequence
         var seen: UInt32 = 0
         while o < raw {
-            guard let e = Event.validated(UnsafeRawBufferPointer(start: buf + o, count: raw - o), sequence: seq) else {
+            var record = UnsafeRawBufferPointer(start: buf + o, count: raw - o)
+            var stored = 0
+            if let adapter {
+                let adapted = adaptedBuffer ?? UnsafeMutableRawPointer.allocate(byteCount: 65536, alignment: 16)
+                adaptedBuffer = adapted
+                // Records of another schema: take this one's length from its
+                // header, then read it in this build's layout.
+                let n = raw - o >= TraceLayout.minimumRecord ? Int(record.baseAddress!.loadUnaligned(fromByteOffset: 10, as: UInt16.self)) : 0
+                if n >= TraceLayout.minimumRecord, n <= raw - o,
+                   let m = adapter.adapt(UnsafeRawBufferPointer(start: buf + o, count: n), into: adapted) {
+                    record = UnsafeRawBufferPointer(start: adapted, count: m)
+                    stored = n
+                }
+            }
+            guard let e = Event.validated(record, sequence: seq) else {
                 report(offset, "malformed record at payload byte \(o) of event block")
                 return
             }
             try body(e)
-            o += e.size
+            o += stored > 0 ? stored : e.size
             seq &+= 1 // a hostile first_sequence near UInt64.max must not trap
             seen &+= 1
         }
@@ -365,6 +395,18 @@ public final class TraceReader {
             buffer = .allocate(byteCount: bufferCapacity, alignment: 16)
         }
         return buffer!
+    }
+
+    /// Records missing between blocks, from gaps in the sequence numbers: a
+    /// damaged block, or the lost part of a cut or repaired file.
+    public var sequenceGaps: [(after: UInt64, missing: UInt64)] {
+        var out: [(UInt64, UInt64)] = []
+        var expected: UInt64 = 0
+        for b in eventBlocks.sorted(by: { $0.firstSequence < $1.firstSequence }) {
+            if b.firstSequence > expected { out.append((expected, b.firstSequence - expected)) }
+            expected = max(expected, b.firstSequence &+ UInt64(b.count))
+        }
+        return out
     }
 
     /// Total records according to the block headers (index or scan).

@@ -94,6 +94,14 @@ public final class TraceWriter {
         return nextSequence - 1
     }
 
+    /// Seals the open block and continues numbering at `sequence`, leaving a
+    /// gap that readers see: used by repair, where records were lost.
+    public func skip(toSequence sequence: UInt64) throws {
+        guard sequence > nextSequence else { return }
+        try flush()
+        nextSequence = sequence
+    }
+
     /// Convenience for records held in arrays (tests, user-space events).
     @discardableResult
     public func append(_ record: [UInt8]) throws -> UInt64 {

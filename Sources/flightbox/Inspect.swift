@@ -28,6 +28,9 @@ struct Inspect: ParsableCommand {
             }
         }
         let lost = lostByCpu.values.reduce(0, +)
+        let gaps = reader.sequenceGaps
+        // Gaps between blocks, plus records of blocks that are there but unreadable.
+        let missing = gaps.reduce(0) { $0 + $1.missing } + (reader.eventCount > decoded ? reader.eventCount - decoded : 0)
         let busiest = byPid.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }.prefix(top)
         let first = reader.firstTimestamp ?? 0, last = reader.lastTimestamp ?? 0
         let meta = reader.metadata
@@ -48,6 +51,8 @@ struct Inspect: ParsableCommand {
                 ("events_by_type", .object(types.map { (typeName($0), .uint(byType[$0]!)) })),
                 ("busiest", .array(busiest.map { .object([("pid", .uint(UInt64($0.key))), ("comm", .string(names.comm($0.key))), ("events", .uint($0.value))]) })),
                 ("lost", .uint(lost)),
+                ("missing", .uint(missing)),
+                ("sequence_gaps", .array(gaps.map { .object([("after_seq", .uint($0.after)), ("missing", .uint($0.missing))]) })),
                 ("lost_by_cpu", .object(lostByCpu.keys.sorted().map { (String($0), .uint(lostByCpu[$0]!)) })),
                 ("blocks", .int(Int64(reader.eventBlocks.count))), ("codec", .string(codecs.sorted().joined(separator: ","))),
                 ("bytes_per_event", .double(decoded > 0 ? Double(reader.fileSize) / Double(decoded) : 0)),
@@ -67,6 +72,9 @@ struct Inspect: ParsableCommand {
         out.line("events:        \(decoded)")
         for t in types { out.line("  \(typeName(t).padding(12)) \(byType[t]!)") }
         out.line("lost:          \(lost)\(lost > 0 ? " (" + lostByCpu.keys.sorted().map { "cpu\($0): \(lostByCpu[$0]!)" }.joined(separator: ", ") + ")" : "")")
+        if missing > 0 {
+            out.line("missing:       \(missing) events that the file no longer holds readably (damaged blocks; \(gaps.count) gaps in the sequence)")
+        }
         out.line("blocks:        \(reader.eventBlocks.count) event blocks, codec \(codecs.sorted().joined(separator: ",")), index \(reader.usedIndex ? "used" : "missing: blocks scanned")")
         out.line("on disk:       \(decoded > 0 ? String(format3: Double(reader.fileSize) / Double(decoded)) : "-") bytes/event")
         out.line("busiest processes:")

@@ -1,4 +1,5 @@
 import XCTest
+import Foundation
 import FlightboxEvents
 import FlightboxFormat
 
@@ -313,5 +314,92 @@ final class StopTests: XCTestCase {
         let r = try Tool.run(Tool.flightbox, ["record", "-o", trace, "--duration", "1s", "--", "/bin/sleep", "30"])
         XCTAssertEqual(r.status, 128 + SIGTERM, r.stderr)
         XCTAssertEqual(try inspectJSON(trace)["closed_cleanly"], .bool(true))
+    }
+}
+
+final class FormatToolTests: XCTestCase {
+    /// A trace cut short (a killed recorder) repairs into a cleanly closed
+    /// file with an index and every complete block's events.
+    func testRepairOfACutAndACorruptTrace() throws {
+        let fixture = Tool.packageRoot + "/fixtures/system-wide/trace.fbt"
+        let whole = try Data(contentsOf: URL(fileURLWithPath: fixture))
+        let cut = scratch("repair-cut.fbt")
+        try whole.prefix(whole.count * 3 / 4).write(to: URL(fileURLWithPath: cut))
+        let before = try Tool.flightbox("events", cut, "--format", "json").lines
+        let r = try Tool.flightbox("repair", cut)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let repaired = scratch("repair-cut.repaired.fbt")
+        let info = try inspectJSON(repaired)
+        XCTAssertEqual(info["closed_cleanly"], .bool(true))
+        XCTAssertEqual(info["used_index"], .bool(true))
+        XCTAssertEqual(try Tool.flightbox("events", repaired, "--format", "json").lines, before)
+
+        var corrupt = whole
+        let reader = try TraceReader(path: fixture)
+        let victim = reader.eventBlocks[1]
+        corrupt[Int(victim.offset) + TraceLayout.blockHeaderSize + 100] ^= 0x20
+        let bad = scratch("repair-bad.fbt"), fixed = scratch("repair-fixed.fbt")
+        try corrupt.write(to: URL(fileURLWithPath: bad))
+        let rr = try Tool.flightbox("repair", bad, "-o", fixed)
+        XCTAssertEqual(rr.status, 0, rr.stderr)
+        XCTAssertTrue(rr.stdout.contains("\(victim.count) events could not be recovered"), rr.stdout)
+        let fixedInfo = try inspectJSON(fixed)
+        XCTAssertEqual(fixedInfo["missing"]?.uintValue, UInt64(victim.count))
+        XCTAssertEqual(fixedInfo["events"]?.uintValue, reader.eventCount - UInt64(victim.count))
+        // Sequence numbers are kept: the lost block is a visible gap.
+        XCTAssertEqual(fixedInfo["sequence_gaps"]?.arrayValue?.first?["after_seq"]?.uintValue, victim.firstSequence)
+        XCTAssertEqual(try Tool.flightbox("repair", fixed, "-o", fixed).status, 2, "never overwrites its input")
+    }
+
+    /// --from/--to as offsets, raw ns and wall-clock times select the same events.
+    func testTimeWindowsInEveryForm() throws {
+        let fixture = Tool.packageRoot + "/fixtures/system-wide/trace.fbt"
+        let reader = try TraceReader(path: fixture)
+        let first = try XCTUnwrap(reader.firstTimestamp)
+        let all = try eventsJSON(fixture)
+        let from = first + 500_000_000, to = first + 1_500_000_000
+        let expected = all.filter { ($0["ts_ns"]?.uintValue ?? 0) >= from && ($0["ts_ns"]?.uintValue ?? 0) <= to }.map { $0.serialized() }
+        XCTAssertGreaterThan(expected.count, 10)
+        XCTAssertLessThan(expected.count, all.count)
+        func wall(_ ts: UInt64) -> String {
+            let ns = reader.metadata.wallClock(ts)
+            var secs = time_t(ns / 1_000_000_000)
+            var t = tm()
+            gmtime_r(&secs, &t)
+            let frac = String(ns % 1_000_000_000)
+            return String(format: "%04d-%02d-%02dT%02d:%02d:%02d.", t.tm_year + 1900, t.tm_mon + 1, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec)
+                + String(repeating: "0", count: 9 - frac.count) + frac + "Z"
+        }
+        for (f, t) in [("+0.5s", "+1500ms"), (String(from), String(to)), (wall(from), wall(to))] {
+            let got = try eventsJSON(fixture, ["--from", f, "--to", t]).map { $0.serialized() }
+            XCTAssertEqual(got, expected, "--from \(f) --to \(t)")
+        }
+        let bad = try Tool.flightbox("events", fixture, "--from", "yesterday")
+        XCTAssertEqual(bad.status, 2)
+        XCTAssertTrue(bad.stderr.contains("--from: cannot read 'yesterday'"), bad.stderr)
+        // replay takes the same window.
+        XCTAssertEqual(try Tool.flightbox("replay", fixture, "--from", "+0s", "--to", "+0.1s", "--format", "json").status, 0)
+    }
+
+    /// Recording onto a nearly full filesystem stops with one clear line, and
+    /// the file is valid up to its last whole block.
+    func testFullDiskStopsCleanlyWithAValidFile() throws {
+        try requireBPF()
+        let mnt = scratch("tinyfs")
+        try FileManager.default.createDirectory(atPath: mnt, withIntermediateDirectories: true)
+        let m = try Tool.run("/bin/mount", ["-t", "tmpfs", "-o", "size=256k", "tmpfs", mnt])
+        XCTAssertEqual(m.status, 0, m.stderr)
+        defer { _ = try? Tool.run("/bin/umount", [mnt]) }
+        let trace = mnt + "/full.fbt"
+        let r = try Tool.run(Tool.flightbox, ["record", "-o", trace, "--codec", "lz4", "--", Tool.load, "read", "3000000"])
+        XCTAssertEqual(r.status, 1)
+        let lines = r.stderr.split(separator: "\n").filter { !$0.contains("recording command") }
+        XCTAssertEqual(lines.count, 1, r.stderr)
+        XCTAssertTrue(r.stderr.contains("disk full writing \(trace)"), r.stderr)
+        let info = try inspectJSON(trace)
+        XCTAssertGreaterThan(info["events"]?.uintValue ?? 0, 10_000)
+        XCTAssertEqual(info["closed_cleanly"], .bool(false))
+        XCTAssertEqual(info["problems"]?.arrayValue?.filter { $0["message"]?.stringValue?.contains("cut short") == true }.count, 0,
+                       "no partial block left behind")
     }
 }

@@ -1,0 +1,45 @@
+import ArgumentParser
+#if canImport(Glibc)
+import Glibc
+#endif
+import FlightboxEvents
+import FlightboxFormat
+
+/// `flightbox repair FILE`: a cleanly closed copy of a damaged or unfinished
+/// trace, holding every record that can still be read, with its index rebuilt.
+struct Repair: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Write a cleanly closed copy of a damaged or unfinished trace, index rebuilt.")
+
+    @Argument(help: "The trace to repair (not modified).") var file: String
+    @Option(name: .shortAndLong, help: "Where to write the copy (default: FILE.repaired.fbt).") var output: String?
+
+    func run() throws {
+        let out = output ?? (file.hasSuffix(".fbt") ? String(file.dropLast(4)) : file) + ".repaired.fbt"
+        guard out != file else { throw fail("repair writes a copy: choose an output other than the input", code: 2) }
+        let reader = try openTrace(file)
+        let codec = reader.metadata.capture["codec"]?.stringValue.flatMap(Codec.init(name:)) ?? .zstd
+        let writer: TraceWriter
+        do {
+            writer = try TraceWriter(path: out, codec: codec == .none ? .zstd : codec, metadata: reader.metadata,
+                                     snapshot: reader.snapshot ?? ProcessSnapshot(timestamp: reader.metadata.clockNs, processes: []))
+        } catch let e as TraceError { throw fail(e.description) }
+        var kept: UInt64 = 0
+        do {
+            // Block by block, keeping sequence numbers: what was lost stays a visible gap.
+            for entry in reader.eventBlocks.sorted(by: { $0.firstSequence < $1.firstSequence }) {
+                try writer.skip(toSequence: entry.firstSequence)
+                var failure: Error?
+                reader.decodeBlock(entry) { e in
+                    guard failure == nil else { return }
+                    do { try writer.append(e.bytes); kept += 1 } catch { failure = error }
+                }
+                if let failure { throw failure }
+                try writer.flush()
+            }
+            try writer.close()
+        } catch let e as TraceError { throw fail(e.description) }
+        let missing = reader.sequenceGaps.reduce(0) { $0 + $1.missing } + (reader.eventCount - kept)
+        reportProblems(reader)
+        print("repaired \(file) -> \(out): \(kept) events in \(writer.eventBlocks) blocks, closed cleanly with an index; \(missing) events could not be recovered")
+    }
+}
