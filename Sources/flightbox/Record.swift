@@ -194,8 +194,9 @@ struct Record: ParsableCommand {
                 capture.flushBatches()
                 lastBatchFlush = now
             }
-            if now - lastFlush >= 1_000_000_000 {
-                // At most one second of events is ever only in memory.
+            if now - lastFlush >= 800_000_000 {
+                // At most one second of events is ever only in memory: up to
+                // 100 ms in a per-CPU batch, 50 ms in the ring, 800 ms here.
                 do { try writer.flush() } catch let e as TraceError { writeError = e }
                 lastFlush = now
             }
