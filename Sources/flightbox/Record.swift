@@ -52,8 +52,8 @@ struct Record: ParsableCommand {
     @Option(help: "Detectors to run with --detect, comma-separated (default: all).")
     var detectors: String?
 
-    @Option(help: "Ring buffer size in MiB (a power of two).")
-    var ringMb: Int = 32
+    @Option(help: "Ring buffer size in KiB (a power of two, at least 4).")
+    var ringKb: Int = 32 << 10
 
     @Option(help: "Pending KiB at which the kernel wakes the recorder (default: a quarter of the ring).")
     var wakeupKb: Int?
@@ -72,14 +72,14 @@ struct Record: ParsableCommand {
         if modes > 1 { throw ValidationError("--pid, --comm and a command exclude each other") }
         if let duration, parseDuration(duration) == nil { throw ValidationError("--duration: cannot read '\(duration)' (try 10s or 500ms)") }
         if Codec(name: codec) == nil || codec == "none" { throw ValidationError("--codec must be zstd or lz4") }
-        if ringMb < 1 || ringMb & (ringMb - 1) != 0 { throw ValidationError("--ring-mb must be a power of two") }
+        if ringKb < 4 || ringKb & (ringKb - 1) != 0 { throw ValidationError("--ring-kb must be a power of two, at least 4") }
         if let comm, comm.utf8.count > 15 { throw ValidationError("--comm: kernel command names are at most 15 bytes") }
         if detect == false, findings != nil { throw ValidationError("--findings needs --detect") }
     }
 
     func run() throws {
         var config = CaptureConfig()
-        config.ringBytes = ringMb << 20
+        config.ringBytes = ringKb << 10
         config.wakeupBytes = wakeupKb.map { $0 << 10 }
         config.btfPath = btf
         config.verbose = verbose

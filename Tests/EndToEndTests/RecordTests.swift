@@ -403,3 +403,44 @@ final class FormatToolTests: XCTestCase {
                        "no partial block left behind")
     }
 }
+
+final class LossTests: XCTestCase {
+    /// With a ring far too small for a syscall storm, the kernel drops events,
+    /// and counts every one: recorded events plus lost ones equal what a run
+    /// with a large ring records. Loss records sit in the stream where the
+    /// drops happened, and inspect shows them per CPU.
+    func testLossesAreCountedExactlyPerCPU() throws {
+        try requireBPF()
+        func run(ringKb: Int) throws -> (events: UInt64, lost: UInt64, info: JSON, trace: String) {
+            let trace = scratch("loss-\(ringKb).fbt")
+            let r = try Tool.run(Tool.flightbox, ["record", "-o", trace, "--ring-kb", String(ringKb), "--", Tool.load, "getppid", "200000"])
+            XCTAssertEqual(r.status, 0, r.stderr)
+            let info = try inspectJSON(trace)
+            let lossRecords = info["events_by_type"]?["loss"]?.uintValue ?? 0
+            return ((info["events"]?.uintValue ?? 0) - lossRecords, info["lost"]?.uintValue ?? 0, info, trace)
+        }
+        let full = try run(ringKb: 32 << 10)
+        XCTAssertEqual(full.lost, 0)
+        for ring in [16, 8] {
+            let small = try run(ringKb: ring)
+            XCTAssertGreaterThan(small.lost, 1000, "a \(ring) KiB ring must overflow")
+            XCTAssertEqual(small.events + small.lost, full.events, "every dropped event is counted (ring \(ring) KiB)")
+            let byCpu = small.info["lost_by_cpu"]
+            if case .object(let kv)? = byCpu {
+                XCTAssertEqual(kv.compactMap { $0.1.uintValue }.reduce(0, +), small.lost)
+            } else {
+                XCTFail("no per-CPU losses")
+            }
+            // Interleaved with the events, each covering an interval that ends at its own timestamp.
+            let events = try eventsJSON(small.trace)
+            let lossIndexes = events.indices.filter { events[$0]["type"]?.stringValue == "loss" }
+            XCTAssertFalse(lossIndexes.isEmpty)
+            XCTAssertLessThan(lossIndexes.first!, events.count - 1, "a loss record before later events")
+            for i in lossIndexes {
+                XCTAssertLessThanOrEqual(events[i]["first_ts_ns"]?.uintValue ?? .max, events[i]["ts_ns"]?.uintValue ?? 0)
+            }
+            let text = try Tool.flightbox("inspect", small.trace).stdout
+            XCTAssertTrue(text.contains("lost:          \(small.lost) (cpu"), text)
+        }
+    }
+}
