@@ -34,6 +34,13 @@ enum fb_event_type {
 	FB_EV_EXEC = 3,
 	FB_EV_EXIT = 4,
 	FB_EV_LOSS = 5, /* written by user space from the kernel's per-CPU drop counters */
+	FB_EV_FILE = 6,
+};
+
+enum fb_file_op {
+	FB_FILE_OPEN = 1,   /* open, openat, openat2, creat */
+	FB_FILE_UNLINK = 2, /* unlink, unlinkat (rmdir with AT_REMOVEDIR) */
+	FB_FILE_RENAME = 3, /* rename, renameat, renameat2: path2 is the new name */
 };
 
 /* Kind of the file behind a syscall's first argument, when it is an fd. */
@@ -110,6 +117,25 @@ struct fb_exit {
 	char comm[FB_COMM_LEN];
 };
 
+#define FB_MAX_PATH 256
+#define FB_F_FILE_TRUNCATED 0x1 /* a path was longer than captured */
+
+/* A file operation, from its syscall: header ts is the entry time. Followed
+ * by path_len bytes of path (as the caller gave it, no NUL), then path2_len
+ * bytes of the second path. Paths are read from the caller's memory when the
+ * syscall returns. */
+struct fb_file {
+	struct fb_header h;
+	__s64 ret;   /* fd, 0, or -errno */
+	__u32 op;    /* enum fb_file_op */
+	__s32 dirfd; /* AT_FDCWD (-100) for paths relative to the working directory */
+	__u32 flags; /* open(2) flags, unlinkat/renameat2 flags */
+	__u32 mode;  /* open(2) mode */
+	__u16 path_len;
+	__u16 path2_len;
+	__u32 _pad;
+};
+
 /* Events the kernel could not put in the ring buffer on one CPU. Header ts is
  * the time of the last such drop, cpu the CPU, pid/tid 0. */
 struct fb_loss {
@@ -141,6 +167,8 @@ struct fb_config {
 	__u32 wakeup_bytes; /* wake the consumer once this much is pending */
 	char comm[FB_COMM_LEN];
 	__u64 resolve_fd_after_ns; /* fd kind is looked up only for calls slower than this */
+	__u32 emit_syscalls; /* the syscalls family: one fb_syscall per call */
+	__u32 emit_files;    /* the files family: fb_file for open, unlink, rename */
 };
 
 #ifndef __bpf__
@@ -150,7 +178,8 @@ _Static_assert(sizeof(struct fb_fork) == 48, "fb_fork wire size");
 _Static_assert(sizeof(struct fb_exec) == 64, "fb_exec wire size");
 _Static_assert(sizeof(struct fb_exit) == 56, "fb_exit wire size");
 _Static_assert(sizeof(struct fb_loss) == 40, "fb_loss wire size");
-_Static_assert(sizeof(struct fb_config) == 40, "fb_config size");
+_Static_assert(sizeof(struct fb_config) == 48, "fb_config size");
+_Static_assert(sizeof(struct fb_file) == 56, "fb_file wire size");
 #endif
 
 #endif

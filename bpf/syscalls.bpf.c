@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Syscalls, paired in the kernel: entry stashes number, time and arguments;
- * exit emits one fb_syscall with the duration.
+ * exit emits one fb_syscall with the duration (the syscalls family) and, for
+ * open, unlink and rename, one fb_file with the paths (the files family).
  *
  * The stash lives in a per-CPU slot while the task runs, and moves to
  * task-local storage only when the task is switched out in the middle of a
@@ -44,6 +45,83 @@ static __always_inline bool fd_syscall(__u32 nr)
 	}
 }
 
+/* x86_64 numbers of the syscalls the files family reports. */
+static __always_inline bool file_syscall(__u32 nr)
+{
+	switch (nr) {
+	case 2: case 85: case 257: case 437: /* open creat openat openat2 */
+	case 87: case 263:                   /* unlink unlinkat */
+	case 82: case 264: case 316:         /* rename renameat renameat2 */
+		return true;
+	default:
+		return false;
+	}
+}
+
+#define FB_AT_FDCWD -100
+
+/* Appends an fb_file for the syscall in `p` to the batch; paths are read from
+ * the caller's memory now, at exit. The caller holds b->busy. */
+static __always_inline void emit_file(struct fb_batch *b, struct fb_pending *p, struct task_struct *task,
+				      struct pt_regs *regs, __u64 ts, long ret)
+{
+	const char *path = 0, *path2 = 0;
+	struct fb_file *e;
+	__u32 off, op, flags = 0, mode = 0;
+	__s32 dirfd = FB_AT_FDCWD;
+	long n1, n2 = 0;
+
+	switch (p->nr) {
+	case 2: op = FB_FILE_OPEN; path = (void *)p->args[0]; flags = p->args[1]; mode = p->args[2]; break;
+	case 85: op = FB_FILE_OPEN; path = (void *)p->args[0]; flags = 0x241; mode = p->args[1]; break;
+	case 257: op = FB_FILE_OPEN; dirfd = p->args[0]; path = (void *)p->args[1]; flags = p->args[2]; mode = regs->r10; break;
+	case 437: {
+		__u64 how[2] = {};
+
+		op = FB_FILE_OPEN; dirfd = p->args[0]; path = (void *)p->args[1];
+		bpf_probe_read_user(how, sizeof(how), (void *)p->args[2]);
+		flags = how[0]; mode = how[1];
+		break;
+	}
+	case 87: op = FB_FILE_UNLINK; path = (void *)p->args[0]; break;
+	case 263: op = FB_FILE_UNLINK; dirfd = p->args[0]; path = (void *)p->args[1]; flags = p->args[2]; break;
+	case 82: op = FB_FILE_RENAME; path = (void *)p->args[0]; path2 = (void *)p->args[1]; break;
+	case 264: op = FB_FILE_RENAME; dirfd = p->args[0]; path = (void *)p->args[1]; path2 = (void *)regs->r10; break;
+	case 316: op = FB_FILE_RENAME; dirfd = p->args[0]; path = (void *)p->args[1]; path2 = (void *)regs->r10; flags = regs->r8; break;
+	default: return;
+	}
+	if (b->used > FB_BATCH_BYTES - sizeof(*e) - 2 * FB_MAX_PATH)
+		fb_batch_write(b);
+	off = b->used;
+	if (off > FB_BATCH_BYTES - sizeof(*e) - 2 * FB_MAX_PATH)
+		return;
+	e = (void *)b->data + off;
+	fb_fill_header(&e->h, FB_EV_FILE, 0, ts, task->tgid, task->pid);
+	e->ret = ret;
+	e->op = op;
+	e->dirfd = dirfd;
+	e->flags = flags;
+	e->mode = mode;
+	e->_pad = 0;
+	n1 = bpf_probe_read_user_str((void *)e + sizeof(*e), FB_MAX_PATH, path);
+	n1 = n1 > 0 ? n1 - 1 : 0; /* without the NUL */
+	if (n1 >= FB_MAX_PATH - 1)
+		e->h.flags |= FB_F_FILE_TRUNCATED;
+	n1 &= FB_MAX_PATH - 1;
+	if (path2) {
+		n2 = bpf_probe_read_user_str((void *)e + sizeof(*e) + n1, FB_MAX_PATH, path2);
+		n2 = n2 > 0 ? n2 - 1 : 0;
+		if (n2 >= FB_MAX_PATH - 1)
+			e->h.flags |= FB_F_FILE_TRUNCATED;
+		n2 &= FB_MAX_PATH - 1;
+	}
+	e->path_len = n1;
+	e->path2_len = n2;
+	e->h.size = sizeof(*e) + n1 + n2;
+	b->used = off + sizeof(*e) + n1 + n2;
+	b->count++;
+}
+
 static __always_inline __u8 fd_kind(struct task_struct *task, __u64 fd)
 {
 	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
@@ -82,6 +160,9 @@ int BPF_PROG(fb_sys_enter, struct pt_regs *regs, long id)
 	struct fb_pending *p;
 
 	if (fb_skip(task->tgid))
+		return 0;
+	/* With only the files family, stash only what it reports. */
+	if (!fb_cfg.emit_syscalls && !file_syscall(id))
 		return 0;
 	b = fb_batch_get();
 	if (!b)
@@ -158,6 +239,8 @@ int BPF_PROG(fb_sys_exit, struct pt_regs *regs, long ret)
 		return 0;
 	}
 	b->busy = 1;
+	if (!fb_cfg.emit_syscalls)
+		goto files;
 	if (b->used > FB_BATCH_BYTES - sizeof(*e))
 		fb_batch_write(b);
 	off = b->used;
@@ -182,6 +265,9 @@ int BPF_PROG(fb_sys_exit, struct pt_regs *regs, long ret)
 		e->fd_kind = fd_kind(task, e->args[0]);
 	b->used = off + sizeof(*e);
 	b->count++;
+files:
+	if (fb_cfg.emit_files && !p->compat && file_syscall(p->nr))
+		emit_file(b, p, task, regs, ts, ret);
 	if (!b->first_ts)
 		b->first_ts = now;
 	else if (now - b->first_ts > FB_BATCH_MAX_AGE_NS)

@@ -10,9 +10,14 @@ import FlightboxEvents
 public enum ProbeFamily: String, CaseIterable, Sendable {
     case syscalls
     case process
+    /// open, unlink and rename with their paths; rides on the syscall hooks.
+    case files
 
     /// What `record` captures when --probes is not given.
-    public static let defaults: [ProbeFamily] = [.process, .syscalls]
+    public static let defaults: [ProbeFamily] = [.process, .syscalls, .files]
+
+    /// The BPF object (bpf/<name>.bpf.c) that implements the family.
+    var object: String { self == .files ? "syscalls" : rawValue }
 }
 
 /// Which tasks to record; applied in the kernel.
@@ -126,10 +131,17 @@ public final class BPFCapture {
         case .tracked: cfg.filter_mode = UInt32(FB_FILTER_TRACKED.rawValue)
         }
 
+        cfg.emit_syscalls = config.families.contains(.syscalls) ? 1 : 0
+        cfg.emit_files = config.families.contains(.files) ? 1 : 0
         var shared: [String: Int32] = [:]
-        // Process probes first: they maintain the tracked set the others read.
-        let families = config.families.sorted { ($0 == .process ? 0 : 1) < ($1 == .process ? 0 : 1) }
-        for family in families {
+        // One object per needed name; process first: it maintains the tracked
+        // set the others read.
+        var objectNames: [String] = []
+        for f in config.families.sorted(by: { ($0 == .process ? 0 : 1) < ($1 == .process ? 0 : 1) }) where !objectNames.contains(f.object) {
+            objectNames.append(f.object)
+        }
+        for name in objectNames {
+            let family = ProbeFamily(rawValue: name)!
             guard let bytes = objectBytes(family.rawValue) else { throw CaptureError.unknownFamily(family.rawValue) }
             var opts = bpf_object_open_opts()
             opts.sz = MemoryLayout<bpf_object_open_opts>.size

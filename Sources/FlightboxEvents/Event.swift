@@ -7,6 +7,7 @@ public enum EventType: UInt16, CaseIterable, Sendable {
     case exec = 3
     case exit = 4
     case loss = 5
+    case file = 6
 
     public var name: String {
         switch self {
@@ -15,6 +16,7 @@ public enum EventType: UInt16, CaseIterable, Sendable {
         case .exec: "exec"
         case .exit: "exit"
         case .loss: "loss"
+        case .file: "file"
         }
     }
 
@@ -31,7 +33,17 @@ public enum EventType: UInt16, CaseIterable, Sendable {
         case .exec: MemoryLayout<fb_exec>.size
         case .exit: MemoryLayout<fb_exit>.size
         case .loss: MemoryLayout<fb_loss>.size
+        case .file: MemoryLayout<fb_file>.size
         }
+    }
+}
+
+/// What a file event did (`enum fb_file_op`).
+public enum FileOp: UInt32, Sendable {
+    case open = 1, unlink = 2, rename = 3
+
+    public var name: String {
+        switch self { case .open: "open"; case .unlink: "unlink"; case .rename: "rename" }
     }
 }
 
@@ -71,12 +83,21 @@ enum Offsets {
     @usableFromInline static let exitLifetime = MemoryLayout<fb_exit>.offset(of: \.lifetime_ns)!
     @usableFromInline static let exitComm = MemoryLayout<fb_exit>.offset(of: \.comm)!
 
+    @usableFromInline static let fileRet = MemoryLayout<fb_file>.offset(of: \.ret)!
+    @usableFromInline static let fileOp = MemoryLayout<fb_file>.offset(of: \.op)!
+    @usableFromInline static let fileDirfd = MemoryLayout<fb_file>.offset(of: \.dirfd)!
+    @usableFromInline static let fileFlags = MemoryLayout<fb_file>.offset(of: \.flags)!
+    @usableFromInline static let fileMode = MemoryLayout<fb_file>.offset(of: \.mode)!
+    @usableFromInline static let filePathLen = MemoryLayout<fb_file>.offset(of: \.path_len)!
+    @usableFromInline static let filePath2Len = MemoryLayout<fb_file>.offset(of: \.path2_len)!
+
     @usableFromInline static let lossLost = MemoryLayout<fb_loss>.offset(of: \.lost)!
     @usableFromInline static let lossFirstTs = MemoryLayout<fb_loss>.offset(of: \.first_ts)!
 }
 
 public let forkThreadFlag = UInt16(FB_F_FORK_THREAD)
 public let syscallCompatFlag = UInt16(FB_F_SYSCALL_COMPAT)
+public let fileTruncatedFlag = UInt16(FB_F_FILE_TRUNCATED)
 public let execTruncatedFlag = UInt16(FB_F_EXEC_TRUNCATED)
 public let exitGroupFlag = UInt16(FB_F_EXIT_GROUP)
 public let commLength = Int(FB_COMM_LEN)
@@ -115,6 +136,10 @@ public struct Event {
                 let f = Int(base.loadUnaligned(fromByteOffset: Offsets.execFilenameLen, as: UInt16.self))
                 let a = Int(base.loadUnaligned(fromByteOffset: Offsets.execArgvLen, as: UInt16.self))
                 guard t.fixedSize + f + a <= size else { return nil }
+            } else if t == .file {
+                let a = Int(base.loadUnaligned(fromByteOffset: Offsets.filePathLen, as: UInt16.self))
+                let b = Int(base.loadUnaligned(fromByteOffset: Offsets.filePath2Len, as: UInt16.self))
+                guard t.fixedSize + a + b <= size else { return nil }
             }
         }
         return Event(unchecked: base, size: size, sequence: sequence)
@@ -196,6 +221,23 @@ public struct Event {
     @inlinable public var exitLifetime: UInt64 { u64(Offsets.exitLifetime) }
     @inlinable public var isGroupExit: Bool { flags & exitGroupFlag != 0 }
     public var exitComm: String { string(at: Offsets.exitComm, maxLength: commLength) }
+
+    // MARK: file
+
+    @inlinable public var fileOp: FileOp? { FileOp(rawValue: u32(Offsets.fileOp)) }
+    @inlinable public var fileReturn: Int64 { base.loadUnaligned(fromByteOffset: Offsets.fileRet, as: Int64.self) }
+    @inlinable public var fileDirfd: Int32 { base.loadUnaligned(fromByteOffset: Offsets.fileDirfd, as: Int32.self) }
+    @inlinable public var fileFlags: UInt32 { u32(Offsets.fileFlags) }
+    @inlinable public var fileMode: UInt32 { u32(Offsets.fileMode) }
+    /// The path as the caller gave it (relative to `fileDirfd` unless absolute).
+    public var filePath: String {
+        String(decoding: UnsafeRawBufferPointer(start: base + EventType.file.fixedSize, count: Int(u16(Offsets.filePathLen))), as: UTF8.self)
+    }
+    /// The new name of a rename; empty otherwise.
+    public var filePath2: String {
+        let a = Int(u16(Offsets.filePathLen))
+        return String(decoding: UnsafeRawBufferPointer(start: base + EventType.file.fixedSize + a, count: Int(u16(Offsets.filePath2Len))), as: UTF8.self)
+    }
 
     // MARK: loss
 
@@ -307,6 +349,23 @@ public struct EventEncoder {
         put(&b, Offsets.exitPpid, ppid)
         put(&b, Offsets.exitLifetime, lifetime)
         putString(&b, Offsets.exitComm, comm, max: commLength)
+        return b
+    }
+
+    public static func file(ts: UInt64, pid: UInt32, tid: UInt32, op: FileOp, ret: Int64, dirfd: Int32 = -100, flags: UInt32 = 0, mode: UInt32 = 0, path: String, path2: String = "") -> [UInt8] {
+        let a = Array(path.utf8), c = Array(path2.utf8)
+        let fixed = EventType.file.fixedSize
+        var b: [UInt8] = []
+        header(&b, type: .file, size: fixed + a.count + c.count, ts: ts, pid: pid, tid: tid)
+        put(&b, Offsets.fileRet, ret)
+        put(&b, Offsets.fileOp, op.rawValue)
+        put(&b, Offsets.fileDirfd, dirfd)
+        put(&b, Offsets.fileFlags, flags)
+        put(&b, Offsets.fileMode, mode)
+        put(&b, Offsets.filePathLen, UInt16(a.count))
+        put(&b, Offsets.filePath2Len, UInt16(c.count))
+        b.replaceSubrange(fixed..<(fixed + a.count), with: a)
+        b.replaceSubrange((fixed + a.count)..<(fixed + a.count + c.count), with: c)
         return b
     }
 

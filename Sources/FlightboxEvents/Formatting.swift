@@ -28,6 +28,11 @@ extension Event {
                    ("lifetime_ns", .uint(exitLifetime)), ("exit_comm", .string(exitComm))]
         case .loss:
             kv += [("lost", .uint(lostCount)), ("first_ts_ns", .uint(lossFirstTimestamp))]
+        case .file:
+            kv += [("op", .string(fileOp?.name ?? "unknown")), ("path", .string(filePath))]
+            if fileOp == .rename { kv.append(("new_path", .string(filePath2))) }
+            kv += [("ret", .int(fileReturn)), ("dirfd", .int(Int64(fileDirfd))), ("flags", .uint(UInt64(fileFlags))),
+                   ("mode", .uint(UInt64(fileMode))), ("truncated", .bool(flags & fileTruncatedFlag != 0))]
         case nil:
             kv.append(("size", .int(Int64(size))))
         }
@@ -54,6 +59,15 @@ extension Event {
             what = "\(isGroupExit ? "process exit" : "thread exit") \(how) after \(formatDuration(exitLifetime))"
         case .loss:
             what = "LOST \(lostCount) events on cpu \(cpu)"
+        case .file:
+            let r = fileReturn
+            let res = r < 0 && r > -4096 ? "-\(errnoName(Int32(-r)))" : String(r)
+            let dir = fileDirfd == -100 || filePath.hasPrefix("/") ? "" : " (dirfd \(fileDirfd))"
+            switch fileOp {
+            case .open: what = "open \(filePath)\(dir) flags=0x\(String(fileFlags, radix: 16)) mode=0\(String(fileMode, radix: 8)) = \(res)"
+            case .rename: what = "rename \(filePath) -> \(filePath2)\(dir) = \(res)"
+            default: what = "\(fileOp?.name ?? "file op") \(filePath)\(dir) = \(res)"
+            }
         case nil:
             what = "unknown type \(rawType) (\(size) bytes)"
         }

@@ -43,6 +43,14 @@ public enum EventSchema {
                 field("lifetime_ns", "u64", \fb_exit.lifetime_ns, 8), field("comm", "char[16]", \fb_exit.comm, commLength),
             ]),
             type(.loss, [field("lost", "u64", \fb_loss.lost, 8), field("first_ts", "u64", \fb_loss.first_ts, 8)]),
+            type(.file, [
+                field("ret", "s64", \fb_file.ret, 8), field("op", "u32", \fb_file.op, 4), field("dirfd", "s32", \fb_file.dirfd, 4),
+                field("flags", "u32", \fb_file.flags, 4), field("mode", "u32", \fb_file.mode, 4),
+                field("path_len", "u16", \fb_file.path_len, 2), field("path2_len", "u16", \fb_file.path2_len, 2),
+            ], trailing: [
+                .object([("name", .string("path")), ("length_field", .string("path_len")), ("kind", .string("bytes"))]),
+                .object([("name", .string("path2")), ("length_field", .string("path2_len")), ("kind", .string("bytes"))]),
+            ]),
         ]
         return .object([("header", .array(header)), ("types", .array(types)), ("syscall_table", .string("x86_64"))])
     }

@@ -28,7 +28,7 @@ struct Record: ParsableCommand {
     @Option(help: "Stop after this long (e.g. 10s, 500ms, 2m).")
     var duration: String?
 
-    @Option(help: "Probe families, comma-separated: \(ProbeFamily.allCases.map(\.rawValue).joined(separator: ",")) (default: \(ProbeFamily.defaults.map(\.rawValue).joined(separator: ","))).")
+    @Option(help: "Probe families, comma-separated: \(ProbeFamily.allCases.map(\.rawValue).joined(separator: ",")) (default: \(ProbeFamily.defaults.map(\.rawValue).joined(separator: ","))). With a command, process is always on, to follow its children.")
     var probes: String?
 
     @Option(help: "Record only this process (all its threads).")
@@ -104,6 +104,10 @@ struct Record: ParsableCommand {
 
         var child: pid_t = 0
         var gate: Int32 = -1
+        if !command.isEmpty, !config.families.contains(.process) {
+            // Following the command's descendants needs the fork probe.
+            config.families.append(.process)
+        }
         if !command.isEmpty {
             var cargs: [UnsafeMutablePointer<CChar>?] = command.map { strdup($0) } + [nil]
             defer { for p in cargs { free(p) } }

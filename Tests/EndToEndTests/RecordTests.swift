@@ -444,3 +444,35 @@ final class LossTests: XCTestCase {
         }
     }
 }
+
+final class FilesFamilyTests: XCTestCase {
+    /// Opens, renames and unlinks of known paths, with flags and results.
+    func testFileOperationsWithPathsFlagsAndResults() throws {
+        try requireBPF()
+        let dir = scratch("files-dir")
+        try? FileManager.default.removeItem(atPath: dir)
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let long = dir + "/" + String(repeating: "x", count: 250) + "/deeper"
+        let trace = scratch("files.fbt")
+        let script = "touch \(dir)/a; mv \(dir)/a \(dir)/b; rm \(dir)/b; cat \(dir)/missing 2>/dev/null; cat \(long) 2>/dev/null; true"
+        let r = try Tool.run(Tool.flightbox, ["record", "-o", trace, "--probes", "files", "--", "/bin/sh", "-c", script])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let files = try eventsJSON(trace, ["--type", "file"])
+        XCTAssertTrue(try eventsJSON(trace, ["--type", "syscall"]).isEmpty, "--probes files records no syscall events")
+        func find(_ op: String, _ path: String) -> JSON? {
+            files.first { $0["op"]?.stringValue == op && $0["path"]?.stringValue == path }
+        }
+        let created = try XCTUnwrap(find("open", "\(dir)/a"), "\(files.map { $0.serialized() })")
+        XCTAssertGreaterThanOrEqual(created["ret"]?.intValue ?? -1, 0)
+        XCTAssertNotEqual((created["flags"]?.uintValue ?? 0) & 0o100, 0, "O_CREAT")
+        XCTAssertEqual(created["comm"]?.stringValue, "touch")
+        let renamed = try XCTUnwrap(find("rename", "\(dir)/a"))
+        XCTAssertEqual(renamed["new_path"]?.stringValue, "\(dir)/b")
+        XCTAssertEqual(renamed["ret"]?.intValue, 0)
+        XCTAssertEqual(try XCTUnwrap(find("unlink", "\(dir)/b"))["ret"]?.intValue, 0)
+        XCTAssertEqual(try XCTUnwrap(find("open", "\(dir)/missing"))["ret"]?.intValue, -2, "ENOENT")
+        let cut = try XCTUnwrap(files.first { $0["truncated"] == .bool(true) }, "a path over 255 bytes is flagged")
+        XCTAssertEqual(cut["path"]?.stringValue?.utf8.count, 255)
+        XCTAssertTrue(long.hasPrefix(cut["path"]?.stringValue ?? "-"))
+    }
+}
