@@ -35,6 +35,12 @@ enum fb_event_type {
 	FB_EV_EXIT = 4,
 	FB_EV_LOSS = 5, /* written by user space from the kernel's per-CPU drop counters */
 	FB_EV_FILE = 6,
+	FB_EV_SIGNAL = 7,
+};
+
+enum fb_signal_op {
+	FB_SIGNAL_GENERATE = 1, /* a signal was sent (header: the sender) */
+	FB_SIGNAL_DELIVER = 2,  /* a signal is being handled (header: the receiver) */
 };
 
 enum fb_file_op {
@@ -136,6 +142,22 @@ struct fb_file {
 	__u32 _pad;
 };
 
+/* A signal sent or delivered. For generate, the header's pid/tid are the
+ * task that sent it (the kernel itself for faults and SIGCHLD: then the task
+ * that caused it) and target_* the receiver; for deliver both are the receiver. */
+struct fb_signal {
+	struct fb_header h;
+	__s32 sig;
+	__s32 code;   /* si_code: 0 SI_USER (kill), -6 SI_TKILL, 128 SI_KERNEL, ... */
+	__u32 op;     /* enum fb_signal_op */
+	__s32 result; /* generate: 0 delivered, 1 ignored, 2 already pending, 3 overflow, 4 info lost */
+	__u32 target_pid;
+	__u32 target_tid;
+	__u32 sender_uid; /* generate: the sender's uid as the signal carries it (kill) */
+	__u32 group;      /* generate: sent to the whole thread group */
+	char target_comm[FB_COMM_LEN];
+};
+
 /* Events the kernel could not put in the ring buffer on one CPU. Header ts is
  * the time of the last such drop, cpu the CPU, pid/tid 0. */
 struct fb_loss {
@@ -180,6 +202,7 @@ _Static_assert(sizeof(struct fb_exit) == 56, "fb_exit wire size");
 _Static_assert(sizeof(struct fb_loss) == 40, "fb_loss wire size");
 _Static_assert(sizeof(struct fb_config) == 48, "fb_config size");
 _Static_assert(sizeof(struct fb_file) == 56, "fb_file wire size");
+_Static_assert(sizeof(struct fb_signal) == 72, "fb_signal wire size");
 #endif
 
 #endif

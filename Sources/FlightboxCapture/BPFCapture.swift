@@ -12,9 +12,11 @@ public enum ProbeFamily: String, CaseIterable, Sendable {
     case process
     /// open, unlink and rename with their paths; rides on the syscall hooks.
     case files
+    /// Signals sent (sender, target, result) and delivered.
+    case signals
 
     /// What `record` captures when --probes is not given.
-    public static let defaults: [ProbeFamily] = [.process, .syscalls, .files]
+    public static let defaults: [ProbeFamily] = [.process, .syscalls, .files, .signals]
 
     /// The BPF object (bpf/<name>.bpf.c) that implements the family.
     var object: String { self == .files ? "syscalls" : rawValue }

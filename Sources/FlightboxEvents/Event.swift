@@ -8,6 +8,7 @@ public enum EventType: UInt16, CaseIterable, Sendable {
     case exit = 4
     case loss = 5
     case file = 6
+    case signal = 7
 
     public var name: String {
         switch self {
@@ -17,6 +18,7 @@ public enum EventType: UInt16, CaseIterable, Sendable {
         case .exit: "exit"
         case .loss: "loss"
         case .file: "file"
+        case .signal: "signal"
         }
     }
 
@@ -34,6 +36,7 @@ public enum EventType: UInt16, CaseIterable, Sendable {
         case .exit: MemoryLayout<fb_exit>.size
         case .loss: MemoryLayout<fb_loss>.size
         case .file: MemoryLayout<fb_file>.size
+        case .signal: MemoryLayout<fb_signal>.size
         }
     }
 }
@@ -90,6 +93,16 @@ enum Offsets {
     @usableFromInline static let fileMode = MemoryLayout<fb_file>.offset(of: \.mode)!
     @usableFromInline static let filePathLen = MemoryLayout<fb_file>.offset(of: \.path_len)!
     @usableFromInline static let filePath2Len = MemoryLayout<fb_file>.offset(of: \.path2_len)!
+
+    @usableFromInline static let sigSig = MemoryLayout<fb_signal>.offset(of: \.sig)!
+    @usableFromInline static let sigCode = MemoryLayout<fb_signal>.offset(of: \.code)!
+    @usableFromInline static let sigOp = MemoryLayout<fb_signal>.offset(of: \.op)!
+    @usableFromInline static let sigResult = MemoryLayout<fb_signal>.offset(of: \.result)!
+    @usableFromInline static let sigTargetPid = MemoryLayout<fb_signal>.offset(of: \.target_pid)!
+    @usableFromInline static let sigTargetTid = MemoryLayout<fb_signal>.offset(of: \.target_tid)!
+    @usableFromInline static let sigUid = MemoryLayout<fb_signal>.offset(of: \.sender_uid)!
+    @usableFromInline static let sigGroup = MemoryLayout<fb_signal>.offset(of: \.group)!
+    @usableFromInline static let sigComm = MemoryLayout<fb_signal>.offset(of: \.target_comm)!
 
     @usableFromInline static let lossLost = MemoryLayout<fb_loss>.offset(of: \.lost)!
     @usableFromInline static let lossFirstTs = MemoryLayout<fb_loss>.offset(of: \.first_ts)!
@@ -238,6 +251,19 @@ public struct Event {
         let a = Int(u16(Offsets.filePathLen))
         return String(decoding: UnsafeRawBufferPointer(start: base + EventType.file.fixedSize + a, count: Int(u16(Offsets.filePath2Len))), as: UTF8.self)
     }
+
+    // MARK: signal
+
+    @inlinable public var signalNumber: Int32 { base.loadUnaligned(fromByteOffset: Offsets.sigSig, as: Int32.self) }
+    @inlinable public var signalCode: Int32 { base.loadUnaligned(fromByteOffset: Offsets.sigCode, as: Int32.self) }
+    /// True for a signal being sent, false for one being delivered.
+    @inlinable public var isSignalGenerate: Bool { u32(Offsets.sigOp) == UInt32(FB_SIGNAL_GENERATE.rawValue) }
+    @inlinable public var signalResult: Int32 { base.loadUnaligned(fromByteOffset: Offsets.sigResult, as: Int32.self) }
+    @inlinable public var signalTargetPid: UInt32 { u32(Offsets.sigTargetPid) }
+    @inlinable public var signalTargetTid: UInt32 { u32(Offsets.sigTargetTid) }
+    @inlinable public var signalSenderUid: UInt32 { u32(Offsets.sigUid) }
+    @inlinable public var signalToGroup: Bool { u32(Offsets.sigGroup) != 0 }
+    public var signalTargetComm: String { string(at: Offsets.sigComm, maxLength: commLength) }
 
     // MARK: loss
 

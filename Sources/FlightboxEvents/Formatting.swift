@@ -28,6 +28,12 @@ extension Event {
                    ("lifetime_ns", .uint(exitLifetime)), ("exit_comm", .string(exitComm))]
         case .loss:
             kv += [("lost", .uint(lostCount)), ("first_ts_ns", .uint(lossFirstTimestamp))]
+        case .signal:
+            kv += [("op", .string(isSignalGenerate ? "generate" : "deliver")), ("sig", .int(Int64(signalNumber))),
+                   ("signame", .string(signalName(signalNumber))), ("code", .int(Int64(signalCode))),
+                   ("target_pid", .uint(UInt64(signalTargetPid))), ("target_tid", .uint(UInt64(signalTargetTid))),
+                   ("target_comm", .string(signalTargetComm)), ("result", .string(signalResultName(signalResult))),
+                   ("sender_uid", .uint(UInt64(signalSenderUid))), ("group", .bool(signalToGroup))]
         case .file:
             kv += [("op", .string(fileOp?.name ?? "unknown")), ("path", .string(filePath))]
             if fileOp == .rename { kv.append(("new_path", .string(filePath2))) }
@@ -59,6 +65,12 @@ extension Event {
             what = "\(isGroupExit ? "process exit" : "thread exit") \(how) after \(formatDuration(exitLifetime))"
         case .loss:
             what = "LOST \(lostCount) events on cpu \(cpu)"
+        case .signal:
+            if isSignalGenerate {
+                what = "sends \(signalName(signalNumber)) to \(signalTargetComm)[\(signalTargetPid)/\(signalTargetTid)] (code \(signalCode)): \(signalResultName(signalResult))"
+            } else {
+                what = "handles \(signalName(signalNumber)) (code \(signalCode))"
+            }
         case .file:
             let r = fileReturn
             let res = r < 0 && r > -4096 ? "-\(errnoName(Int32(-r)))" : String(r)
@@ -91,3 +103,27 @@ private let errnoNames: [Int32: String] = [
 ]
 
 public func errnoName(_ e: Int32) -> String { errnoNames[e] ?? "E\(e)" }
+
+private let signalNames = ["", "SIGHUP", "SIGINT", "SIGQUIT", "SIGILL", "SIGTRAP", "SIGABRT", "SIGBUS", "SIGFPE", "SIGKILL", "SIGUSR1",
+                           "SIGSEGV", "SIGUSR2", "SIGPIPE", "SIGALRM", "SIGTERM", "SIGSTKFLT", "SIGCHLD", "SIGCONT", "SIGSTOP",
+                           "SIGTSTP", "SIGTTIN", "SIGTTOU", "SIGURG", "SIGXCPU", "SIGXFSZ", "SIGVTALRM", "SIGPROF", "SIGWINCH",
+                           "SIGIO", "SIGPWR", "SIGSYS"]
+
+/// SIGTERM for 15; SIGRTMIN+N for real-time signals.
+public func signalName(_ sig: Int32) -> String {
+    if sig > 0, Int(sig) < signalNames.count { return signalNames[Int(sig)] }
+    if sig >= 32 { return "SIGRTMIN+\(sig - 32)" }
+    return "SIG\(sig)"
+}
+
+/// What the kernel did with a generated signal (`enum trace_signal_result`).
+public func signalResultName(_ r: Int32) -> String {
+    switch r {
+    case 0: "delivered"
+    case 1: "ignored"
+    case 2: "already pending"
+    case 3: "overflow"
+    case 4: "info lost"
+    default: "result \(r)"
+    }
+}

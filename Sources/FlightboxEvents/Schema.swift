@@ -43,6 +43,12 @@ public enum EventSchema {
                 field("lifetime_ns", "u64", \fb_exit.lifetime_ns, 8), field("comm", "char[16]", \fb_exit.comm, commLength),
             ]),
             type(.loss, [field("lost", "u64", \fb_loss.lost, 8), field("first_ts", "u64", \fb_loss.first_ts, 8)]),
+            type(.signal, [
+                field("sig", "s32", \fb_signal.sig, 4), field("code", "s32", \fb_signal.code, 4), field("op", "u32", \fb_signal.op, 4),
+                field("result", "s32", \fb_signal.result, 4), field("target_pid", "u32", \fb_signal.target_pid, 4),
+                field("target_tid", "u32", \fb_signal.target_tid, 4), field("sender_uid", "u32", \fb_signal.sender_uid, 4),
+                field("group", "u32", \fb_signal.group, 4), field("target_comm", "char[16]", \fb_signal.target_comm, commLength),
+            ]),
             type(.file, [
                 field("ret", "s64", \fb_file.ret, 8), field("op", "u32", \fb_file.op, 4), field("dirfd", "s32", \fb_file.dirfd, 4),
                 field("flags", "u32", \fb_file.flags, 4), field("mode", "u32", \fb_file.mode, 4),
