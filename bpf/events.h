@@ -36,6 +36,7 @@ enum fb_event_type {
 	FB_EV_LOSS = 5, /* written by user space from the kernel's per-CPU drop counters */
 	FB_EV_FILE = 6,
 	FB_EV_SIGNAL = 7,
+	FB_EV_BLOCK = 8,
 };
 
 enum fb_signal_op {
@@ -158,6 +159,20 @@ struct fb_signal {
 	char target_comm[FB_COMM_LEN];
 };
 
+/* A block I/O request, at completion. Header ts is the issue time and
+ * pid/tid/comm the task that issued it (often a kernel worker for buffered
+ * writes); cpu is where it completed. */
+struct fb_block {
+	struct fb_header h;
+	__u64 latency_ns; /* issue to completion */
+	__u64 sector;
+	__u32 dev;   /* kernel dev_t: major << 20 | minor */
+	__u32 bytes; /* completed */
+	__u32 op;    /* REQ_OP_*: 0 read, 1 write, 2 flush, 3 discard, 5 secure erase, 9 write zeroes */
+	__s32 error; /* blk_status_t: 0 ok */
+	char comm[FB_COMM_LEN];
+};
+
 /* Events the kernel could not put in the ring buffer on one CPU. Header ts is
  * the time of the last such drop, cpu the CPU, pid/tid 0. */
 struct fb_loss {
@@ -203,6 +218,7 @@ _Static_assert(sizeof(struct fb_loss) == 40, "fb_loss wire size");
 _Static_assert(sizeof(struct fb_config) == 48, "fb_config size");
 _Static_assert(sizeof(struct fb_file) == 56, "fb_file wire size");
 _Static_assert(sizeof(struct fb_signal) == 72, "fb_signal wire size");
+_Static_assert(sizeof(struct fb_block) == 72, "fb_block wire size");
 #endif
 
 #endif

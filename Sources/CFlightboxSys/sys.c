@@ -109,3 +109,4 @@ long fb_getppid_raw(void)
 {
 	return syscall(SYS_getppid);
 }
+const int fb_o_direct = O_DIRECT;

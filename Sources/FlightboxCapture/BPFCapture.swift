@@ -14,9 +14,11 @@ public enum ProbeFamily: String, CaseIterable, Sendable {
     case files
     /// Signals sent (sender, target, result) and delivered.
     case signals
+    /// Block I/O requests: device, sector, bytes, operation, latency.
+    case block
 
     /// What `record` captures when --probes is not given.
-    public static let defaults: [ProbeFamily] = [.process, .syscalls, .files, .signals]
+    public static let defaults: [ProbeFamily] = [.process, .syscalls, .files, .signals, .block]
 
     /// The BPF object (bpf/<name>.bpf.c) that implements the family.
     var object: String { self == .files ? "syscalls" : rawValue }

@@ -9,6 +9,7 @@ public enum EventType: UInt16, CaseIterable, Sendable {
     case loss = 5
     case file = 6
     case signal = 7
+    case block = 8
 
     public var name: String {
         switch self {
@@ -19,6 +20,7 @@ public enum EventType: UInt16, CaseIterable, Sendable {
         case .loss: "loss"
         case .file: "file"
         case .signal: "signal"
+        case .block: "block"
         }
     }
 
@@ -37,6 +39,7 @@ public enum EventType: UInt16, CaseIterable, Sendable {
         case .loss: MemoryLayout<fb_loss>.size
         case .file: MemoryLayout<fb_file>.size
         case .signal: MemoryLayout<fb_signal>.size
+        case .block: MemoryLayout<fb_block>.size
         }
     }
 }
@@ -103,6 +106,14 @@ enum Offsets {
     @usableFromInline static let sigUid = MemoryLayout<fb_signal>.offset(of: \.sender_uid)!
     @usableFromInline static let sigGroup = MemoryLayout<fb_signal>.offset(of: \.group)!
     @usableFromInline static let sigComm = MemoryLayout<fb_signal>.offset(of: \.target_comm)!
+
+    @usableFromInline static let blkLatency = MemoryLayout<fb_block>.offset(of: \.latency_ns)!
+    @usableFromInline static let blkSector = MemoryLayout<fb_block>.offset(of: \.sector)!
+    @usableFromInline static let blkDev = MemoryLayout<fb_block>.offset(of: \.dev)!
+    @usableFromInline static let blkBytes = MemoryLayout<fb_block>.offset(of: \.bytes)!
+    @usableFromInline static let blkOp = MemoryLayout<fb_block>.offset(of: \.op)!
+    @usableFromInline static let blkError = MemoryLayout<fb_block>.offset(of: \.error)!
+    @usableFromInline static let blkComm = MemoryLayout<fb_block>.offset(of: \.comm)!
 
     @usableFromInline static let lossLost = MemoryLayout<fb_loss>.offset(of: \.lost)!
     @usableFromInline static let lossFirstTs = MemoryLayout<fb_loss>.offset(of: \.first_ts)!
@@ -264,6 +275,28 @@ public struct Event {
     @inlinable public var signalSenderUid: UInt32 { u32(Offsets.sigUid) }
     @inlinable public var signalToGroup: Bool { u32(Offsets.sigGroup) != 0 }
     public var signalTargetComm: String { string(at: Offsets.sigComm, maxLength: commLength) }
+
+    // MARK: block
+
+    @inlinable public var blockLatency: UInt64 { u64(Offsets.blkLatency) }
+    @inlinable public var blockSector: UInt64 { u64(Offsets.blkSector) }
+    /// Kernel dev_t: major in the high 12 bits, minor in the low 20.
+    @inlinable public var blockDevice: UInt32 { u32(Offsets.blkDev) }
+    @inlinable public var blockBytes: UInt32 { u32(Offsets.blkBytes) }
+    @inlinable public var blockOp: UInt32 { u32(Offsets.blkOp) }
+    @inlinable public var blockError: Int32 { base.loadUnaligned(fromByteOffset: Offsets.blkError, as: Int32.self) }
+    public var blockComm: String { string(at: Offsets.blkComm, maxLength: commLength) }
+    public var blockOpName: String {
+        switch blockOp {
+        case 0: "read"
+        case 1: "write"
+        case 2: "flush"
+        case 3: "discard"
+        case 5: "secure-erase"
+        case 9: "write-zeroes"
+        default: "op\(blockOp)"
+        }
+    }
 
     // MARK: loss
 

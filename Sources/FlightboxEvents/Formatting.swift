@@ -28,6 +28,10 @@ extension Event {
                    ("lifetime_ns", .uint(exitLifetime)), ("exit_comm", .string(exitComm))]
         case .loss:
             kv += [("lost", .uint(lostCount)), ("first_ts_ns", .uint(lossFirstTimestamp))]
+        case .block:
+            kv += [("op", .string(blockOpName)), ("dev", .string("\(blockDevice >> 20):\(blockDevice & 0xfffff)")),
+                   ("sector", .uint(blockSector)), ("bytes", .uint(UInt64(blockBytes))), ("latency_ns", .uint(blockLatency)),
+                   ("error", .int(Int64(blockError))), ("issuer_comm", .string(blockComm))]
         case .signal:
             kv += [("op", .string(isSignalGenerate ? "generate" : "deliver")), ("sig", .int(Int64(signalNumber))),
                    ("signame", .string(signalName(signalNumber))), ("code", .int(Int64(signalCode))),
@@ -65,6 +69,8 @@ extension Event {
             what = "\(isGroupExit ? "process exit" : "thread exit") \(how) after \(formatDuration(exitLifetime))"
         case .loss:
             what = "LOST \(lostCount) events on cpu \(cpu)"
+        case .block:
+            what = "block \(blockOpName) dev \(blockDevice >> 20):\(blockDevice & 0xfffff) sector \(blockSector) \(blockBytes) bytes <\(formatDuration(blockLatency))>\(blockError != 0 ? " error \(blockError)" : "")"
         case .signal:
             if isSignalGenerate {
                 what = "sends \(signalName(signalNumber)) to \(signalTargetComm)[\(signalTargetPid)/\(signalTargetTid)] (code \(signalCode)): \(signalResultName(signalResult))"

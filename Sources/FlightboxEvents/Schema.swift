@@ -43,6 +43,11 @@ public enum EventSchema {
                 field("lifetime_ns", "u64", \fb_exit.lifetime_ns, 8), field("comm", "char[16]", \fb_exit.comm, commLength),
             ]),
             type(.loss, [field("lost", "u64", \fb_loss.lost, 8), field("first_ts", "u64", \fb_loss.first_ts, 8)]),
+            type(.block, [
+                field("latency_ns", "u64", \fb_block.latency_ns, 8), field("sector", "u64", \fb_block.sector, 8),
+                field("dev", "u32", \fb_block.dev, 4), field("bytes", "u32", \fb_block.bytes, 4), field("op", "u32", \fb_block.op, 4),
+                field("error", "s32", \fb_block.error, 4), field("comm", "char[16]", \fb_block.comm, commLength),
+            ]),
             type(.signal, [
                 field("sig", "s32", \fb_signal.sig, 4), field("code", "s32", \fb_signal.code, 4), field("op", "u32", \fb_signal.op, 4),
                 field("result", "s32", \fb_signal.result, 4), field("target_pid", "u32", \fb_signal.target_pid, 4),

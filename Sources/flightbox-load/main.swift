@@ -8,6 +8,7 @@
 //   flightbox-load threads N [CALLS] starts N threads that each make CALLS getppid(2) (default 1) and exit
 //   flightbox-load wait-getppid MS N  sleeps MS milliseconds, then N getppid(2) calls
 //   flightbox-load trickle N MS     N getppid(2) calls, MS milliseconds apart
+//   flightbox-load direct-write DIR N SIZE  N O_DIRECT writes of SIZE bytes to a file in DIR
 //   flightbox-load exit CODE        exits with CODE
 //   flightbox-load signal SIG       kills itself with signal SIG
 #if canImport(Glibc)
@@ -16,7 +17,7 @@ import Glibc
 import CFlightboxSys
 
 func usage() -> Never {
-    fputs("usage: flightbox-load getppid N | read N [SIZE] | latency DIR | threads N [CALLS] | wait-getppid MS N | trickle N MS | exit CODE | signal SIG\n", stderr)
+    fputs("usage: flightbox-load getppid N | read N [SIZE] | latency DIR | threads N [CALLS] | wait-getppid MS N | trickle N MS | direct-write DIR N SIZE | exit CODE | signal SIG\n", stderr)
     exit(2)
 }
 
@@ -123,6 +124,19 @@ case "wait-getppid":
     guard args.count > 3, let ms = UInt32(args[2]), let n = Int(args[3]) else { usage() }
     usleep(ms * 1000)
     for _ in 0..<n { _ = fb_getppid_raw() }
+
+case "direct-write":
+    // N O_DIRECT writes of SIZE bytes to a file in DIR (which must be on a block device), then fsync.
+    guard args.count > 4, let n = Int(args[3]), let size = Int(args[4]), size % 4096 == 0 else { usage() }
+    let path = args[2] + "/flightbox-direct.dat"
+    let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | fb_o_direct, 0o600)
+    check(fd >= 0, "open \(path) with O_DIRECT")
+    defer { unlink(path) }
+    let buf = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 4096)
+    memset(buf, 0x63, size)
+    for i in 0..<n { check(pwrite(fd, buf, size, off_t(i * size)) == size, "direct write") }
+    check(fsync(fd) == 0, "fsync")
+    close(fd)
 
 case "exit":
     guard let code = Int32(args[2]) else { usage() }

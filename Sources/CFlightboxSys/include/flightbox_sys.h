@@ -16,6 +16,9 @@ pid_t fb_spawn_gated(char *const argv[], int *gate);
 /* Let the gated child exec. Closes the gate. */
 int fb_spawn_release(int gate);
 
+/* O_DIRECT, which glibc hides from Swift behind _GNU_SOURCE. */
+extern const int fb_o_direct;
+
 /* One syscall, no libc wrapper caching: used by the load generator. */
 long fb_getppid_raw(void);
 #endif
