@@ -75,11 +75,13 @@ public struct CaptureConfig: Sendable {
 /// all are released in deinit, which detaches every probe.
 public final class BPFCapture {
     private var objects: [(ProbeFamily, OpaquePointer)] = []
-    private var links: [OpaquePointer] = []
+    private var links: [(ProbeFamily, OpaquePointer)] = []
     private var ring: OpaquePointer?
     private var dropsFd: Int32 = -1
     private var trackedFd: Int32 = -1
     private var flushFd: Int32 = -1
+    /// Families that could not be loaded on this kernel, with why; the others run.
+    public private(set) var skipped: [(ProbeFamily, String)] = []
     private let ncpu: Int
     private var reportedDrops: [UInt64]
     private var reportedLastTs: [UInt64]
@@ -113,7 +115,7 @@ public final class BPFCapture {
     private func teardown() {
         if let ring { ring_buffer__free(ring) }
         ring = nil
-        for l in links { bpf_link__destroy(l) }
+        for (_, l) in links { bpf_link__destroy(l) }
         links = []
         for (_, o) in objects { bpf_object__close(o) }
         objects = []
@@ -146,7 +148,30 @@ public final class BPFCapture {
         }
         for name in objectNames {
             let family = ProbeFamily(rawValue: name)!
-            guard let bytes = objectBytes(family.rawValue) else { throw CaptureError.unknownFamily(family.rawValue) }
+            do {
+                try loadObject(family, cfg: &cfg, shared: &shared)
+            } catch let e as CaptureError {
+                // A kernel without this family's tracepoints (or a broken
+                // object) loses that family, not the recording; the process
+                // family is the exception: command mode cannot follow children
+                // without it.
+                guard family != .process || config.filter == .none, objectNames.count > 1 else { throw e }
+                if let i = objects.firstIndex(where: { $0.0 == family }) {
+                    bpf_object__close(objects[i].1)
+                    objects.remove(at: i)
+                }
+                skipped.append((family, e.description))
+            }
+        }
+        guard !objects.isEmpty else { throw CaptureError.unknownFamily(config.families.map(\.rawValue).joined(separator: ",")) }
+        try finishLoad(shared: shared)
+    }
+
+    private func loadObject(_ family: ProbeFamily, cfg: inout fb_config, shared: inout [String: Int32]) throws {
+        do {
+            guard let bytes = objectBytes(family.rawValue) else {
+                throw CaptureError.load(family: family.rawValue, errno: ENOENT, log: "no BPF object for this family")
+            }
             var opts = bpf_object_open_opts()
             opts.sz = MemoryLayout<bpf_object_open_opts>.size
             let obj: OpaquePointer? = family.rawValue.withCString { name in
@@ -180,6 +205,9 @@ public final class BPFCapture {
                 if let m = bpf_object__find_map_by_name(obj, name) { shared[name] = bpf_map__fd(m) }
             }
         }
+    }
+
+    private func finishLoad(shared: [String: Int32]) throws {
         dropsFd = shared["drops"] ?? -1
         trackedFd = shared["tracked"] ?? -1
         if case .tracked(let pids) = config.filter {
@@ -220,7 +248,7 @@ public final class BPFCapture {
     /// Attaches every program. Separate from loading so a caller can create
     /// its output first and fail before anything touches the kernel's hooks.
     public func attach() throws {
-        for (family, obj) in objects {
+        objectLoop: for (family, obj) in objects {
             var prog = bpf_object__next_program(obj, nil)
             while let p = prog {
                 if String(cString: bpf_program__name(p)) == "fb_flush" {
@@ -231,9 +259,17 @@ public final class BPFCapture {
                     continue
                 }
                 guard let link = bpf_program__attach(p) else {
-                    throw CaptureError.attach(family: family.rawValue, program: String(cString: bpf_program__name(p)), errno: errno)
+                    let e = CaptureError.attach(family: family.rawValue, program: String(cString: bpf_program__name(p)), errno: errno)
+                    guard family != .process || config.filter == .none, objects.count > 1 else { throw e }
+                    // Not fatal: this family goes, whole, and the others record.
+                    links.removeAll { entry in
+                        if entry.0 == family { bpf_link__destroy(entry.1); return true }
+                        return false
+                    }
+                    skipped.append((family, e.description))
+                    continue objectLoop
                 }
-                links.append(link)
+                links.append((family, link))
                 prog = bpf_object__next_program(obj, p)
             }
         }
@@ -256,7 +292,7 @@ public final class BPFCapture {
     /// Detaches every probe; returns once no program is running any more, so
     /// a following `flushBatches` finds no batch in use and loses nothing.
     public func detach() {
-        for l in links { bpf_link__destroy(l) }
+        for (_, l) in links { bpf_link__destroy(l) }
         links = []
     }
 

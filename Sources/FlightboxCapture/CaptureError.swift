@@ -1,6 +1,17 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CLibBPF
+
+/// strerror, or libbpf's own text for its error codes (4000 and up).
+func errorText(_ e: Int32) -> String {
+    if e >= 4000 {
+        var buf = [CChar](repeating: 0, count: 128)
+        libbpf_strerror(-e, &buf, buf.count)
+        return String(cString: buf)
+    }
+    return String(cString: strerror(e))
+}
 
 /// Why capture could not start or go on, with what to do about it.
 public enum CaptureError: Error, CustomStringConvertible {
@@ -22,9 +33,9 @@ public enum CaptureError: Error, CustomStringConvertible {
         case .bpfUnavailable(let e):
             "the kernel refused BPF (bpf(): \(String(cString: strerror(e)))): run as root in the host's namespaces, not in a user namespace or a container without CAP_BPF"
         case .load(let family, let e, let log):
-            "loading the \(family) probes failed (\(String(cString: strerror(e)))); kernel said: \(log.isEmpty ? "nothing" : log)"
+            "loading the \(family) probes failed (\(errorText(e))); kernel said: \(log.isEmpty ? "nothing" : log)"
         case .attach(let family, let program, let e):
-            "attaching \(family) probe \(program) failed (\(String(cString: strerror(e)))): this kernel lacks that tracepoint or tp_btf support"
+            "attaching \(family) probe \(program) failed (\(errorText(e))): this kernel lacks that tracepoint or tp_btf support"
         case .ringBuffer(let e):
             "reading the BPF ring buffer failed: \(String(cString: strerror(e)))"
         case .spawn(let c, let e):

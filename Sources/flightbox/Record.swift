@@ -129,6 +129,9 @@ struct Record: ParsableCommand {
             throw fail(e.description)
         }
 
+        for (family, why) in capture.skipped {
+            FileHandleStderr.write("flightbox: warning: \(family.rawValue) probes unavailable, recording without them: \(why)\n")
+        }
         let clockNs = monotonicNow()
         let realNs = realTimeNow()
         var uts = utsname()
@@ -136,7 +139,8 @@ struct Record: ParsableCommand {
         func field<T>(_ v: T) -> String { withUnsafeBytes(of: v) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) } }
         let captureJSON = JSON.object([
             ("flightbox_version", .string(Flightbox.configuration.version)),
-            ("probes", .array(config.families.map { .string($0.rawValue) })),
+            ("probes", .array(config.families.filter { f in !capture.skipped.contains { $0.0 == f } }.map { .string($0.rawValue) })),
+            ("skipped", .array(capture.skipped.map { .object([("family", .string($0.0.rawValue)), ("reason", .string($0.1))]) })),
             ("filter", config.filter.json),
             ("command", .array(command.map { .string($0) })),
             ("codec", .string(codec)), ("level", .int(Int64(level))),
