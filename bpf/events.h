@@ -37,6 +37,21 @@ enum fb_event_type {
 	FB_EV_FILE = 6,
 	FB_EV_SIGNAL = 7,
 	FB_EV_BLOCK = 8,
+	FB_EV_PRIV = 9,
+};
+
+/* What a privilege or integrity event is about. */
+enum fb_priv_op {
+	FB_PRIV_SETID = 1,     /* setuid, setgid, setreuid, setregid, setresuid, setresgid, setfsuid, setfsgid */
+	FB_PRIV_CAPSET = 2,
+	FB_PRIV_PTRACE = 3,    /* args: request, target pid */
+	FB_PRIV_VM_WRITE = 4,  /* process_vm_writev; args: target pid */
+	FB_PRIV_MODULE = 5,    /* init_module, finit_module */
+	FB_PRIV_BPF = 6,       /* bpf(2); args: command */
+	FB_PRIV_MEMFD = 7,     /* memfd_create; str: name */
+	FB_PRIV_MOUNT = 8,     /* mount; str: source, str2: target, str3: type; args[3]: flags */
+	FB_PRIV_CHMOD_EXEC = 9,/* chmod family adding an exec bit; str: path (none for fchmod) */
+	FB_PRIV_DUP_STDIO = 10,/* dup2, dup3 onto fd 0, 1 or 2; args: old fd, new fd */
 };
 
 enum fb_signal_op {
@@ -173,6 +188,25 @@ struct fb_block {
 	char comm[FB_COMM_LEN];
 };
 
+#define FB_MAX_PRIV_STR 128
+
+/* A syscall that changes privileges or the integrity of the system, at its
+ * exit. Followed by str_len, str2_len and str3_len bytes of strings (see
+ * enum fb_priv_op), read from the caller's memory at exit. */
+struct fb_priv {
+	struct fb_header h;
+	__s64 ret;
+	__u32 nr; /* the syscall (x86_64) */
+	__u32 op; /* enum fb_priv_op */
+	__u64 args[4];
+	__u32 uid, euid;         /* after the call */
+	__u32 old_uid, old_euid; /* before it (set at entry) */
+	__u16 str_len;
+	__u16 str2_len;
+	__u16 str3_len;
+	__u16 _pad;
+};
+
 /* Events the kernel could not put in the ring buffer on one CPU. Header ts is
  * the time of the last such drop, cpu the CPU, pid/tid 0. */
 struct fb_loss {
@@ -206,6 +240,8 @@ struct fb_config {
 	__u64 resolve_fd_after_ns; /* fd kind is looked up only for calls slower than this */
 	__u32 emit_syscalls; /* the syscalls family: one fb_syscall per call */
 	__u32 emit_files;    /* the files family: fb_file for open, unlink, rename */
+	__u32 emit_priv;     /* the privilege family: fb_priv */
+	__u32 _pad;
 };
 
 #ifndef __bpf__
@@ -215,7 +251,8 @@ _Static_assert(sizeof(struct fb_fork) == 48, "fb_fork wire size");
 _Static_assert(sizeof(struct fb_exec) == 64, "fb_exec wire size");
 _Static_assert(sizeof(struct fb_exit) == 56, "fb_exit wire size");
 _Static_assert(sizeof(struct fb_loss) == 40, "fb_loss wire size");
-_Static_assert(sizeof(struct fb_config) == 48, "fb_config size");
+_Static_assert(sizeof(struct fb_config) == 56, "fb_config size");
+_Static_assert(sizeof(struct fb_priv) == 96, "fb_priv wire size");
 _Static_assert(sizeof(struct fb_file) == 56, "fb_file wire size");
 _Static_assert(sizeof(struct fb_signal) == 72, "fb_signal wire size");
 _Static_assert(sizeof(struct fb_block) == 72, "fb_block wire size");

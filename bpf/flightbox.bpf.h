@@ -51,6 +51,7 @@ struct fb_pending {
 	__u64 task; /* owner: its tid can change (exec from a non-leader thread) */
 	__u32 nr;
 	__u32 compat;
+	__u32 old_uid, old_euid; /* credentials at entry, for the privilege family */
 };
 
 /* Everything a CPU keeps between events, in one per-CPU value so the hot

@@ -60,6 +60,96 @@ static __always_inline bool file_syscall(__u32 nr)
 
 #define FB_AT_FDCWD -100
 
+/* x86_64 syscalls the privilege family looks at, and what each is. */
+static __always_inline __u32 priv_op(__u32 nr)
+{
+	switch (nr) {
+	case 105: case 106: case 113: case 114: case 117: case 119: case 122: case 123:
+		return FB_PRIV_SETID;
+	case 126: return FB_PRIV_CAPSET;
+	case 101: return FB_PRIV_PTRACE;
+	case 311: return FB_PRIV_VM_WRITE;
+	case 175: case 313: return FB_PRIV_MODULE;
+	case 321: return FB_PRIV_BPF;
+	case 319: return FB_PRIV_MEMFD;
+	case 165: return FB_PRIV_MOUNT;
+	case 90: case 91: case 268: case 452: return FB_PRIV_CHMOD_EXEC;
+	case 33: case 292: return FB_PRIV_DUP_STDIO;
+	default: return 0;
+	}
+}
+
+static __always_inline long read_priv_str(void *dst, __u64 src)
+{
+	long n;
+
+	if (!src)
+		return 0;
+	n = bpf_probe_read_user_str(dst, FB_MAX_PRIV_STR, (void *)src);
+	n = n > 0 ? n - 1 : 0;
+	return n & (FB_MAX_PRIV_STR - 1);
+}
+
+/* Appends an fb_priv for the syscall in `p`, when it is one the family
+ * reports (chmod only when it adds an exec bit, dup only onto 0-2). */
+static __always_inline void emit_priv(struct fb_batch *b, struct fb_pending *p, struct task_struct *task,
+				      struct pt_regs *regs, __u64 ts, long ret)
+{
+	__u32 op = priv_op(p->nr), off;
+	__u64 a3 = regs->r10, s1 = 0, s2 = 0, s3 = 0;
+	struct fb_priv *e;
+	long n1, n2 = 0, n3 = 0;
+
+	if (!op)
+		return;
+	if (op == FB_PRIV_CHMOD_EXEC) {
+		__u64 mode = p->nr == 90 || p->nr == 91 ? p->args[1] : p->args[2];
+
+		if (!(mode & 0111))
+			return;
+		s1 = p->nr == 90 ? p->args[0] : p->nr == 91 ? 0 : p->args[1];
+	} else if (op == FB_PRIV_DUP_STDIO) {
+		if (p->args[1] > 2)
+			return;
+	} else if (op == FB_PRIV_MEMFD) {
+		s1 = p->args[0];
+	} else if (op == FB_PRIV_MOUNT) {
+		s1 = p->args[0];
+		s2 = p->args[1];
+		s3 = p->args[2];
+	}
+	if (b->used > FB_BATCH_BYTES - sizeof(*e) - 3 * FB_MAX_PRIV_STR)
+		fb_batch_write(b);
+	off = b->used;
+	if (off > FB_BATCH_BYTES - sizeof(*e) - 3 * FB_MAX_PRIV_STR)
+		return;
+	e = (void *)b->data + off;
+	fb_fill_header(&e->h, FB_EV_PRIV, 0, ts, task->tgid, task->pid);
+	e->ret = ret;
+	e->nr = p->nr;
+	e->op = op;
+	e->args[0] = p->args[0];
+	e->args[1] = p->args[1];
+	e->args[2] = p->args[2];
+	e->args[3] = a3;
+	e->uid = task->cred->uid.val;
+	e->euid = task->cred->euid.val;
+	e->old_uid = p->old_uid;
+	e->old_euid = p->old_euid;
+	e->_pad = 0;
+	n1 = read_priv_str((void *)e + sizeof(*e), s1);
+	if (s2)
+		n2 = read_priv_str((void *)e + sizeof(*e) + n1, s2);
+	if (s3)
+		n3 = read_priv_str((void *)e + sizeof(*e) + n1 + n2, s3);
+	e->str_len = n1;
+	e->str2_len = n2;
+	e->str3_len = n3;
+	e->h.size = sizeof(*e) + n1 + n2 + n3;
+	b->used = off + sizeof(*e) + n1 + n2 + n3;
+	b->count++;
+}
+
 /* Appends an fb_file for the syscall in `p` to the batch; paths are read from
  * the caller's memory now, at exit. The caller holds b->busy. */
 static __always_inline void emit_file(struct fb_batch *b, struct fb_pending *p, struct task_struct *task,
@@ -161,8 +251,8 @@ int BPF_PROG(fb_sys_enter, struct pt_regs *regs, long id)
 
 	if (fb_skip(task->tgid))
 		return 0;
-	/* With only the files family, stash only what it reports. */
-	if (!fb_cfg.emit_syscalls && !file_syscall(id))
+	/* Without the syscalls family, stash only what the others report. */
+	if (!fb_cfg.emit_syscalls && !(fb_cfg.emit_files && file_syscall(id)) && !(fb_cfg.emit_priv && priv_op(id)))
 		return 0;
 	b = fb_batch_get();
 	if (!b)
@@ -179,6 +269,11 @@ int BPF_PROG(fb_sys_enter, struct pt_regs *regs, long id)
 		p->args[0] = regs->di;
 		p->args[1] = regs->si;
 		p->args[2] = regs->dx;
+	}
+	if (fb_cfg.emit_priv && (id == 105 || id == 113 || id == 117 || id == 122 || id == 126 ||
+				 id == 106 || id == 114 || id == 119 || id == 123)) {
+		p->old_uid = task->cred->uid.val;
+		p->old_euid = task->cred->euid.val;
 	}
 	p->ts = bpf_ktime_get_ns();
 	return 0;
@@ -268,6 +363,8 @@ int BPF_PROG(fb_sys_exit, struct pt_regs *regs, long ret)
 files:
 	if (fb_cfg.emit_files && !p->compat && file_syscall(p->nr))
 		emit_file(b, p, task, regs, ts, ret);
+	if (fb_cfg.emit_priv && !p->compat)
+		emit_priv(b, p, task, regs, ts, ret);
 	if (!b->first_ts)
 		b->first_ts = now;
 	else if (now - b->first_ts > FB_BATCH_MAX_AGE_NS)

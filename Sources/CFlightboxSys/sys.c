@@ -110,3 +110,56 @@ long fb_getppid_raw(void)
 	return syscall(SYS_getppid);
 }
 const int fb_o_direct = O_DIRECT;
+
+#include <linux/capability.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/ptrace.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+
+int fb_privilege_scenario(const char *dir)
+{
+	char file[512], mnt[512];
+	struct __user_cap_header_struct hdr = { _LINUX_CAPABILITY_VERSION_3, 0 };
+	struct __user_cap_data_struct data[2];
+	struct iovec local = { file, 1 }, remote = { 0, 1 };
+	int fd, status;
+	pid_t child;
+
+	snprintf(file, sizeof(file), "%s/flightbox-priv", dir);
+	snprintf(mnt, sizeof(mnt), "%s/flightbox-mnt", dir);
+	fd = open(file, O_CREAT | O_WRONLY | O_TRUNC, 0600);
+	if (fd < 0)
+		return -1;
+	close(fd);
+	chmod(file, 0644);                         /* no exec bit: not reported */
+	chmod(file, 0755);                         /* exec bits added: reported */
+	fd = (int)syscall(SYS_memfd_create, "flightbox-memfd", 0);
+	if (fd >= 0)
+		close(fd);
+	syscall(SYS_capget, &hdr, data);
+	syscall(SYS_capset, &hdr, data);           /* the same capabilities again */
+	ptrace(PTRACE_ATTACH, 999999999, 0, 0);    /* no such pid: -ESRCH */
+	syscall(SYS_process_vm_writev, 999999999, &local, 1, &remote, 1, 0);
+	syscall(SYS_finit_module, -1, "", 0);      /* bad fd: -EBADF */
+	syscall(SYS_bpf, 0, NULL, 0);              /* BPF_MAP_CREATE without attr */
+	mkdir(mnt, 0700);
+	if (mount("flightbox-src", mnt, "tmpfs", MS_NOSUID, "size=64k") == 0)
+		umount(mnt);
+	rmdir(mnt);
+	unlink(file);
+	child = fork();
+	if (child == 0) {
+		int nul = open("/dev/null", O_WRONLY);
+		dup2(nul, 2);                          /* onto stderr: reported */
+		dup2(nul, 7);                          /* onto 7: not reported */
+		_exit(setuid(65534) == 0 ? 0 : 1);     /* root drops to nobody */
+	}
+	if (child < 0 || waitpid(child, &status, 0) < 0)
+		return -1;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}

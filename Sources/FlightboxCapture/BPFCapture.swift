@@ -16,12 +16,15 @@ public enum ProbeFamily: String, CaseIterable, Sendable {
     case signals
     /// Block I/O requests: device, sector, bytes, operation, latency.
     case block
+    /// setuid family, capset, ptrace, process_vm_writev, modules, bpf(),
+    /// memfd_create, mount, chmod adding exec bits, dup2/dup3 onto fds 0-2.
+    case privilege
 
     /// What `record` captures when --probes is not given.
-    public static let defaults: [ProbeFamily] = [.process, .syscalls, .files, .signals, .block]
+    public static let defaults: [ProbeFamily] = [.process, .syscalls, .files, .signals, .block, .privilege]
 
     /// The BPF object (bpf/<name>.bpf.c) that implements the family.
-    var object: String { self == .files ? "syscalls" : rawValue }
+    var object: String { self == .files || self == .privilege ? "syscalls" : rawValue }
 }
 
 /// Which tasks to record; applied in the kernel.
@@ -139,6 +142,7 @@ public final class BPFCapture {
 
         cfg.emit_syscalls = config.families.contains(.syscalls) ? 1 : 0
         cfg.emit_files = config.families.contains(.files) ? 1 : 0
+        cfg.emit_priv = config.families.contains(.privilege) ? 1 : 0
         var shared: [String: Int32] = [:]
         // One object per needed name; process first: it maintains the tracked
         // set the others read.

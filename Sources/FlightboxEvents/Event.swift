@@ -10,6 +10,7 @@ public enum EventType: UInt16, CaseIterable, Sendable {
     case file = 6
     case signal = 7
     case block = 8
+    case privilege = 9
 
     public var name: String {
         switch self {
@@ -21,6 +22,7 @@ public enum EventType: UInt16, CaseIterable, Sendable {
         case .file: "file"
         case .signal: "signal"
         case .block: "block"
+        case .privilege: "privilege"
         }
     }
 
@@ -40,6 +42,7 @@ public enum EventType: UInt16, CaseIterable, Sendable {
         case .file: MemoryLayout<fb_file>.size
         case .signal: MemoryLayout<fb_signal>.size
         case .block: MemoryLayout<fb_block>.size
+        case .privilege: MemoryLayout<fb_priv>.size
         }
     }
 }
@@ -115,6 +118,18 @@ enum Offsets {
     @usableFromInline static let blkError = MemoryLayout<fb_block>.offset(of: \.error)!
     @usableFromInline static let blkComm = MemoryLayout<fb_block>.offset(of: \.comm)!
 
+    @usableFromInline static let privRet = MemoryLayout<fb_priv>.offset(of: \.ret)!
+    @usableFromInline static let privNr = MemoryLayout<fb_priv>.offset(of: \.nr)!
+    @usableFromInline static let privOp = MemoryLayout<fb_priv>.offset(of: \.op)!
+    @usableFromInline static let privArgs = MemoryLayout<fb_priv>.offset(of: \.args)!
+    @usableFromInline static let privUid = MemoryLayout<fb_priv>.offset(of: \.uid)!
+    @usableFromInline static let privEuid = MemoryLayout<fb_priv>.offset(of: \.euid)!
+    @usableFromInline static let privOldUid = MemoryLayout<fb_priv>.offset(of: \.old_uid)!
+    @usableFromInline static let privOldEuid = MemoryLayout<fb_priv>.offset(of: \.old_euid)!
+    @usableFromInline static let privStrLen = MemoryLayout<fb_priv>.offset(of: \.str_len)!
+    @usableFromInline static let privStr2Len = MemoryLayout<fb_priv>.offset(of: \.str2_len)!
+    @usableFromInline static let privStr3Len = MemoryLayout<fb_priv>.offset(of: \.str3_len)!
+
     @usableFromInline static let lossLost = MemoryLayout<fb_loss>.offset(of: \.lost)!
     @usableFromInline static let lossFirstTs = MemoryLayout<fb_loss>.offset(of: \.first_ts)!
 }
@@ -160,6 +175,11 @@ public struct Event {
                 let f = Int(base.loadUnaligned(fromByteOffset: Offsets.execFilenameLen, as: UInt16.self))
                 let a = Int(base.loadUnaligned(fromByteOffset: Offsets.execArgvLen, as: UInt16.self))
                 guard t.fixedSize + f + a <= size else { return nil }
+            } else if t == .privilege {
+                let a = Int(base.loadUnaligned(fromByteOffset: Offsets.privStrLen, as: UInt16.self))
+                let b = Int(base.loadUnaligned(fromByteOffset: Offsets.privStr2Len, as: UInt16.self))
+                let c = Int(base.loadUnaligned(fromByteOffset: Offsets.privStr3Len, as: UInt16.self))
+                guard t.fixedSize + a + b + c <= size else { return nil }
             } else if t == .file {
                 let a = Int(base.loadUnaligned(fromByteOffset: Offsets.filePathLen, as: UInt16.self))
                 let b = Int(base.loadUnaligned(fromByteOffset: Offsets.filePath2Len, as: UInt16.self))
@@ -298,10 +318,42 @@ public struct Event {
         }
     }
 
+    // MARK: privilege
+
+    @inlinable public var privilegeOp: UInt32 { u32(Offsets.privOp) }
+    @inlinable public var privilegeSyscall: UInt32 { u32(Offsets.privNr) }
+    @inlinable public var privilegeReturn: Int64 { base.loadUnaligned(fromByteOffset: Offsets.privRet, as: Int64.self) }
+    @inlinable public func privilegeArg(_ i: Int) -> UInt64 { u64(Offsets.privArgs + 8 * i) }
+    @inlinable public var privilegeUid: UInt32 { u32(Offsets.privUid) }
+    @inlinable public var privilegeEuid: UInt32 { u32(Offsets.privEuid) }
+    @inlinable public var privilegeOldUid: UInt32 { u32(Offsets.privOldUid) }
+    @inlinable public var privilegeOldEuid: UInt32 { u32(Offsets.privOldEuid) }
+    /// The event's strings (memfd name; mount source, target, type; chmod path), empty when absent.
+    public var privilegeStrings: [String] {
+        let lens = [Offsets.privStrLen, Offsets.privStr2Len, Offsets.privStr3Len].map { Int(u16($0)) }
+        var at = EventType.privilege.fixedSize
+        return lens.map { n in
+            defer { at += n }
+            return String(decoding: UnsafeRawBufferPointer(start: base + at, count: n), as: UTF8.self)
+        }
+    }
+    public var privilegeOpName: String {
+        ["", "setid", "capset", "ptrace", "vm-write", "module", "bpf", "memfd", "mount", "chmod-exec", "dup-stdio"]
+            .dropFirst(0)[safe: Int(privilegeOp)] ?? "op\(privilegeOp)"
+    }
+
     // MARK: loss
 
     @inlinable public var lostCount: UInt64 { u64(Offsets.lossLost) }
     @inlinable public var lossFirstTimestamp: UInt64 { u64(Offsets.lossFirstTs) }
+}
+
+extension Array {
+    subscript(safe i: Int) -> Element? { i >= 0 && i < count ? self[i] : nil }
+}
+
+extension ArraySlice {
+    subscript(safe i: Int) -> Element? { i >= startIndex && i < endIndex ? self[i] : nil }
 }
 
 /// What a syscall's fd argument referred to (`enum fb_fd_kind`).

@@ -28,6 +28,13 @@ extension Event {
                    ("lifetime_ns", .uint(exitLifetime)), ("exit_comm", .string(exitComm))]
         case .loss:
             kv += [("lost", .uint(lostCount)), ("first_ts_ns", .uint(lossFirstTimestamp))]
+        case .privilege:
+            let strs = privilegeStrings
+            kv += [("op", .string(privilegeOpName)), ("syscall", .string(syscallName(privilegeSyscall))),
+                   ("ret", .int(privilegeReturn)), ("args", .array((0..<4).map { .uint(privilegeArg($0)) })),
+                   ("uid", .uint(UInt64(privilegeUid))), ("euid", .uint(UInt64(privilegeEuid))),
+                   ("old_uid", .uint(UInt64(privilegeOldUid))), ("old_euid", .uint(UInt64(privilegeOldEuid))),
+                   ("strings", .array(strs.filter { !$0.isEmpty }.map { .string($0) }))]
         case .block:
             kv += [("op", .string(blockOpName)), ("dev", .string("\(blockDevice >> 20):\(blockDevice & 0xfffff)")),
                    ("sector", .uint(blockSector)), ("bytes", .uint(UInt64(blockBytes))), ("latency_ns", .uint(blockLatency)),
@@ -69,6 +76,11 @@ extension Event {
             what = "\(isGroupExit ? "process exit" : "thread exit") \(how) after \(formatDuration(exitLifetime))"
         case .loss:
             what = "LOST \(lostCount) events on cpu \(cpu)"
+        case .privilege:
+            let r = privilegeReturn
+            let res = r < 0 && r > -4096 ? "-\(errnoName(Int32(-r)))" : String(r)
+            let strs = privilegeStrings.filter { !$0.isEmpty }.joined(separator: " ")
+            what = "\(privilegeOpName): \(syscallName(privilegeSyscall))(0x\(String(privilegeArg(0), radix: 16)), 0x\(String(privilegeArg(1), radix: 16))) = \(res) uid \(privilegeOldUid)->\(privilegeUid) euid \(privilegeOldEuid)->\(privilegeEuid)\(strs.isEmpty ? "" : " " + strs)"
         case .block:
             what = "block \(blockOpName) dev \(blockDevice >> 20):\(blockDevice & 0xfffff) sector \(blockSector) \(blockBytes) bytes <\(formatDuration(blockLatency))>\(blockError != 0 ? " error \(blockError)" : "")"
         case .signal:

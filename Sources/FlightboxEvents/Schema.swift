@@ -43,6 +43,17 @@ public enum EventSchema {
                 field("lifetime_ns", "u64", \fb_exit.lifetime_ns, 8), field("comm", "char[16]", \fb_exit.comm, commLength),
             ]),
             type(.loss, [field("lost", "u64", \fb_loss.lost, 8), field("first_ts", "u64", \fb_loss.first_ts, 8)]),
+            type(.privilege, [
+                field("ret", "s64", \fb_priv.ret, 8), field("nr", "u32", \fb_priv.nr, 4), field("op", "u32", \fb_priv.op, 4),
+                field("args", "u64[4]", \fb_priv.args, 32), field("uid", "u32", \fb_priv.uid, 4), field("euid", "u32", \fb_priv.euid, 4),
+                field("old_uid", "u32", \fb_priv.old_uid, 4), field("old_euid", "u32", \fb_priv.old_euid, 4),
+                field("str_len", "u16", \fb_priv.str_len, 2), field("str2_len", "u16", \fb_priv.str2_len, 2),
+                field("str3_len", "u16", \fb_priv.str3_len, 2),
+            ], trailing: [
+                .object([("name", .string("str")), ("length_field", .string("str_len")), ("kind", .string("bytes"))]),
+                .object([("name", .string("str2")), ("length_field", .string("str2_len")), ("kind", .string("bytes"))]),
+                .object([("name", .string("str3")), ("length_field", .string("str3_len")), ("kind", .string("bytes"))]),
+            ]),
             type(.block, [
                 field("latency_ns", "u64", \fb_block.latency_ns, 8), field("sector", "u64", \fb_block.sector, 8),
                 field("dev", "u32", \fb_block.dev, 4), field("bytes", "u32", \fb_block.bytes, 4), field("op", "u32", \fb_block.op, 4),

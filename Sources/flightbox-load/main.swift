@@ -9,6 +9,7 @@
 //   flightbox-load wait-getppid MS N  sleeps MS milliseconds, then N getppid(2) calls
 //   flightbox-load trickle N MS     N getppid(2) calls, MS milliseconds apart
 //   flightbox-load direct-write DIR N SIZE  N O_DIRECT writes of SIZE bytes to a file in DIR
+//   flightbox-load privilege DIR    setuid, capset, ptrace, memfd, mount, chmod +x, dup2 onto 2, ...
 //   flightbox-load exit CODE        exits with CODE
 //   flightbox-load signal SIG       kills itself with signal SIG
 #if canImport(Glibc)
@@ -17,7 +18,7 @@ import Glibc
 import CFlightboxSys
 
 func usage() -> Never {
-    fputs("usage: flightbox-load getppid N | read N [SIZE] | latency DIR | threads N [CALLS] | wait-getppid MS N | trickle N MS | direct-write DIR N SIZE | exit CODE | signal SIG\n", stderr)
+    fputs("usage: flightbox-load getppid N | read N [SIZE] | latency DIR | threads N [CALLS] | wait-getppid MS N | trickle N MS | direct-write DIR N SIZE | privilege DIR | exit CODE | signal SIG\n", stderr)
     exit(2)
 }
 
@@ -137,6 +138,10 @@ case "direct-write":
     for i in 0..<n { check(pwrite(fd, buf, size, off_t(i * size)) == size, "direct write") }
     check(fsync(fd) == 0, "fsync")
     close(fd)
+
+case "privilege":
+    // Every call the privilege family reports, with known arguments (as root).
+    exit(fb_privilege_scenario(args[2]))
 
 case "exit":
     guard let code = Int32(args[2]) else { usage() }

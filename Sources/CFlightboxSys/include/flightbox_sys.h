@@ -16,6 +16,11 @@ pid_t fb_spawn_gated(char *const argv[], int *gate);
 /* Let the gated child exec. Closes the gate. */
 int fb_spawn_release(int gate);
 
+/* Makes, with known arguments, every call the privilege family reports
+ * (see Tests/EndToEndTests): chmod +x, memfd_create, capset, ptrace,
+ * process_vm_writev, finit_module, bpf, mount, dup2 onto 2, setuid. */
+int fb_privilege_scenario(const char *dir);
+
 /* O_DIRECT, which glibc hides from Swift behind _GNU_SOURCE. */
 extern const int fb_o_direct;
 
