@@ -38,6 +38,12 @@ enum fb_event_type {
 	FB_EV_SIGNAL = 7,
 	FB_EV_BLOCK = 8,
 	FB_EV_PRIV = 9,
+	FB_EV_SCHED = 10,
+};
+
+enum fb_sched_kind {
+	FB_SCHED_RUNQ = 1,   /* runnable (woken or preempted) until it got a CPU */
+	FB_SCHED_OFFCPU = 2, /* blocked (sleeping, waiting for I/O, ...) until it ran again */
 };
 
 /* What a privilege or integrity event is about. */
@@ -207,6 +213,17 @@ struct fb_priv {
 	__u16 _pad;
 };
 
+/* A task waited: on the run queue, or blocked off the CPU, longer than the
+ * configured threshold. Computed in the kernel at the switch that ends the
+ * wait; header ts is when the wait began, pid/tid the task, cpu where it ran. */
+struct fb_sched {
+	struct fb_header h;
+	__u64 wait_ns;
+	__u32 kind;       /* enum fb_sched_kind */
+	__u32 prev_state; /* off-CPU: the task state it blocked in (1 interruptible, 2 uninterruptible, ...) */
+	char comm[FB_COMM_LEN];
+};
+
 /* Events the kernel could not put in the ring buffer on one CPU. Header ts is
  * the time of the last such drop, cpu the CPU, pid/tid 0. */
 struct fb_loss {
@@ -242,6 +259,8 @@ struct fb_config {
 	__u32 emit_files;    /* the files family: fb_file for open, unlink, rename */
 	__u32 emit_priv;     /* the privilege family: fb_priv */
 	__u32 _pad;
+	__u64 sched_runq_min_ns;   /* shortest run-queue wait reported */
+	__u64 sched_offcpu_min_ns; /* shortest off-CPU wait reported */
 };
 
 #ifndef __bpf__
@@ -251,7 +270,8 @@ _Static_assert(sizeof(struct fb_fork) == 48, "fb_fork wire size");
 _Static_assert(sizeof(struct fb_exec) == 64, "fb_exec wire size");
 _Static_assert(sizeof(struct fb_exit) == 56, "fb_exit wire size");
 _Static_assert(sizeof(struct fb_loss) == 40, "fb_loss wire size");
-_Static_assert(sizeof(struct fb_config) == 56, "fb_config size");
+_Static_assert(sizeof(struct fb_config) == 72, "fb_config size");
+_Static_assert(sizeof(struct fb_sched) == 56, "fb_sched wire size");
 _Static_assert(sizeof(struct fb_priv) == 96, "fb_priv wire size");
 _Static_assert(sizeof(struct fb_file) == 56, "fb_file wire size");
 _Static_assert(sizeof(struct fb_signal) == 72, "fb_signal wire size");

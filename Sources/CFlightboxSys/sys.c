@@ -163,3 +163,14 @@ int fb_privilege_scenario(const char *dir)
 		return -1;
 	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
+
+#include <sched.h>
+
+int fb_pin_to_cpu(int cpu)
+{
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	return sched_setaffinity(0, sizeof(set), &set);
+}

@@ -20,11 +20,20 @@ public enum ProbeFamily: String, CaseIterable, Sendable {
     /// memfd_create, mount, chmod adding exec bits, dup2/dup3 onto fds 0-2.
     case privilege
 
+    /// Run-queue latency and off-CPU time per task, over thresholds.
+    case scheduler
+
     /// What `record` captures when --probes is not given.
-    public static let defaults: [ProbeFamily] = [.process, .syscalls, .files, .signals, .block, .privilege]
+    public static let defaults: [ProbeFamily] = [.process, .syscalls, .files, .signals, .block, .privilege, .scheduler]
 
     /// The BPF object (bpf/<name>.bpf.c) that implements the family.
-    var object: String { self == .files || self == .privilege ? "syscalls" : rawValue }
+    var object: String {
+        switch self {
+        case .files, .privilege: "syscalls"
+        case .scheduler: "sched"
+        default: rawValue
+        }
+    }
 }
 
 /// Which tasks to record; applied in the kernel.
@@ -64,6 +73,9 @@ public struct CaptureConfig: Sendable {
     /// normal rates the kernel never has to wake it: each forced wake-up is a
     /// chance for the scheduler to pull the consumer onto a traced task's CPU.
     public var wakeupBytes: Int?
+    /// Shortest run-queue and off-CPU waits the scheduler family reports.
+    public var schedRunqueueMinNs: UInt64 = 1_000_000
+    public var schedOffCPUMinNs: UInt64 = 10_000_000
     /// Only syscalls slower than this get their fd's kind resolved.
     public var resolveFdAfterNs: UInt64 = 10_000
     public var btfPath: String = Preflight.defaultBTFPath
@@ -143,6 +155,8 @@ public final class BPFCapture {
         cfg.emit_syscalls = config.families.contains(.syscalls) ? 1 : 0
         cfg.emit_files = config.families.contains(.files) ? 1 : 0
         cfg.emit_priv = config.families.contains(.privilege) ? 1 : 0
+        cfg.sched_runq_min_ns = config.schedRunqueueMinNs
+        cfg.sched_offcpu_min_ns = config.schedOffCPUMinNs
         var shared: [String: Int32] = [:]
         // One object per needed name; process first: it maintains the tracked
         // set the others read.
@@ -151,7 +165,7 @@ public final class BPFCapture {
             objectNames.append(f.object)
         }
         for name in objectNames {
-            let family = ProbeFamily(rawValue: name)!
+            let family = config.families.first { $0.object == name }!
             do {
                 try loadObject(family, cfg: &cfg, shared: &shared)
             } catch let e as CaptureError {
@@ -173,7 +187,7 @@ public final class BPFCapture {
 
     private func loadObject(_ family: ProbeFamily, cfg: inout fb_config, shared: inout [String: Int32]) throws {
         do {
-            guard let bytes = objectBytes(family.rawValue) else {
+            guard let bytes = objectBytes(family.object) else {
                 throw CaptureError.load(family: family.rawValue, errno: ENOENT, log: "no BPF object for this family")
             }
             var opts = bpf_object_open_opts()

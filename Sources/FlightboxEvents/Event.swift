@@ -11,6 +11,7 @@ public enum EventType: UInt16, CaseIterable, Sendable {
     case signal = 7
     case block = 8
     case privilege = 9
+    case sched = 10
 
     public var name: String {
         switch self {
@@ -23,6 +24,7 @@ public enum EventType: UInt16, CaseIterable, Sendable {
         case .signal: "signal"
         case .block: "block"
         case .privilege: "privilege"
+        case .sched: "sched"
         }
     }
 
@@ -43,6 +45,7 @@ public enum EventType: UInt16, CaseIterable, Sendable {
         case .signal: MemoryLayout<fb_signal>.size
         case .block: MemoryLayout<fb_block>.size
         case .privilege: MemoryLayout<fb_priv>.size
+        case .sched: MemoryLayout<fb_sched>.size
         }
     }
 }
@@ -129,6 +132,11 @@ enum Offsets {
     @usableFromInline static let privStrLen = MemoryLayout<fb_priv>.offset(of: \.str_len)!
     @usableFromInline static let privStr2Len = MemoryLayout<fb_priv>.offset(of: \.str2_len)!
     @usableFromInline static let privStr3Len = MemoryLayout<fb_priv>.offset(of: \.str3_len)!
+
+    @usableFromInline static let schedWait = MemoryLayout<fb_sched>.offset(of: \.wait_ns)!
+    @usableFromInline static let schedKind = MemoryLayout<fb_sched>.offset(of: \.kind)!
+    @usableFromInline static let schedState = MemoryLayout<fb_sched>.offset(of: \.prev_state)!
+    @usableFromInline static let schedComm = MemoryLayout<fb_sched>.offset(of: \.comm)!
 
     @usableFromInline static let lossLost = MemoryLayout<fb_loss>.offset(of: \.lost)!
     @usableFromInline static let lossFirstTs = MemoryLayout<fb_loss>.offset(of: \.first_ts)!
@@ -341,6 +349,14 @@ public struct Event {
         ["", "setid", "capset", "ptrace", "vm-write", "module", "bpf", "memfd", "mount", "chmod-exec", "dup-stdio"]
             .dropFirst(0)[safe: Int(privilegeOp)] ?? "op\(privilegeOp)"
     }
+
+    // MARK: sched
+
+    @inlinable public var schedWait: UInt64 { u64(Offsets.schedWait) }
+    /// True for a run-queue wait, false for time blocked off the CPU.
+    @inlinable public var isRunqueueWait: Bool { u32(Offsets.schedKind) == UInt32(FB_SCHED_RUNQ.rawValue) }
+    @inlinable public var schedBlockedState: UInt32 { u32(Offsets.schedState) }
+    public var schedComm: String { string(at: Offsets.schedComm, maxLength: commLength) }
 
     // MARK: loss
 

@@ -28,6 +28,9 @@ extension Event {
                    ("lifetime_ns", .uint(exitLifetime)), ("exit_comm", .string(exitComm))]
         case .loss:
             kv += [("lost", .uint(lostCount)), ("first_ts_ns", .uint(lossFirstTimestamp))]
+        case .sched:
+            kv += [("kind", .string(isRunqueueWait ? "runqueue" : "offcpu")), ("wait_ns", .uint(schedWait)),
+                   ("blocked_state", .uint(UInt64(schedBlockedState))), ("task_comm", .string(schedComm))]
         case .privilege:
             let strs = privilegeStrings
             kv += [("op", .string(privilegeOpName)), ("syscall", .string(syscallName(privilegeSyscall))),
@@ -76,6 +79,9 @@ extension Event {
             what = "\(isGroupExit ? "process exit" : "thread exit") \(how) after \(formatDuration(exitLifetime))"
         case .loss:
             what = "LOST \(lostCount) events on cpu \(cpu)"
+        case .sched:
+            what = isRunqueueWait ? "waited \(formatDuration(schedWait)) for a CPU"
+                : "off CPU \(formatDuration(schedWait)) (\(schedBlockedState & 2 != 0 ? "uninterruptible" : "sleeping"))"
         case .privilege:
             let r = privilegeReturn
             let res = r < 0 && r > -4096 ? "-\(errnoName(Int32(-r)))" : String(r)

@@ -43,6 +43,10 @@ public enum EventSchema {
                 field("lifetime_ns", "u64", \fb_exit.lifetime_ns, 8), field("comm", "char[16]", \fb_exit.comm, commLength),
             ]),
             type(.loss, [field("lost", "u64", \fb_loss.lost, 8), field("first_ts", "u64", \fb_loss.first_ts, 8)]),
+            type(.sched, [
+                field("wait_ns", "u64", \fb_sched.wait_ns, 8), field("kind", "u32", \fb_sched.kind, 4),
+                field("prev_state", "u32", \fb_sched.prev_state, 4), field("comm", "char[16]", \fb_sched.comm, commLength),
+            ]),
             type(.privilege, [
                 field("ret", "s64", \fb_priv.ret, 8), field("nr", "u32", \fb_priv.nr, 4), field("op", "u32", \fb_priv.op, 4),
                 field("args", "u64[4]", \fb_priv.args, 32), field("uid", "u32", \fb_priv.uid, 4), field("euid", "u32", \fb_priv.euid, 4),

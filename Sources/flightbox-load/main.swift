@@ -10,6 +10,7 @@
 //   flightbox-load trickle N MS     N getppid(2) calls, MS milliseconds apart
 //   flightbox-load direct-write DIR N SIZE  N O_DIRECT writes of SIZE bytes to a file in DIR
 //   flightbox-load privilege DIR    setuid, capset, ptrace, memfd, mount, chmod +x, dup2 onto 2, ...
+//   flightbox-load spin MS CPU      busy for MS milliseconds, pinned to CPU
 //   flightbox-load exit CODE        exits with CODE
 //   flightbox-load signal SIG       kills itself with signal SIG
 #if canImport(Glibc)
@@ -18,7 +19,7 @@ import Glibc
 import CFlightboxSys
 
 func usage() -> Never {
-    fputs("usage: flightbox-load getppid N | read N [SIZE] | latency DIR | threads N [CALLS] | wait-getppid MS N | trickle N MS | direct-write DIR N SIZE | privilege DIR | exit CODE | signal SIG\n", stderr)
+    fputs("usage: flightbox-load getppid N | read N [SIZE] | latency DIR | threads N [CALLS] | wait-getppid MS N | trickle N MS | direct-write DIR N SIZE | privilege DIR | spin MS CPU | exit CODE | signal SIG\n", stderr)
     exit(2)
 }
 
@@ -142,6 +143,16 @@ case "direct-write":
 case "privilege":
     // Every call the privilege family reports, with known arguments (as root).
     exit(fb_privilege_scenario(args[2]))
+
+case "spin":
+    // Busy for MS milliseconds on CPU (pinned): two of these on one CPU wait
+    // for it in turn.
+    guard args.count > 3, let ms = UInt64(args[2]), let cpu = Int32(args[3]) else { usage() }
+    check(fb_pin_to_cpu(cpu) == 0, "pin to cpu \(cpu)")
+    let end = now() + ms * 1_000_000
+    var x: UInt64 = 0
+    while now() < end { x &+= 1 }
+    if x == 42 { print("") }
 
 case "exit":
     guard let code = Int32(args[2]) else { usage() }

@@ -58,6 +58,12 @@ struct Record: ParsableCommand {
     @Option(help: "Pending KiB at which the kernel wakes the recorder (default: a quarter of the ring).")
     var wakeupKb: Int?
 
+    @Option(help: "Scheduler family: shortest run-queue wait to report.")
+    var schedRunqMin: String = "1ms"
+
+    @Option(help: "Scheduler family: shortest time blocked off the CPU to report.")
+    var schedOffcpuMin: String = "10ms"
+
     @Option(help: "Kernel BTF to relocate against, for kernels without /sys/kernel/btf/vmlinux.")
     var btf: String = Preflight.defaultBTFPath
 
@@ -73,6 +79,9 @@ struct Record: ParsableCommand {
         if let duration, parseDuration(duration) == nil { throw ValidationError("--duration: cannot read '\(duration)' (try 10s or 500ms)") }
         if Codec(name: codec) == nil || codec == "none" { throw ValidationError("--codec must be zstd or lz4") }
         if ringKb < 4 || ringKb & (ringKb - 1) != 0 { throw ValidationError("--ring-kb must be a power of two, at least 4") }
+        for (flag, v) in [("--sched-runq-min", schedRunqMin), ("--sched-offcpu-min", schedOffcpuMin)] where parseDuration(v) == nil {
+            throw ValidationError("\(flag): cannot read '\(v)' (try 1ms)")
+        }
         if let comm, comm.utf8.count > 15 { throw ValidationError("--comm: kernel command names are at most 15 bytes") }
         if detect == false, findings != nil { throw ValidationError("--findings needs --detect") }
     }
@@ -81,6 +90,8 @@ struct Record: ParsableCommand {
         var config = CaptureConfig()
         config.ringBytes = ringKb << 10
         config.wakeupBytes = wakeupKb.map { $0 << 10 }
+        config.schedRunqueueMinNs = parseDuration(schedRunqMin)!
+        config.schedOffCPUMinNs = parseDuration(schedOffcpuMin)!
         config.btfPath = btf
         config.verbose = verbose
         if let probes {
@@ -145,6 +156,7 @@ struct Record: ParsableCommand {
             ("command", .array(command.map { .string($0) })),
             ("codec", .string(codec)), ("level", .int(Int64(level))),
             ("ring_bytes", .int(Int64(config.ringBytes))), ("resolve_fd_after_ns", .uint(config.resolveFdAfterNs)),
+            ("sched_runq_min_ns", .uint(config.schedRunqueueMinNs)), ("sched_offcpu_min_ns", .uint(config.schedOffCPUMinNs)),
         ])
         let metadata = TraceMetadata(host: field(uts.nodename), kernelRelease: field(uts.release), machine: field(uts.machine),
                                      clockNs: clockNs, realtimeNs: realNs, capture: captureJSON)

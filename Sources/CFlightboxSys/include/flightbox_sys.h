@@ -21,6 +21,9 @@ int fb_spawn_release(int gate);
  * process_vm_writev, finit_module, bpf, mount, dup2 onto 2, setuid. */
 int fb_privilege_scenario(const char *dir);
 
+/* Pins the calling thread to one CPU (sched_setaffinity). */
+int fb_pin_to_cpu(int cpu);
+
 /* O_DIRECT, which glibc hides from Swift behind _GNU_SOURCE. */
 extern const int fb_o_direct;
 
