@@ -39,6 +39,21 @@ enum fb_event_type {
 	FB_EV_BLOCK = 8,
 	FB_EV_PRIV = 9,
 	FB_EV_SCHED = 10,
+	FB_EV_GAUGE = 11, /* sampled by user space */
+};
+
+enum fb_gauge_kind {
+	FB_GAUGE_FS_BYTES = 1,      /* name: mount point; value: bytes available, limit: size */
+	FB_GAUGE_FS_INODES = 2,     /* name: mount point; value: inodes free, limit: inodes */
+	FB_GAUGE_PROC_FDS = 3,      /* header pid; value: open fds, limit: RLIMIT_NOFILE (soft) */
+	FB_GAUGE_SYS_FDS = 4,       /* value: file handles allocated, limit: fs.file-max */
+	FB_GAUGE_TASKS = 5,         /* value: tasks (threads) alive, limit: kernel.pid_max */
+	FB_GAUGE_CGROUP_PIDS = 6,   /* name: cgroup path; value: pids.current, limit: pids.max (0: no limit) */
+	FB_GAUGE_MEM_AVAILABLE = 7, /* value: MemAvailable bytes, limit: MemTotal */
+	FB_GAUGE_SWAP_FREE = 8,     /* value: SwapFree bytes, limit: SwapTotal */
+	FB_GAUGE_PSI_SOME = 9,      /* name: cpu, memory or io; value: avg10 in 1/100 %, limit 10000 */
+	FB_GAUGE_PSI_FULL = 10,     /* as above, for "full" */
+	FB_GAUGE_LOAD = 11,         /* value: 1-minute load average x 100, limit: CPUs online x 100 */
 };
 
 enum fb_sched_kind {
@@ -224,6 +239,19 @@ struct fb_sched {
 	char comm[FB_COMM_LEN];
 };
 
+/* A resource level sampled by the recorder at a fixed interval and written
+ * into the stream, so replay sees the values live detection saw. Header ts
+ * is the sampling time, pid the process for per-process gauges (else 0).
+ * Followed by name_len bytes of name. */
+struct fb_gauge {
+	struct fb_header h;
+	__u64 value;
+	__u64 limit; /* 0: none */
+	__u32 kind;  /* enum fb_gauge_kind */
+	__u16 name_len;
+	__u16 _pad;
+};
+
 /* Events the kernel could not put in the ring buffer on one CPU. Header ts is
  * the time of the last such drop, cpu the CPU, pid/tid 0. */
 struct fb_loss {
@@ -272,6 +300,7 @@ _Static_assert(sizeof(struct fb_exit) == 56, "fb_exit wire size");
 _Static_assert(sizeof(struct fb_loss) == 40, "fb_loss wire size");
 _Static_assert(sizeof(struct fb_config) == 72, "fb_config size");
 _Static_assert(sizeof(struct fb_sched) == 56, "fb_sched wire size");
+_Static_assert(sizeof(struct fb_gauge) == 48, "fb_gauge wire size");
 _Static_assert(sizeof(struct fb_priv) == 96, "fb_priv wire size");
 _Static_assert(sizeof(struct fb_file) == 56, "fb_file wire size");
 _Static_assert(sizeof(struct fb_signal) == 72, "fb_signal wire size");

@@ -22,15 +22,18 @@ public enum ProbeFamily: String, CaseIterable, Sendable {
 
     /// Run-queue latency and off-CPU time per task, over thresholds.
     case scheduler
+    /// Resource levels sampled in user space (no BPF): disk, fds, tasks, memory, PSI, load.
+    case gauges
 
     /// What `record` captures when --probes is not given.
-    public static let defaults: [ProbeFamily] = [.process, .syscalls, .files, .signals, .block, .privilege, .scheduler]
+    public static let defaults: [ProbeFamily] = [.process, .syscalls, .files, .signals, .block, .privilege, .scheduler, .gauges]
 
     /// The BPF object (bpf/<name>.bpf.c) that implements the family.
-    var object: String {
+    var object: String? {
         switch self {
         case .files, .privilege: "syscalls"
         case .scheduler: "sched"
+        case .gauges: nil
         default: rawValue
         }
     }
@@ -161,8 +164,8 @@ public final class BPFCapture {
         // One object per needed name; process first: it maintains the tracked
         // set the others read.
         var objectNames: [String] = []
-        for f in config.families.sorted(by: { ($0 == .process ? 0 : 1) < ($1 == .process ? 0 : 1) }) where !objectNames.contains(f.object) {
-            objectNames.append(f.object)
+        for f in config.families.sorted(by: { ($0 == .process ? 0 : 1) < ($1 == .process ? 0 : 1) }) {
+            if let o = f.object, !objectNames.contains(o) { objectNames.append(o) }
         }
         for name in objectNames {
             let family = config.families.first { $0.object == name }!
@@ -187,7 +190,7 @@ public final class BPFCapture {
 
     private func loadObject(_ family: ProbeFamily, cfg: inout fb_config, shared: inout [String: Int32]) throws {
         do {
-            guard let bytes = objectBytes(family.object) else {
+            guard let bytes = objectBytes(family.object ?? family.rawValue) else {
                 throw CaptureError.load(family: family.rawValue, errno: ENOENT, log: "no BPF object for this family")
             }
             var opts = bpf_object_open_opts()

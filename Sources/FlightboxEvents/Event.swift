@@ -12,6 +12,7 @@ public enum EventType: UInt16, CaseIterable, Sendable {
     case block = 8
     case privilege = 9
     case sched = 10
+    case gauge = 11
 
     public var name: String {
         switch self {
@@ -25,6 +26,7 @@ public enum EventType: UInt16, CaseIterable, Sendable {
         case .block: "block"
         case .privilege: "privilege"
         case .sched: "sched"
+        case .gauge: "gauge"
         }
     }
 
@@ -46,6 +48,28 @@ public enum EventType: UInt16, CaseIterable, Sendable {
         case .block: MemoryLayout<fb_block>.size
         case .privilege: MemoryLayout<fb_priv>.size
         case .sched: MemoryLayout<fb_sched>.size
+        case .gauge: MemoryLayout<fb_gauge>.size
+        }
+    }
+}
+
+/// What a gauge measures (`enum fb_gauge_kind`).
+public enum GaugeKind: UInt32, Sendable, CaseIterable {
+    case fsBytes = 1, fsInodes, processFds, systemFds, tasks, cgroupPids, memAvailable, swapFree, psiSome, psiFull, load
+
+    public var name: String {
+        switch self {
+        case .fsBytes: "fs_bytes_available"
+        case .fsInodes: "fs_inodes_free"
+        case .processFds: "process_fds"
+        case .systemFds: "system_fds"
+        case .tasks: "tasks"
+        case .cgroupPids: "cgroup_pids"
+        case .memAvailable: "mem_available"
+        case .swapFree: "swap_free"
+        case .psiSome: "psi_some_avg10"
+        case .psiFull: "psi_full_avg10"
+        case .load: "load1"
         }
     }
 }
@@ -138,6 +162,11 @@ enum Offsets {
     @usableFromInline static let schedState = MemoryLayout<fb_sched>.offset(of: \.prev_state)!
     @usableFromInline static let schedComm = MemoryLayout<fb_sched>.offset(of: \.comm)!
 
+    @usableFromInline static let gaugeValue = MemoryLayout<fb_gauge>.offset(of: \.value)!
+    @usableFromInline static let gaugeLimit = MemoryLayout<fb_gauge>.offset(of: \.limit)!
+    @usableFromInline static let gaugeKind = MemoryLayout<fb_gauge>.offset(of: \.kind)!
+    @usableFromInline static let gaugeNameLen = MemoryLayout<fb_gauge>.offset(of: \.name_len)!
+
     @usableFromInline static let lossLost = MemoryLayout<fb_loss>.offset(of: \.lost)!
     @usableFromInline static let lossFirstTs = MemoryLayout<fb_loss>.offset(of: \.first_ts)!
 }
@@ -188,6 +217,9 @@ public struct Event {
                 let b = Int(base.loadUnaligned(fromByteOffset: Offsets.privStr2Len, as: UInt16.self))
                 let c = Int(base.loadUnaligned(fromByteOffset: Offsets.privStr3Len, as: UInt16.self))
                 guard t.fixedSize + a + b + c <= size else { return nil }
+            } else if t == .gauge {
+                let n = Int(base.loadUnaligned(fromByteOffset: Offsets.gaugeNameLen, as: UInt16.self))
+                guard t.fixedSize + n <= size else { return nil }
             } else if t == .file {
                 let a = Int(base.loadUnaligned(fromByteOffset: Offsets.filePathLen, as: UInt16.self))
                 let b = Int(base.loadUnaligned(fromByteOffset: Offsets.filePath2Len, as: UInt16.self))
@@ -358,6 +390,15 @@ public struct Event {
     @inlinable public var schedBlockedState: UInt32 { u32(Offsets.schedState) }
     public var schedComm: String { string(at: Offsets.schedComm, maxLength: commLength) }
 
+    // MARK: gauge
+
+    @inlinable public var gaugeValue: UInt64 { u64(Offsets.gaugeValue) }
+    @inlinable public var gaugeLimit: UInt64 { u64(Offsets.gaugeLimit) }
+    @inlinable public var gaugeKind: GaugeKind? { GaugeKind(rawValue: u32(Offsets.gaugeKind)) }
+    public var gaugeName: String {
+        String(decoding: UnsafeRawBufferPointer(start: base + EventType.gauge.fixedSize, count: Int(u16(Offsets.gaugeNameLen))), as: UTF8.self)
+    }
+
     // MARK: loss
 
     @inlinable public var lostCount: UInt64 { u64(Offsets.lossLost) }
@@ -493,6 +534,19 @@ public struct EventEncoder {
         put(&b, Offsets.filePath2Len, UInt16(c.count))
         b.replaceSubrange(fixed..<(fixed + a.count), with: a)
         b.replaceSubrange((fixed + a.count)..<(fixed + a.count + c.count), with: c)
+        return b
+    }
+
+    public static func gauge(ts: UInt64, kind: GaugeKind, value: UInt64, limit: UInt64, pid: UInt32 = 0, name: String = "") -> [UInt8] {
+        let n = Array(name.utf8.prefix(1024))
+        let fixed = EventType.gauge.fixedSize
+        var b: [UInt8] = []
+        header(&b, type: .gauge, size: fixed + n.count, ts: ts, pid: pid, tid: pid)
+        put(&b, Offsets.gaugeValue, value)
+        put(&b, Offsets.gaugeLimit, limit)
+        put(&b, Offsets.gaugeKind, kind.rawValue)
+        put(&b, Offsets.gaugeNameLen, UInt16(n.count))
+        b.replaceSubrange(fixed..<(fixed + n.count), with: n)
         return b
     }
 

@@ -28,6 +28,9 @@ extension Event {
                    ("lifetime_ns", .uint(exitLifetime)), ("exit_comm", .string(exitComm))]
         case .loss:
             kv += [("lost", .uint(lostCount)), ("first_ts_ns", .uint(lossFirstTimestamp))]
+        case .gauge:
+            kv += [("gauge", .string(gaugeKind?.name ?? "unknown")), ("name", .string(gaugeName)),
+                   ("value", .uint(gaugeValue)), ("limit", .uint(gaugeLimit))]
         case .sched:
             kv += [("kind", .string(isRunqueueWait ? "runqueue" : "offcpu")), ("wait_ns", .uint(schedWait)),
                    ("blocked_state", .uint(UInt64(schedBlockedState))), ("task_comm", .string(schedComm))]
@@ -79,6 +82,9 @@ extension Event {
             what = "\(isGroupExit ? "process exit" : "thread exit") \(how) after \(formatDuration(exitLifetime))"
         case .loss:
             what = "LOST \(lostCount) events on cpu \(cpu)"
+        case .gauge:
+            let of = gaugeLimit > 0 ? " of \(gaugeLimit)" : ""
+            what = "gauge \(gaugeKind?.name ?? "unknown")\(gaugeName.isEmpty ? "" : " " + gaugeName) = \(gaugeValue)\(of)"
         case .sched:
             what = isRunqueueWait ? "waited \(formatDuration(schedWait)) for a CPU"
                 : "off CPU \(formatDuration(schedWait)) (\(schedBlockedState & 2 != 0 ? "uninterruptible" : "sleeping"))"

@@ -43,6 +43,10 @@ public enum EventSchema {
                 field("lifetime_ns", "u64", \fb_exit.lifetime_ns, 8), field("comm", "char[16]", \fb_exit.comm, commLength),
             ]),
             type(.loss, [field("lost", "u64", \fb_loss.lost, 8), field("first_ts", "u64", \fb_loss.first_ts, 8)]),
+            type(.gauge, [
+                field("value", "u64", \fb_gauge.value, 8), field("limit", "u64", \fb_gauge.limit, 8),
+                field("kind", "u32", \fb_gauge.kind, 4), field("name_len", "u16", \fb_gauge.name_len, 2),
+            ], trailing: [.object([("name", .string("name")), ("length_field", .string("name_len")), ("kind", .string("bytes"))])]),
             type(.sched, [
                 field("wait_ns", "u64", \fb_sched.wait_ns, 8), field("kind", "u32", \fb_sched.kind, 4),
                 field("prev_state", "u32", \fb_sched.prev_state, 4), field("comm", "char[16]", \fb_sched.comm, commLength),

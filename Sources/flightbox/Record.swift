@@ -64,6 +64,9 @@ struct Record: ParsableCommand {
     @Option(help: "Scheduler family: shortest time blocked off the CPU to report.")
     var schedOffcpuMin: String = "10ms"
 
+    @Option(help: "Gauges family: sampling interval.")
+    var gaugeInterval: String = "1s"
+
     @Option(help: "Kernel BTF to relocate against, for kernels without /sys/kernel/btf/vmlinux.")
     var btf: String = Preflight.defaultBTFPath
 
@@ -79,6 +82,7 @@ struct Record: ParsableCommand {
         if let duration, parseDuration(duration) == nil { throw ValidationError("--duration: cannot read '\(duration)' (try 10s or 500ms)") }
         if Codec(name: codec) == nil || codec == "none" { throw ValidationError("--codec must be zstd or lz4") }
         if ringKb < 4 || ringKb & (ringKb - 1) != 0 { throw ValidationError("--ring-kb must be a power of two, at least 4") }
+        if (parseDuration(gaugeInterval) ?? 0) < 10_000_000 { throw ValidationError("--gauge-interval: at least 10ms") }
         for (flag, v) in [("--sched-runq-min", schedRunqMin), ("--sched-offcpu-min", schedOffcpuMin)] where parseDuration(v) == nil {
             throw ValidationError("\(flag): cannot read '\(v)' (try 1ms)")
         }
@@ -115,8 +119,9 @@ struct Record: ParsableCommand {
 
         var child: pid_t = 0
         var gate: Int32 = -1
-        if !command.isEmpty, !config.families.contains(.process) {
-            // Following the command's descendants needs the fork probe.
+        if !config.families.contains(.process), !command.isEmpty || config.families.allSatisfy({ $0 == .gauges }) {
+            // Following the command's descendants needs the fork probe, and the
+            // recorder's ring buffer needs one kernel family.
             config.families.append(.process)
         }
         if !command.isEmpty {
@@ -157,6 +162,7 @@ struct Record: ParsableCommand {
             ("codec", .string(codec)), ("level", .int(Int64(level))),
             ("ring_bytes", .int(Int64(config.ringBytes))), ("resolve_fd_after_ns", .uint(config.resolveFdAfterNs)),
             ("sched_runq_min_ns", .uint(config.schedRunqueueMinNs)), ("sched_offcpu_min_ns", .uint(config.schedOffCPUMinNs)),
+            ("gauge_interval_ns", .uint(parseDuration(gaugeInterval)!)),
         ])
         let metadata = TraceMetadata(host: field(uts.nodename), kernelRelease: field(uts.release), machine: field(uts.machine),
                                      clockNs: clockNs, realtimeNs: realNs, capture: captureJSON)
@@ -181,6 +187,15 @@ struct Record: ParsableCommand {
         if gate >= 0 { _ = fb_spawn_release(gate) }
 
         let deadline = duration.flatMap(parseDuration).map { monotonicNow() + $0 }
+        let gauges: GaugeSampler? = config.families.contains(.gauges) ? GaugeSampler(intervalNs: parseDuration(gaugeInterval)!, processes: {
+            switch config.filter {
+            case .none: .holdingAtLeast(32)
+            case .pid(let p): .tree([p])
+            case .tracked(let p): .tree(p)
+            case .comm(let c): .comm(c)
+            }
+        }()) : nil
+        var nextGauge = monotonicNow()
         var writeError: TraceError?
         var childStatus: Int32?
         var lastFlush = monotonicNow()
@@ -210,6 +225,10 @@ struct Record: ParsableCommand {
             }
             appendLosses()
             let now = monotonicNow()
+            if let gauges, now >= nextGauge {
+                for rec in gauges.sample(at: monotonicNow()) { rec.withUnsafeBytes { sink($0) } }
+                nextGauge = max(nextGauge + gauges.intervalNs, now)
+            }
             if now - lastBatchFlush >= 100_000_000 {
                 capture.flushBatches()
                 lastBatchFlush = now
