@@ -6,6 +6,8 @@ import FlightboxEvents
 /// Samples resource levels from /proc, /sys and statvfs at a fixed interval
 /// and turns them into gauge events for the stream. Samples come out in a
 /// fixed order (mounts by path, processes by pid), one record per value.
+/// System gauges describe the machine and are sampled whatever the filter;
+/// per-process gauges follow it.
 public final class GaugeSampler {
     /// Which processes get a per-process fd gauge.
     public enum Processes: Sendable {
@@ -110,7 +112,8 @@ public final class GaugeSampler {
         case .holdingAtLeast:
             wanted = nil
         }
-        for pid in pids where wanted?.contains(pid) ?? true {
+        let me = UInt32(getpid()) // the recorder never records itself
+        for pid in pids where pid != me && wanted?.contains(pid) ?? true {
             // No fds at all: a zombie or a process on its way out.
             guard let fds = openFds(pid), fds > 0 else { continue }
             if case .holdingAtLeast(let n) = processes, fds < n { continue }
