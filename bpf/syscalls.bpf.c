@@ -28,34 +28,30 @@ struct {
 	__type(value, struct fb_pending);
 } pending SEC(".maps");
 
-/* Syscalls whose first argument is a file descriptor worth classifying:
- * a read that blocks on a pipe is waiting by design, one on a disk file is
- * slow. Numbers are x86_64's. */
-static __always_inline bool fd_syscall(__u32 nr)
-{
-	switch (nr) {
-	case 0: case 1: case 16: case 17: case 18: case 19: case 20: /* read write ioctl pread pwrite readv writev */
-	case 42: case 43: case 44: case 45: case 46: case 47: /* connect accept sendto recvfrom sendmsg recvmsg */
-	case 73: case 74: case 75: case 77: case 217: /* flock fsync fdatasync ftruncate getdents64 */
-	case 232: case 275: case 277: case 281: case 285: case 288: /* epoll_wait splice sync_file_range epoll_pwait fallocate accept4 */
-	case 295: case 296: case 299: case 307: case 326: case 327: case 328: /* preadv pwritev recvmmsg sendmmsg copy_file_range preadv2 pwritev2 */
-		return true;
-	default:
-		return false;
-	}
-}
+/* What each x86_64 syscall number is to the families: one bounded load per
+ * syscall instead of a chain of comparisons on the hot path. */
+#define NR_FD 1   /* first argument is an fd worth classifying (a read that blocks on a pipe waits by design) */
+#define NR_FILE 2 /* reported by the files family */
+#define NR_PRIV 4 /* looked at by the privilege family */
+#define NR_MAX 512
 
-/* x86_64 numbers of the syscalls the files family reports. */
-static __always_inline bool file_syscall(__u32 nr)
+const volatile __u8 nr_class[NR_MAX] = {
+	[0] = NR_FD, [1] = NR_FD, [16] = NR_FD, [17] = NR_FD, [18] = NR_FD, [19] = NR_FD, [20] = NR_FD,
+	[42] = NR_FD, [43] = NR_FD, [44] = NR_FD, [45] = NR_FD, [46] = NR_FD, [47] = NR_FD,
+	[73] = NR_FD, [74] = NR_FD, [75] = NR_FD, [77] = NR_FD, [217] = NR_FD,
+	[232] = NR_FD, [275] = NR_FD, [277] = NR_FD, [281] = NR_FD, [285] = NR_FD, [288] = NR_FD,
+	[295] = NR_FD, [296] = NR_FD, [299] = NR_FD, [307] = NR_FD, [326] = NR_FD, [327] = NR_FD, [328] = NR_FD,
+	[2] = NR_FILE, [85] = NR_FILE, [257] = NR_FILE, [437] = NR_FILE, [87] = NR_FILE, [263] = NR_FILE,
+	[82] = NR_FILE, [264] = NR_FILE, [316] = NR_FILE,
+	[105] = NR_PRIV, [106] = NR_PRIV, [113] = NR_PRIV, [114] = NR_PRIV, [117] = NR_PRIV, [119] = NR_PRIV,
+	[122] = NR_PRIV, [123] = NR_PRIV, [126] = NR_PRIV, [101] = NR_PRIV, [311] = NR_PRIV, [175] = NR_PRIV,
+	[313] = NR_PRIV, [321] = NR_PRIV, [319] = NR_PRIV, [165] = NR_PRIV, [90] = NR_PRIV, [91] = NR_PRIV,
+	[268] = NR_PRIV, [452] = NR_PRIV, [33] = NR_PRIV, [292] = NR_PRIV,
+};
+
+static __always_inline __u8 classify(__u32 nr)
 {
-	switch (nr) {
-	case 2: case 85: case 257: case 437: /* open creat openat openat2 */
-	case 87: case 263:                   /* unlink unlinkat */
-	case 82: case 264: case 316:         /* rename renameat renameat2 */
-		return true;
-	default:
-		return false;
-	}
+	return nr < NR_MAX ? nr_class[nr] : 0;
 }
 
 #define FB_AT_FDCWD -100
@@ -252,7 +248,7 @@ int BPF_PROG(fb_sys_enter, struct pt_regs *regs, long id)
 	if (fb_skip(task->tgid))
 		return 0;
 	/* Without the syscalls family, stash only what the others report. */
-	if (!fb_cfg.emit_syscalls && !(fb_cfg.emit_files && file_syscall(id)) && !(fb_cfg.emit_priv && priv_op(id)))
+	if (!fb_cfg.emit_syscalls && !(classify(id) & ((fb_cfg.emit_files ? NR_FILE : 0) | (fb_cfg.emit_priv ? NR_PRIV : 0))))
 		return 0;
 	b = fb_batch_get();
 	if (!b)
@@ -270,8 +266,7 @@ int BPF_PROG(fb_sys_enter, struct pt_regs *regs, long id)
 		p->args[1] = regs->si;
 		p->args[2] = regs->dx;
 	}
-	if (fb_cfg.emit_priv && (id == 105 || id == 113 || id == 117 || id == 122 || id == 126 ||
-				 id == 106 || id == 114 || id == 119 || id == 123)) {
+	if (fb_cfg.emit_priv && (classify(id) & NR_PRIV) && priv_op(id) <= FB_PRIV_CAPSET) {
 		p->old_uid = task->cred->uid.val;
 		p->old_euid = task->cred->euid.val;
 	}
@@ -356,15 +351,19 @@ int BPF_PROG(fb_sys_exit, struct pt_regs *regs, long ret)
 	e->nr = nr;
 	e->fd_kind = FB_FD_UNRESOLVED;
 	e->_pad[0] = e->_pad[1] = e->_pad[2] = 0;
-	if (e->duration_ns >= fb_cfg.resolve_fd_after_ns && !p->compat && fd_syscall(nr))
+	if (e->duration_ns >= fb_cfg.resolve_fd_after_ns && !p->compat && (classify(nr) & NR_FD))
 		e->fd_kind = fd_kind(task, e->args[0]);
 	b->used = off + sizeof(*e);
 	b->count++;
 files:
-	if (fb_cfg.emit_files && !p->compat && file_syscall(p->nr))
-		emit_file(b, p, task, regs, ts, ret);
-	if (fb_cfg.emit_priv && !p->compat)
-		emit_priv(b, p, task, regs, ts, ret);
+	if ((fb_cfg.emit_files || fb_cfg.emit_priv) && !p->compat) {
+		__u8 cls = classify(p->nr);
+
+		if (fb_cfg.emit_files && (cls & NR_FILE))
+			emit_file(b, p, task, regs, ts, ret);
+		if (fb_cfg.emit_priv && (cls & NR_PRIV))
+			emit_priv(b, p, task, regs, ts, ret);
+	}
 	if (!b->first_ts)
 		b->first_ts = now;
 	else if (now - b->first_ts > FB_BATCH_MAX_AGE_NS)
