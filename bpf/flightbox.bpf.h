@@ -73,11 +73,8 @@ struct {
 	__type(value, struct fb_batch);
 } batch SEC(".maps");
 
-static __always_inline bool fb_comm_matches(void)
+static __always_inline bool fb_comm_is_target(const char *comm)
 {
-	char comm[FB_COMM_LEN];
-
-	bpf_get_current_comm(comm, sizeof(comm));
 #pragma unroll
 	for (int i = 0; i < FB_COMM_LEN; i++) {
 		if (comm[i] != fb_cfg.comm[i])
@@ -88,27 +85,10 @@ static __always_inline bool fb_comm_matches(void)
 	return true;
 }
 
-/* True when events of the current task in thread group `tgid` are not wanted. */
-static __always_inline bool fb_skip(__u32 tgid)
+/* True when events of task `t` (NULL: the current task) in thread group
+ * `tgid` are not wanted. The comm is read only in FB_FILTER_COMM mode. */
+static __always_inline bool fb_skip_tgid(__u32 tgid, struct task_struct *t)
 {
-	if (tgid == fb_cfg.self_pid)
-		return true;
-	switch (fb_cfg.filter_mode) {
-	case FB_FILTER_PID:
-		return tgid != fb_cfg.target_pid;
-	case FB_FILTER_COMM:
-		return !fb_comm_matches();
-	case FB_FILTER_TRACKED:
-		return !bpf_map_lookup_elem(&tracked, &tgid);
-	default:
-		return false;
-	}
-}
-
-/* Like fb_skip, for a task other than the current one. */
-static __always_inline bool fb_skip_task(struct task_struct *t)
-{
-	__u32 tgid = BPF_CORE_READ(t, tgid);
 	char comm[FB_COMM_LEN];
 
 	if (tgid == fb_cfg.self_pid)
@@ -117,20 +97,28 @@ static __always_inline bool fb_skip_task(struct task_struct *t)
 	case FB_FILTER_PID:
 		return tgid != fb_cfg.target_pid;
 	case FB_FILTER_COMM:
-		bpf_probe_read_kernel_str(comm, sizeof(comm), t->comm);
-#pragma unroll
-		for (int i = 0; i < FB_COMM_LEN; i++) {
-			if (comm[i] != fb_cfg.comm[i])
-				return true;
-			if (comm[i] == 0)
-				return false;
-		}
-		return false;
+		if (t)
+			bpf_probe_read_kernel_str(comm, sizeof(comm), t->comm);
+		else
+			bpf_get_current_comm(comm, sizeof(comm));
+		return !fb_comm_is_target(comm);
 	case FB_FILTER_TRACKED:
 		return !bpf_map_lookup_elem(&tracked, &tgid);
 	default:
 		return false;
 	}
+}
+
+/* For the current task, in thread group `tgid`. */
+static __always_inline bool fb_skip(__u32 tgid)
+{
+	return fb_skip_tgid(tgid, NULL);
+}
+
+/* For a task other than the current one. */
+static __always_inline bool fb_skip_task(struct task_struct *t)
+{
+	return fb_skip_tgid(BPF_CORE_READ(t, tgid), t);
 }
 
 /* Wake the consumer only once enough is pending: one wake-up per batch
