@@ -40,6 +40,14 @@ enum fb_event_type {
 	FB_EV_PRIV = 9,
 	FB_EV_SCHED = 10,
 	FB_EV_GAUGE = 11, /* sampled by user space */
+	FB_EV_TCP = 12,
+};
+
+enum fb_tcp_kind {
+	FB_TCP_STATE = 1,      /* a state change (old, new); connects and accepts are among them */
+	FB_TCP_RETRANSMIT = 2,
+	FB_TCP_RESET_SENT = 3,
+	FB_TCP_RESET_RECEIVED = 4,
 };
 
 enum fb_gauge_kind {
@@ -252,6 +260,26 @@ struct fb_gauge {
 	__u16 _pad;
 };
 
+/* A TCP connection event. Addresses are in network byte order (IPv4 in the
+ * first 4 bytes), ports in host order. States are the kernel's TCP_* numbers
+ * (1 ESTABLISHED, 2 SYN_SENT, 3 SYN_RECV, 4 FIN_WAIT1, 5 FIN_WAIT2,
+ * 6 TIME_WAIT, 7 CLOSE, 8 CLOSE_WAIT, 9 LAST_ACK, 10 LISTEN, 11 CLOSING).
+ * pid/tid: the task that opened the connection when known (connect), else
+ * the task in whose context it happened (0 in interrupt context). */
+struct fb_tcp {
+	struct fb_header h;
+	__u64 latency_ns; /* SYN_SENT -> ESTABLISHED or CLOSE: the connect's duration */
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__u16 sport;
+	__u16 dport;
+	__u16 family; /* 2 AF_INET, 10 AF_INET6 */
+	__u8 kind;    /* enum fb_tcp_kind */
+	__u8 oldstate;
+	__u8 newstate;
+	__u8 _pad[7];
+};
+
 /* Events the kernel could not put in the ring buffer on one CPU. Header ts is
  * the time of the last such drop, cpu the CPU, pid/tid 0. */
 struct fb_loss {
@@ -301,6 +329,7 @@ _Static_assert(sizeof(struct fb_loss) == 40, "fb_loss wire size");
 _Static_assert(sizeof(struct fb_config) == 72, "fb_config size");
 _Static_assert(sizeof(struct fb_sched) == 56, "fb_sched wire size");
 _Static_assert(sizeof(struct fb_gauge) == 48, "fb_gauge wire size");
+_Static_assert(sizeof(struct fb_tcp) == 80, "fb_tcp wire size");
 _Static_assert(sizeof(struct fb_priv) == 96, "fb_priv wire size");
 _Static_assert(sizeof(struct fb_file) == 56, "fb_file wire size");
 _Static_assert(sizeof(struct fb_signal) == 72, "fb_signal wire size");

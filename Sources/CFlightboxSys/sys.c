@@ -174,3 +174,50 @@ int fb_pin_to_cpu(int cpu)
 	CPU_SET(cpu, &set);
 	return sched_setaffinity(0, sizeof(set), &set);
 }
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+/* A loopback port nobody listens on (bound, then closed). */
+static int closed_port(void)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(a);
+	int s = socket(AF_INET, SOCK_STREAM, 0);
+
+	if (s < 0 || bind(s, (struct sockaddr *)&a, sizeof(a)) || getsockname(s, (struct sockaddr *)&a, &len))
+		return -1;
+	close(s);
+	return ntohs(a.sin_port);
+}
+
+int fb_tcp_scenario(int n, int *listen_port, int *refused_port)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(a);
+	int l = socket(AF_INET, SOCK_STREAM, 0), ok = 0;
+
+	if (l < 0 || bind(l, (struct sockaddr *)&a, sizeof(a)) || listen(l, 64) || getsockname(l, (struct sockaddr *)&a, &len))
+		return -1;
+	*listen_port = ntohs(a.sin_port);
+	for (int i = 0; i < n; i++) {
+		int c = socket(AF_INET, SOCK_STREAM, 0), s;
+
+		if (c >= 0 && connect(c, (struct sockaddr *)&a, sizeof(a)) == 0 && (s = accept(l, NULL, NULL)) >= 0) {
+			ok++;
+			close(s);
+		}
+		if (c >= 0)
+			close(c);
+	}
+	close(l);
+	*refused_port = closed_port();
+	a.sin_port = htons(*refused_port);
+	int c = socket(AF_INET, SOCK_STREAM, 0);
+	if (c >= 0) {
+		connect(c, (struct sockaddr *)&a, sizeof(a)); /* ECONNREFUSED: the peer answers with a reset */
+		close(c);
+	}
+	return ok;
+}

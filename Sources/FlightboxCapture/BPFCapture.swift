@@ -24,9 +24,11 @@ public enum ProbeFamily: String, CaseIterable, Sendable {
     case scheduler
     /// Resource levels sampled in user space (no BPF): disk, fds, tasks, memory, PSI, load.
     case gauges
+    /// TCP state changes with addresses (connect latency, accepts), retransmits, resets.
+    case tcp
 
     /// What `record` captures when --probes is not given.
-    public static let defaults: [ProbeFamily] = [.process, .syscalls, .files, .signals, .block, .privilege, .scheduler, .gauges]
+    public static let defaults: [ProbeFamily] = [.process, .syscalls, .files, .signals, .block, .privilege, .scheduler, .tcp, .gauges]
 
     /// The BPF object (bpf/<name>.bpf.c) that implements the family.
     var object: String? {

@@ -13,6 +13,7 @@ public enum EventType: UInt16, CaseIterable, Sendable {
     case privilege = 9
     case sched = 10
     case gauge = 11
+    case tcp = 12
 
     public var name: String {
         switch self {
@@ -27,6 +28,7 @@ public enum EventType: UInt16, CaseIterable, Sendable {
         case .privilege: "privilege"
         case .sched: "sched"
         case .gauge: "gauge"
+        case .tcp: "tcp"
         }
     }
 
@@ -49,6 +51,7 @@ public enum EventType: UInt16, CaseIterable, Sendable {
         case .privilege: MemoryLayout<fb_priv>.size
         case .sched: MemoryLayout<fb_sched>.size
         case .gauge: MemoryLayout<fb_gauge>.size
+        case .tcp: MemoryLayout<fb_tcp>.size
         }
     }
 }
@@ -72,6 +75,12 @@ public enum GaugeKind: UInt32, Sendable, CaseIterable {
         case .load: "load1"
         }
     }
+}
+
+/// The kernel's TCP state names, by number.
+public func tcpStateName(_ s: UInt8) -> String {
+    ["none", "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT", "CLOSE", "CLOSE_WAIT",
+     "LAST_ACK", "LISTEN", "CLOSING", "NEW_SYN_RECV", "BOUND_INACTIVE"][safe: Int(s)] ?? "state\(s)"
 }
 
 /// What a file event did (`enum fb_file_op`).
@@ -166,6 +175,16 @@ enum Offsets {
     @usableFromInline static let gaugeLimit = MemoryLayout<fb_gauge>.offset(of: \.limit)!
     @usableFromInline static let gaugeKind = MemoryLayout<fb_gauge>.offset(of: \.kind)!
     @usableFromInline static let gaugeNameLen = MemoryLayout<fb_gauge>.offset(of: \.name_len)!
+
+    @usableFromInline static let tcpLatency = MemoryLayout<fb_tcp>.offset(of: \.latency_ns)!
+    @usableFromInline static let tcpSaddr = MemoryLayout<fb_tcp>.offset(of: \.saddr)!
+    @usableFromInline static let tcpDaddr = MemoryLayout<fb_tcp>.offset(of: \.daddr)!
+    @usableFromInline static let tcpSport = MemoryLayout<fb_tcp>.offset(of: \.sport)!
+    @usableFromInline static let tcpDport = MemoryLayout<fb_tcp>.offset(of: \.dport)!
+    @usableFromInline static let tcpFamily = MemoryLayout<fb_tcp>.offset(of: \.family)!
+    @usableFromInline static let tcpKind = MemoryLayout<fb_tcp>.offset(of: \.kind)!
+    @usableFromInline static let tcpOld = MemoryLayout<fb_tcp>.offset(of: \.oldstate)!
+    @usableFromInline static let tcpNew = MemoryLayout<fb_tcp>.offset(of: \.newstate)!
 
     @usableFromInline static let lossLost = MemoryLayout<fb_loss>.offset(of: \.lost)!
     @usableFromInline static let lossFirstTs = MemoryLayout<fb_loss>.offset(of: \.first_ts)!
@@ -397,6 +416,33 @@ public struct Event {
     @inlinable public var gaugeKind: GaugeKind? { GaugeKind(rawValue: u32(Offsets.gaugeKind)) }
     public var gaugeName: String {
         String(decoding: UnsafeRawBufferPointer(start: base + EventType.gauge.fixedSize, count: Int(u16(Offsets.gaugeNameLen))), as: UTF8.self)
+    }
+
+    // MARK: tcp
+
+    @inlinable public var tcpLatency: UInt64 { u64(Offsets.tcpLatency) }
+    @inlinable public var tcpSourcePort: UInt16 { u16(Offsets.tcpSport) }
+    @inlinable public var tcpDestinationPort: UInt16 { u16(Offsets.tcpDport) }
+    @inlinable public var tcpKind: UInt8 { base.load(fromByteOffset: Offsets.tcpKind, as: UInt8.self) }
+    @inlinable public var tcpOldState: UInt8 { base.load(fromByteOffset: Offsets.tcpOld, as: UInt8.self) }
+    @inlinable public var tcpNewState: UInt8 { base.load(fromByteOffset: Offsets.tcpNew, as: UInt8.self) }
+    public var tcpSourceAddress: String { address(at: Offsets.tcpSaddr) }
+    public var tcpDestinationAddress: String { address(at: Offsets.tcpDaddr) }
+
+    func address(at o: Int) -> String {
+        let b = UnsafeRawBufferPointer(start: base + o, count: 16)
+        if u16(Offsets.tcpFamily) == 2 { return b.prefix(4).map { String($0) }.joined(separator: ".") }
+        return stride(from: 0, to: 16, by: 2).map { String(UInt16(b[$0]) << 8 | UInt16(b[$0 + 1]), radix: 16) }.joined(separator: ":")
+    }
+
+    public var tcpKindName: String {
+        switch tcpKind {
+        case 1: "state"
+        case 2: "retransmit"
+        case 3: "reset_sent"
+        case 4: "reset_received"
+        default: "kind\(tcpKind)"
+        }
     }
 
     // MARK: loss

@@ -28,6 +28,11 @@ extension Event {
                    ("lifetime_ns", .uint(exitLifetime)), ("exit_comm", .string(exitComm))]
         case .loss:
             kv += [("lost", .uint(lostCount)), ("first_ts_ns", .uint(lossFirstTimestamp))]
+        case .tcp:
+            kv += [("kind", .string(tcpKindName)), ("saddr", .string(tcpSourceAddress)), ("sport", .uint(UInt64(tcpSourcePort))),
+                   ("daddr", .string(tcpDestinationAddress)), ("dport", .uint(UInt64(tcpDestinationPort))),
+                   ("old_state", .string(tcpStateName(tcpOldState))), ("new_state", .string(tcpStateName(tcpNewState))),
+                   ("latency_ns", .uint(tcpLatency))]
         case .gauge:
             kv += [("gauge", .string(gaugeKind?.name ?? "unknown")), ("name", .string(gaugeName)),
                    ("value", .uint(gaugeValue)), ("limit", .uint(gaugeLimit))]
@@ -82,6 +87,14 @@ extension Event {
             what = "\(isGroupExit ? "process exit" : "thread exit") \(how) after \(formatDuration(exitLifetime))"
         case .loss:
             what = "LOST \(lostCount) events on cpu \(cpu)"
+        case .tcp:
+            let conn = "\(tcpSourceAddress):\(tcpSourcePort) -> \(tcpDestinationAddress):\(tcpDestinationPort)"
+            if tcpKind == 1 {
+                let lat = tcpLatency > 0 ? " after \(formatDuration(tcpLatency))" : ""
+                what = "tcp \(conn) \(tcpStateName(tcpOldState)) -> \(tcpStateName(tcpNewState))\(lat)"
+            } else {
+                what = "tcp \(tcpKindName) \(conn)"
+            }
         case .gauge:
             let of = gaugeLimit > 0 ? " of \(gaugeLimit)" : ""
             what = "gauge \(gaugeKind?.name ?? "unknown")\(gaugeName.isEmpty ? "" : " " + gaugeName) = \(gaugeValue)\(of)"

@@ -43,6 +43,12 @@ public enum EventSchema {
                 field("lifetime_ns", "u64", \fb_exit.lifetime_ns, 8), field("comm", "char[16]", \fb_exit.comm, commLength),
             ]),
             type(.loss, [field("lost", "u64", \fb_loss.lost, 8), field("first_ts", "u64", \fb_loss.first_ts, 8)]),
+            type(.tcp, [
+                field("latency_ns", "u64", \fb_tcp.latency_ns, 8), field("saddr", "u8[16]", \fb_tcp.saddr, 16),
+                field("daddr", "u8[16]", \fb_tcp.daddr, 16), field("sport", "u16", \fb_tcp.sport, 2), field("dport", "u16", \fb_tcp.dport, 2),
+                field("family", "u16", \fb_tcp.family, 2), field("kind", "u8", \fb_tcp.kind, 1),
+                field("oldstate", "u8", \fb_tcp.oldstate, 1), field("newstate", "u8", \fb_tcp.newstate, 1),
+            ]),
             type(.gauge, [
                 field("value", "u64", \fb_gauge.value, 8), field("limit", "u64", \fb_gauge.limit, 8),
                 field("kind", "u32", \fb_gauge.kind, 4), field("name_len", "u16", \fb_gauge.name_len, 2),

@@ -11,6 +11,7 @@
 //   flightbox-load direct-write DIR N SIZE  N O_DIRECT writes of SIZE bytes to a file in DIR
 //   flightbox-load privilege DIR    setuid, capset, ptrace, memfd, mount, chmod +x, dup2 onto 2, ...
 //   flightbox-load spin MS CPU      busy for MS milliseconds, pinned to CPU
+//   flightbox-load tcp N            N loopback connections, then one to a closed port
 //   flightbox-load exit CODE        exits with CODE
 //   flightbox-load signal SIG       kills itself with signal SIG
 #if canImport(Glibc)
@@ -19,7 +20,7 @@ import Glibc
 import CFlightboxSys
 
 func usage() -> Never {
-    fputs("usage: flightbox-load getppid N | read N [SIZE] | latency DIR | threads N [CALLS] | wait-getppid MS N | trickle N MS | direct-write DIR N SIZE | privilege DIR | spin MS CPU | exit CODE | signal SIG\n", stderr)
+    fputs("usage: flightbox-load getppid N | read N [SIZE] | latency DIR | threads N [CALLS] | wait-getppid MS N | trickle N MS | direct-write DIR N SIZE | privilege DIR | spin MS CPU | tcp N | exit CODE | signal SIG\n", stderr)
     exit(2)
 }
 
@@ -153,6 +154,13 @@ case "spin":
     var x: UInt64 = 0
     while now() < end { x &+= 1 }
     if x == 42 { print("") }
+
+case "tcp":
+    // N loopback connections, then one refused; prints "PORT REFUSED_PORT CONNECTIONS".
+    guard let n = Int32(args[2]) else { usage() }
+    var port: Int32 = 0, refused: Int32 = 0
+    let made = fb_tcp_scenario(n, &port, &refused)
+    print("\(port) \(refused) \(made)")
 
 case "exit":
     guard let code = Int32(args[2]) else { usage() }

@@ -675,3 +675,34 @@ final class GaugesFamilyTests: XCTestCase {
         }
     }
 }
+
+final class TCPFamilyTests: XCTestCase {
+    /// N connections to a loopback listener and one to a closed port:
+    /// connects with their latency, accepts, and the refused one's reset.
+    func testLoopbackConnectionsAndARefusedOne() throws {
+        try requireBPF()
+        let trace = scratch("tcp.fbt")
+        let r = try Tool.run(Tool.flightbox, ["record", "-o", trace, "--probes", "tcp", "--", Tool.load, "tcp", "5"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let ports = r.stdout.split(separator: " ").compactMap { UInt64($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        XCTAssertEqual(ports.count, 3, r.stdout)
+        let (listen, refused) = (ports[0], ports[1])
+        XCTAssertEqual(ports[2], 5, "five connections made")
+        let tcp = try eventsJSON(trace, ["--type", "tcp"])
+        let connects = tcp.filter { $0["old_state"]?.stringValue == "SYN_SENT" && $0["new_state"]?.stringValue == "ESTABLISHED" }
+        XCTAssertEqual(connects.count, 5)
+        for c in connects {
+            XCTAssertEqual(c["daddr"]?.stringValue, "127.0.0.1")
+            XCTAssertEqual(c["dport"]?.uintValue, listen)
+            XCTAssertGreaterThan(c["latency_ns"]?.uintValue ?? 0, 0)
+            XCTAssertEqual(c["comm"]?.stringValue, "flightbox-load", "attributed to the connecting process")
+        }
+        let accepts = tcp.filter { $0["old_state"]?.stringValue == "SYN_RECV" && $0["new_state"]?.stringValue == "ESTABLISHED" }
+        XCTAssertEqual(accepts.count, 5)
+        XCTAssertTrue(accepts.allSatisfy { $0["sport"]?.uintValue == listen })
+        let failed = try XCTUnwrap(tcp.first { $0["old_state"]?.stringValue == "SYN_SENT" && $0["new_state"]?.stringValue == "CLOSE" })
+        XCTAssertEqual(failed["dport"]?.uintValue, refused)
+        XCTAssertGreaterThan(failed["latency_ns"]?.uintValue ?? 0, 0)
+        XCTAssertTrue(tcp.contains { $0["kind"]?.stringValue == "reset_received" && $0["dport"]?.uintValue == refused })
+    }
+}

@@ -24,6 +24,10 @@ int fb_privilege_scenario(const char *dir);
 /* Pins the calling thread to one CPU (sched_setaffinity). */
 int fb_pin_to_cpu(int cpu);
 
+/* N loopback TCP connections to a listener of its own, then one to a
+ * closed port. Returns the connections made; sets the two ports. */
+int fb_tcp_scenario(int n, int *listen_port, int *refused_port);
+
 /* O_DIRECT, which glibc hides from Swift behind _GNU_SOURCE. */
 extern const int fb_o_direct;
 

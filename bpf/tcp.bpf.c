@@ -1,0 +1,140 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* TCP: state changes with addresses and ports (connects with their latency,
+ * accepts, closes), retransmits and resets. */
+#include "flightbox.bpf.h"
+
+#define AF_INET 2
+#define AF_INET6 10
+#define IPPROTO_TCP 6
+#define TCP_ESTABLISHED 1
+#define TCP_SYN_SENT 2
+#define TCP_CLOSE 7
+
+/* A connect in progress: who started it, and when. */
+struct opener {
+	__u64 ts;
+	__u32 pid;
+	__u32 tid;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct opener);
+} connecting SEC(".maps");
+
+static __always_inline void emit(const struct sock *sk, __u8 kind, int oldstate, int newstate, __u32 pid, __u32 tid,
+				 __u64 latency)
+{
+	__u64 now = bpf_ktime_get_ns();
+	__u16 family = sk->__sk_common.skc_family;
+	struct fb_tcp *e;
+
+	if (family != AF_INET && family != AF_INET6)
+		return;
+	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		fb_count_drop(now);
+		return;
+	}
+	/* Often interrupt context: straight to the ring, never through the batch. */
+	fb_fill_header(&e->h, FB_EV_TCP, sizeof(*e), now, pid, tid);
+	e->latency_ns = latency;
+	__builtin_memset(e->saddr, 0, sizeof(e->saddr));
+	__builtin_memset(e->daddr, 0, sizeof(e->daddr));
+	/* sk is a trusted tracepoint argument: read it directly. */
+	if (family == AF_INET) {
+		__builtin_memcpy(e->saddr, &sk->__sk_common.skc_rcv_saddr, 4);
+		__builtin_memcpy(e->daddr, &sk->__sk_common.skc_daddr, 4);
+	} else {
+		bpf_probe_read_kernel(e->saddr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
+		bpf_probe_read_kernel(e->daddr, 16, &sk->__sk_common.skc_v6_daddr);
+	}
+	e->sport = sk->__sk_common.skc_num;
+	e->dport = __builtin_bswap16(sk->__sk_common.skc_dport);
+	e->family = family;
+	e->kind = kind;
+	e->oldstate = oldstate;
+	e->newstate = newstate;
+	__builtin_memset(e->_pad, 0, sizeof(e->_pad));
+	bpf_ringbuf_submit(e, fb_submit_flags());
+}
+
+/* The task the event belongs to, and whether it is recorded. */
+static __always_inline bool who(__u32 *pid, __u32 *tid)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+
+	*pid = id >> 32;
+	*tid = (__u32)id;
+	return !fb_skip(*pid);
+}
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(fb_tcp_state, const struct sock *sk, const int oldstate, const int newstate)
+{
+	__u64 key = (__u64)sk, latency = 0;
+	struct opener *o;
+	__u32 pid, tid;
+	bool wanted;
+
+	if (sk->sk_protocol != IPPROTO_TCP)
+		return 0;
+	wanted = who(&pid, &tid);
+	if (newstate == TCP_SYN_SENT) {
+		/* connect(2), in the connecting task's context. */
+		struct opener v = { .ts = bpf_ktime_get_ns(), .pid = pid, .tid = tid };
+
+		if (!wanted)
+			return 0;
+		if (bpf_map_update_elem(&connecting, &key, &v, BPF_ANY))
+			fb_count_drop(v.ts);
+	} else if (oldstate == TCP_SYN_SENT) {
+		/* The handshake ended (usually in interrupt context): belongs to the opener. */
+		o = bpf_map_lookup_elem(&connecting, &key);
+		if (!o)
+			return 0;
+		latency = bpf_ktime_get_ns() - o->ts;
+		pid = o->pid;
+		tid = o->tid;
+		bpf_map_delete_elem(&connecting, &key);
+		wanted = true;
+	}
+	if (wanted)
+		emit(sk, FB_TCP_STATE, oldstate, newstate, pid, tid, latency);
+	if (newstate == TCP_CLOSE)
+		bpf_map_delete_elem(&connecting, &key);
+	return 0;
+}
+
+SEC("tp_btf/tcp_retransmit_skb")
+int BPF_PROG(fb_tcp_retransmit, const struct sock *sk)
+{
+	__u32 pid, tid;
+
+	if (who(&pid, &tid))
+		emit(sk, FB_TCP_RETRANSMIT, 0, 0, pid, tid, 0);
+	return 0;
+}
+
+SEC("tp_btf/tcp_send_reset")
+int BPF_PROG(fb_tcp_send_reset, const struct sock *sk)
+{
+	__u32 pid, tid;
+
+	/* A reset for a port without a socket has no sk to describe. */
+	if (sk && who(&pid, &tid))
+		emit(sk, FB_TCP_RESET_SENT, 0, 0, pid, tid, 0);
+	return 0;
+}
+
+SEC("tp_btf/tcp_receive_reset")
+int BPF_PROG(fb_tcp_receive_reset, struct sock *sk)
+{
+	__u32 pid, tid;
+
+	if (who(&pid, &tid))
+		emit(sk, FB_TCP_RESET_RECEIVED, 0, 0, pid, tid, 0);
+	return 0;
+}
