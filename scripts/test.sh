@@ -8,4 +8,20 @@ if [ "$(id -u)" = 0 ]; then
     sh scripts/setup.sh
 fi
 swift build --build-tests
-swift test --skip-build
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+# XCTest only (the suite has no swift-testing tests); end on a plain count.
+status=0
+swift test --skip-build --disable-swift-testing 2>&1 | tee "$log" || status=$?
+# "Executed 67 tests, with 0 failures" or "..., with 20 tests skipped and 0 failures"
+summary=$(grep -E "Executed [0-9]+ tests?, with " "$log" | tail -1)
+if [ -z "$summary" ]; then
+    echo "0 passed, 1 failed"
+    exit 1
+fi
+executed=$(echo "$summary" | sed -E 's/.*Executed ([0-9]+) tests?.*/\1/')
+failed=$(echo "$summary" | sed -E 's/.* ([0-9]+) failures?.*/\1/')
+skipped=$(echo "$summary" | sed -nE 's/.*with ([0-9]+) tests? skipped.*/\1/p')
+skipped=${skipped:-0}
+echo "$((executed - failed - skipped)) passed, $failed failed, $skipped skipped"
+if [ "$status" -ne 0 ] || [ "$failed" -ne 0 ]; then exit 1; fi
