@@ -397,8 +397,8 @@ public struct Event {
         }
     }
     public var privilegeOpName: String {
-        ["", "setid", "capset", "ptrace", "vm-write", "module", "bpf", "memfd", "mount", "chmod-exec", "dup-stdio"]
-            .dropFirst(0)[safe: Int(privilegeOp)] ?? "op\(privilegeOp)"
+        ["", "setid", "capset", "ptrace", "vm-write", "module", "bpf", "memfd", "mount", "chmod-exec", "dup-stdio"][safe: Int(privilegeOp)]
+            ?? "op\(privilegeOp)"
     }
 
     // MARK: sched
@@ -453,10 +453,6 @@ public struct Event {
 
 extension Array {
     subscript(safe i: Int) -> Element? { i >= 0 && i < count ? self[i] : nil }
-}
-
-extension ArraySlice {
-    subscript(safe i: Int) -> Element? { i >= startIndex && i < endIndex ? self[i] : nil }
 }
 
 /// What a syscall's fd argument referred to (`enum fb_fd_kind`).
