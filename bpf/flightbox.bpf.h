@@ -172,6 +172,21 @@ static __always_inline void fb_batch_write(struct fb_batch *b)
 	b->first_ts = 0;
 }
 
+/* Room for `room` bytes at the end of this CPU's batch, writing the batch
+ * out first if it is too full; NULL if there cannot be. The caller holds
+ * b->busy, fills the record, then advances b->used and b->count. */
+static __always_inline void *fb_batch_room(struct fb_batch *b, __u32 room)
+{
+	__u32 off;
+
+	if (b->used > FB_BATCH_BYTES - room)
+		fb_batch_write(b);
+	off = b->used;
+	if (off > FB_BATCH_BYTES - room)
+		return NULL;
+	return (void *)b->data + off;
+}
+
 /* Flushes this CPU's batch unless a program it interrupted is inside it. */
 static __always_inline void fb_batch_flush(void)
 {

@@ -91,7 +91,7 @@ static __always_inline long read_priv_str(void *dst, __u64 src)
 static __always_inline void emit_priv(struct fb_batch *b, struct fb_pending *p, struct task_struct *task,
 				      struct pt_regs *regs, __u64 ts, long ret)
 {
-	__u32 op = priv_op(p->nr), off;
+	__u32 op = priv_op(p->nr);
 	__u64 a3 = regs->r10, s1 = 0, s2 = 0, s3 = 0;
 	struct fb_priv *e;
 	long n1, n2 = 0, n3 = 0;
@@ -114,12 +114,9 @@ static __always_inline void emit_priv(struct fb_batch *b, struct fb_pending *p, 
 		s2 = p->args[1];
 		s3 = p->args[2];
 	}
-	if (b->used > FB_BATCH_BYTES - sizeof(*e) - 3 * FB_MAX_PRIV_STR)
-		fb_batch_write(b);
-	off = b->used;
-	if (off > FB_BATCH_BYTES - sizeof(*e) - 3 * FB_MAX_PRIV_STR)
+	e = fb_batch_room(b, sizeof(*e) + 3 * FB_MAX_PRIV_STR);
+	if (!e)
 		return;
-	e = (void *)b->data + off;
 	fb_fill_header(&e->h, FB_EV_PRIV, 0, ts, task->tgid, task->pid);
 	e->ret = ret;
 	e->nr = p->nr;
@@ -142,7 +139,7 @@ static __always_inline void emit_priv(struct fb_batch *b, struct fb_pending *p, 
 	e->str2_len = n2;
 	e->str3_len = n3;
 	e->h.size = sizeof(*e) + n1 + n2 + n3;
-	b->used = off + sizeof(*e) + n1 + n2 + n3;
+	b->used += sizeof(*e) + n1 + n2 + n3;
 	b->count++;
 }
 
@@ -153,7 +150,7 @@ static __always_inline void emit_file(struct fb_batch *b, struct fb_pending *p, 
 {
 	const char *path = 0, *path2 = 0;
 	struct fb_file *e;
-	__u32 off, op, flags = 0, mode = 0;
+	__u32 op, flags = 0, mode = 0;
 	__s32 dirfd = FB_AT_FDCWD;
 	long n1, n2 = 0;
 
@@ -176,12 +173,9 @@ static __always_inline void emit_file(struct fb_batch *b, struct fb_pending *p, 
 	case 316: op = FB_FILE_RENAME; dirfd = p->args[0]; path = (void *)p->args[1]; path2 = (void *)regs->r10; flags = regs->r8; break;
 	default: return;
 	}
-	if (b->used > FB_BATCH_BYTES - sizeof(*e) - 2 * FB_MAX_PATH)
-		fb_batch_write(b);
-	off = b->used;
-	if (off > FB_BATCH_BYTES - sizeof(*e) - 2 * FB_MAX_PATH)
+	e = fb_batch_room(b, sizeof(*e) + 2 * FB_MAX_PATH);
+	if (!e)
 		return;
-	e = (void *)b->data + off;
 	fb_fill_header(&e->h, FB_EV_FILE, 0, ts, task->tgid, task->pid);
 	e->ret = ret;
 	e->op = op;
@@ -204,7 +198,7 @@ static __always_inline void emit_file(struct fb_batch *b, struct fb_pending *p, 
 	e->path_len = n1;
 	e->path2_len = n2;
 	e->h.size = sizeof(*e) + n1 + n2;
-	b->used = off + sizeof(*e) + n1 + n2;
+	b->used += sizeof(*e) + n1 + n2;
 	b->count++;
 }
 
@@ -308,7 +302,7 @@ int BPF_PROG(fb_sys_exit, struct pt_regs *regs, long ret)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 	__u64 now, ts;
-	__u32 nr, off;
+	__u32 nr;
 	struct fb_pending *p;
 	struct fb_batch *b = fb_batch_get();
 	struct fb_syscall *e;
@@ -331,14 +325,11 @@ int BPF_PROG(fb_sys_exit, struct pt_regs *regs, long ret)
 	b->busy = 1;
 	if (!fb_cfg.emit_syscalls)
 		goto files;
-	if (b->used > FB_BATCH_BYTES - sizeof(*e))
-		fb_batch_write(b);
-	off = b->used;
-	if (off > FB_BATCH_BYTES - sizeof(*e)) {
+	e = fb_batch_room(b, sizeof(*e));
+	if (!e) {
 		b->busy = 0;
 		return 0;
 	}
-	e = (void *)b->data + off;
 	nr = p->nr;
 	fb_fill_header(&e->h, FB_EV_SYSCALL, sizeof(*e), ts, task->tgid, task->pid);
 	if (p->compat)
@@ -353,7 +344,7 @@ int BPF_PROG(fb_sys_exit, struct pt_regs *regs, long ret)
 	e->_pad[0] = e->_pad[1] = e->_pad[2] = 0;
 	if (e->duration_ns >= fb_cfg.resolve_fd_after_ns && !p->compat && (classify(nr) & NR_FD))
 		e->fd_kind = fd_kind(task, e->args[0]);
-	b->used = off + sizeof(*e);
+	b->used += sizeof(*e);
 	b->count++;
 files:
 	if ((fb_cfg.emit_files || fb_cfg.emit_priv) && !p->compat) {
