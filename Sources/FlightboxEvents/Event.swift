@@ -56,6 +56,20 @@ public enum EventType: UInt16, CaseIterable, Sendable {
     }
 }
 
+extension EventType {
+    /// Offsets of the u16 lengths of the variable parts that follow the
+    /// fixed part, in the order the parts follow it.
+    @usableFromInline var trailingLengthOffsets: [Int] {
+        switch self {
+        case .exec: Offsets.execTrailing
+        case .file: Offsets.fileTrailing
+        case .privilege: Offsets.privTrailing
+        case .gauge: Offsets.gaugeTrailing
+        default: []
+        }
+    }
+}
+
 /// What a gauge measures (`enum fb_gauge_kind`).
 public enum GaugeKind: UInt32, Sendable, CaseIterable {
     case fsBytes = 1, fsInodes, processFds, systemFds, tasks, cgroupPids, memAvailable, swapFree, psiSome, psiFull, load
@@ -186,6 +200,11 @@ enum Offsets {
     @usableFromInline static let tcpOld = MemoryLayout<fb_tcp>.offset(of: \.oldstate)!
     @usableFromInline static let tcpNew = MemoryLayout<fb_tcp>.offset(of: \.newstate)!
 
+    @usableFromInline static let execTrailing = [execFilenameLen, execArgvLen]
+    @usableFromInline static let fileTrailing = [filePathLen, filePath2Len]
+    @usableFromInline static let privTrailing = [privStrLen, privStr2Len, privStr3Len]
+    @usableFromInline static let gaugeTrailing = [gaugeNameLen]
+
     @usableFromInline static let lossLost = MemoryLayout<fb_loss>.offset(of: \.lost)!
     @usableFromInline static let lossFirstTs = MemoryLayout<fb_loss>.offset(of: \.first_ts)!
 }
@@ -227,23 +246,9 @@ public struct Event {
         let rawType = base.loadUnaligned(fromByteOffset: Offsets.type, as: UInt16.self)
         if let t = EventType(rawValue: rawType) {
             guard size >= t.fixedSize else { return nil }
-            if t == .exec {
-                let f = Int(base.loadUnaligned(fromByteOffset: Offsets.execFilenameLen, as: UInt16.self))
-                let a = Int(base.loadUnaligned(fromByteOffset: Offsets.execArgvLen, as: UInt16.self))
-                guard t.fixedSize + f + a <= size else { return nil }
-            } else if t == .privilege {
-                let a = Int(base.loadUnaligned(fromByteOffset: Offsets.privStrLen, as: UInt16.self))
-                let b = Int(base.loadUnaligned(fromByteOffset: Offsets.privStr2Len, as: UInt16.self))
-                let c = Int(base.loadUnaligned(fromByteOffset: Offsets.privStr3Len, as: UInt16.self))
-                guard t.fixedSize + a + b + c <= size else { return nil }
-            } else if t == .gauge {
-                let n = Int(base.loadUnaligned(fromByteOffset: Offsets.gaugeNameLen, as: UInt16.self))
-                guard t.fixedSize + n <= size else { return nil }
-            } else if t == .file {
-                let a = Int(base.loadUnaligned(fromByteOffset: Offsets.filePathLen, as: UInt16.self))
-                let b = Int(base.loadUnaligned(fromByteOffset: Offsets.filePath2Len, as: UInt16.self))
-                guard t.fixedSize + a + b <= size else { return nil }
-            }
+            var end = t.fixedSize
+            for o in t.trailingLengthOffsets { end += Int(base.loadUnaligned(fromByteOffset: o, as: UInt16.self)) }
+            guard end <= size else { return nil }
         }
         return Event(unchecked: base, size: size, sequence: sequence)
     }
@@ -261,6 +266,14 @@ public struct Event {
     @inlinable func u64(_ o: Int) -> UInt64 { base.loadUnaligned(fromByteOffset: o, as: UInt64.self) }
     @inlinable func u32(_ o: Int) -> UInt32 { base.loadUnaligned(fromByteOffset: o, as: UInt32.self) }
     @inlinable func u16(_ o: Int) -> UInt16 { base.loadUnaligned(fromByteOffset: o, as: UInt16.self) }
+
+    /// Variable part `i` of a record of `type` (validated to lie inside it).
+    func trailing(_ type: EventType, _ i: Int) -> UnsafeRawBufferPointer {
+        let lengths = type.trailingLengthOffsets
+        var at = type.fixedSize
+        for o in lengths.prefix(i) { at += Int(u16(o)) }
+        return UnsafeRawBufferPointer(start: base + at, count: Int(u16(lengths[i])))
+    }
 
     func string(at offset: Int, maxLength: Int) -> String {
         let p = UnsafeRawBufferPointer(start: base + offset, count: maxLength)
@@ -295,15 +308,11 @@ public struct Event {
     @inlinable public var execUid: UInt32 { u32(Offsets.execUid) }
     @inlinable public var execArgc: Int { Int(u16(Offsets.execArgc)) }
     public var execComm: String { string(at: Offsets.execComm, maxLength: commLength) }
-    public var execFilename: String {
-        let len = Int(u16(Offsets.execFilenameLen))
-        return String(decoding: UnsafeRawBufferPointer(start: base + EventType.exec.fixedSize, count: len), as: UTF8.self)
-    }
+    public var execFilename: String { String(decoding: trailing(.exec, 0), as: UTF8.self) }
     /// The captured arguments; the last may be cut short when the exec is flagged truncated.
     public var execArgv: [String] {
-        let f = Int(u16(Offsets.execFilenameLen))
-        let a = Int(u16(Offsets.execArgvLen))
-        let p = UnsafeRawBufferPointer(start: base + EventType.exec.fixedSize + f, count: a)
+        let p = trailing(.exec, 1)
+        let a = p.count
         var out: [String] = []
         var start = 0
         for i in 0..<a where p[i] == 0 {
@@ -333,14 +342,9 @@ public struct Event {
     @inlinable public var fileFlags: UInt32 { u32(Offsets.fileFlags) }
     @inlinable public var fileMode: UInt32 { u32(Offsets.fileMode) }
     /// The path as the caller gave it (relative to `fileDirfd` unless absolute).
-    public var filePath: String {
-        String(decoding: UnsafeRawBufferPointer(start: base + EventType.file.fixedSize, count: Int(u16(Offsets.filePathLen))), as: UTF8.self)
-    }
+    public var filePath: String { String(decoding: trailing(.file, 0), as: UTF8.self) }
     /// The new name of a rename; empty otherwise.
-    public var filePath2: String {
-        let a = Int(u16(Offsets.filePathLen))
-        return String(decoding: UnsafeRawBufferPointer(start: base + EventType.file.fixedSize + a, count: Int(u16(Offsets.filePath2Len))), as: UTF8.self)
-    }
+    public var filePath2: String { String(decoding: trailing(.file, 1), as: UTF8.self) }
 
     // MARK: signal
 
@@ -388,14 +392,7 @@ public struct Event {
     @inlinable public var privilegeOldUid: UInt32 { u32(Offsets.privOldUid) }
     @inlinable public var privilegeOldEuid: UInt32 { u32(Offsets.privOldEuid) }
     /// The event's strings (memfd name; mount source, target, type; chmod path), empty when absent.
-    public var privilegeStrings: [String] {
-        let lens = [Offsets.privStrLen, Offsets.privStr2Len, Offsets.privStr3Len].map { Int(u16($0)) }
-        var at = EventType.privilege.fixedSize
-        return lens.map { n in
-            defer { at += n }
-            return String(decoding: UnsafeRawBufferPointer(start: base + at, count: n), as: UTF8.self)
-        }
-    }
+    public var privilegeStrings: [String] { (0..<3).map { String(decoding: trailing(.privilege, $0), as: UTF8.self) } }
     public var privilegeOpName: String {
         ["", "setid", "capset", "ptrace", "vm-write", "module", "bpf", "memfd", "mount", "chmod-exec", "dup-stdio"][safe: Int(privilegeOp)]
             ?? "op\(privilegeOp)"
@@ -414,9 +411,7 @@ public struct Event {
     @inlinable public var gaugeValue: UInt64 { u64(Offsets.gaugeValue) }
     @inlinable public var gaugeLimit: UInt64 { u64(Offsets.gaugeLimit) }
     @inlinable public var gaugeKind: GaugeKind? { GaugeKind(rawValue: u32(Offsets.gaugeKind)) }
-    public var gaugeName: String {
-        String(decoding: UnsafeRawBufferPointer(start: base + EventType.gauge.fixedSize, count: Int(u16(Offsets.gaugeNameLen))), as: UTF8.self)
-    }
+    public var gaugeName: String { String(decoding: trailing(.gauge, 0), as: UTF8.self) }
 
     // MARK: tcp
 
@@ -509,6 +504,18 @@ public struct EventEncoder {
         }
     }
 
+    /// A record of `type` with room for `parts` after its fixed part, the
+    /// parts and their lengths written; the caller fills the fixed fields.
+    static func variable(_ buf: inout [UInt8], type: EventType, parts: [[UInt8]], ts: UInt64, pid: UInt32, tid: UInt32) {
+        header(&buf, type: type, size: type.fixedSize + parts.reduce(0) { $0 + $1.count }, ts: ts, pid: pid, tid: tid)
+        var at = type.fixedSize
+        for (o, part) in zip(type.trailingLengthOffsets, parts) {
+            put(&buf, o, UInt16(part.count))
+            buf.replaceSubrange(at..<(at + part.count), with: part)
+            at += part.count
+        }
+    }
+
     static func putString(_ buf: inout [UInt8], _ offset: Int, _ s: String, max: Int) {
         for (i, b) in s.utf8.prefix(max - 1).enumerated() { buf[offset + i] = b }
     }
@@ -538,17 +545,12 @@ public struct EventEncoder {
         var a: [UInt8] = []
         for s in argv { a += Array(s.utf8); a.append(0) }
         var b: [UInt8] = []
-        let fixed = EventType.exec.fixedSize
-        header(&b, type: .exec, size: fixed + f.count + a.count, ts: ts, pid: pid, tid: tid)
+        variable(&b, type: .exec, parts: [f, a], ts: ts, pid: pid, tid: tid)
         put(&b, Offsets.execOldTid, tid)
         put(&b, Offsets.execPpid, ppid)
         put(&b, Offsets.execUid, uid)
-        put(&b, Offsets.execFilenameLen, UInt16(f.count))
-        put(&b, Offsets.execArgvLen, UInt16(a.count))
         put(&b, Offsets.execArgc, UInt16(argv.count))
         putString(&b, Offsets.execComm, comm, max: commLength)
-        b.replaceSubrange(fixed..<(fixed + f.count), with: f)
-        b.replaceSubrange((fixed + f.count)..<(fixed + f.count + a.count), with: a)
         return b
     }
 
@@ -563,32 +565,22 @@ public struct EventEncoder {
     }
 
     public static func file(ts: UInt64, pid: UInt32, tid: UInt32, op: FileOp, ret: Int64, dirfd: Int32 = -100, flags: UInt32 = 0, mode: UInt32 = 0, path: String, path2: String = "") -> [UInt8] {
-        let a = Array(path.utf8), c = Array(path2.utf8)
-        let fixed = EventType.file.fixedSize
         var b: [UInt8] = []
-        header(&b, type: .file, size: fixed + a.count + c.count, ts: ts, pid: pid, tid: tid)
+        variable(&b, type: .file, parts: [Array(path.utf8), Array(path2.utf8)], ts: ts, pid: pid, tid: tid)
         put(&b, Offsets.fileRet, ret)
         put(&b, Offsets.fileOp, op.rawValue)
         put(&b, Offsets.fileDirfd, dirfd)
         put(&b, Offsets.fileFlags, flags)
         put(&b, Offsets.fileMode, mode)
-        put(&b, Offsets.filePathLen, UInt16(a.count))
-        put(&b, Offsets.filePath2Len, UInt16(c.count))
-        b.replaceSubrange(fixed..<(fixed + a.count), with: a)
-        b.replaceSubrange((fixed + a.count)..<(fixed + a.count + c.count), with: c)
         return b
     }
 
     public static func gauge(ts: UInt64, kind: GaugeKind, value: UInt64, limit: UInt64, pid: UInt32 = 0, name: String = "") -> [UInt8] {
-        let n = Array(name.utf8.prefix(1024))
-        let fixed = EventType.gauge.fixedSize
         var b: [UInt8] = []
-        header(&b, type: .gauge, size: fixed + n.count, ts: ts, pid: pid, tid: pid)
+        variable(&b, type: .gauge, parts: [Array(name.utf8.prefix(1024))], ts: ts, pid: pid, tid: pid)
         put(&b, Offsets.gaugeValue, value)
         put(&b, Offsets.gaugeLimit, limit)
         put(&b, Offsets.gaugeKind, kind.rawValue)
-        put(&b, Offsets.gaugeNameLen, UInt16(n.count))
-        b.replaceSubrange(fixed..<(fixed + n.count), with: n)
         return b
     }
 
