@@ -332,31 +332,34 @@ public final class BPFCapture {
     /// `body` in ring order. Returns how many records were consumed.
     @discardableResult
     public func poll(timeoutMs: Int32, _ body: (UnsafeRawBufferPointer) -> Void) throws -> Int {
-        try withoutActuallyEscaping(body) { b in
-            sink.body = b
-            sink.count = 0
-            defer { sink.body = nil }
-            let n = ring_buffer__poll(ring, timeoutMs)
-            if n < 0, -n != EINTR { throw CaptureError.ringBuffer(errno: -n) }
+        try feeding(body) {
+            try check(ring_buffer__poll(ring, timeoutMs))
             // Records submitted without a wake-up never make epoll report the
             // ring, so read it on every tick, not only when woken.
-            let m = ring_buffer__consume(ring)
-            if m < 0, -m != EINTR { throw CaptureError.ringBuffer(errno: -m) }
-            return sink.count
+            try check(ring_buffer__consume(ring))
         }
     }
 
     /// Consumes everything available without waiting.
     @discardableResult
     public func drainAll(_ body: (UnsafeRawBufferPointer) -> Void) throws -> Int {
+        try feeding(body) { try check(ring_buffer__consume(ring)) }
+    }
+
+    /// Runs `read` with `body` as the ring buffer callback's sink; returns the
+    /// records it handed over.
+    private func feeding(_ body: (UnsafeRawBufferPointer) -> Void, _ read: () throws -> Void) throws -> Int {
         try withoutActuallyEscaping(body) { b in
             sink.body = b
             sink.count = 0
             defer { sink.body = nil }
-            let n = ring_buffer__consume(ring)
-            if n < 0, -n != EINTR { throw CaptureError.ringBuffer(errno: -n) }
+            try read()
             return sink.count
         }
+    }
+
+    private func check(_ rc: Int32) throws {
+        if rc < 0, -rc != EINTR { throw CaptureError.ringBuffer(errno: -rc) }
     }
 
     /// Loss records for drops counted in the kernel since the last call, one

@@ -209,10 +209,9 @@ struct Record: ParsableCommand {
                 writeError = err
             } catch {}
         }
-        func appendLosses() {
-            for rec in capture.newLosses() {
-                rec.withUnsafeBytes { sink($0) }
-            }
+        /// Records made in user space (losses, gauges) join the stream here.
+        func feed(_ records: [[UInt8]]) {
+            for rec in records { rec.withUnsafeBytes { sink($0) } }
         }
 
         var forwarded = 0
@@ -223,10 +222,10 @@ struct Record: ParsableCommand {
                 captureError = e
                 break loop
             }
-            appendLosses()
+            feed(capture.newLosses())
             let now = monotonicNow()
             if let gauges, now >= nextGauge {
-                for rec in gauges.sample(at: monotonicNow()) { rec.withUnsafeBytes { sink($0) } }
+                feed(gauges.sample(at: monotonicNow()))
                 nextGauge = max(nextGauge + gauges.intervalNs, now)
             }
             if now - lastBatchFlush >= 100_000_000 {
@@ -264,7 +263,7 @@ struct Record: ParsableCommand {
         capture.detach()
         capture.flushBatches()
         if writeError == nil { _ = try? capture.drainAll(sink) }
-        appendLosses()
+        feed(capture.newLosses())
         engine?.finish()
         findingsOut.flush()
         if findingsFd != 1 { close(findingsFd) }
