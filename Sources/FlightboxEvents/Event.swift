@@ -57,6 +57,15 @@ public enum EventType: UInt16, CaseIterable, Sendable {
 }
 
 extension EventType {
+    /// Whether variable parts follow the fixed part: a plain switch, so the
+    /// hot path of fixed-size records never touches the arrays below.
+    @inlinable var hasTrailingParts: Bool {
+        switch self {
+        case .exec, .file, .privilege, .gauge: true
+        default: false
+        }
+    }
+
     /// Offsets of the u16 lengths of the variable parts that follow the
     /// fixed part, in the order the parts follow it.
     @usableFromInline var trailingLengthOffsets: [Int] {
@@ -246,9 +255,11 @@ public struct Event {
         let rawType = base.loadUnaligned(fromByteOffset: Offsets.type, as: UInt16.self)
         if let t = EventType(rawValue: rawType) {
             guard size >= t.fixedSize else { return nil }
-            var end = t.fixedSize
-            for o in t.trailingLengthOffsets { end += Int(base.loadUnaligned(fromByteOffset: o, as: UInt16.self)) }
-            guard end <= size else { return nil }
+            if t.hasTrailingParts {
+                var end = t.fixedSize
+                for o in t.trailingLengthOffsets { end += Int(base.loadUnaligned(fromByteOffset: o, as: UInt16.self)) }
+                guard end <= size else { return nil }
+            }
         }
         return Event(unchecked: base, size: size, sequence: sequence)
     }
