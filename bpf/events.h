@@ -41,6 +41,17 @@ enum fb_event_type {
 	FB_EV_SCHED = 10,
 	FB_EV_GAUGE = 11, /* sampled by user space */
 	FB_EV_TCP = 12,
+	FB_EV_WRITES = 13,  /* files family: writes to one file summarized */
+	FB_EV_FAULTS = 14,  /* memory family: a thread's page faults summarized */
+	FB_EV_RECLAIM = 15, /* memory family: one direct reclaim */
+	FB_EV_OOM = 16,     /* memory family: an OOM kill */
+};
+
+/* Why a write summary was written. */
+enum fb_writes_reason {
+	FB_WRITES_CLOSE = 1,    /* the fd was closed (close, or dup2/dup3 onto it) */
+	FB_WRITES_INTERVAL = 2, /* the summary spanned the summary interval: more follow */
+	FB_WRITES_IDLE = 3,     /* no write for the summary interval (or the process is gone) */
 };
 
 enum fb_tcp_kind {
@@ -280,6 +291,77 @@ struct fb_tcp {
 	__u8 _pad[7];
 };
 
+#define FB_NAME_LEN 64
+
+/* Writes (write, pwrite64, writev, pwritev, pwritev2) by one process to one
+ * fd open on a regular file or block device, summarized in the kernel instead
+ * of one record per call. Header ts is when the summary was written, pid the
+ * process, tid the thread that wrote last. A summary covers at most the
+ * summary interval (1 s); a file written for longer gets one per interval. */
+struct fb_writes {
+	struct fb_header h;
+	__u64 first_ts; /* entry of the first write summarized */
+	__u64 last_ts;  /* return of the last */
+	__u64 bytes;    /* written: the sum of the calls' positive results */
+	__u64 time_ns;  /* spent inside the calls */
+	__u64 ino;
+	__u32 dev;      /* kernel dev_t of the file system: major << 20 | minor */
+	__s32 fd;
+	__u32 calls;
+	__u32 errors;   /* calls that returned an error */
+	__u32 reason;   /* enum fb_writes_reason */
+	__u8 fd_kind;   /* enum fb_fd_kind: regular or block */
+	__u8 _pad[3];
+	char name[FB_NAME_LEN]; /* the file's name in its directory, NUL-padded */
+};
+
+/* A thread's page faults, summarized in the kernel. Header ts is when the
+ * summary was written, pid/tid the thread. Written once the summary spans
+ * the summary interval (1 s) and at the next fault, when the thread exits,
+ * or when it stopped faulting for the interval. */
+struct fb_faults {
+	struct fb_header h;
+	__u64 first_ts;  /* the first fault counted */
+	__u64 user;      /* faults taken in user mode (exceptions:page_fault_user) */
+	__u64 kernel;    /* taken in kernel mode, e.g. copying to an untouched user buffer */
+	__u64 major;     /* as the kernel accounted them to the thread (task min_flt/maj_flt) */
+	__u64 minor;     /*   over the same interval */
+	__u64 last_addr; /* address of the last fault */
+	__u64 last_ip;   /* instruction that took it */
+	char comm[FB_COMM_LEN];
+};
+
+#define FB_F_RECLAIM_MEMCG 0x1 /* a memory cgroup over its limit reclaimed, not the whole system */
+
+/* One direct reclaim: a task that had to free memory before its allocation
+ * could go on. Header ts is when it began, pid/tid the task. */
+struct fb_reclaim {
+	struct fb_header h;
+	__u64 duration_ns;
+	__u64 reclaimed; /* pages */
+	__u32 order;     /* of the allocation: 2^order pages */
+	__u32 gfp_flags;
+};
+
+/* An OOM kill (oom:mark_victim). Header ts is the time, pid/tid the victim.
+ * Sizes are in pages except page tables. */
+struct fb_oom {
+	struct fb_header h;
+	__u64 total_vm;
+	__u64 anon_rss;
+	__u64 file_rss;
+	__u64 shmem_rss;
+	__u64 pgtables_bytes;
+	__u64 memcg_id; /* the victim's memory cgroup (kernfs id); 0 when unknown */
+	__u32 uid;
+	__s32 oom_score_adj;
+	__u32 trigger_pid; /* the task whose allocation could not be satisfied */
+	__u32 trigger_tid;
+	char comm[FB_COMM_LEN];         /* the victim's */
+	char trigger_comm[FB_COMM_LEN];
+	char memcg[FB_NAME_LEN];        /* the victim's memory cgroup: last path component */
+};
+
 /* Events the kernel could not put in the ring buffer on one CPU. Header ts is
  * the time of the last such drop, cpu the CPU, pid/tid 0. */
 struct fb_loss {
@@ -334,6 +416,10 @@ _Static_assert(sizeof(struct fb_priv) == 96, "fb_priv wire size");
 _Static_assert(sizeof(struct fb_file) == 56, "fb_file wire size");
 _Static_assert(sizeof(struct fb_signal) == 72, "fb_signal wire size");
 _Static_assert(sizeof(struct fb_block) == 72, "fb_block wire size");
+_Static_assert(sizeof(struct fb_writes) == 152, "fb_writes wire size");
+_Static_assert(sizeof(struct fb_faults) == 96, "fb_faults wire size");
+_Static_assert(sizeof(struct fb_reclaim) == 48, "fb_reclaim wire size");
+_Static_assert(sizeof(struct fb_oom) == 184, "fb_oom wire size");
 #endif
 
 #endif

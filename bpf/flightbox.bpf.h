@@ -199,6 +199,20 @@ static __always_inline void fb_batch_flush(void)
 	b->busy = 0;
 }
 
+/* Writes one record straight to the ring, after this CPU's batch so the
+ * current task's earlier events stay ahead of it. For records built outside
+ * the batch (summaries, events from contexts that may nest in a batch user). */
+static __always_inline void fb_output(void *data, __u32 size, __u64 now)
+{
+	fb_batch_flush();
+	if (bpf_ringbuf_output(&events, data, size, fb_submit_flags()))
+		fb_count_drop(now);
+}
+
+/* Longest span of a kernel-side summary (writes per file, faults per thread),
+ * and how long one waits for more before the sweep writes it out. */
+#define FB_SUMMARY_NS 1000000000ULL
+
 static __always_inline void fb_fill_header(struct fb_header *h, __u16 type, __u16 size,
 					   __u64 ts, __u32 pid, __u32 tid)
 {

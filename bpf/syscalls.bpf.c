@@ -2,6 +2,9 @@
 /* Syscalls, paired in the kernel: entry stashes number, time and arguments;
  * exit emits one fb_syscall with the duration (the syscalls family) and, for
  * open, unlink and rename, one fb_file with the paths (the files family).
+ * Writes to files are summarized per process and fd (fb_writes) and written
+ * out when the fd is closed, once a second while writes go on, and by
+ * fb_sweep_writes (run by user space) when they stopped.
  *
  * The stash lives in a per-CPU slot while the task runs, and moves to
  * task-local storage only when the task is switched out in the middle of a
@@ -33,20 +36,24 @@ struct {
 #define NR_FD 1   /* first argument is an fd worth classifying (a read that blocks on a pipe waits by design) */
 #define NR_FILE 2 /* reported by the files family */
 #define NR_PRIV 4 /* looked at by the privilege family */
+#define NR_WRITE 8 /* a write the files family summarizes per file */
+#define NR_CLOSE 16 /* ends an fd's write summary: close, dup2, dup3 */
 #define NR_MAX 512
 
 const volatile __u8 nr_class[NR_MAX] = {
-	[0] = NR_FD, [1] = NR_FD, [16] = NR_FD, [17] = NR_FD, [18] = NR_FD, [19] = NR_FD, [20] = NR_FD,
+	[0] = NR_FD, [1] = NR_FD | NR_WRITE, [16] = NR_FD, [17] = NR_FD, [18] = NR_FD | NR_WRITE, [19] = NR_FD,
+	[20] = NR_FD | NR_WRITE, [3] = NR_CLOSE,
 	[42] = NR_FD, [43] = NR_FD, [44] = NR_FD, [45] = NR_FD, [46] = NR_FD, [47] = NR_FD,
 	[73] = NR_FD, [74] = NR_FD, [75] = NR_FD, [77] = NR_FD, [217] = NR_FD,
 	[232] = NR_FD, [275] = NR_FD, [277] = NR_FD, [281] = NR_FD, [285] = NR_FD, [288] = NR_FD,
-	[295] = NR_FD, [296] = NR_FD, [299] = NR_FD, [307] = NR_FD, [326] = NR_FD, [327] = NR_FD, [328] = NR_FD,
+	[295] = NR_FD, [296] = NR_FD | NR_WRITE, [299] = NR_FD, [307] = NR_FD, [326] = NR_FD, [327] = NR_FD,
+	[328] = NR_FD | NR_WRITE,
 	[2] = NR_FILE, [85] = NR_FILE, [257] = NR_FILE, [437] = NR_FILE, [87] = NR_FILE, [263] = NR_FILE,
 	[82] = NR_FILE, [264] = NR_FILE, [316] = NR_FILE,
 	[105] = NR_PRIV, [106] = NR_PRIV, [113] = NR_PRIV, [114] = NR_PRIV, [117] = NR_PRIV, [119] = NR_PRIV,
 	[122] = NR_PRIV, [123] = NR_PRIV, [126] = NR_PRIV, [101] = NR_PRIV, [311] = NR_PRIV, [175] = NR_PRIV,
 	[313] = NR_PRIV, [321] = NR_PRIV, [319] = NR_PRIV, [165] = NR_PRIV, [90] = NR_PRIV, [91] = NR_PRIV,
-	[268] = NR_PRIV, [452] = NR_PRIV, [33] = NR_PRIV, [292] = NR_PRIV,
+	[268] = NR_PRIV, [452] = NR_PRIV, [33] = NR_PRIV | NR_CLOSE, [292] = NR_PRIV | NR_CLOSE,
 };
 
 static __always_inline __u8 classify(__u32 nr)
@@ -55,6 +62,7 @@ static __always_inline __u8 classify(__u32 nr)
 }
 
 #define FB_AT_FDCWD -100
+#define E2BIG 7
 
 /* x86_64 syscalls the privilege family looks at, and what each is. */
 static __always_inline __u32 priv_op(__u32 nr)
@@ -202,23 +210,27 @@ static __always_inline void emit_file(struct fb_batch *b, struct fb_pending *p, 
 	b->count++;
 }
 
-static __always_inline __u8 fd_kind(struct task_struct *task, __u64 fd)
+/* The file open on `fd` in `task`, NULL if none. */
+static __always_inline struct file *fd_file(struct task_struct *task, __u64 fd, bool *bad)
 {
 	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
 	struct file **fds;
 	struct file *f = NULL;
-	unsigned int max;
-	umode_t mode;
 
+	*bad = false;
 	if (!fdt)
-		return FB_FD_UNRESOLVED;
-	max = BPF_CORE_READ(fdt, max_fds);
-	if (fd >= max)
-		return FB_FD_BAD;
+		return NULL;
+	*bad = true;
+	if (fd >= BPF_CORE_READ(fdt, max_fds))
+		return NULL;
 	fds = BPF_CORE_READ(fdt, fd);
-	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) || !f)
-		return FB_FD_BAD;
-	mode = BPF_CORE_READ(f, f_inode, i_mode);
+	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]))
+		return NULL;
+	return f;
+}
+
+static __always_inline __u8 mode_kind(umode_t mode)
+{
 	switch (mode & S_IFMT) {
 	case S_IFREG: return FB_FD_REGULAR;
 	case S_IFDIR: return FB_FD_DIRECTORY;
@@ -229,6 +241,155 @@ static __always_inline __u8 fd_kind(struct task_struct *task, __u64 fd)
 	case S_IFLNK: return FB_FD_SYMLINK;
 	default: return FB_FD_ANON;
 	}
+}
+
+static __always_inline __u8 fd_kind(struct task_struct *task, __u64 fd)
+{
+	bool bad;
+	struct file *f = fd_file(task, fd, &bad);
+
+	if (!f)
+		return bad ? FB_FD_BAD : FB_FD_UNRESOLVED;
+	return mode_kind(BPF_CORE_READ(f, f_inode, i_mode));
+}
+
+/* A write summary in progress, per process and fd. fd_kind 0 marks an fd
+ * whose writes are not summarized (sockets, pipes, ...), so they cost one
+ * lookup and no second look at the fd table. */
+struct wkey {
+	__u32 tgid;
+	__s32 fd;
+};
+
+struct wstate {
+	__u64 first_ts, last_ts, bytes, time_ns, ino;
+	__u32 dev, calls, errors, tid;
+	__u8 fd_kind;
+	__u8 _pad[7];
+	char name[FB_NAME_LEN];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct wkey);
+	__type(value, struct wstate);
+} writes SEC(".maps");
+
+static __always_inline void fill_writes(struct fb_writes *e, const struct wkey *k, struct wstate *v, __u32 reason, __u64 now)
+{
+	fb_fill_header(&e->h, FB_EV_WRITES, sizeof(*e), now, k->tgid, v->tid);
+	e->first_ts = v->first_ts;
+	e->last_ts = v->last_ts;
+	e->bytes = v->bytes;
+	e->time_ns = v->time_ns;
+	e->ino = v->ino;
+	e->dev = v->dev;
+	e->fd = k->fd;
+	e->calls = v->calls;
+	e->errors = v->errors;
+	e->reason = reason;
+	e->fd_kind = v->fd_kind;
+	e->_pad[0] = e->_pad[1] = e->_pad[2] = 0;
+	__builtin_memcpy(e->name, v->name, FB_NAME_LEN);
+}
+
+/* Appends the summary of `k` to the batch (the caller holds b->busy). */
+static __always_inline void emit_writes(struct fb_batch *b, const struct wkey *k, struct wstate *v, __u32 reason, __u64 now)
+{
+	struct fb_writes *e = fb_batch_room(b, sizeof(*e));
+
+	if (!e) {
+		fb_count_drop(now);
+		return;
+	}
+	fill_writes(e, k, v, reason, now);
+	b->used += sizeof(*e);
+	b->count++;
+}
+
+/* Adds one write's result to its fd's summary, starting one (and looking at
+ * what the fd is) on the first write. */
+static __always_inline void account_write(struct fb_batch *b, struct fb_pending *p, struct task_struct *task,
+					  __u64 ts, __u64 now, long ret)
+{
+	struct wkey k = { .tgid = task->tgid, .fd = (__s32)p->args[0] };
+	struct wstate *v = bpf_map_lookup_elem(&writes, &k);
+
+	if (!v) {
+		struct wstate init = {};
+		struct file *f;
+		bool bad;
+
+		f = fd_file(task, k.fd, &bad);
+		if (!f)
+			return;
+		init.fd_kind = mode_kind(BPF_CORE_READ(f, f_inode, i_mode));
+		if (init.fd_kind == FB_FD_REGULAR || init.fd_kind == FB_FD_BLOCK) {
+			/* f_path is const: BPF_CORE_READ would declare a const temporary. */
+			struct dentry *d = NULL;
+			const unsigned char *name = NULL;
+
+			bpf_core_read(&d, sizeof(d), &f->f_path.dentry);
+			if (d)
+				bpf_core_read(&name, sizeof(name), &d->d_name.name);
+
+			init.ino = BPF_CORE_READ(f, f_inode, i_ino);
+			init.dev = BPF_CORE_READ(f, f_inode, i_sb, s_dev);
+			bpf_probe_read_kernel_str(init.name, sizeof(init.name), name);
+		} else {
+			init.fd_kind = 0;
+		}
+		init.last_ts = now;
+		if (bpf_map_update_elem(&writes, &k, &init, BPF_NOEXIST) == -E2BIG) {
+			if (init.fd_kind)
+				fb_count_drop(now); /* no room for another summary: this write is not counted */
+			return;
+		}
+		v = bpf_map_lookup_elem(&writes, &k);
+		if (!v)
+			return;
+	}
+	v->last_ts = now;
+	if (!v->fd_kind)
+		return;
+	if (!v->calls)
+		v->first_ts = ts;
+	/* Threads of one process can write to one fd at once, on two CPUs. */
+	__sync_fetch_and_add(&v->calls, 1);
+	if (ret < 0)
+		__sync_fetch_and_add(&v->errors, 1);
+	else
+		__sync_fetch_and_add(&v->bytes, ret);
+	__sync_fetch_and_add(&v->time_ns, now - ts);
+	v->tid = task->pid;
+	if (now - v->first_ts >= FB_SUMMARY_NS) {
+		emit_writes(b, &k, v, FB_WRITES_INTERVAL, now);
+		v->calls = 0;
+		v->errors = 0;
+		v->bytes = 0;
+		v->time_ns = 0;
+	}
+}
+
+/* close(fd), or dup2/dup3 onto it: the summary of what was written to the
+ * file it referred to ends here. */
+static __always_inline void end_writes(struct fb_batch *b, struct fb_pending *p, struct task_struct *task,
+				       __u64 now, long ret)
+{
+	struct wkey k = { .tgid = task->tgid, .fd = (__s32)(p->nr == 3 ? p->args[0] : p->args[1]) };
+	struct wstate *v;
+
+	if (ret < 0 && p->nr != 3)
+		return; /* a failed dup closed nothing (a failed close still released the fd) */
+	if (p->nr != 3 && p->args[0] == p->args[1])
+		return;
+	v = bpf_map_lookup_elem(&writes, &k);
+	if (!v)
+		return;
+	if (v->fd_kind && v->calls)
+		emit_writes(b, &k, v, FB_WRITES_CLOSE, now);
+	bpf_map_delete_elem(&writes, &k);
 }
 
 SEC("tp_btf/sys_enter")
@@ -242,7 +403,8 @@ int BPF_PROG(fb_sys_enter, struct pt_regs *regs, long id)
 	if (fb_skip(task->tgid))
 		return 0;
 	/* Without the syscalls family, stash only what the others report. */
-	if (!fb_cfg.emit_syscalls && !(classify(id) & ((fb_cfg.emit_files ? NR_FILE : 0) | (fb_cfg.emit_priv ? NR_PRIV : 0))))
+	if (!fb_cfg.emit_syscalls &&
+	    !(classify(id) & ((fb_cfg.emit_files ? NR_FILE | NR_WRITE | NR_CLOSE : 0) | (fb_cfg.emit_priv ? NR_PRIV : 0))))
 		return 0;
 	b = fb_batch_get();
 	if (!b)
@@ -350,8 +512,14 @@ files:
 	if ((fb_cfg.emit_files || fb_cfg.emit_priv) && !p->compat) {
 		__u8 cls = classify(p->nr);
 
-		if (fb_cfg.emit_files && (cls & NR_FILE))
-			emit_file(b, p, task, regs, ts, ret);
+		if (fb_cfg.emit_files && (cls & (NR_FILE | NR_WRITE | NR_CLOSE))) {
+			if (cls & NR_FILE)
+				emit_file(b, p, task, regs, ts, ret);
+			else if (cls & NR_WRITE)
+				account_write(b, p, task, ts, now, ret);
+			else
+				end_writes(b, p, task, now, ret);
+		}
 		if (fb_cfg.emit_priv && (cls & NR_PRIV))
 			emit_priv(b, p, task, regs, ts, ret);
 	}
@@ -369,5 +537,37 @@ SEC("raw_tp")
 int fb_flush(void *ctx)
 {
 	fb_batch_flush();
+	return 0;
+}
+
+struct sweep_ctx {
+	__u64 now;
+	__u64 all;
+};
+
+static long sweep_one(struct bpf_map *map, struct wkey *k, struct wstate *v, struct sweep_ctx *c)
+{
+	struct fb_writes e;
+
+	if (!c->all && c->now < v->last_ts + FB_SUMMARY_NS)
+		return 0;
+	if (v->fd_kind && v->calls) {
+		fill_writes(&e, k, v, FB_WRITES_IDLE, c->now);
+		fb_output(&e, sizeof(e), c->now);
+	}
+	bpf_map_delete_elem(map, k);
+	return 0;
+}
+
+/* Run by user space once a second: writes out the summaries of fds nobody
+ * wrote to for the summary interval (processes that stopped writing, exited
+ * or closed the fd without close(2)), and forgets fds not written to. */
+SEC("raw_tp")
+int fb_sweep_writes(__u64 *ctx)
+{
+	/* The argument, from user space: write out every summary (the recording ends). */
+	struct sweep_ctx c = { .now = bpf_ktime_get_ns(), .all = ctx[0] };
+
+	bpf_for_each_map_elem(&writes, sweep_one, &c, 0);
 	return 0;
 }

@@ -9,20 +9,24 @@
 #define TCP_ESTABLISHED 1
 #define TCP_SYN_SENT 2
 #define TCP_CLOSE 7
+#define TCP_LISTEN 10
 
-/* A connect in progress: who started it, and when. */
-struct opener {
-	__u64 ts;
+/* Who a socket belongs to: the task that connected it or made it listen,
+ * kept until it closes. Retransmits, resets and the end of a handshake
+ * happen in interrupt context, where the current task is whoever was
+ * interrupted; they are attributed (and filtered) by this instead. */
+struct owner {
+	__u64 ts; /* connect(2) in progress since; 0 once the handshake ended */
 	__u32 pid;
 	__u32 tid;
 };
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384);
+	__uint(max_entries, 65536);
 	__type(key, __u64);
-	__type(value, struct opener);
-} connecting SEC(".maps");
+	__type(value, struct owner);
+} owners SEC(".maps");
 
 static __always_inline void emit(const struct sock *sk, __u8 kind, int oldstate, int newstate, __u32 pid, __u32 tid,
 				 __u64 latency)
@@ -61,11 +65,19 @@ static __always_inline void emit(const struct sock *sk, __u8 kind, int oldstate,
 	bpf_ringbuf_submit(e, fb_submit_flags());
 }
 
-/* The task the event belongs to, and whether it is recorded. */
-static __always_inline bool who(__u32 *pid, __u32 *tid)
+/* The task the event belongs to, and whether it is recorded: the socket's
+ * owner when it has one, else the current task. */
+static __always_inline bool who(const struct sock *sk, __u32 *pid, __u32 *tid)
 {
-	__u64 id = bpf_get_current_pid_tgid();
+	__u64 key = (__u64)sk, id;
+	struct owner *o = bpf_map_lookup_elem(&owners, &key);
 
+	if (o) {
+		*pid = o->pid;
+		*tid = o->tid;
+		return true;
+	}
+	id = bpf_get_current_pid_tgid();
 	*pid = id >> 32;
 	*tid = (__u32)id;
 	return !fb_skip(*pid);
@@ -74,37 +86,40 @@ static __always_inline bool who(__u32 *pid, __u32 *tid)
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(fb_tcp_state, const struct sock *sk, const int oldstate, const int newstate)
 {
-	__u64 key = (__u64)sk, latency = 0;
-	struct opener *o;
+	__u64 key = (__u64)sk, latency = 0, id;
+	struct owner *o;
 	__u32 pid, tid;
 	bool wanted;
 
 	if (sk->sk_protocol != IPPROTO_TCP)
 		return 0;
-	wanted = who(&pid, &tid);
-	if (newstate == TCP_SYN_SENT) {
-		/* connect(2), in the connecting task's context. */
-		struct opener v = { .ts = bpf_ktime_get_ns(), .pid = pid, .tid = tid };
+	if (newstate == TCP_SYN_SENT || newstate == TCP_LISTEN) {
+		/* connect(2) or listen(2), in the owner's context. */
+		struct owner v = { .ts = newstate == TCP_SYN_SENT ? bpf_ktime_get_ns() : 0 };
 
-		if (!wanted)
+		id = bpf_get_current_pid_tgid();
+		v.pid = id >> 32;
+		v.tid = (__u32)id;
+		if (fb_skip(v.pid))
 			return 0;
-		if (bpf_map_update_elem(&connecting, &key, &v, BPF_ANY))
-			fb_count_drop(v.ts);
-	} else if (oldstate == TCP_SYN_SENT) {
-		/* The handshake ended (usually in interrupt context): belongs to the opener. */
-		o = bpf_map_lookup_elem(&connecting, &key);
-		if (!o)
-			return 0;
-		latency = bpf_ktime_get_ns() - o->ts;
-		pid = o->pid;
-		tid = o->tid;
-		bpf_map_delete_elem(&connecting, &key);
+		if (bpf_map_update_elem(&owners, &key, &v, BPF_ANY))
+			fb_count_drop(bpf_ktime_get_ns());
+		pid = v.pid;
+		tid = v.tid;
 		wanted = true;
+	} else {
+		o = bpf_map_lookup_elem(&owners, &key);
+		if (o && oldstate == TCP_SYN_SENT && o->ts) {
+			/* The handshake ended: the connect's latency. */
+			latency = bpf_ktime_get_ns() - o->ts;
+			o->ts = 0;
+		}
+		wanted = who(sk, &pid, &tid);
 	}
 	if (wanted)
 		emit(sk, FB_TCP_STATE, oldstate, newstate, pid, tid, latency);
 	if (newstate == TCP_CLOSE)
-		bpf_map_delete_elem(&connecting, &key);
+		bpf_map_delete_elem(&owners, &key);
 	return 0;
 }
 
@@ -113,7 +128,7 @@ int BPF_PROG(fb_tcp_retransmit, const struct sock *sk)
 {
 	__u32 pid, tid;
 
-	if (who(&pid, &tid))
+	if (who(sk, &pid, &tid))
 		emit(sk, FB_TCP_RETRANSMIT, 0, 0, pid, tid, 0);
 	return 0;
 }
@@ -124,7 +139,7 @@ int BPF_PROG(fb_tcp_send_reset, const struct sock *sk)
 	__u32 pid, tid;
 
 	/* A reset for a port without a socket has no sk to describe. */
-	if (sk && who(&pid, &tid))
+	if (sk && who(sk, &pid, &tid))
 		emit(sk, FB_TCP_RESET_SENT, 0, 0, pid, tid, 0);
 	return 0;
 }
@@ -134,7 +149,7 @@ int BPF_PROG(fb_tcp_receive_reset, struct sock *sk)
 {
 	__u32 pid, tid;
 
-	if (who(&pid, &tid))
+	if (who(sk, &pid, &tid))
 		emit(sk, FB_TCP_RESET_RECEIVED, 0, 0, pid, tid, 0);
 	return 0;
 }

@@ -221,3 +221,137 @@ int fb_tcp_scenario(int n, int *listen_port, int *refused_port)
 	}
 	return ok;
 }
+
+#include <pthread.h>
+#include <time.h>
+
+int fb_tcp_retransmit_scenario(int wait_ms, int *listen_port)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(a);
+	int l = socket(AF_INET, SOCK_STREAM, 0), first, second;
+
+	/* A backlog of 0 takes one connection; with it queued and never
+	 * accepted, the listener drops the next SYN, which its sender must
+	 * retransmit (after the initial 1 s timeout). */
+	if (l < 0 || bind(l, (struct sockaddr *)&a, sizeof(a)) || listen(l, 0) || getsockname(l, (struct sockaddr *)&a, &len))
+		return -1;
+	*listen_port = ntohs(a.sin_port);
+	first = socket(AF_INET, SOCK_STREAM, 0);
+	if (first < 0 || connect(first, (struct sockaddr *)&a, sizeof(a)))
+		return -1;
+	second = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+	if (second < 0)
+		return -1;
+	connect(second, (struct sockaddr *)&a, sizeof(a)); /* EINPROGRESS */
+	usleep(wait_ms * 1000);
+	close(second);
+	close(first);
+	close(l);
+	return 0;
+}
+
+struct http_server {
+	int listener;
+	long served;
+};
+
+static const char http_reply[] = "HTTP/1.1 200 OK\r\nContent-Length: 1024\r\nConnection: close\r\n\r\n";
+
+static void *http_serve(void *arg)
+{
+	struct http_server *s = arg;
+	char buf[2048], body[1024];
+
+	memset(body, 'x', sizeof(body));
+	for (;;) {
+		int c = accept(s->listener, NULL, NULL);
+
+		if (c < 0)
+			return NULL; /* the listener was shut down */
+		if (read(c, buf, sizeof(buf)) > 0) {
+			struct iovec iov[2] = { { (void *)http_reply, sizeof(http_reply) - 1 }, { body, sizeof(body) } };
+
+			if (writev(c, iov, 2) > 0)
+				__atomic_fetch_add(&s->served, 1, __ATOMIC_RELAXED);
+		}
+		close(c);
+	}
+}
+
+long fb_http_load(int duration_ms)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(a);
+	struct http_server s = { .listener = socket(AF_INET, SOCK_STREAM, 0) };
+	pthread_t server[2];
+	struct timespec t0, t;
+	static const char req[] = "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n";
+	int one = 1;
+
+	if (s.listener < 0)
+		return -1;
+	setsockopt(s.listener, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(s.listener, (struct sockaddr *)&a, sizeof(a)) || listen(s.listener, 256) ||
+	    getsockname(s.listener, (struct sockaddr *)&a, &len))
+		return -1;
+	for (int i = 0; i < 2; i++)
+		pthread_create(&server[i], NULL, http_serve, &s);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	/* The client: this thread, one connection per request. */
+	for (;;) {
+		char buf[2048];
+		int c = socket(AF_INET, SOCK_STREAM, 0);
+
+		if (c >= 0 && connect(c, (struct sockaddr *)&a, sizeof(a)) == 0 && write(c, req, sizeof(req) - 1) > 0)
+			while (read(c, buf, sizeof(buf)) > 0)
+				;
+		if (c >= 0)
+			close(c);
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		if ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000 >= duration_ms)
+			break;
+	}
+	shutdown(s.listener, SHUT_RDWR);
+	for (int i = 0; i < 2; i++)
+		pthread_join(server[i], NULL);
+	close(s.listener);
+	return s.served;
+}
+
+int fb_fault_scenario(const char *path, int pages)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	size_t size = (size_t)pages * page;
+	volatile char sum = 0;
+	char *buf = malloc(page);
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+
+	if (fd < 0 || !buf)
+		return -1;
+	memset(buf, 'f', page);
+	for (int i = 0; i < pages; i++)
+		if (write(fd, buf, page) != page)
+			return -1;
+	/* Out of the page cache, so reading it back through a mapping must go
+	 * to the disk: major faults, one per page without readahead. */
+	if (fsync(fd) || posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED))
+		return -1;
+	char *m = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
+	if (m == MAP_FAILED || madvise(m, size, MADV_RANDOM))
+		return -1;
+	for (int i = 0; i < pages; i++)
+		sum += m[(size_t)i * page];
+	munmap(m, size);
+	close(fd);
+	unlink(path);
+	/* Fresh anonymous memory: one minor fault per page touched. */
+	char *anon = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (anon == MAP_FAILED)
+		return -1;
+	for (int i = 0; i < pages; i++)
+		anon[(size_t)i * page] = 1;
+	munmap(anon, size);
+	free(buf);
+	return 0;
+}

@@ -26,9 +26,12 @@ public enum ProbeFamily: String, CaseIterable, Sendable {
     case gauges
     /// TCP state changes with addresses (connect latency, accepts), retransmits, resets.
     case tcp
+    /// Page faults summarized per thread (user/kernel, major/minor), direct
+    /// reclaim with its duration, OOM kills with the victim's size and memory cgroup.
+    case memory
 
     /// What `record` captures when --probes is not given.
-    public static let defaults: [ProbeFamily] = [.process, .syscalls, .files, .signals, .block, .privilege, .scheduler, .tcp, .gauges]
+    public static let defaults: [ProbeFamily] = [.process, .syscalls, .files, .signals, .block, .privilege, .scheduler, .tcp, .memory, .gauges]
 
     /// The BPF object (bpf/<name>.bpf.c) that implements the family.
     var object: String? {
@@ -100,8 +103,12 @@ public final class BPFCapture {
     private var dropsFd: Int32 = -1
     private var trackedFd: Int32 = -1
     private var flushFd: Int32 = -1
+    /// Programs that write out kernel-side summaries (fb_sweep_*).
+    private var sweepFds: [Int32] = []
     /// Families that could not be loaded on this kernel, with why; the others run.
     public private(set) var skipped: [(ProbeFamily, String)] = []
+    /// Parts of loaded families this kernel cannot provide, with why.
+    public private(set) var missing: [(ProbeFamily, String)] = []
     private let ncpu: Int
     private var reportedDrops: [UInt64]
     private var reportedLastTs: [UInt64]
@@ -208,6 +215,7 @@ public final class BPFCapture {
             objects.append((family, obj))
 
             if family == .process { try chooseExitProgram(obj) }
+            if family == .memory { chooseOOMProgram(obj) }
             var err = fb_bpf_set_config(obj, &cfg)
             if err != 0 { throw CaptureError.load(family: family.rawValue, errno: -err, log: "cannot set configuration") }
             var map = bpf_object__next_map(obj, nil)
@@ -268,16 +276,32 @@ public final class BPFCapture {
         if let p = bpf_object__find_program_by_name(obj, unwanted) { bpf_program__set_autoload(p, false) }
     }
 
+    /// oom:mark_victim passes the victim's task since Linux 6.8; before, only
+    /// its pid, which the program cannot use: there, OOM kills go unrecorded
+    /// and the recording says so.
+    private func chooseOOMProgram(_ obj: OpaquePointer) {
+        let custom = config.btfPath == Preflight.defaultBTFPath ? nil : config.btfPath
+        let n = custom.map { fb_bpf_tracepoint_args($0, "mark_victim") } ?? fb_bpf_tracepoint_args(nil, "mark_victim")
+        guard n != 2 else { return }
+        if let p = bpf_object__find_program_by_name(obj, "fb_oom_victim") { bpf_program__set_autoload(p, false) }
+        missing.append((.memory, n < 0 ? "OOM kills: this kernel has no oom:mark_victim tracepoint"
+                                       : "OOM kills: this kernel's oom:mark_victim does not pass the victim's task (Linux 6.8 or later does)"))
+    }
+
     /// Attaches every program. Separate from loading so a caller can create
     /// its output first and fail before anything touches the kernel's hooks.
     public func attach() throws {
-        objectLoop: for (family, obj) in objects {
+        // The memory family's exit program writes a thread's last fault
+        // summary, which belongs before the process family's exit record:
+        // programs on one tracepoint run in the order they were attached.
+        let ordered = objects.filter { $0.0 == .memory } + objects.filter { $0.0 != .memory }
+        objectLoop: for (family, obj) in ordered {
             var prog = bpf_object__next_program(obj, nil)
             while let p = prog {
-                if String(cString: bpf_program__name(p)) == "fb_flush" {
-                    flushFd = bpf_program__fd(p)
-                }
-                if !bpf_program__autoload(p) || String(cString: bpf_program__name(p)) == "fb_flush" {
+                let name = String(cString: bpf_program__name(p))
+                if name == "fb_flush" { flushFd = bpf_program__fd(p) }
+                if name.hasPrefix("fb_sweep") { sweepFds.append(bpf_program__fd(p)) }
+                if !bpf_program__autoload(p) || name == "fb_flush" || name.hasPrefix("fb_sweep") {
                     prog = bpf_object__next_program(obj, p)
                     continue
                 }
@@ -309,6 +333,23 @@ public final class BPFCapture {
             opts.flags = UInt32(BPF_F_TEST_RUN_ON_CPU)
             opts.cpu = UInt32(cpu)
             _ = bpf_prog_test_run_opts(flushFd, &opts)
+        }
+    }
+
+    /// Writes out kernel-side summaries (writes per file, faults per thread)
+    /// that saw no activity for a second; with `all`, every one, as the
+    /// recording ends. Call about once a second.
+    public func sweepSummaries(all: Bool = false) {
+        var arg: UInt64 = all ? 1 : 0
+        for fd in sweepFds {
+            withUnsafeMutableBytes(of: &arg) { ctx in
+                var opts = bpf_test_run_opts()
+                opts.sz = MemoryLayout<bpf_test_run_opts>.size
+                // raw_tp test runs hand the program this as its argument array.
+                opts.ctx_in = UnsafeRawPointer(ctx.baseAddress)
+                opts.ctx_size_in = UInt32(ctx.count)
+                _ = bpf_prog_test_run_opts(fd, &opts)
+            }
         }
     }
 

@@ -14,6 +14,10 @@ public enum EventType: UInt16, CaseIterable, Sendable {
     case sched = 10
     case gauge = 11
     case tcp = 12
+    case writes = 13
+    case faults = 14
+    case reclaim = 15
+    case oom = 16
 
     public var name: String {
         switch self {
@@ -29,6 +33,10 @@ public enum EventType: UInt16, CaseIterable, Sendable {
         case .sched: "sched"
         case .gauge: "gauge"
         case .tcp: "tcp"
+        case .writes: "writes"
+        case .faults: "faults"
+        case .reclaim: "reclaim"
+        case .oom: "oom"
         }
     }
 
@@ -52,6 +60,10 @@ public enum EventType: UInt16, CaseIterable, Sendable {
         case .sched: MemoryLayout<fb_sched>.size
         case .gauge: MemoryLayout<fb_gauge>.size
         case .tcp: MemoryLayout<fb_tcp>.size
+        case .writes: MemoryLayout<fb_writes>.size
+        case .faults: MemoryLayout<fb_faults>.size
+        case .reclaim: MemoryLayout<fb_reclaim>.size
+        case .oom: MemoryLayout<fb_oom>.size
         }
     }
 }
@@ -209,6 +221,47 @@ enum Offsets {
     @usableFromInline static let tcpOld = MemoryLayout<fb_tcp>.offset(of: \.oldstate)!
     @usableFromInline static let tcpNew = MemoryLayout<fb_tcp>.offset(of: \.newstate)!
 
+    @usableFromInline static let wrFirstTs = MemoryLayout<fb_writes>.offset(of: \.first_ts)!
+    @usableFromInline static let wrLastTs = MemoryLayout<fb_writes>.offset(of: \.last_ts)!
+    @usableFromInline static let wrBytes = MemoryLayout<fb_writes>.offset(of: \.bytes)!
+    @usableFromInline static let wrTime = MemoryLayout<fb_writes>.offset(of: \.time_ns)!
+    @usableFromInline static let wrIno = MemoryLayout<fb_writes>.offset(of: \.ino)!
+    @usableFromInline static let wrDev = MemoryLayout<fb_writes>.offset(of: \.dev)!
+    @usableFromInline static let wrFd = MemoryLayout<fb_writes>.offset(of: \.fd)!
+    @usableFromInline static let wrCalls = MemoryLayout<fb_writes>.offset(of: \.calls)!
+    @usableFromInline static let wrErrors = MemoryLayout<fb_writes>.offset(of: \.errors)!
+    @usableFromInline static let wrReason = MemoryLayout<fb_writes>.offset(of: \.reason)!
+    @usableFromInline static let wrKind = MemoryLayout<fb_writes>.offset(of: \.fd_kind)!
+    @usableFromInline static let wrName = MemoryLayout<fb_writes>.offset(of: \.name)!
+
+    @usableFromInline static let flFirstTs = MemoryLayout<fb_faults>.offset(of: \.first_ts)!
+    @usableFromInline static let flUser = MemoryLayout<fb_faults>.offset(of: \.user)!
+    @usableFromInline static let flKernel = MemoryLayout<fb_faults>.offset(of: \.kernel)!
+    @usableFromInline static let flMajor = MemoryLayout<fb_faults>.offset(of: \.major)!
+    @usableFromInline static let flMinor = MemoryLayout<fb_faults>.offset(of: \.minor)!
+    @usableFromInline static let flAddr = MemoryLayout<fb_faults>.offset(of: \.last_addr)!
+    @usableFromInline static let flIp = MemoryLayout<fb_faults>.offset(of: \.last_ip)!
+    @usableFromInline static let flComm = MemoryLayout<fb_faults>.offset(of: \.comm)!
+
+    @usableFromInline static let rcDuration = MemoryLayout<fb_reclaim>.offset(of: \.duration_ns)!
+    @usableFromInline static let rcReclaimed = MemoryLayout<fb_reclaim>.offset(of: \.reclaimed)!
+    @usableFromInline static let rcOrder = MemoryLayout<fb_reclaim>.offset(of: \.order)!
+    @usableFromInline static let rcGfp = MemoryLayout<fb_reclaim>.offset(of: \.gfp_flags)!
+
+    @usableFromInline static let oomTotalVm = MemoryLayout<fb_oom>.offset(of: \.total_vm)!
+    @usableFromInline static let oomAnon = MemoryLayout<fb_oom>.offset(of: \.anon_rss)!
+    @usableFromInline static let oomFile = MemoryLayout<fb_oom>.offset(of: \.file_rss)!
+    @usableFromInline static let oomShmem = MemoryLayout<fb_oom>.offset(of: \.shmem_rss)!
+    @usableFromInline static let oomPgtables = MemoryLayout<fb_oom>.offset(of: \.pgtables_bytes)!
+    @usableFromInline static let oomMemcgId = MemoryLayout<fb_oom>.offset(of: \.memcg_id)!
+    @usableFromInline static let oomUid = MemoryLayout<fb_oom>.offset(of: \.uid)!
+    @usableFromInline static let oomScoreAdj = MemoryLayout<fb_oom>.offset(of: \.oom_score_adj)!
+    @usableFromInline static let oomTriggerPid = MemoryLayout<fb_oom>.offset(of: \.trigger_pid)!
+    @usableFromInline static let oomTriggerTid = MemoryLayout<fb_oom>.offset(of: \.trigger_tid)!
+    @usableFromInline static let oomComm = MemoryLayout<fb_oom>.offset(of: \.comm)!
+    @usableFromInline static let oomTriggerComm = MemoryLayout<fb_oom>.offset(of: \.trigger_comm)!
+    @usableFromInline static let oomMemcg = MemoryLayout<fb_oom>.offset(of: \.memcg)!
+
     @usableFromInline static let execTrailing = [execFilenameLen, execArgvLen]
     @usableFromInline static let fileTrailing = [filePathLen, filePath2Len]
     @usableFromInline static let privTrailing = [privStrLen, privStr2Len, privStr3Len]
@@ -224,6 +277,8 @@ public let fileTruncatedFlag = UInt16(FB_F_FILE_TRUNCATED)
 public let execTruncatedFlag = UInt16(FB_F_EXEC_TRUNCATED)
 public let exitGroupFlag = UInt16(FB_F_EXIT_GROUP)
 public let commLength = Int(FB_COMM_LEN)
+public let nameLength = Int(FB_NAME_LEN)
+public let reclaimMemcgFlag = UInt16(FB_F_RECLAIM_MEMCG)
 
 /// A zero-copy view of one wire record. Valid only while the bytes it points
 /// at are: views are handed to closures and must not escape them.
@@ -450,6 +505,60 @@ public struct Event {
         default: "kind\(tcpKind)"
         }
     }
+
+    // MARK: writes
+
+    /// Entry of the first write summarized; `timestamp` is when the summary was written.
+    @inlinable public var writesFirstTimestamp: UInt64 { u64(Offsets.wrFirstTs) }
+    @inlinable public var writesLastTimestamp: UInt64 { u64(Offsets.wrLastTs) }
+    @inlinable public var writesBytes: UInt64 { u64(Offsets.wrBytes) }
+    @inlinable public var writesTime: UInt64 { u64(Offsets.wrTime) }
+    @inlinable public var writesInode: UInt64 { u64(Offsets.wrIno) }
+    @inlinable public var writesDevice: UInt32 { u32(Offsets.wrDev) }
+    @inlinable public var writesFd: Int32 { base.loadUnaligned(fromByteOffset: Offsets.wrFd, as: Int32.self) }
+    @inlinable public var writesCalls: UInt32 { u32(Offsets.wrCalls) }
+    @inlinable public var writesErrors: UInt32 { u32(Offsets.wrErrors) }
+    @inlinable public var writesReason: UInt32 { u32(Offsets.wrReason) }
+    @inlinable public var writesFdKind: FdKind { FdKind(rawValue: base.load(fromByteOffset: Offsets.wrKind, as: UInt8.self)) ?? .unresolved }
+    /// The file's name in its directory (not its path).
+    public var writesName: String { string(at: Offsets.wrName, maxLength: nameLength) }
+    public var writesReasonName: String { ["", "close", "interval", "idle"][safe: Int(writesReason)] ?? "reason\(writesReason)" }
+
+    // MARK: faults
+
+    @inlinable public var faultsFirstTimestamp: UInt64 { u64(Offsets.flFirstTs) }
+    @inlinable public var faultsUser: UInt64 { u64(Offsets.flUser) }
+    @inlinable public var faultsKernel: UInt64 { u64(Offsets.flKernel) }
+    @inlinable public var faultsMajor: UInt64 { u64(Offsets.flMajor) }
+    @inlinable public var faultsMinor: UInt64 { u64(Offsets.flMinor) }
+    @inlinable public var faultsLastAddress: UInt64 { u64(Offsets.flAddr) }
+    @inlinable public var faultsLastIP: UInt64 { u64(Offsets.flIp) }
+    public var faultsComm: String { string(at: Offsets.flComm, maxLength: commLength) }
+
+    // MARK: reclaim
+
+    @inlinable public var reclaimDuration: UInt64 { u64(Offsets.rcDuration) }
+    @inlinable public var reclaimPages: UInt64 { u64(Offsets.rcReclaimed) }
+    @inlinable public var reclaimOrder: UInt32 { u32(Offsets.rcOrder) }
+    @inlinable public var reclaimGfpFlags: UInt32 { u32(Offsets.rcGfp) }
+    /// A memory cgroup reclaiming to stay under its limit, not the system short of memory.
+    @inlinable public var isMemcgReclaim: Bool { flags & reclaimMemcgFlag != 0 }
+
+    // MARK: oom
+
+    @inlinable public var oomTotalVM: UInt64 { u64(Offsets.oomTotalVm) }
+    @inlinable public var oomAnonRSS: UInt64 { u64(Offsets.oomAnon) }
+    @inlinable public var oomFileRSS: UInt64 { u64(Offsets.oomFile) }
+    @inlinable public var oomShmemRSS: UInt64 { u64(Offsets.oomShmem) }
+    @inlinable public var oomPageTableBytes: UInt64 { u64(Offsets.oomPgtables) }
+    @inlinable public var oomMemcgId: UInt64 { u64(Offsets.oomMemcgId) }
+    @inlinable public var oomUid: UInt32 { u32(Offsets.oomUid) }
+    @inlinable public var oomScoreAdj: Int32 { base.loadUnaligned(fromByteOffset: Offsets.oomScoreAdj, as: Int32.self) }
+    @inlinable public var oomTriggerPid: UInt32 { u32(Offsets.oomTriggerPid) }
+    @inlinable public var oomTriggerTid: UInt32 { u32(Offsets.oomTriggerTid) }
+    public var oomComm: String { string(at: Offsets.oomComm, maxLength: commLength) }
+    public var oomTriggerComm: String { string(at: Offsets.oomTriggerComm, maxLength: commLength) }
+    public var oomMemcg: String { string(at: Offsets.oomMemcg, maxLength: nameLength) }
 
     // MARK: loss
 

@@ -61,6 +61,27 @@ extension Event {
             if fileOp == .rename { kv.append(("new_path", .string(filePath2))) }
             kv += [("ret", .int(fileReturn)), ("dirfd", .int(Int64(fileDirfd))), ("flags", .uint(UInt64(fileFlags))),
                    ("mode", .uint(UInt64(fileMode))), ("truncated", .bool(flags & fileTruncatedFlag != 0))]
+        case .writes:
+            kv += [("name", .string(writesName)), ("fd", .int(Int64(writesFd))), ("fd_kind", .string(writesFdKind.name)),
+                   ("dev", .string("\(writesDevice >> 20):\(writesDevice & 0xfffff)")), ("ino", .uint(writesInode)),
+                   ("calls", .uint(UInt64(writesCalls))), ("bytes", .uint(writesBytes)), ("errors", .uint(UInt64(writesErrors))),
+                   ("time_ns", .uint(writesTime)), ("first_ts_ns", .uint(writesFirstTimestamp)),
+                   ("last_ts_ns", .uint(writesLastTimestamp)), ("reason", .string(writesReasonName))]
+        case .faults:
+            kv += [("user", .uint(faultsUser)), ("kernel", .uint(faultsKernel)), ("major", .uint(faultsMajor)),
+                   ("minor", .uint(faultsMinor)), ("first_ts_ns", .uint(faultsFirstTimestamp)),
+                   ("last_addr", .uint(faultsLastAddress)), ("last_ip", .uint(faultsLastIP)), ("task_comm", .string(faultsComm))]
+        case .reclaim:
+            kv += [("scope", .string(isMemcgReclaim ? "memcg" : "system")), ("duration_ns", .uint(reclaimDuration)),
+                   ("reclaimed_pages", .uint(reclaimPages)), ("order", .uint(UInt64(reclaimOrder))),
+                   ("gfp_flags", .uint(UInt64(reclaimGfpFlags)))]
+        case .oom:
+            kv += [("victim_comm", .string(oomComm)), ("total_vm_pages", .uint(oomTotalVM)), ("anon_rss_pages", .uint(oomAnonRSS)),
+                   ("file_rss_pages", .uint(oomFileRSS)), ("shmem_rss_pages", .uint(oomShmemRSS)),
+                   ("pgtables_bytes", .uint(oomPageTableBytes)), ("uid", .uint(UInt64(oomUid))), ("oom_score_adj", .int(Int64(oomScoreAdj))),
+                   ("memcg", .string(oomMemcg)), ("memcg_id", .uint(oomMemcgId)),
+                   ("trigger_pid", .uint(UInt64(oomTriggerPid))), ("trigger_tid", .uint(UInt64(oomTriggerTid))),
+                   ("trigger_comm", .string(oomTriggerComm))]
         case nil:
             kv.append(("size", .int(Int64(size))))
         }
@@ -123,6 +144,16 @@ extension Event {
             case .rename: what = "rename \(filePath) -> \(filePath2)\(dir) = \(res)"
             default: what = "\(fileOp?.name ?? "file op") \(filePath)\(dir) = \(res)"
             }
+        case .writes:
+            let err = writesErrors > 0 ? ", \(writesErrors) failed" : ""
+            what = "wrote \(writesBytes) bytes to \(writesName) (fd \(writesFd), dev \(writesDevice >> 20):\(writesDevice & 0xfffff) ino \(writesInode)) in \(writesCalls) calls\(err) over \(formatDuration(writesLastTimestamp &- writesFirstTimestamp)), \(formatDuration(writesTime)) inside: \(writesReasonName)"
+        case .faults:
+            what = "page faults over \(formatDuration(timestamp &- faultsFirstTimestamp)): \(faultsUser) user, \(faultsKernel) kernel; \(faultsMajor) major, \(faultsMinor) minor"
+        case .reclaim:
+            what = "\(isMemcgReclaim ? "memcg" : "direct") reclaim \(formatDuration(reclaimDuration)), \(reclaimPages) pages reclaimed (order \(reclaimOrder))"
+        case .oom:
+            let cg = oomMemcg.isEmpty ? "" : " in memcg \(oomMemcg)"
+            what = "OOM kill of \(oomComm)[\(pid)]\(cg): \(oomAnonRSS * 4) KiB anon, \(oomFileRSS * 4) KiB file, \(oomShmemRSS * 4) KiB shmem of \(oomTotalVM * 4) KiB vm; triggered by \(oomTriggerComm)[\(oomTriggerPid)]"
         case nil:
             what = "unknown type \(rawType) (\(size) bytes)"
         }

@@ -87,6 +87,33 @@ public enum EventSchema {
                 .object([("name", .string("path")), ("length_field", .string("path_len")), ("kind", .string("bytes"))]),
                 .object([("name", .string("path2")), ("length_field", .string("path2_len")), ("kind", .string("bytes"))]),
             ]),
+            type(.writes, [
+                field("first_ts", "u64", \fb_writes.first_ts, 8), field("last_ts", "u64", \fb_writes.last_ts, 8),
+                field("bytes", "u64", \fb_writes.bytes, 8), field("time_ns", "u64", \fb_writes.time_ns, 8),
+                field("ino", "u64", \fb_writes.ino, 8), field("dev", "u32", \fb_writes.dev, 4), field("fd", "s32", \fb_writes.fd, 4),
+                field("calls", "u32", \fb_writes.calls, 4), field("errors", "u32", \fb_writes.errors, 4),
+                field("reason", "u32", \fb_writes.reason, 4), field("fd_kind", "u8", \fb_writes.fd_kind, 1),
+                field("name", "char[\(nameLength)]", \fb_writes.name, nameLength),
+            ]),
+            type(.faults, [
+                field("first_ts", "u64", \fb_faults.first_ts, 8), field("user", "u64", \fb_faults.user, 8),
+                field("kernel", "u64", \fb_faults.kernel, 8), field("major", "u64", \fb_faults.major, 8),
+                field("minor", "u64", \fb_faults.minor, 8), field("last_addr", "u64", \fb_faults.last_addr, 8),
+                field("last_ip", "u64", \fb_faults.last_ip, 8), field("comm", "char[16]", \fb_faults.comm, commLength),
+            ]),
+            type(.reclaim, [
+                field("duration_ns", "u64", \fb_reclaim.duration_ns, 8), field("reclaimed", "u64", \fb_reclaim.reclaimed, 8),
+                field("order", "u32", \fb_reclaim.order, 4), field("gfp_flags", "u32", \fb_reclaim.gfp_flags, 4),
+            ]),
+            type(.oom, [
+                field("total_vm", "u64", \fb_oom.total_vm, 8), field("anon_rss", "u64", \fb_oom.anon_rss, 8),
+                field("file_rss", "u64", \fb_oom.file_rss, 8), field("shmem_rss", "u64", \fb_oom.shmem_rss, 8),
+                field("pgtables_bytes", "u64", \fb_oom.pgtables_bytes, 8), field("memcg_id", "u64", \fb_oom.memcg_id, 8),
+                field("uid", "u32", \fb_oom.uid, 4), field("oom_score_adj", "s32", \fb_oom.oom_score_adj, 4),
+                field("trigger_pid", "u32", \fb_oom.trigger_pid, 4), field("trigger_tid", "u32", \fb_oom.trigger_tid, 4),
+                field("comm", "char[16]", \fb_oom.comm, commLength), field("trigger_comm", "char[16]", \fb_oom.trigger_comm, commLength),
+                field("memcg", "char[\(nameLength)]", \fb_oom.memcg, nameLength),
+            ]),
         ]
         return .object([("header", .array(header)), ("types", .array(types)), ("syscall_table", .string("x86_64"))])
     }

@@ -12,6 +12,11 @@
 //   flightbox-load privilege DIR    setuid, capset, ptrace, memfd, mount, chmod +x, dup2 onto 2, ...
 //   flightbox-load spin MS CPU      busy for MS milliseconds, pinned to CPU
 //   flightbox-load tcp N            N loopback connections, then one to a closed port
+//   flightbox-load retransmit MS    a SYN the listener drops, retransmitted; gives up after MS ms
+//   flightbox-load http MS          a loopback HTTP server under load for MS ms; prints requests served
+//   flightbox-load writes DIR       known writes to two files in DIR and to a pipe (see the tests)
+//   flightbox-load faults DIR PAGES PAGES major faults (file in DIR read back uncached), PAGES minor
+//   flightbox-load oom CGROUP MB    joins the memory cgroup (its directory), then touches MB MiB
 //   flightbox-load exit CODE        exits with CODE
 //   flightbox-load signal SIG       kills itself with signal SIG
 #if canImport(Glibc)
@@ -20,7 +25,7 @@ import Glibc
 import CFlightboxSys
 
 func usage() -> Never {
-    fputs("usage: flightbox-load getppid N | read N [SIZE] | latency DIR | threads N [CALLS] | wait-getppid MS N | trickle N MS | direct-write DIR N SIZE | privilege DIR | spin MS CPU | tcp N | exit CODE | signal SIG\n", stderr)
+    fputs("usage: flightbox-load getppid N | read N [SIZE] | latency DIR | threads N [CALLS] | wait-getppid MS N | trickle N MS | direct-write DIR N SIZE | privilege DIR | spin MS CPU | tcp N | retransmit MS | http MS | writes DIR | faults DIR PAGES | oom CGROUP MB | exit CODE | signal SIG\n", stderr)
     exit(2)
 }
 
@@ -161,6 +166,65 @@ case "tcp":
     var port: Int32 = 0, refused: Int32 = 0
     let made = fb_tcp_scenario(n, &port, &refused)
     print("\(port) \(refused) \(made)")
+
+case "retransmit":
+    guard let ms = Int32(args[2]) else { usage() }
+    var port: Int32 = 0
+    check(fb_tcp_retransmit_scenario(ms, &port) == 0, "retransmit scenario")
+    print(port)
+
+case "http":
+    guard let ms = Int32(args[2]) else { usage() }
+    let served = fb_http_load(ms)
+    check(served >= 0, "http server")
+    print(served)
+
+case "writes":
+    // A: 10 writes of 4096 bytes, one of 100, 3 pwrites of 512, one write to
+    // a bad buffer (EFAULT), then close: one summary of 15 calls, 42,596
+    // bytes, 1 error. B: 1 byte every 100 ms for 1.5 s: a summary per second.
+    // Writes to a pipe are not summarized.
+    let dir = args[2]
+    let a = dir + "/flightbox-writes-a.dat", b = dir + "/flightbox-writes-b.dat"
+    let buf = UnsafeMutableRawPointer.allocate(byteCount: 4096, alignment: 64)
+    memset(buf, 0x77, 4096)
+    var fd = open(a, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+    check(fd >= 0, "open \(a)")
+    for _ in 0..<10 { check(write(fd, buf, 4096) == 4096, "write") }
+    check(write(fd, buf, 100) == 100, "write")
+    for i in 0..<3 { check(pwrite(fd, buf, 512, off_t(i * 512)) == 512, "pwrite") }
+    check(write(fd, UnsafeRawPointer(bitPattern: 8), 16) == -1, "a write from a bad buffer fails")
+    close(fd)
+    var p: [Int32] = [0, 0]
+    check(pipe(&p) == 0, "pipe")
+    for _ in 0..<5 { _ = write(p[1], buf, 10) }
+    fd = open(b, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+    check(fd >= 0, "open \(b)")
+    for _ in 0..<15 { check(write(fd, buf, 1) == 1, "write"); usleep(100_000) }
+    close(fd)
+    unlink(a)
+    unlink(b)
+
+case "faults":
+    guard args.count > 3, let pages = Int32(args[3]) else { usage() }
+    check(fb_fault_scenario(args[2] + "/flightbox-faults.dat", pages) == 0, "fault scenario")
+
+case "oom":
+    // Joins the cgroup, then touches memory a MiB at a time until the
+    // cgroup's limit makes the kernel kill it.
+    guard args.count > 3, let mb = Int(args[3]) else { usage() }
+    let procs = open(args[2] + "/cgroup.procs", O_WRONLY)
+    check(procs >= 0, "open \(args[2])/cgroup.procs")
+    let me = Array("\(getpid())\n".utf8)
+    check(write(procs, me, me.count) == me.count, "join the cgroup")
+    close(procs)
+    var chunks: [UnsafeMutableRawPointer] = []
+    for _ in 0..<mb {
+        let c = UnsafeMutableRawPointer.allocate(byteCount: 1 << 20, alignment: 4096)
+        memset(c, 0x5a, 1 << 20)
+        chunks.append(c)
+    }
+    print("survived \(chunks.count) MiB")
 
 case "exit":
     guard let code = Int32(args[2]) else { usage() }

@@ -148,6 +148,9 @@ struct Record: ParsableCommand {
         for (family, why) in capture.skipped {
             FileHandleStderr.write("flightbox: warning: \(family.rawValue) probes unavailable, recording without them: \(why)\n")
         }
+        for (family, why) in capture.missing {
+            FileHandleStderr.write("flightbox: warning: \(family.rawValue) probes: recording without \(why)\n")
+        }
         let clockNs = monotonicNow()
         let realNs = realTimeNow()
         var uts = utsname()
@@ -157,6 +160,7 @@ struct Record: ParsableCommand {
             ("flightbox_version", .string(Flightbox.configuration.version)),
             ("probes", .array(config.families.filter { f in !capture.skipped.contains { $0.0 == f } }.map { .string($0.rawValue) })),
             ("skipped", .array(capture.skipped.map { .object([("family", .string($0.0.rawValue)), ("reason", .string($0.1))]) })),
+            ("missing", .array(capture.missing.map { .object([("family", .string($0.0.rawValue)), ("reason", .string($0.1))]) })),
             ("filter", config.filter.json),
             ("command", .array(command.map { .string($0) })),
             ("codec", .string(codec)), ("level", .int(Int64(level))),
@@ -200,6 +204,7 @@ struct Record: ParsableCommand {
         var childStatus: Int32?
         var lastFlush = monotonicNow()
         var lastBatchFlush = lastFlush
+        var lastSweep = lastFlush
         let sink: (UnsafeRawBufferPointer) -> Void = { rec in
             guard writeError == nil, let e = Event.validated(rec, sequence: writer.nextSequence), e.size == rec.count else { return }
             do {
@@ -232,6 +237,10 @@ struct Record: ParsableCommand {
                 capture.flushBatches()
                 lastBatchFlush = now
             }
+            if now - lastSweep >= 1_000_000_000 {
+                capture.sweepSummaries()
+                lastSweep = now
+            }
             if now - lastFlush >= 800_000_000 {
                 // At most one second of events is ever only in memory: up to
                 // 100 ms in a per-CPU batch, 50 ms in the ring, 800 ms here.
@@ -262,6 +271,7 @@ struct Record: ParsableCommand {
         // every CPU's batch idle; then the ring holds everything.
         capture.detach()
         capture.flushBatches()
+        capture.sweepSummaries(all: true)
         if writeError == nil { _ = try? capture.drainAll(sink) }
         feed(capture.newLosses())
         engine?.finish()

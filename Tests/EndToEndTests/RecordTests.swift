@@ -481,6 +481,43 @@ final class FilesFamilyTests: XCTestCase {
     }
 }
 
+extension FilesFamilyTests {
+    /// Writes are summarized per file, not per call: known sizes to a known
+    /// file add up, a failed write is counted, a long writer gets one summary
+    /// per second, and writes to a pipe are not summarized.
+    func testWritesAreSummarizedPerFile() throws {
+        try requireBPF()
+        let dir = scratch("writes-dir")
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let trace = scratch("writes.fbt")
+        let r = try Tool.run(Tool.flightbox, ["record", "-o", trace, "--probes", "files", "--", Tool.load, "writes", dir])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let writes = try eventsJSON(trace, ["--type", "writes"])
+        var st = stat()
+        XCTAssertEqual(stat(dir, &st), 0)
+        let a = writes.filter { $0["name"]?.stringValue == "flightbox-writes-a.dat" }
+        XCTAssertEqual(a.count, 1, "\(writes.map { $0.serialized() })")
+        let sa = try XCTUnwrap(a.first)
+        XCTAssertEqual(sa["calls"]?.uintValue, 15)
+        XCTAssertEqual(sa["bytes"]?.uintValue, 10 * 4096 + 100 + 3 * 512)
+        XCTAssertEqual(sa["errors"]?.uintValue, 1, "the write from a bad buffer")
+        XCTAssertEqual(sa["reason"]?.stringValue, "close")
+        XCTAssertEqual(sa["fd_kind"]?.stringValue, "regular")
+        XCTAssertEqual(sa["comm"]?.stringValue, "flightbox-load")
+        XCTAssertEqual(sa["dev"]?.stringValue, "\((st.st_dev >> 8) & 0xfff):\((st.st_dev & 0xff) | ((st.st_dev >> 12) & 0xfff00))")
+        XCTAssertGreaterThan(sa["time_ns"]?.uintValue ?? 0, 0)
+        XCTAssertLessThanOrEqual(sa["first_ts_ns"]?.uintValue ?? 0, sa["last_ts_ns"]?.uintValue ?? 0)
+        let b = writes.filter { $0["name"]?.stringValue == "flightbox-writes-b.dat" }
+        XCTAssertGreaterThanOrEqual(b.count, 2, "1.5 s of writes: one summary per second, then the close")
+        XCTAssertEqual(b.reduce(0) { $0 + ($1["calls"]?.uintValue ?? 0) }, 15)
+        XCTAssertEqual(b.reduce(0) { $0 + ($1["bytes"]?.uintValue ?? 0) }, 15)
+        XCTAssertEqual(b.first?["reason"]?.stringValue, "interval")
+        XCTAssertEqual(b.last?["reason"]?.stringValue, "close")
+        for s in b { XCTAssertLessThanOrEqual((s["last_ts_ns"]?.uintValue ?? 0) - (s["first_ts_ns"]?.uintValue ?? 0), 1_000_000_000 + 150_000_000) }
+        XCTAssertEqual(writes.count, a.count + b.count, "the pipe's writes are not summarized")
+    }
+}
+
 final class SignalsFamilyTests: XCTestCase {
     /// A known signal to a known pid: who sent it, to whom, what became of it.
     func testKnownSignalToKnownPid() throws {
@@ -705,4 +742,119 @@ final class TCPFamilyTests: XCTestCase {
         XCTAssertGreaterThan(failed["latency_ns"]?.uintValue ?? 0, 0)
         XCTAssertTrue(tcp.contains { $0["kind"]?.stringValue == "reset_received" && $0["dport"]?.uintValue == refused })
     }
+
+    /// A listener with a full accept queue drops a SYN, and the connecting
+    /// side retransmits it a second later: from a timer, in interrupt
+    /// context, yet attributed to the process that connected.
+    func testDroppedSYNIsRetransmitted() throws {
+        try requireBPF()
+        let trace = scratch("retransmit.fbt")
+        let r = try Tool.run(Tool.flightbox, ["record", "-o", trace, "--probes", "tcp", "--", Tool.load, "retransmit", "1500"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let port = try XCTUnwrap(UInt64(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)), r.stdout)
+        let tcp = try eventsJSON(trace, ["--type", "tcp"])
+        let retransmits = tcp.filter { $0["kind"]?.stringValue == "retransmit" }
+        XCTAssertGreaterThanOrEqual(retransmits.count, 1, "\(tcp.map { $0.serialized() })")
+        let syn = try XCTUnwrap(retransmits.first)
+        XCTAssertEqual(syn["dport"]?.uintValue, port)
+        XCTAssertEqual(syn["daddr"]?.stringValue, "127.0.0.1")
+        XCTAssertEqual(syn["comm"]?.stringValue, "flightbox-load")
+        let opened = try XCTUnwrap(tcp.last { $0["new_state"]?.stringValue == "SYN_SENT" && $0["dport"]?.uintValue == port })
+        let wait = (syn["ts_ns"]?.uintValue ?? 0) - (opened["ts_ns"]?.uintValue ?? 0)
+        XCTAssertGreaterThan(wait, 900_000_000, "the initial retransmission timeout is 1 s")
+        // The given-up connect ends SYN_SENT -> CLOSE after about 1.5 s.
+        XCTAssertTrue(tcp.contains { $0["old_state"]?.stringValue == "SYN_SENT" && $0["new_state"]?.stringValue == "CLOSE" && ($0["latency_ns"]?.uintValue ?? 0) > 1_400_000_000 })
+    }
+}
+
+final class MemoryFamilyTests: XCTestCase {
+    /// A process in a memory cgroup with a small limit touches more than the
+    /// limit: the cgroup reclaims, then the kernel kills it. The OOM kill names
+    /// the victim, its size and its cgroup; the exit says SIGKILL.
+    func testOOMKillInASmallMemoryCgroup() throws {
+        try requireBPF()
+        let cgroup = try MemoryCgroup(limit: 32 << 20)
+        defer { cgroup.remove() }
+        let trace = scratch("oom.fbt")
+        let r = try Tool.run(Tool.flightbox, ["record", "-o", trace, "--probes", "memory,process", "--", Tool.load, "oom", cgroup.path, "256"])
+        XCTAssertFalse(r.stdout.contains("survived"), "the limit held: \(r.stdout)")
+        let exits = try eventsJSON(trace, ["--type", "exit"])
+        let victim = try XCTUnwrap(exits.first { $0["exit_comm"]?.stringValue == "flightbox-load" && $0["process_exit"] == .bool(true) }, "\(exits)")
+        XCTAssertEqual(victim["signal"]?.intValue, 9, "killed with SIGKILL")
+        let pid = try XCTUnwrap(victim["pid"]?.uintValue)
+        let ooms = try eventsJSON(trace, ["--type", "oom"])
+        XCTAssertEqual(ooms.count, 1, "\(ooms)")
+        let oom = try XCTUnwrap(ooms.first)
+        XCTAssertEqual(oom["pid"]?.uintValue, pid)
+        XCTAssertEqual(oom["victim_comm"]?.stringValue, "flightbox-load")
+        XCTAssertEqual(oom["memcg"]?.stringValue, cgroup.name)
+        XCTAssertGreaterThan(oom["memcg_id"]?.uintValue ?? 0, 0)
+        XCTAssertEqual(oom["uid"]?.uintValue, UInt64(getuid()))
+        // Nearly all of the 32 MiB limit (8192 pages) is the victim's anonymous memory.
+        let anon = oom["anon_rss_pages"]?.uintValue ?? 0
+        XCTAssertGreaterThan(anon, UInt64(24 * 256), "\(oom.serialized())")
+        XCTAssertLessThanOrEqual(anon, UInt64(34 * 256))
+        XCTAssertGreaterThanOrEqual(oom["total_vm_pages"]?.uintValue ?? 0, anon)
+        XCTAssertEqual(oom["trigger_pid"]?.uintValue, pid, "its own allocation ran out")
+        let reclaims = try eventsJSON(trace, ["--type", "reclaim"]).filter { $0["pid"]?.uintValue == pid }
+        XCTAssertFalse(reclaims.isEmpty, "the cgroup tried to reclaim before killing")
+        XCTAssertTrue(reclaims.allSatisfy { $0["scope"]?.stringValue == "memcg" && ($0["duration_ns"]?.uintValue ?? 0) > 0 })
+        // Touching 32 MiB a page at a time: at least that many minor faults, all summarized.
+        let faults = try eventsJSON(trace, ["--type", "faults"]).filter { $0["pid"]?.uintValue == pid }
+        XCTAssertGreaterThanOrEqual(faults.reduce(0) { $0 + ($1["user"]?.uintValue ?? 0) }, UInt64(24 * 256))
+        XCTAssertGreaterThanOrEqual(faults.reduce(0) { $0 + ($1["minor"]?.uintValue ?? 0) }, UInt64(24 * 256))
+    }
+
+    /// A file read back through a mapping after leaving the page cache takes
+    /// one major fault per page; fresh anonymous memory one minor fault per
+    /// page. The summaries count both as the kernel accounted them.
+    func testMajorAndMinorFaults() throws {
+        try requireBPF()
+        // /var/tmp, which is on a disk (FHS), unlike /tmp often: tmpfs pages
+        // cannot leave the page cache.
+        let where_ = "/var/tmp"
+        let pages = 2000
+        let trace = scratch("faults.fbt")
+        let r = try Tool.run(Tool.flightbox, ["record", "-o", trace, "--probes", "memory", "--", Tool.load, "faults", where_, String(pages)])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let faults = try eventsJSON(trace, ["--type", "faults"]).filter { $0["comm"]?.stringValue == "flightbox-load" }
+        XCTAssertFalse(faults.isEmpty)
+        func total(_ k: String) -> UInt64 { faults.reduce(0) { $0 + ($1[k]?.uintValue ?? 0) } }
+        XCTAssertGreaterThanOrEqual(total("major"), UInt64(pages) * 9 / 10, "\(faults.map { $0.serialized() })")
+        XCTAssertLessThanOrEqual(total("major"), UInt64(pages) + 50)
+        XCTAssertGreaterThanOrEqual(total("minor"), UInt64(pages))
+        XCTAssertGreaterThanOrEqual(total("user"), 2 * UInt64(pages))
+        for f in faults {
+            XCTAssertLessThanOrEqual(f["first_ts_ns"]?.uintValue ?? 0, f["ts_ns"]?.uintValue ?? 0)
+            XCTAssertLessThanOrEqual((f["ts_ns"]?.uintValue ?? 0) - (f["first_ts_ns"]?.uintValue ?? 0), 2_000_000_000, "one summary spans about a second at most")
+        }
+    }
+}
+
+/// A memory cgroup of its own with a limit, under cgroup v2 or v1.
+struct MemoryCgroup {
+    let path: String
+    let name: String
+
+    init(limit: Int) throws {
+        name = "flightbox-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        let fm = FileManager.default
+        let v2 = "/sys/fs/cgroup"
+        if let controllers = try? String(contentsOfFile: v2 + "/cgroup.controllers", encoding: .utf8), controllers.contains("memory") {
+            try? "+memory".write(toFile: v2 + "/cgroup.subtree_control", atomically: false, encoding: .utf8)
+            path = v2 + "/" + name
+            try fm.createDirectory(atPath: path, withIntermediateDirectories: false)
+            try "\(limit)".write(toFile: path + "/memory.max", atomically: false, encoding: .utf8)
+            try? "0".write(toFile: path + "/memory.swap.max", atomically: false, encoding: .utf8)
+        } else if fm.fileExists(atPath: "/sys/fs/cgroup/memory/memory.limit_in_bytes") {
+            path = "/sys/fs/cgroup/memory/" + name
+            try fm.createDirectory(atPath: path, withIntermediateDirectories: false)
+            try "\(limit)".write(toFile: path + "/memory.limit_in_bytes", atomically: false, encoding: .utf8)
+            try? "\(limit)".write(toFile: path + "/memory.memsw.limit_in_bytes", atomically: false, encoding: .utf8)
+        } else {
+            throw XCTSkip("no memory cgroup controller on this machine (neither cgroup v2 with memory nor v1 memory)")
+        }
+    }
+
+    func remove() { rmdir(path) }
 }

@@ -28,6 +28,21 @@ int fb_pin_to_cpu(int cpu);
  * closed port. Returns the connections made; sets the two ports. */
 int fb_tcp_scenario(int n, int *listen_port, int *refused_port);
 
+/* Provokes a TCP retransmit: a listener whose accept queue is full drops a
+ * second connection's SYN, which is retransmitted after 1 s. Waits wait_ms
+ * before giving up the connection. Sets the listener's port. */
+int fb_tcp_retransmit_scenario(int wait_ms, int *listen_port);
+
+/* A loopback HTTP/1.1 server (two threads) under load from a client (the
+ * calling thread) that opens a connection per request, for duration_ms.
+ * Returns the requests served. */
+long fb_http_load(int duration_ms);
+
+/* Writes `pages` pages to path, evicts them from the page cache and reads
+ * them back through a mapping without readahead (major faults), then touches
+ * as many fresh anonymous pages (minor faults). */
+int fb_fault_scenario(const char *path, int pages);
+
 /* O_DIRECT, which glibc hides from Swift behind _GNU_SOURCE. */
 extern const int fb_o_direct;
 
