@@ -279,6 +279,14 @@ static void *http_serve(void *arg)
 	}
 }
 
+static volatile sig_atomic_t http_stop;
+
+static void http_on_sigterm(int sig)
+{
+	(void)sig;
+	http_stop = 1;
+}
+
 long fb_http_load(int duration_ms)
 {
 	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
@@ -291,6 +299,7 @@ long fb_http_load(int duration_ms)
 
 	if (s.listener < 0)
 		return -1;
+	signal(SIGTERM, http_on_sigterm);
 	setsockopt(s.listener, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	if (bind(s.listener, (struct sockaddr *)&a, sizeof(a)) || listen(s.listener, 256) ||
 	    getsockname(s.listener, (struct sockaddr *)&a, &len))
@@ -309,7 +318,7 @@ long fb_http_load(int duration_ms)
 		if (c >= 0)
 			close(c);
 		clock_gettime(CLOCK_MONOTONIC, &t);
-		if ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000 >= duration_ms)
+		if (http_stop || (t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000 >= duration_ms)
 			break;
 	}
 	shutdown(s.listener, SHUT_RDWR);

@@ -466,3 +466,22 @@ func base64Decode(_ s: String) -> [UInt8]? {
     }
     return out
 }
+
+extension ProbeFamily {
+    /// The family that produces events of `type`; nil for losses.
+    public init?(producing type: EventType) {
+        switch type {
+        case .syscall: self = .syscalls
+        case .fork, .exec, .exit: self = .process
+        case .file, .writes: self = .files
+        case .signal: self = .signals
+        case .block: self = .block
+        case .privilege: self = .privilege
+        case .sched: self = .scheduler
+        case .gauge: self = .gauges
+        case .tcp: self = .tcp
+        case .faults, .reclaim, .oom: self = .memory
+        case .loss: return nil
+        }
+    }
+}

@@ -4,8 +4,8 @@ import Glibc
 import CFlightboxBPF
 import CLibBPF
 
-/// The overhead floor for benchmarks: counts syscall entries and exits in the
-/// kernel on the recorder's own tracepoints and streams nothing
+/// The overhead floor for benchmarks: counts hits in the kernel on every
+/// tracepoint the recorder's default families use, and streams nothing
 /// (bpf/bench.bpf.c). Detaches in deinit.
 public final class CountingProbe {
     private var object: OpaquePointer?
@@ -20,25 +20,29 @@ public final class CountingProbe {
         if err != 0 { throw CaptureError.load(family: "bench", errno: -err, log: String(cString: fb_bpf_log_tail())) }
         var prog = bpf_object__next_program(object, nil)
         while let p = prog {
-            guard let link = bpf_program__attach(p) else {
-                throw CaptureError.attach(family: "bench", program: String(cString: bpf_program__name(p)), errno: errno)
-            }
-            links.append(link)
+            let name = String(cString: bpf_program__name(p))
+            if let link = bpf_program__attach(p) {
+                links.append(link)
+            } else if name == "fb_count_enter" || name == "fb_count_exit" {
+                throw CaptureError.attach(family: "bench", program: name, errno: errno)
+            } // else: a tracepoint this kernel lacks, which the recorder would skip too
+
             prog = bpf_object__next_program(object, p)
         }
     }
 
-    /// Entries and exits counted so far, summed over CPUs.
-    public func counts() -> (enter: UInt64, exit: UInt64) {
-        guard let object, let map = bpf_object__find_map_by_name(object, "counts") else { return (0, 0) }
+    /// Syscall entries and exits, and hits of the other tracepoints, counted
+    /// so far, summed over CPUs.
+    public func counts() -> (enter: UInt64, exit: UInt64, other: UInt64) {
+        guard let object, let map = bpf_object__find_map_by_name(object, "counts") else { return (0, 0, 0) }
         let ncpu = Int(libbpf_num_possible_cpus())
-        var sums: [UInt64] = [0, 0]
-        for key in 0..<2 {
+        var sums: [UInt64] = [0, 0, 0]
+        for key in 0..<3 {
             var k = UInt32(key)
             var values = [UInt64](repeating: 0, count: ncpu)
             if bpf_map_lookup_elem(bpf_map__fd(map), &k, &values) == 0 { sums[key] = values.reduce(0, +) }
         }
-        return (sums[0], sums[1])
+        return (sums[0], sums[1], sums[2])
     }
 
     deinit {

@@ -13,7 +13,7 @@ import FlightboxFormat
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks, measured side by side in one run.",
-        subcommands: [StormBench.self, FormatBench.self],
+        subcommands: [StormBench.self, MixedBench.self, FormatBench.self],
         defaultSubcommand: StormBench.self
     )
 }
@@ -33,6 +33,8 @@ struct StormBench: ParsableCommand {
         var events: UInt64 = 0
         var lost: UInt64 = 0
         var bytes: UInt64 = 0
+        var cpuSeconds = 0.0
+        var maxRSSKiB = 0
     }
 
     func run() throws {
@@ -74,7 +76,9 @@ struct StormBench: ParsableCommand {
         let rec = samples["flightbox record"]!
         let ratio = median(rec.map(\.seconds)) / floor
         let bpe = Double(rec.last!.bytes) / Double(max(rec.last!.events, 1))
-        print("targets: lost = 0: \(rec.allSatisfy { $0.lost == 0 } ? "met" : "MISSED"); <= 1.5x floor: \(ratio <= 1.5 ? "met" : "MISSED") (\(String(format3: ratio))x); <= 10 bytes/event: \(bpe <= 10 ? "met" : "MISSED") (\(String(format3: bpe)))")
+        let rss = rec.map(\.maxRSSKiB).max() ?? 0
+        print("flightbox record itself: \(String(format3: median(rec.map(\.cpuSeconds)))) s CPU (median), \(rss / 1024) MiB peak resident (largest)")
+        print("targets: lost = 0: \(rec.allSatisfy { $0.lost == 0 } ? "met" : "MISSED"); <= 1.2x floor: \(ratio <= 1.2 ? "met" : "MISSED") (\(String(format3: ratio))x); <= 100 MiB resident: \(rss <= 100 * 1024 ? "met" : "MISSED"); <= 10 bytes/event: \(bpe <= 10 ? "met" : "MISSED") (\(String(format3: bpe)))")
     }
 
     /// Runs the storm and returns its loop time as it measured it.
@@ -113,7 +117,7 @@ struct StormBench: ParsableCommand {
             if e.type == .loss { lost += e.lostCount }
         }
         unlink(trace)
-        return Sample(seconds: t, events: events, lost: lost, bytes: UInt64(reader.fileSize))
+        return Sample(seconds: t, events: events, lost: lost, bytes: UInt64(reader.fileSize), cpuSeconds: rec.cpuSeconds, maxRSSKiB: rec.maxRSSKiB)
     }
 
     func underPerf(_ perf: String, storm: [String]) throws -> Sample {
@@ -154,6 +158,9 @@ final class Spawned {
     private let errFd: Int32
     private(set) var stdoutText = ""
     private(set) var stderrText = ""
+    /// After `wait`: the child's user + system CPU time, and its peak resident set.
+    private(set) var cpuSeconds = 0.0
+    private(set) var maxRSSKiB = 0
 
     init(_ argv: [String]) throws {
         var outPipe: [Int32] = [0, 0], errPipe: [Int32] = [0, 0]
@@ -204,7 +211,10 @@ final class Spawned {
             }
         }
         var st: Int32 = 0
-        waitpid(pid, &st, 0)
+        var ru = rusage()
+        wait4(pid, &st, 0, &ru)
+        cpuSeconds = Double(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) + Double(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6
+        maxRSSKiB = Int(ru.ru_maxrss)
         close(outFd)
         close(errFd)
         return (st & 0x7f) == 0 ? (st >> 8) & 0xff : 128 + (st & 0x7f)

@@ -34,8 +34,8 @@ int fb_tcp_scenario(int n, int *listen_port, int *refused_port);
 int fb_tcp_retransmit_scenario(int wait_ms, int *listen_port);
 
 /* A loopback HTTP/1.1 server (two threads) under load from a client (the
- * calling thread) that opens a connection per request, for duration_ms.
- * Returns the requests served. */
+ * calling thread) that opens a connection per request, for duration_ms or
+ * until SIGTERM. Returns the requests served. */
 long fb_http_load(int duration_ms);
 
 /* Writes `pages` pages to path, evicts them from the page cache and reads
