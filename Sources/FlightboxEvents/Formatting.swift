@@ -153,7 +153,7 @@ extension Event {
             what = "\(isMemcgReclaim ? "memcg" : "direct") reclaim \(formatDuration(reclaimDuration)), \(reclaimPages) pages reclaimed (order \(reclaimOrder))"
         case .oom:
             let cg = oomMemcg.isEmpty ? "" : " in memcg \(oomMemcg)"
-            what = "OOM kill of \(oomComm)[\(pid)]\(cg): \(oomAnonRSS * 4) KiB anon, \(oomFileRSS * 4) KiB file, \(oomShmemRSS * 4) KiB shmem of \(oomTotalVM * 4) KiB vm; triggered by \(oomTriggerComm)[\(oomTriggerPid)]"
+            what = "OOM kill of \(oomComm)[\(pid)]\(cg): \(oomAnonRSS &* 4) KiB anon, \(oomFileRSS &* 4) KiB file, \(oomShmemRSS &* 4) KiB shmem of \(oomTotalVM &* 4) KiB vm; triggered by \(oomTriggerComm)[\(oomTriggerPid)]"
         case nil:
             what = "unknown type \(rawType) (\(size) bytes)"
         }

@@ -9,6 +9,7 @@ extension TraceReader {
         var digest: UInt64 = 0
         reader.forEachEvent { e in
             digest &+= UInt64(e.json().serialized().utf8.count)
+            digest &+= UInt64(e.text(ts: "", comm: nil).utf8.count)
         }
         if let first = reader.firstTimestamp, let last = reader.lastTimestamp, last >= first {
             reader.forEachEvent(from: first + (last - first) / 2, to: last) { digest &+= $0.timestamp }
