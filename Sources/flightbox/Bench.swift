@@ -28,15 +28,6 @@ struct StormBench: ParsableCommand {
     @Flag(help: "Leave perf out.") var noPerf = false
     @Option(help: "Folder for the traces written.") var dir: String = "/tmp"
 
-    struct Sample {
-        var seconds: Double
-        var events: UInt64 = 0
-        var lost: UInt64 = 0
-        var bytes: UInt64 = 0
-        var cpuSeconds = 0.0
-        var maxRSSKiB = 0
-    }
-
     func run() throws {
         do { try Preflight.check() } catch let e as CaptureError { throw fail(e.description) }
         let exe = CommandLine.arguments[0]
@@ -44,110 +35,36 @@ struct StormBench: ParsableCommand {
         let load = exeDir + "/flightbox-load"
         let me = exeDir + "/flightbox"
         guard access(load, X_OK) == 0 else { throw fail("\(load) not found: build it with `swift build -c release`") }
-        let perf = noPerf ? nil : findPerf()
+        let perf = noPerf ? nil : BenchModes.findPerf()
         if !noPerf, perf == nil { FileHandleStderr.write("flightbox: perf not usable here (install linux-perf, mount tracefs); leaving it out\n") }
 
-        var modes = ["bare", "floor (in-kernel count)", "flightbox record"]
-        if perf != nil { modes.append("perf record") }
-        var samples: [String: [Sample]] = [:]
-        let storm = [load, "read", String(calls), String(size)]
+        var modes = [BenchModes.bare, BenchModes.floor, BenchModes.recorder]
+        if perf != nil { modes.append(BenchModes.perf) }
+        var samples: [String: [BenchSample]] = [:]
+        let storm = { try timedStorm([load, "read", String(calls), String(size)]) }
+        let trace = dir + "/flightbox-bench.fbt"
         for round in 1...rounds {
             FileHandleStderr.write("flightbox bench: round \(round)/\(rounds)\n")
-            samples["bare", default: []].append(Sample(seconds: try timedStorm(storm)))
-
-            samples["floor (in-kernel count)", default: []].append(try underCountingProbe(storm))
-
-            samples["flightbox record", default: []].append(try underRecorder(me: me, storm: storm))
-            if let perf { samples["perf record", default: []].append(try underPerf(perf, storm: storm)) }
+            samples[BenchModes.bare, default: []].append(try storm())
+            samples[BenchModes.floor, default: []].append(try BenchModes.underFloor(allHooks: false, storm))
+            samples[BenchModes.recorder, default: []].append(try BenchModes.underRecorder(me: me, trace: trace, codec: codec, storm))
+            unlink(trace)
+            if let perf {
+                samples[BenchModes.perf, default: []].append(try BenchModes.underPerf(
+                    perf, tracepoints: ["raw_syscalls:sys_enter", "raw_syscalls:sys_exit"], data: dir + "/flightbox-bench.perf.data", storm))
+            }
         }
-
-        func median(_ xs: [Double]) -> Double { let s = xs.sorted(); return s[s.count / 2] }
-        let bare = median(samples["bare"]!.map(\.seconds))
-        let floor = median(samples["floor (in-kernel count)"]!.map(\.seconds))
-        print("syscall storm: \(calls) read(2) calls of \(size) bytes; median of \(rounds) rounds, modes interleaved")
-        print("mode                      seconds  x bare  x floor   events      lost   bytes/event")
-        for m in modes {
-            let s = samples[m]!
-            let t = median(s.map(\.seconds))
-            let last = s.last!
-            let bpe = last.events > 0 && last.bytes > 0 ? String(format3: Double(last.bytes) / Double(last.events)) : "-"
-            print("\(m.padding(24)) \(String(format3: t).padding(8)) \(String(format3: t / bare).padding(7)) \(String(format3: t / floor).padding(8)) \(String(last.events).padding(11)) \(String(s.map(\.lost).max() ?? 0).padding(10)) \(bpe)")
-        }
-        let rec = samples["flightbox record"]!
-        let ratio = median(rec.map(\.seconds)) / floor
-        let bpe = Double(rec.last!.bytes) / Double(max(rec.last!.events, 1))
-        let rss = rec.map(\.maxRSSKiB).max() ?? 0
-        print("flightbox record itself: \(String(format3: median(rec.map(\.cpuSeconds)))) s CPU (median), \(rss / 1024) MiB peak resident (largest)")
-        print("targets: lost = 0: \(rec.allSatisfy { $0.lost == 0 } ? "met" : "MISSED"); <= 1.2x floor: \(ratio <= 1.2 ? "met" : "MISSED") (\(String(format3: ratio))x); <= 100 MiB resident: \(rss <= 100 * 1024 ? "met" : "MISSED"); <= 10 bytes/event: \(bpe <= 10 ? "met" : "MISSED") (\(String(format3: bpe)))")
+        BenchModes.report("syscall storm: \(calls) read(2) calls of \(size) bytes; median of \(rounds) rounds, modes interleaved",
+                          modes: modes, samples: samples, requests: false)
     }
 
     /// Runs the storm and returns its loop time as it measured it.
-    func timedStorm(_ argv: [String], extraWait: (() -> Void)? = nil) throws -> Double {
+    func timedStorm(_ argv: [String]) throws -> BenchSample {
         let r = try spawnAndCapture(argv)
         guard r.status == 0, let ns = UInt64(r.stdout.split(separator: "\n").last ?? "") else {
             throw fail("the storm (\(argv.joined(separator: " "))) failed: \(r.stdout)")
         }
-        return Double(ns) / 1e9
-    }
-
-    /// The probe detaches when this returns: it must not stay attached
-    /// while the other modes run.
-    func underCountingProbe(_ storm: [String]) throws -> Sample {
-        let probe: CountingProbe
-        do { probe = try CountingProbe() } catch let e as CaptureError { throw fail(e.description) }
-        let before = probe.counts()
-        let t = try timedStorm(storm)
-        let after = probe.counts()
-        return withExtendedLifetime(probe) { Sample(seconds: t, events: after.exit - before.exit) }
-    }
-
-    func underRecorder(me: String, storm: [String]) throws -> Sample {
-        let trace = dir + "/flightbox-bench.fbt"
-        let rec = try Spawned([me, "record", "-o", trace, "--codec", codec])
-        try rec.waitForStderr("flightbox: recording")
-        let t = try timedStorm(storm)
-        kill(rec.pid, SIGINT)
-        let status = rec.wait()
-        guard status == 0 else { throw fail("flightbox record failed (status \(status)): \(rec.stderrText)") }
-        let reader = try openTrace(trace)
-        var lost: UInt64 = 0
-        var events: UInt64 = 0
-        reader.forEachEvent { e in
-            events += 1
-            if e.type == .loss { lost += e.lostCount }
-        }
-        unlink(trace)
-        return Sample(seconds: t, events: events, lost: lost, bytes: UInt64(reader.fileSize), cpuSeconds: rec.cpuSeconds, maxRSSKiB: rec.maxRSSKiB)
-    }
-
-    func underPerf(_ perf: String, storm: [String]) throws -> Sample {
-        let data = dir + "/flightbox-bench.perf.data"
-        let p = try Spawned([perf, "record", "-a", "-q", "-e", "raw_syscalls:sys_enter", "-e", "raw_syscalls:sys_exit", "-o", data])
-        usleep(1_500_000) // perf prints nothing when ready; give it time to open its buffers
-        let t = try timedStorm(storm)
-        kill(p.pid, SIGINT)
-        _ = p.wait()
-        var st = stat()
-        let bytes = stat(data, &st) == 0 ? UInt64(st.st_size) : 0
-        // `perf report --stats` tells samples and lost events.
-        let stats = try spawnAndCapture([perf, "report", "-i", data, "--stats"])
-        unlink(data)
-        unlink(data + ".old")
-        var events: UInt64 = 0, lost: UInt64 = 0
-        for line in stats.stdout.split(separator: "\n") {
-            let parts = line.split(separator: " ", omittingEmptySubsequences: true)
-            guard let n = parts.last.flatMap({ UInt64($0) }) else { continue }
-            if line.contains("SAMPLE events:") { events += n }
-            if line.contains("LOST_SAMPLES events:") || line.contains("LOST events:") { lost += n }
-        }
-        return Sample(seconds: t, events: events, lost: lost, bytes: bytes)
-    }
-
-    func findPerf() -> String? {
-        for p in ["/usr/bin/perf", "/usr/local/bin/perf"] where access(p, X_OK) == 0 {
-            if let r = try? spawnAndCapture([p, "list", "tracepoint"]), r.stdout.contains("raw_syscalls:sys_enter") { return p }
-        }
-        return nil
+        return BenchSample(seconds: Double(ns) / 1e9)
     }
 }
 

@@ -21,16 +21,6 @@ struct MixedBench: ParsableCommand {
     @Flag(help: "Leave perf out.") var noPerf = false
     @Option(help: "Folder for the source tree and the traces.") var dir: String = "/var/tmp"
 
-    struct Sample {
-        var seconds: Double
-        var requests: Double = 0
-        var events: UInt64 = 0
-        var lost: UInt64 = 0
-        var bytes: UInt64 = 0
-        var cpuSeconds: Double = 0
-        var maxRSSKiB: Int = 0
-    }
-
     /// What perf records: the tracepoints the default families attach to.
     static let perfEvents = [
         "raw_syscalls:sys_enter", "raw_syscalls:sys_exit", "sched:sched_switch", "sched:sched_wakeup", "sched:sched_wakeup_new",
@@ -48,7 +38,7 @@ struct MixedBench: ParsableCommand {
         let load = exeDir + "/flightbox-load"
         let me = exeDir + "/flightbox"
         guard access(load, X_OK) == 0 else { throw fail("\(load) not found: build it with `swift build -c release`") }
-        let perf = noPerf ? nil : StormBench().findPerf()
+        let perf = noPerf ? nil : BenchModes.findPerf()
         let base = "\(dir)/flightbox-mixed-\(getpid())"
         let tarball = try makeSourceTree(base)
         defer { _ = try? spawnAndCapture(["/bin/rm", "-rf", base]) }
@@ -63,88 +53,30 @@ struct MixedBench: ParsableCommand {
             """
         let workload = ["/bin/sh", "-c", script]
 
-        var modes = ["bare", "floor (in-kernel count)", "flightbox record"]
-        if perf != nil { modes.append("perf record") }
-        var samples: [String: [Sample]] = [:]
-        var lastTrace: TraceReader?
+        var modes = [BenchModes.bare, BenchModes.floor, BenchModes.recorder]
+        if perf != nil { modes.append(BenchModes.perf) }
+        var samples: [String: [BenchSample]] = [:]
         let trace = base + "/mixed.fbt"
+        let run = { try timed(workload, served: served) }
         for round in 1...rounds {
             FileHandleStderr.write("flightbox bench mixed: round \(round)/\(rounds)\n")
-            samples["bare", default: []].append(try timed(workload, served: served))
-            do {
-                let probe: CountingProbe
-                do { probe = try CountingProbe() } catch let e as CaptureError { throw fail(e.description) }
-                let before = probe.counts()
-                var s = try timed(workload, served: served)
-                let after = probe.counts()
-                s.events = (after.exit - before.exit) + (after.other - before.other)
-                withExtendedLifetime(probe) { samples["floor (in-kernel count)", default: []].append(s) }
-            }
-            let rec = try Spawned([me, "record", "-o", trace, "--codec", codec])
-            try rec.waitForStderr("flightbox: recording")
-            var s = try timed(workload, served: served)
-            kill(rec.pid, SIGINT)
-            let status = rec.wait()
-            guard status == 0 else { throw fail("flightbox record failed (status \(status)): \(rec.stderrText)") }
-            let reader = try openTrace(trace)
-            reader.forEachEvent { e in
-                s.events += 1
-                if e.type == .loss { s.lost += e.lostCount }
-            }
-            s.bytes = UInt64(reader.fileSize)
-            s.cpuSeconds = rec.cpuSeconds
-            s.maxRSSKiB = rec.maxRSSKiB
-            samples["flightbox record", default: []].append(s)
-            lastTrace = reader
+            samples[BenchModes.bare, default: []].append(try run())
+            samples[BenchModes.floor, default: []].append(try BenchModes.underFloor(allHooks: true, run))
+            samples[BenchModes.recorder, default: []].append(try BenchModes.underRecorder(me: me, trace: trace, codec: codec, run))
             if let perf {
-                let data = base + "/perf.data"
-                let p = try Spawned([perf, "record", "-a", "-q", "-o", data] + Self.perfEvents.flatMap { ["-e", $0] })
-                usleep(1_500_000) // perf prints nothing when ready
-                var s = try timed(workload, served: served)
-                kill(p.pid, SIGINT)
-                _ = p.wait()
-                let stats = try spawnAndCapture([perf, "report", "-i", data, "--stats"])
-                for line in stats.stdout.split(separator: "\n") {
-                    guard let n = line.split(separator: " ").last.flatMap({ UInt64($0) }) else { continue }
-                    if line.contains("SAMPLE events:") { s.events += n }
-                    if line.contains("LOST_SAMPLES events:") || line.contains("LOST events:") { s.lost += n }
-                }
-                s.bytes = FamilyBytes.fileSize(data)
-                s.cpuSeconds = p.cpuSeconds
-                s.maxRSSKiB = p.maxRSSKiB
-                unlink(data)
-                unlink(data + ".old")
-                samples["perf record", default: []].append(s)
+                samples[BenchModes.perf, default: []].append(try BenchModes.underPerf(perf, tracepoints: Self.perfEvents, data: base + "/perf.data", run))
             }
         }
-
-        func median(_ xs: [Double]) -> Double { let s = xs.sorted(); return s[s.count / 2] }
-        let bare = median(samples["bare"]!.map(\.seconds))
-        let floor = median(samples["floor (in-kernel count)"]!.map(\.seconds))
-        print("mixed workload: unpack and make -j2 \(files) C files while a loopback HTTP server takes load; median of \(rounds) rounds, modes interleaved")
-        print("mode                      seconds  x bare  x floor  HTTP req/s  events      lost      bytes/event  tracer CPU s  tracer max RSS MiB")
-        for m in modes {
-            let s = samples[m]!
-            let t = median(s.map(\.seconds))
-            let last = s.last!
-            let bpe = last.events > 0 && last.bytes > 0 ? String(format3: Double(last.bytes) / Double(last.events)) : "-"
-            let cpu = last.cpuSeconds > 0 ? String(format3: last.cpuSeconds) : "-"
-            let rss = last.maxRSSKiB > 0 ? String(last.maxRSSKiB / 1024) : "-"
-            print("\(m.padding(24)) \(String(format3: t).padding(8)) \(String(format3: t / bare).padding(7)) \(String(format3: t / floor).padding(8)) \(String(Int(median(s.map(\.requests)))).padding(11)) \(String(last.events).padding(11)) \(String(s.map(\.lost).max() ?? 0).padding(9)) \(bpe.padding(12)) \(cpu.padding(13)) \(rss)")
-        }
-        let rec = samples["flightbox record"]!
-        let ratio = median(rec.map(\.seconds)) / floor
-        print("targets: lost = 0: \(rec.allSatisfy { $0.lost == 0 } ? "met" : "MISSED"); <= 1.2x floor: \(ratio <= 1.2 ? "met" : "MISSED") (\(String(format3: ratio))x); <= 100 MiB resident: \((rec.map(\.maxRSSKiB).max() ?? 0) <= 100 * 1024 ? "met" : "MISSED")")
-        if let lastTrace {
-            print("")
-            print("bytes per event by family (last round's trace, each family's events compressed alone with \(codec)):")
-            FamilyBytes.print(try FamilyBytes.measure(lastTrace, codec: Codec(name: codec) ?? .zstd, dir: base))
-        }
+        BenchModes.report("mixed workload: unpack and make -j2 \(files) C files while a loopback HTTP server takes load; median of \(rounds) rounds, modes interleaved",
+                          modes: modes, samples: samples, requests: true)
+        print("")
+        print("bytes per event by family (last round's trace, each family's events compressed alone with \(codec)):")
+        FamilyBytes.print(try FamilyBytes.measure(try openTrace(trace), codec: Codec(name: codec) ?? .zstd, dir: base))
         unlink(trace)
     }
 
     /// Runs the workload; its wall time and the HTTP requests it served per second.
-    func timed(_ argv: [String], served: String) throws -> Sample {
+    func timed(_ argv: [String], served: String) throws -> BenchSample {
         var t0 = timespec(), t1 = timespec()
         clock_gettime(CLOCK_MONOTONIC, &t0)
         let r = try spawnAndCapture(argv)
@@ -152,7 +84,7 @@ struct MixedBench: ParsableCommand {
         guard r.status == 0 else { throw fail("the mixed workload failed (status \(r.status)): \(r.stderr)") }
         let seconds = Double(t1.tv_sec - t0.tv_sec) + Double(t1.tv_nsec - t0.tv_nsec) / 1e9
         let n = Double(readSmallFile(served).filter { $0 != " " && $0 != "\n" }) ?? 0
-        return Sample(seconds: seconds, requests: n / seconds)
+        return BenchSample(seconds: seconds, requests: n / seconds)
     }
 
     /// A source tree of `files` C files (each a few dozen functions, so each
