@@ -8,6 +8,7 @@
 #define IPPROTO_TCP 6
 #define TCP_ESTABLISHED 1
 #define TCP_SYN_SENT 2
+#define TCP_SYN_RECV 3
 #define TCP_CLOSE 7
 #define TCP_LISTEN 10
 
@@ -19,6 +20,8 @@ struct owner {
 	__u64 ts; /* connect(2) in progress since; 0 once the handshake ended */
 	__u32 pid;
 	__u32 tid;
+	__u32 port; /* a listener's local port (it is gone by the time it closes) */
+	__u32 _pad;
 };
 
 struct {
@@ -27,6 +30,15 @@ struct {
 	__type(key, __u64);
 	__type(value, struct owner);
 } owners SEC(".maps");
+
+/* Owners of listening sockets by local port: a connection a listener
+ * accepts (in interrupt context, SYN_RECV -> ESTABLISHED) belongs to it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, struct owner);
+} listeners SEC(".maps");
 
 static __always_inline void emit(const struct sock *sk, __u8 kind, int oldstate, int newstate, __u32 pid, __u32 tid,
 				 __u64 latency)
@@ -102,13 +114,26 @@ int BPF_PROG(fb_tcp_state, const struct sock *sk, const int oldstate, const int 
 		v.tid = (__u32)id;
 		if (fb_skip(v.pid))
 			return 0;
+		v.port = newstate == TCP_LISTEN ? sk->__sk_common.skc_num : 0;
 		if (bpf_map_update_elem(&owners, &key, &v, BPF_ANY))
 			fb_count_drop(bpf_ktime_get_ns());
+		if (v.port)
+			bpf_map_update_elem(&listeners, &v.port, &v, BPF_ANY);
 		pid = v.pid;
 		tid = v.tid;
 		wanted = true;
 	} else {
 		o = bpf_map_lookup_elem(&owners, &key);
+		if (!o && oldstate == TCP_SYN_RECV) {
+			__u32 port = sk->__sk_common.skc_num;
+			struct owner *l = bpf_map_lookup_elem(&listeners, &port);
+
+			if (l) {
+				struct owner v = { .pid = l->pid, .tid = l->tid };
+
+				bpf_map_update_elem(&owners, &key, &v, BPF_ANY);
+			}
+		}
 		if (o && oldstate == TCP_SYN_SENT && o->ts) {
 			/* The handshake ended: the connect's latency. */
 			latency = bpf_ktime_get_ns() - o->ts;
@@ -118,8 +143,17 @@ int BPF_PROG(fb_tcp_state, const struct sock *sk, const int oldstate, const int 
 	}
 	if (wanted)
 		emit(sk, FB_TCP_STATE, oldstate, newstate, pid, tid, latency);
-	if (newstate == TCP_CLOSE)
+	if (newstate == TCP_CLOSE) {
+		if (oldstate == TCP_LISTEN) {
+			o = bpf_map_lookup_elem(&owners, &key);
+			if (o && o->port) {
+				__u32 port = o->port;
+
+				bpf_map_delete_elem(&listeners, &port);
+			}
+		}
 		bpf_map_delete_elem(&owners, &key);
+	}
 	return 0;
 }
 

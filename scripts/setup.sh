@@ -3,7 +3,8 @@
 # tracefs and bpffs when they are missing. Safe to run again.
 set -eu
 need=""
-for pkg in libbpf-dev libelf-dev libzstd-dev liblz4-dev zlib1g-dev bpftool linux-perf util-linux; do
+# gcc, make and tar: the workload of `flightbox bench mixed` builds a C tree.
+for pkg in libbpf-dev libelf-dev libzstd-dev liblz4-dev zlib1g-dev bpftool linux-perf util-linux gcc make tar; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need="$need $pkg"
 done
 if [ -n "$need" ]; then
