@@ -11,19 +11,27 @@ public final class CountingProbe {
     private var object: OpaquePointer?
     private var links: [OpaquePointer] = []
 
-    public init() throws {
+    /// With `clockReads`, each syscall's entry and exit also read the clock,
+    /// as timing a syscall needs at the least.
+    public init(clockReads: Bool = false) throws {
         fb_bpf_capture_log(0)
         guard let bytes = objectBytes("bench") else { throw CaptureError.unknownFamily("bench") }
         object = bytes.withUnsafeBytes { bpf_object__open_mem($0.baseAddress, $0.count, nil) }
         guard let object else { throw CaptureError.load(family: "bench", errno: errno, log: "") }
+        let unwanted = clockReads ? ["fb_count_enter", "fb_count_exit"] : ["fb_clock_enter", "fb_clock_exit"]
+        for name in unwanted {
+            if let p = bpf_object__find_program_by_name(object, name) { bpf_program__set_autoload(p, false) }
+        }
         let err = bpf_object__load(object)
         if err != 0 { throw CaptureError.load(family: "bench", errno: -err, log: String(cString: fb_bpf_log_tail())) }
         var prog = bpf_object__next_program(object, nil)
         while let p = prog {
             let name = String(cString: bpf_program__name(p))
-            if let link = bpf_program__attach(p) {
+            if !bpf_program__autoload(p) {
+                // not this mode's
+            } else if let link = bpf_program__attach(p) {
                 links.append(link)
-            } else if name == "fb_count_enter" || name == "fb_count_exit" {
+            } else if name.hasSuffix("_enter") || name.hasSuffix("_exit") {
                 throw CaptureError.attach(family: "bench", program: name, errno: errno)
             } // else: a tracepoint this kernel lacks, which the recorder would skip too
 

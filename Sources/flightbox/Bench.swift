@@ -38,7 +38,7 @@ struct StormBench: ParsableCommand {
         let perf = noPerf ? nil : BenchModes.findPerf()
         if !noPerf, perf == nil { FileHandleStderr.write("flightbox: perf not usable here (install linux-perf, mount tracefs); leaving it out\n") }
 
-        var modes = [BenchModes.bare, BenchModes.floor, BenchModes.recorder]
+        var modes = [BenchModes.bare, BenchModes.floor, BenchModes.clockFloor, BenchModes.recorder]
         if perf != nil { modes.append(BenchModes.perf) }
         var samples: [String: [BenchSample]] = [:]
         let storm = { try timedStorm([load, "read", String(calls), String(size)]) }
@@ -47,6 +47,7 @@ struct StormBench: ParsableCommand {
             FileHandleStderr.write("flightbox bench: round \(round)/\(rounds)\n")
             samples[BenchModes.bare, default: []].append(try storm())
             samples[BenchModes.floor, default: []].append(try BenchModes.underFloor(allHooks: false, storm))
+            samples[BenchModes.clockFloor, default: []].append(try BenchModes.underFloor(allHooks: false, clockReads: true, storm))
             samples[BenchModes.recorder, default: []].append(try BenchModes.underRecorder(me: me, trace: trace, codec: codec, storm))
             unlink(trace)
             if let perf {

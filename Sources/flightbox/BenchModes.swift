@@ -23,14 +23,15 @@ struct BenchSample {
 enum BenchModes {
     static let bare = "bare"
     static let floor = "floor (in-kernel count)"
+    static let clockFloor = "floor + 2 clock reads"
     static let recorder = "flightbox record"
     static let perf = "perf record"
 
     /// Under the floor; `allHooks` counts every tracepoint's hits as events,
     /// not only syscall exits. The probe is gone when this returns.
-    static func underFloor(allHooks: Bool, _ workload: () throws -> BenchSample) throws -> BenchSample {
+    static func underFloor(allHooks: Bool, clockReads: Bool = false, _ workload: () throws -> BenchSample) throws -> BenchSample {
         let probe: CountingProbe
-        do { probe = try CountingProbe() } catch let e as CaptureError { throw fail(e.description) }
+        do { probe = try CountingProbe(clockReads: clockReads) } catch let e as CaptureError { throw fail(e.description) }
         let before = probe.counts()
         var s = try workload()
         let after = probe.counts()
@@ -109,6 +110,10 @@ enum BenchModes {
         let rec = samples[recorder]!
         let ratio = median(rec.map(\.seconds)) / floor
         let rss = rec.map(\.maxRSSKiB).max() ?? 0
+        if let clocked = samples[clockFloor] {
+            let c = median(clocked.map(\.seconds))
+            print("flightbox record is \(String(format3: median(rec.map(\.seconds)) / c))x the floor with the two clock reads a syscall's duration needs (those alone: \(String(format3: c / floor))x the floor)")
+        }
         print("targets: lost = 0: \(rec.allSatisfy { $0.lost == 0 } ? "met" : "MISSED"); <= 1.2x floor: \(ratio <= 1.2 ? "met" : "MISSED") (\(String(format3: ratio))x); <= 100 MiB resident: \(rss <= 100 * 1024 ? "met" : "MISSED") (\(rss / 1024) MiB)")
     }
 }
