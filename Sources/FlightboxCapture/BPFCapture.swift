@@ -215,7 +215,7 @@ public final class BPFCapture {
             objects.append((family, obj))
 
             if family == .process { try chooseExitProgram(obj) }
-            if family == .memory { chooseOOMProgram(obj) }
+            if family == .memory { chooseMemoryPrograms(obj) }
             var err = fb_bpf_set_config(obj, &cfg)
             if err != 0 { throw CaptureError.load(family: family.rawValue, errno: -err, log: "cannot set configuration") }
             var map = bpf_object__next_map(obj, nil)
@@ -276,12 +276,25 @@ public final class BPFCapture {
         if let p = bpf_object__find_program_by_name(obj, unwanted) { bpf_program__set_autoload(p, false) }
     }
 
-    /// oom:mark_victim passes the victim's task since Linux 6.8; before, only
-    /// its pid, which the program cannot use: there, OOM kills go unrecorded
-    /// and the recording says so.
-    private func chooseOOMProgram(_ obj: OpaquePointer) {
+    /// The memory family's tracepoints are not on every kernel (page faults
+    /// are x86's exceptions:*; memcg reclaim events came and went): a missing
+    /// one costs what it reports, not the family, and the recording says so.
+    /// oom:mark_victim passes the victim's task only since Linux 6.8.
+    private func chooseMemoryPrograms(_ obj: OpaquePointer) {
         let custom = config.btfPath == Preflight.defaultBTFPath ? nil : config.btfPath
-        let n = custom.map { fb_bpf_tracepoint_args($0, "mark_victim") } ?? fb_bpf_tracepoint_args(nil, "mark_victim")
+        func args(_ tp: String) -> Int32 { custom.map { fb_bpf_tracepoint_args($0, tp) } ?? fb_bpf_tracepoint_args(nil, tp) }
+        let parts: [(programs: [String], tracepoints: [String], what: String)] = [
+            (["fb_fault_user", "fb_fault_kernel"], ["page_fault_user", "page_fault_kernel"], "page faults: this kernel has no exceptions:page_fault_user/page_fault_kernel tracepoints"),
+            (["fb_reclaim_begin", "fb_reclaim_end"], ["mm_vmscan_direct_reclaim_begin", "mm_vmscan_direct_reclaim_end"], "direct reclaim: this kernel has no vmscan:mm_vmscan_direct_reclaim_* tracepoints"),
+            (["fb_memcg_reclaim_begin", "fb_memcg_reclaim_end"], ["mm_vmscan_memcg_reclaim_begin", "mm_vmscan_memcg_reclaim_end"], "memory cgroup reclaim: this kernel has no vmscan:mm_vmscan_memcg_reclaim_* tracepoints"),
+        ]
+        for part in parts where part.tracepoints.contains(where: { args($0) < 0 }) {
+            for name in part.programs {
+                if let p = bpf_object__find_program_by_name(obj, name) { bpf_program__set_autoload(p, false) }
+            }
+            missing.append((.memory, part.what))
+        }
+        let n = args("mark_victim")
         guard n != 2 else { return }
         if let p = bpf_object__find_program_by_name(obj, "fb_oom_victim") { bpf_program__set_autoload(p, false) }
         missing.append((.memory, n < 0 ? "OOM kills: this kernel has no oom:mark_victim tracepoint"
