@@ -29,14 +29,7 @@ struct StormBench: ParsableCommand {
     @Option(help: "Folder for the traces written.") var dir: String = "/tmp"
 
     func run() throws {
-        do { try Preflight.check() } catch let e as CaptureError { throw fail(e.description) }
-        let exe = CommandLine.arguments[0]
-        let exeDir = exe.contains("/") ? String(exe[..<exe.lastIndex(of: "/")!]) : "."
-        let load = exeDir + "/flightbox-load"
-        let me = exeDir + "/flightbox"
-        guard access(load, X_OK) == 0 else { throw fail("\(load) not found: build it with `swift build -c release`") }
-        let perf = noPerf ? nil : BenchModes.findPerf()
-        if !noPerf, perf == nil { FileHandleStderr.write("flightbox: perf not usable here (install linux-perf, mount tracefs); leaving it out\n") }
+        let (me, load, perf) = try BenchModes.tools(noPerf: noPerf)
 
         var modes = [BenchModes.bare, BenchModes.floor, BenchModes.clockFloor, BenchModes.recorder]
         if perf != nil { modes.append(BenchModes.perf) }

@@ -81,6 +81,20 @@ enum BenchModes {
         return s
     }
 
+    /// The tools a benchmark runs: this `flightbox`, `flightbox-load` beside
+    /// it, and perf unless left out or unusable (said on stderr). Checks
+    /// that BPF can run first.
+    static func tools(noPerf: Bool) throws -> (me: String, load: String, perf: String?) {
+        do { try Preflight.check() } catch let e as CaptureError { throw fail(e.description) }
+        let exe = CommandLine.arguments[0]
+        let exeDir = exe.contains("/") ? String(exe[..<exe.lastIndex(of: "/")!]) : "."
+        let load = exeDir + "/flightbox-load"
+        guard access(load, X_OK) == 0 else { throw fail("\(load) not found: build it with `swift build -c release`") }
+        let perf = noPerf ? nil : findPerf()
+        if !noPerf, perf == nil { FileHandleStderr.write("flightbox: perf not usable here (install linux-perf, mount tracefs); leaving it out\n") }
+        return (exeDir + "/flightbox", load, perf)
+    }
+
     static func findPerf(_ tracepoint: String = "raw_syscalls:sys_enter") -> String? {
         for p in ["/usr/bin/perf", "/usr/local/bin/perf"] where access(p, X_OK) == 0 {
             if let r = try? spawnAndCapture([p, "list", "tracepoint"]), r.stdout.contains(tracepoint) { return p }

@@ -32,13 +32,7 @@ struct MixedBench: ParsableCommand {
     ]
 
     func run() throws {
-        do { try Preflight.check() } catch let e as CaptureError { throw fail(e.description) }
-        let exe = CommandLine.arguments[0]
-        let exeDir = exe.contains("/") ? String(exe[..<exe.lastIndex(of: "/")!]) : "."
-        let load = exeDir + "/flightbox-load"
-        let me = exeDir + "/flightbox"
-        guard access(load, X_OK) == 0 else { throw fail("\(load) not found: build it with `swift build -c release`") }
-        let perf = noPerf ? nil : BenchModes.findPerf()
+        let (me, load, perf) = try BenchModes.tools(noPerf: noPerf)
         let base = "\(dir)/flightbox-mixed-\(getpid())"
         let tarball = try makeSourceTree(base)
         defer { _ = try? spawnAndCapture(["/bin/rm", "-rf", base]) }
