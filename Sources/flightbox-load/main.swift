@@ -15,6 +15,7 @@
 //   flightbox-load retransmit MS    a SYN the listener drops, retransmitted; gives up after MS ms
 //   flightbox-load http MS          a loopback HTTP server under load for MS ms; prints requests served
 //   flightbox-load writes DIR       known writes to two files in DIR and to a pipe (see the tests)
+//   flightbox-load linger DIR       3 writes of 1000 bytes, 256 pages touched, then 2.5 s asleep; exits without close
 //   flightbox-load faults DIR PAGES PAGES major faults (file in DIR read back uncached), PAGES minor
 //   flightbox-load oom CGROUP MB    joins the memory cgroup (its directory), then touches MB MiB
 //   flightbox-load exit CODE        exits with CODE
@@ -25,7 +26,7 @@ import Glibc
 import CFlightboxSys
 
 func usage() -> Never {
-    fputs("usage: flightbox-load getppid N | read N [SIZE] | latency DIR | threads N [CALLS] | wait-getppid MS N | trickle N MS | direct-write DIR N SIZE | privilege DIR | spin MS CPU | tcp N | retransmit MS | http MS | writes DIR | faults DIR PAGES | oom CGROUP MB | exit CODE | signal SIG\n", stderr)
+    fputs("usage: flightbox-load getppid N | read N [SIZE] | latency DIR | threads N [CALLS] | wait-getppid MS N | trickle N MS | direct-write DIR N SIZE | privilege DIR | spin MS CPU | tcp N | retransmit MS | http MS | writes DIR | linger DIR | faults DIR PAGES | oom CGROUP MB | exit CODE | signal SIG\n", stderr)
     exit(2)
 }
 
@@ -204,6 +205,22 @@ case "writes":
     close(fd)
     unlink(a)
     unlink(b)
+
+case "linger":
+    // Writes and faults, then nothing for 2.5 s: the kernel-side summaries
+    // must come out on their own (the sweep), before the process exits; the
+    // fd is never closed by close(2).
+    let path = args[2] + "/flightbox-linger.dat"
+    let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+    check(fd >= 0, "open \(path)")
+    let buf = UnsafeMutableRawPointer.allocate(byteCount: 1000, alignment: 64)
+    memset(buf, 0x6c, 1000)
+    for _ in 0..<3 { check(write(fd, buf, 1000) == 1000, "write") }
+    let pages = UnsafeMutableRawPointer.allocate(byteCount: 256 * 4096, alignment: 4096)
+    for i in 0..<256 { pages.storeBytes(of: 1, toByteOffset: i * 4096, as: UInt8.self) }
+    unlink(path)
+    usleep(2_500_000)
+    exit(0)
 
 case "faults":
     guard args.count > 3, let pages = Int32(args[3]) else { usage() }

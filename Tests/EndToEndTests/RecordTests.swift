@@ -518,6 +518,38 @@ extension FilesFamilyTests {
     }
 }
 
+final class SummarySweepTests: XCTestCase {
+    /// A process writes and faults, then goes quiet for 2.5 s and exits
+    /// without closing its file: both summaries come out a second or so
+    /// after the last activity, while it sleeps, before its exit.
+    func testQuietSummariesAreWrittenOutBeforeTheProcessExits() throws {
+        try requireBPF()
+        let dir = scratch("linger-dir")
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let trace = scratch("linger.fbt")
+        let r = try Tool.run(Tool.flightbox, ["record", "-o", trace, "--probes", "files,memory", "--", Tool.load, "linger", dir])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let exit = try XCTUnwrap(try eventsJSON(trace, ["--type", "exit"]).first { $0["exit_comm"]?.stringValue == "flightbox-load" })
+        let pid = try XCTUnwrap(exit["pid"]?.uintValue)
+        let exitTs = try XCTUnwrap(exit["ts_ns"]?.uintValue)
+        let writes = try eventsJSON(trace, ["--type", "writes"]).filter { $0["pid"]?.uintValue == pid }
+        XCTAssertEqual(writes.count, 1, "\(writes.map { $0.serialized() })")
+        let w = try XCTUnwrap(writes.first)
+        XCTAssertEqual(w["name"]?.stringValue, "flightbox-linger.dat")
+        XCTAssertEqual(w["calls"]?.uintValue, 3)
+        XCTAssertEqual(w["bytes"]?.uintValue, 3000)
+        XCTAssertEqual(w["reason"]?.stringValue, "idle")
+        let wts = try XCTUnwrap(w["ts_ns"]?.uintValue), last = try XCTUnwrap(w["last_ts_ns"]?.uintValue)
+        XCTAssertGreaterThanOrEqual(wts, last + 1_000_000_000, "quiet for the summary interval first")
+        XCTAssertLessThan(wts, exitTs, "written out while the process slept")
+        XCTAssertLessThan(w["seq"]?.uintValue ?? .max, exit["seq"]?.uintValue ?? 0)
+        let faults = try eventsJSON(trace, ["--type", "faults"]).filter { $0["pid"]?.uintValue == pid }
+        let quiet = try XCTUnwrap(faults.last, "\(faults)")
+        XCTAssertGreaterThanOrEqual(faults.reduce(0) { $0 + ($1["user"]?.uintValue ?? 0) }, 256)
+        XCTAssertLessThan(quiet["ts_ns"]?.uintValue ?? .max, exitTs, "the sweep wrote it, not the exit")
+    }
+}
+
 final class SignalsFamilyTests: XCTestCase {
     /// A known signal to a known pid: who sent it, to whom, what became of it.
     func testKnownSignalToKnownPid() throws {
