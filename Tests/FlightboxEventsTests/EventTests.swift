@@ -71,6 +71,29 @@ final class EventTests: XCTestCase {
         XCTAssertEqual(nr?["offset"]?.intValue, 64)
     }
 
+    /// Every wire type is in the schema, its fields inside its fixed part and
+    /// apart from each other, and format/SPEC.md gives it with that size.
+    func testSchemaAndSpecCoverEveryType() throws {
+        let types = EventSchema.json["types"]?.arrayValue ?? []
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let spec = try String(contentsOf: root.appendingPathComponent("format/SPEC.md"), encoding: .utf8)
+        for t in EventType.allCases {
+            let entry = try XCTUnwrap(types.first { $0["id"]?.intValue == Int64(t.rawValue) }, "\(t.name) missing from the schema")
+            XCTAssertEqual(entry["name"]?.stringValue, t.name)
+            XCTAssertEqual(entry["fixed_size"]?.intValue, Int64(t.fixedSize))
+            var end = 24
+            for f in entry["fields"]?.arrayValue ?? [] {
+                let at = Int(f["offset"]?.intValue ?? -1), size = Int(f["size"]?.intValue ?? 0)
+                XCTAssertGreaterThanOrEqual(at, end, "\(t.name).\(f["name"]?.stringValue ?? "?") overlaps the field before it")
+                end = at + size
+            }
+            XCTAssertLessThanOrEqual(end, t.fixedSize, "\(t.name)'s fields run past its fixed part")
+            XCTAssertEqual(t.fixedSize % 8, 0, "\(t.name) keeps 8-byte alignment")
+            XCTAssertTrue(spec.contains("**\(t.name)** (\(t.fixedSize) bytes"), "format/SPEC.md does not give \(t.name) as \(t.fixedSize) bytes")
+            XCTAssertTrue(spec.contains("\(t.rawValue) \(t.name)"), "format/SPEC.md's type list lacks \(t.rawValue) \(t.name)")
+        }
+    }
+
     func testJSONIsStableAndParses() throws {
         let v = JSON.object([("b", .int(-1)), ("a", .string("q\"\n\u{1}")), ("c", .array([.double(1.5), .bool(true), .null]))])
         let s = v.serialized()
