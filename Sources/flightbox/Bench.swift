@@ -42,7 +42,6 @@ struct StormBench: ParsableCommand {
             samples[BenchModes.floor, default: []].append(try BenchModes.underFloor(allHooks: false, storm))
             samples[BenchModes.clockFloor, default: []].append(try BenchModes.underFloor(allHooks: false, clockReads: true, storm))
             samples[BenchModes.recorder, default: []].append(try BenchModes.underRecorder(me: me, trace: trace, codec: codec, storm))
-            unlink(trace)
             if let perf {
                 samples[BenchModes.perf, default: []].append(try BenchModes.underPerf(
                     perf, tracepoints: ["raw_syscalls:sys_enter", "raw_syscalls:sys_exit"], data: dir + "/flightbox-bench.perf.data", storm))
@@ -50,6 +49,10 @@ struct StormBench: ParsableCommand {
         }
         BenchModes.report("syscall storm: \(calls) read(2) calls of \(size) bytes; median of \(rounds) rounds, modes interleaved",
                           modes: modes, samples: samples, requests: false)
+        print("")
+        print("bytes per event by family (last round's trace, each family's events compressed alone with \(codec)):")
+        FamilyBytes.print(try FamilyBytes.measure(try openTrace(trace), codec: Codec(name: codec) ?? .zstd, dir: dir))
+        unlink(trace)
     }
 
     /// Runs the storm and returns its loop time as it measured it.
