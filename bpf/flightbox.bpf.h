@@ -213,6 +213,21 @@ static __always_inline void fb_output(void *data, __u32 size, __u64 now)
  * and how long one waits for more before the sweep writes it out. */
 #define FB_SUMMARY_NS 1000000000ULL
 
+/* What a sweep program (fb_sweep_*, run by user space once a second over a
+ * map of summaries) hands its bpf_for_each_map_elem callback. */
+struct fb_sweep {
+	__u64 now;
+	__u64 all; /* write out every summary, not only quiet ones: the recording ends */
+};
+
+/* The sweep's state from its raw_tp test-run arguments (ctx[0]: all). */
+static __always_inline struct fb_sweep fb_sweep_start(__u64 *ctx)
+{
+	struct fb_sweep c = { .now = bpf_ktime_get_ns(), .all = ctx[0] };
+
+	return c;
+}
+
 static __always_inline void fb_fill_header(struct fb_header *h, __u16 type, __u16 size,
 					   __u64 ts, __u32 pid, __u32 tid)
 {

@@ -202,15 +202,12 @@ int BPF_PROG(fb_memcg_reclaim_end, unsigned long reclaimed)
 	return 0;
 }
 
-struct oom_buf {
-	struct fb_oom e;
-};
-
+/* The record is too big for the stack. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct oom_buf);
+	__type(value, struct fb_oom);
 } oom_scratch SEC(".maps");
 
 static __always_inline __u64 rss(struct mm_struct *mm, int i)
@@ -229,16 +226,14 @@ int BPF_PROG(fb_oom_victim, struct task_struct *victim, uid_t uid)
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct mm_struct *mm = victim->mm;
 	__u32 zero = 0;
-	struct oom_buf *b;
 	struct fb_oom *e;
 	__u64 now = bpf_ktime_get_ns();
 
 	if (fb_skip_task(victim) && fb_skip(task->tgid))
 		return 0;
-	b = bpf_map_lookup_elem(&oom_scratch, &zero);
-	if (!b)
+	e = bpf_map_lookup_elem(&oom_scratch, &zero);
+	if (!e)
 		return 0;
-	e = &b->e;
 	__builtin_memset(e, 0, sizeof(*e));
 	fb_fill_header(&e->h, FB_EV_OOM, sizeof(*e), now, victim->tgid, victim->pid);
 	if (mm) {
@@ -267,12 +262,7 @@ int BPF_PROG(fb_oom_victim, struct task_struct *victim, uid_t uid)
 	return 0;
 }
 
-struct sweep_ctx {
-	__u64 now;
-	__u64 all;
-};
-
-static long sweep_one(struct bpf_map *map, __u32 *tid, struct fstate *v, struct sweep_ctx *c)
+static long sweep_one(struct bpf_map *map, __u32 *tid, struct fstate *v, struct fb_sweep *c)
 {
 	if (!c->all && c->now < v->last_ts + FB_SUMMARY_NS)
 		return 0;
@@ -287,8 +277,7 @@ static long sweep_one(struct bpf_map *map, __u32 *tid, struct fstate *v, struct 
 SEC("raw_tp")
 int fb_sweep_faults(__u64 *ctx)
 {
-	/* The argument, from user space: write out every summary (the recording ends). */
-	struct sweep_ctx c = { .now = bpf_ktime_get_ns(), .all = ctx[0] };
+	struct fb_sweep c = fb_sweep_start(ctx);
 
 	bpf_for_each_map_elem(&faults, sweep_one, &c, 0);
 	return 0;

@@ -318,13 +318,15 @@ static __always_inline void account_write(struct fb_batch *b, struct fb_pending 
 
 	if (!v) {
 		struct wstate init = {};
+		struct inode *inode;
 		struct file *f;
 		bool bad;
 
 		f = fd_file(task, k.fd, &bad);
 		if (!f)
 			return;
-		init.fd_kind = mode_kind(BPF_CORE_READ(f, f_inode, i_mode));
+		inode = BPF_CORE_READ(f, f_inode);
+		init.fd_kind = mode_kind(BPF_CORE_READ(inode, i_mode));
 		if (init.fd_kind == FB_FD_REGULAR || init.fd_kind == FB_FD_BLOCK) {
 			/* f_path is const: BPF_CORE_READ would declare a const temporary. */
 			struct dentry *d = NULL;
@@ -333,9 +335,8 @@ static __always_inline void account_write(struct fb_batch *b, struct fb_pending 
 			bpf_core_read(&d, sizeof(d), &f->f_path.dentry);
 			if (d)
 				bpf_core_read(&name, sizeof(name), &d->d_name.name);
-
-			init.ino = BPF_CORE_READ(f, f_inode, i_ino);
-			init.dev = BPF_CORE_READ(f, f_inode, i_sb, s_dev);
+			init.ino = BPF_CORE_READ(inode, i_ino);
+			init.dev = BPF_CORE_READ(inode, i_sb, s_dev);
 			bpf_probe_read_kernel_str(init.name, sizeof(init.name), name);
 		} else {
 			init.fd_kind = 0;
@@ -380,9 +381,9 @@ static __always_inline void end_writes(struct fb_batch *b, struct fb_pending *p,
 	struct wkey k = { .tgid = task->tgid, .fd = (__s32)(p->nr == 3 ? p->args[0] : p->args[1]) };
 	struct wstate *v;
 
-	if (ret < 0 && p->nr != 3)
-		return; /* a failed dup closed nothing (a failed close still released the fd) */
-	if (p->nr != 3 && p->args[0] == p->args[1])
+	/* A failed dup, or one onto its own fd, closed nothing (a failed close
+	 * still released the fd). */
+	if (p->nr != 3 && (ret < 0 || p->args[0] == p->args[1]))
 		return;
 	v = bpf_map_lookup_elem(&writes, &k);
 	if (!v)
@@ -540,12 +541,7 @@ int fb_flush(void *ctx)
 	return 0;
 }
 
-struct sweep_ctx {
-	__u64 now;
-	__u64 all;
-};
-
-static long sweep_one(struct bpf_map *map, struct wkey *k, struct wstate *v, struct sweep_ctx *c)
+static long sweep_one(struct bpf_map *map, struct wkey *k, struct wstate *v, struct fb_sweep *c)
 {
 	struct fb_writes e;
 
@@ -565,8 +561,7 @@ static long sweep_one(struct bpf_map *map, struct wkey *k, struct wstate *v, str
 SEC("raw_tp")
 int fb_sweep_writes(__u64 *ctx)
 {
-	/* The argument, from user space: write out every summary (the recording ends). */
-	struct sweep_ctx c = { .now = bpf_ktime_get_ns(), .all = ctx[0] };
+	struct fb_sweep c = fb_sweep_start(ctx);
 
 	bpf_for_each_map_elem(&writes, sweep_one, &c, 0);
 	return 0;

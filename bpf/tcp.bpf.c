@@ -77,12 +77,11 @@ static __always_inline void emit(const struct sock *sk, __u8 kind, int oldstate,
 	bpf_ringbuf_submit(e, fb_submit_flags());
 }
 
-/* The task the event belongs to, and whether it is recorded: the socket's
- * owner when it has one, else the current task. */
-static __always_inline bool who(const struct sock *sk, __u32 *pid, __u32 *tid)
+/* The task an event belongs to, and whether it is recorded: the socket's
+ * owner `o` when it has one, else the current task. */
+static __always_inline bool attribute(const struct owner *o, __u32 *pid, __u32 *tid)
 {
-	__u64 key = (__u64)sk, id;
-	struct owner *o = bpf_map_lookup_elem(&owners, &key);
+	__u64 id;
 
 	if (o) {
 		*pid = o->pid;
@@ -95,11 +94,18 @@ static __always_inline bool who(const struct sock *sk, __u32 *pid, __u32 *tid)
 	return !fb_skip(*pid);
 }
 
+static __always_inline bool who(const struct sock *sk, __u32 *pid, __u32 *tid)
+{
+	__u64 key = (__u64)sk;
+
+	return attribute(bpf_map_lookup_elem(&owners, &key), pid, tid);
+}
+
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(fb_tcp_state, const struct sock *sk, const int oldstate, const int newstate)
 {
 	__u64 key = (__u64)sk, latency = 0, id;
-	struct owner *o;
+	struct owner *o = NULL;
 	__u32 pid, tid;
 	bool wanted;
 
@@ -125,11 +131,12 @@ int BPF_PROG(fb_tcp_state, const struct sock *sk, const int oldstate, const int 
 	} else {
 		o = bpf_map_lookup_elem(&owners, &key);
 		if (!o && oldstate == TCP_SYN_RECV) {
+			/* Accepted: the listener's owner is this connection's. */
 			__u32 port = sk->__sk_common.skc_num;
-			struct owner *l = bpf_map_lookup_elem(&listeners, &port);
 
-			if (l) {
-				struct owner v = { .pid = l->pid, .tid = l->tid };
+			o = bpf_map_lookup_elem(&listeners, &port);
+			if (o) {
+				struct owner v = { .pid = o->pid, .tid = o->tid };
 
 				bpf_map_update_elem(&owners, &key, &v, BPF_ANY);
 			}
@@ -139,18 +146,15 @@ int BPF_PROG(fb_tcp_state, const struct sock *sk, const int oldstate, const int 
 			latency = bpf_ktime_get_ns() - o->ts;
 			o->ts = 0;
 		}
-		wanted = who(sk, &pid, &tid);
+		wanted = attribute(o, &pid, &tid);
 	}
 	if (wanted)
 		emit(sk, FB_TCP_STATE, oldstate, newstate, pid, tid, latency);
 	if (newstate == TCP_CLOSE) {
-		if (oldstate == TCP_LISTEN) {
-			o = bpf_map_lookup_elem(&owners, &key);
-			if (o && o->port) {
-				__u32 port = o->port;
+		if (oldstate == TCP_LISTEN && o && o->port) {
+			__u32 port = o->port;
 
-				bpf_map_delete_elem(&listeners, &port);
-			}
+			bpf_map_delete_elem(&listeners, &port);
 		}
 		bpf_map_delete_elem(&owners, &key);
 	}
