@@ -267,13 +267,22 @@ public final class BPFCapture {
     /// sched_process_exit gained a group_dead argument in Linux 6.16; load the
     /// program that matches this kernel.
     private func chooseExitProgram(_ obj: OpaquePointer) throws {
-        let custom = config.btfPath == Preflight.defaultBTFPath ? nil : config.btfPath
-        let n = custom.map { fb_bpf_tracepoint_args($0, "sched_process_exit") } ?? fb_bpf_tracepoint_args(nil, "sched_process_exit")
+        let n = tracepointArgs("sched_process_exit")
         if n < 0 {
             throw CaptureError.load(family: "process", errno: -n, log: "this kernel's BTF has no sched_process_exit tracepoint")
         }
-        let unwanted = n >= 2 ? "fb_exit" : "fb_exit_group_dead"
-        if let p = bpf_object__find_program_by_name(obj, unwanted) { bpf_program__set_autoload(p, false) }
+        skipProgram(obj, n >= 2 ? "fb_exit" : "fb_exit_group_dead")
+    }
+
+    /// Arguments of a tracepoint in the kernel's BTF (or the configured
+    /// one); negative when the kernel has no such tracepoint.
+    private func tracepointArgs(_ name: String) -> Int32 {
+        config.btfPath == Preflight.defaultBTFPath ? fb_bpf_tracepoint_args(nil, name) : fb_bpf_tracepoint_args(config.btfPath, name)
+    }
+
+    /// Leaves a program out of loading and attaching.
+    private func skipProgram(_ obj: OpaquePointer, _ name: String) {
+        if let p = bpf_object__find_program_by_name(obj, name) { bpf_program__set_autoload(p, false) }
     }
 
     /// The memory family's tracepoints are not on every kernel (page faults
@@ -281,22 +290,18 @@ public final class BPFCapture {
     /// one costs what it reports, not the family, and the recording says so.
     /// oom:mark_victim passes the victim's task only since Linux 6.8.
     private func chooseMemoryPrograms(_ obj: OpaquePointer) {
-        let custom = config.btfPath == Preflight.defaultBTFPath ? nil : config.btfPath
-        func args(_ tp: String) -> Int32 { custom.map { fb_bpf_tracepoint_args($0, tp) } ?? fb_bpf_tracepoint_args(nil, tp) }
         let parts: [(programs: [String], tracepoints: [String], what: String)] = [
             (["fb_fault_user", "fb_fault_kernel"], ["page_fault_user", "page_fault_kernel"], "page faults: this kernel has no exceptions:page_fault_user/page_fault_kernel tracepoints"),
             (["fb_reclaim_begin", "fb_reclaim_end"], ["mm_vmscan_direct_reclaim_begin", "mm_vmscan_direct_reclaim_end"], "direct reclaim: this kernel has no vmscan:mm_vmscan_direct_reclaim_* tracepoints"),
             (["fb_memcg_reclaim_begin", "fb_memcg_reclaim_end"], ["mm_vmscan_memcg_reclaim_begin", "mm_vmscan_memcg_reclaim_end"], "memory cgroup reclaim: this kernel has no vmscan:mm_vmscan_memcg_reclaim_* tracepoints"),
         ]
-        for part in parts where part.tracepoints.contains(where: { args($0) < 0 }) {
-            for name in part.programs {
-                if let p = bpf_object__find_program_by_name(obj, name) { bpf_program__set_autoload(p, false) }
-            }
+        for part in parts where part.tracepoints.contains(where: { tracepointArgs($0) < 0 }) {
+            for name in part.programs { skipProgram(obj, name) }
             missing.append((.memory, part.what))
         }
-        let n = args("mark_victim")
+        let n = tracepointArgs("mark_victim")
         guard n != 2 else { return }
-        if let p = bpf_object__find_program_by_name(obj, "fb_oom_victim") { bpf_program__set_autoload(p, false) }
+        skipProgram(obj, "fb_oom_victim")
         missing.append((.memory, n < 0 ? "OOM kills: this kernel has no oom:mark_victim tracepoint"
                                        : "OOM kills: this kernel's oom:mark_victim does not pass the victim's task (Linux 6.8 or later does)"))
     }
@@ -340,29 +345,32 @@ public final class BPFCapture {
     /// so batches of CPUs that went quiet do not wait.
     public func flushBatches() {
         guard flushFd >= 0 else { return }
-        for cpu in 0..<ncpu {
-            var opts = bpf_test_run_opts()
-            opts.sz = MemoryLayout<bpf_test_run_opts>.size
-            opts.flags = UInt32(BPF_F_TEST_RUN_ON_CPU)
-            opts.cpu = UInt32(cpu)
-            _ = bpf_prog_test_run_opts(flushFd, &opts)
-        }
+        for cpu in 0..<ncpu { run(flushFd, onCPU: cpu, argument: 0) }
     }
 
     /// Writes out kernel-side summaries (writes per file, faults per thread)
     /// that saw no activity for a second; with `all`, every one, as the
     /// recording ends. Call about once a second.
     public func sweepSummaries(all: Bool = false) {
-        var arg: UInt64 = all ? 1 : 0
-        for fd in sweepFds {
-            withUnsafeMutableBytes(of: &arg) { ctx in
-                var opts = bpf_test_run_opts()
-                opts.sz = MemoryLayout<bpf_test_run_opts>.size
-                // raw_tp test runs hand the program this as its argument array.
-                opts.ctx_in = UnsafeRawPointer(ctx.baseAddress)
-                opts.ctx_size_in = UInt32(ctx.count)
-                _ = bpf_prog_test_run_opts(fd, &opts)
+        for fd in sweepFds { run(fd, onCPU: nil, argument: all ? 1 : 0) }
+    }
+
+    /// Runs one of the raw_tp programs user space drives (fb_flush,
+    /// fb_sweep_*) once, on `cpu` or wherever this thread is, with
+    /// `argument` as its ctx[0].
+    private func run(_ fd: Int32, onCPU cpu: Int?, argument: UInt64) {
+        var arg = argument
+        withUnsafeMutableBytes(of: &arg) { ctx in
+            var opts = bpf_test_run_opts()
+            opts.sz = MemoryLayout<bpf_test_run_opts>.size
+            if let cpu {
+                opts.flags = UInt32(BPF_F_TEST_RUN_ON_CPU)
+                opts.cpu = UInt32(cpu)
             }
+            // A raw_tp test run hands the program these bytes as its argument array.
+            opts.ctx_in = UnsafeRawPointer(ctx.baseAddress)
+            opts.ctx_size_in = UInt32(ctx.count)
+            _ = bpf_prog_test_run_opts(fd, &opts)
         }
     }
 
