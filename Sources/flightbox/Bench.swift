@@ -49,9 +49,7 @@ struct StormBench: ParsableCommand {
         }
         BenchModes.report("syscall storm: \(calls) read(2) calls of \(size) bytes; median of \(rounds) rounds, modes interleaved",
                           modes: modes, samples: samples, requests: false)
-        print("")
-        print("bytes per event by family (last round's trace, each family's events compressed alone with \(codec)):")
-        FamilyBytes.print(try FamilyBytes.measure(try openTrace(trace), codec: Codec(name: codec) ?? .zstd, dir: dir))
+        try FamilyBytes.report(trace: trace, codec: codec, dir: dir)
         unlink(trace)
     }
 

@@ -53,6 +53,13 @@ struct FamilyBytes {
         return stat(path, &st) == 0 ? UInt64(st.st_size) : 0
     }
 
+    /// Measures the trace at `path` and prints the table under its heading.
+    static func report(trace path: String, codec: String, dir: String) throws {
+        Swift.print("")
+        Swift.print("bytes per event by family (last round's trace, each family's events compressed alone with \(codec)):")
+        print(try measure(try openTrace(path), codec: Codec(name: codec) ?? .zstd, dir: dir))
+    }
+
     static func print(_ rows: [FamilyBytes]) {
         Swift.print("family      events     raw bytes/event  on disk bytes/event")
         for r in rows {

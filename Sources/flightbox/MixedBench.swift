@@ -63,9 +63,7 @@ struct MixedBench: ParsableCommand {
         }
         BenchModes.report("mixed workload: unpack and make -j2 \(files) C files while a loopback HTTP server takes load; median of \(rounds) rounds, modes interleaved",
                           modes: modes, samples: samples, requests: true)
-        print("")
-        print("bytes per event by family (last round's trace, each family's events compressed alone with \(codec)):")
-        FamilyBytes.print(try FamilyBytes.measure(try openTrace(trace), codec: Codec(name: codec) ?? .zstd, dir: base))
+        try FamilyBytes.report(trace: trace, codec: codec, dir: base)
         unlink(trace)
     }
 
