@@ -80,6 +80,14 @@ func scratch(_ name: String) -> String {
     return dir + "/" + name
 }
 
+/// An empty scratch directory.
+func scratchDirectory(_ name: String) throws -> String {
+    let dir = scratch(name)
+    try? FileManager.default.removeItem(atPath: dir)
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    return dir
+}
+
 /// The trace's events as parsed JSON objects, through the CLI.
 func eventsJSON(_ trace: String, _ extra: [String] = []) throws -> [JSON] {
     let r = try Tool.flightbox(["events", trace, "--format", "json"] + extra)

@@ -68,8 +68,7 @@ final class RecordTests: XCTestCase {
     func testLiveAndReplayFindingsAreByteIdentical() throws {
         try requireBPF()
         let trace = scratch("latency.fbt"), live = scratch("live.jsonl")
-        let dir = scratch("latency-dir")
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let dir = try scratchDirectory("latency-dir")
         let r = try Tool.run(Tool.flightbox, ["record", "-o", trace, "--detect", "--findings", live, "--", Tool.load, "latency", dir])
         XCTAssertEqual(r.status, 0, r.stderr)
         let liveText = try String(contentsOfFile: live, encoding: .utf8)
@@ -453,9 +452,7 @@ final class FilesFamilyTests: XCTestCase {
     /// Opens, renames and unlinks of known paths, with flags and results.
     func testFileOperationsWithPathsFlagsAndResults() throws {
         try requireBPF()
-        let dir = scratch("files-dir")
-        try? FileManager.default.removeItem(atPath: dir)
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let dir = try scratchDirectory("files-dir")
         let long = dir + "/" + String(repeating: "x", count: 250) + "/deeper"
         let trace = scratch("files.fbt")
         let script = "touch \(dir)/a; mv \(dir)/a \(dir)/b; rm \(dir)/b; cat \(dir)/missing 2>/dev/null; cat \(long) 2>/dev/null; true"
@@ -487,8 +484,7 @@ extension FilesFamilyTests {
     /// per second, and writes to a pipe are not summarized.
     func testWritesAreSummarizedPerFile() throws {
         try requireBPF()
-        let dir = scratch("writes-dir")
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let dir = try scratchDirectory("writes-dir")
         let trace = scratch("writes.fbt")
         let r = try Tool.run(Tool.flightbox, ["record", "-o", trace, "--probes", "files", "--", Tool.load, "writes", dir])
         XCTAssertEqual(r.status, 0, r.stderr)
@@ -524,8 +520,7 @@ final class SummarySweepTests: XCTestCase {
     /// after the last activity, while it sleeps, before its exit.
     func testQuietSummariesAreWrittenOutBeforeTheProcessExits() throws {
         try requireBPF()
-        let dir = scratch("linger-dir")
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let dir = try scratchDirectory("linger-dir")
         let trace = scratch("linger.fbt")
         let r = try Tool.run(Tool.flightbox, ["record", "-o", trace, "--probes", "files,memory", "--", Tool.load, "linger", dir])
         XCTAssertEqual(r.status, 0, r.stderr)
@@ -581,8 +576,7 @@ final class BlockFamilyTests: XCTestCase {
     /// that size, on the file's device, from the writer, with a latency.
     func testDirectWritesOfKnownSizes() throws {
         try requireBPF()
-        let dir = scratch("block-dir")
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let dir = try scratchDirectory("block-dir")
         var st = stat()
         XCTAssertEqual(stat(dir, &st), 0)
         let fsMajor = UInt32(truncatingIfNeeded: (st.st_dev >> 8) & 0xfff)
@@ -618,9 +612,7 @@ final class UnavailableFamilyTests: XCTestCase {
         let fm = FileManager.default
         let objDir = try XCTUnwrap(fm.enumerator(atPath: outputs.path)?.compactMap { $0 as? String }
             .first { $0.hasSuffix("FlightboxBPFBuild/obj/process.bpf.o") }.map { outputs.appendingPathComponent($0).deletingLastPathComponent() })
-        let partial = scratch("partial-objects")
-        try? fm.removeItem(atPath: partial)
-        try fm.createDirectory(atPath: partial, withIntermediateDirectories: true)
+        let partial = try scratchDirectory("partial-objects")
         for name in ["process", "syscalls"] {
             try fm.copyItem(at: objDir.appendingPathComponent("\(name).bpf.o"), to: URL(fileURLWithPath: partial + "/\(name).bpf.o"))
         }
@@ -651,8 +643,7 @@ final class PrivilegeFamilyTests: XCTestCase {
     /// Known privilege and integrity calls, with credentials before and after.
     func testPrivilegeAndIntegrityCalls() throws {
         try requireBPF()
-        let dir = scratch("priv-dir")
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let dir = try scratchDirectory("priv-dir")
         let trace = scratch("priv.fbt")
         let r = try Tool.run(Tool.flightbox, ["record", "-o", trace, "--probes", "privilege", "--", Tool.load, "privilege", dir])
         XCTAssertEqual(r.status, 0, r.stderr)
