@@ -78,8 +78,19 @@ public indirect enum JSON: Equatable, Sendable {
 }
 
 extension String {
-    /// Three decimals, no locale.
+    /// Three decimals, no locale. Values too large for three decimals to mean
+    /// anything (|d| >= 1e15, or hostile input such as -1e300) print in Swift's
+    /// shortest round-trip form ("1e+300"), which is deterministic and valid
+    /// JSON; non-finite values print as "null" would in JSON, spelled out.
     public init(format3 d: Double) {
+        guard d.isFinite else {
+            self = d.isNaN ? "nan" : (d < 0 ? "-inf" : "inf")
+            return
+        }
+        guard abs(d) < 1e15 else {
+            self = d.description
+            return
+        }
         let scaled = (d * 1000).rounded()
         let neg = scaled < 0
         let m = Int64(abs(scaled))

@@ -19,6 +19,11 @@ public enum TraceLayout {
     public static let minimumRecord = 24
     /// Raw size at which the writer seals an event block.
     public static let defaultBlockBytes = 1 << 20
+    /// Most raw bytes a block of `stored` bytes may claim: bounds a reader's
+    /// work by the bytes in the file (a few KB of zstd can claim 64 MiB). Real
+    /// event blocks stay far below it; a writer stores a block uncompressed
+    /// rather than exceed it.
+    public static func maxRawLength(stored: Int) -> Int { stored * 4096 + 65536 }
 }
 
 /// Block types. Readers skip types they do not know.

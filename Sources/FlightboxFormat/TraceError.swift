@@ -3,6 +3,9 @@ public enum TraceError: Error, CustomStringConvertible, Equatable {
     case cannotOpen(path: String, errno: Int32)
     case cannotCreate(path: String, errno: Int32)
     case notATrace(path: String)
+    case notRegularFile(path: String, kind: String)
+    case sequenceExhausted(path: String)
+    case sequenceOutOfOrder(path: String, sequence: UInt64, next: UInt64)
     case unsupportedVersion(path: String, major: UInt16, minor: UInt16)
     case writeFailed(path: String, errno: Int32)
     case diskFull(path: String)
@@ -16,6 +19,9 @@ public enum TraceError: Error, CustomStringConvertible, Equatable {
         case .cannotOpen(let p, let e): "cannot open \(p): \(errorString(e))"
         case .cannotCreate(let p, let e): "cannot create \(p): \(errorString(e)); choose a writable path with -o"
         case .notATrace(let p): "\(p) is not a Flightbox trace (no FLIGHTBX magic at offset 0)"
+        case .notRegularFile(let p, let k): "\(p) is \(k), not a regular file: a trace is read from a file (copy a stream to a file first)"
+        case .sequenceExhausted(let p): "\(p): sequence numbers exhausted (2^64 records); start a new trace"
+        case .sequenceOutOfOrder(let p, let s, let n): "\(p): record \(s) comes after \(n - 1) was written; sequence numbers only grow"
         case .unsupportedVersion(let p, let ma, let mi): "\(p) is trace format v\(ma).\(mi); this flightbox reads v1.x: upgrade flightbox"
         case .writeFailed(let p, let e): "writing \(p) failed: \(errorString(e))"
         case .diskFull(let p): "disk full writing \(p): the trace is valid up to its last complete block; free space or record elsewhere with -o"

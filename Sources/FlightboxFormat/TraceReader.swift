@@ -33,12 +33,14 @@ final class MappedFile {
 
     init(path: String) throws {
         owned = false
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        // O_NONBLOCK: opening a FIFO without a writer would otherwise block
+        // forever; it changes nothing for a regular file, the only kind read.
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard fd >= 0 else { throw TraceError.cannotOpen(path: path, errno: errno) }
         defer { close(fd) }
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw TraceError.cannotOpen(path: path, errno: errno) }
-        guard (st.st_mode & S_IFMT) == S_IFREG else { throw TraceError.notATrace(path: path) }
+        guard (st.st_mode & S_IFMT) == S_IFREG else { throw TraceError.notRegularFile(path: path, kind: fileKindName(st.st_mode)) }
         size = Int(st.st_size)
         if size == 0 {
             base = nil
@@ -76,6 +78,9 @@ public final class TraceReader {
     public var fileSize: Int { file.size }
     /// What was found wrong so far; decoding blocks can add to it.
     public private(set) var problems: [TraceProblem] = []
+    /// Blocks whose sequence range overlaps an earlier one: records below the
+    /// value were already read from that block and are skipped here.
+    private let skipBelow: [UInt64: UInt64]
 
     private let decompressor = Decompressor()
     /// Set when the file's schema differs from this build's.
@@ -115,15 +120,17 @@ public final class TraceReader {
         var problems: [TraceProblem] = []
         var metadata: TraceMetadata?
         var snapshot: ProcessSnapshot?
-        let footerIndex = TraceReader.readFooter(base: base, size: file.size, problems: &problems)
+        let footer = TraceReader.readFooter(base: base, size: file.size, problems: &problems)
 
-        // Walk the blocks: always for metadata and snapshot, and for the event
-        // blocks too when there is no usable index.
-        var scanned: [IndexEntry] = []
+        // Walk the chain of block headers from the start, always: the blocks
+        // are the truth, the index only a shortcut that must agree with them
+        // (SPEC "Reading"). Headers are 56 bytes each and checked by their own
+        // CRC; payloads are checked when decoded.
+        var chain: [IndexEntry] = []
         var offset = headerSize
         var end = offset
-        let scanAll = footerIndex == nil
         var metadataError: String?
+        let dataEnd = footer.map { Int($0.indexOffset) } ?? file.size
         scan: while offset < file.size {
             if file.size - offset == TraceLayout.footerSize, memcmp(base + offset, TraceLayout.footerMagic, 8) == 0 {
                 break scan // the footer of a cleanly closed file
@@ -147,9 +154,8 @@ public final class TraceReader {
                         snapshot = ProcessSnapshot(json: json)
                     }
                 case .events:
-                    if !scanAll, metadata != nil { break scan }
-                    scanned.append(IndexEntry(offset: UInt64(offset), firstTimestamp: h.firstTimestamp, lastTimestamp: h.lastTimestamp,
-                                              firstSequence: h.firstSequence, count: h.count))
+                    chain.append(IndexEntry(offset: UInt64(offset), firstTimestamp: h.firstTimestamp, lastTimestamp: h.lastTimestamp,
+                                            firstSequence: h.firstSequence, count: h.count))
                 default:
                     break // unknown or repeated block types are skipped
                 }
@@ -175,20 +181,112 @@ public final class TraceReader {
         self.metadata = metadata
         self.snapshot = snapshot
         adapter = SchemaAdapter(fileSchema: metadata.schema)
-        if let footerIndex {
-            eventBlocks = footerIndex.entries
-            usedIndex = true
-            endOfData = UInt64(file.size)
-        } else {
-            eventBlocks = scanned
-            usedIndex = false
-            endOfData = UInt64(end)
+
+        var blocks = chain
+        if let footer {
+            blocks = TraceReader.reconcile(chain: chain, index: footer.entries, base: base, size: file.size, dataEnd: dataEnd, problems: &problems)
         }
-        closedCleanly = flags & TraceLayout.flagWriting == 0 && footerIndex != nil
+        let checked = TraceReader.checkSequences(blocks, problems: &problems)
+        eventBlocks = checked.blocks
+        skipBelow = checked.skipBelow
+        usedIndex = footer != nil
+        endOfData = footer != nil ? UInt64(file.size) : UInt64(end)
+        closedCleanly = flags & TraceLayout.flagWriting == 0 && footer != nil
         if flags & TraceLayout.flagWriting != 0 {
             problems.insert(TraceProblem(offset: 16, message: "the trace was not closed cleanly (the recorder stopped while writing); read up to byte \(endOfData)"), at: 0)
         }
         self.problems = problems
+    }
+
+    /// Merges the index into the blocks the walk found. Blocks win: an entry
+    /// that disagrees with the block it points at is reported and the block's
+    /// own header used; an entry pointing where no event block starts is
+    /// reported and ignored; a block the index leaves out is reported and read.
+    /// Each block appears once, in file order, whatever the index repeats.
+    static func reconcile(chain: [IndexEntry], index: [IndexEntry], base: UnsafeRawPointer, size: Int, dataEnd: Int,
+                          problems: inout [TraceProblem]) -> [IndexEntry] {
+        var byOffset: [UInt64: IndexEntry] = [:]
+        for b in chain { byOffset[b.offset] = b }
+        var indexed = Set<UInt64>()
+        var reportedEntries = 0
+        func note(_ offset: UInt64, _ message: String) {
+            // A hostile index can hold millions of entries: report the first few.
+            reportedEntries += 1
+            if reportedEntries <= 8 { problems.append(TraceProblem(offset: offset, message: message)) }
+        }
+        for (i, entry) in index.enumerated() {
+            if !indexed.insert(entry.offset).inserted {
+                note(entry.offset, "index entry \(i) repeats the block at byte \(entry.offset); read once")
+                continue
+            }
+            if let block = byOffset[entry.offset] {
+                if block != entry {
+                    note(entry.offset, "index entry \(i) disagrees with the block header at byte \(entry.offset) (index: seq \(entry.firstSequence) count \(entry.count) ts \(entry.firstTimestamp)...\(entry.lastTimestamp); block: seq \(block.firstSequence) count \(block.count) ts \(block.firstTimestamp)...\(block.lastTimestamp)); the block header wins")
+                }
+                continue
+            }
+            // Not on the chain: a block the walk could not reach (hidden by a
+            // damaged header), or nothing at all.
+            guard entry.offset <= UInt64(dataEnd), case .success(let h) = blockAt(base: base, size: size, offset: Int(entry.offset)),
+                  h.type == BlockType.events.rawValue else {
+                note(entry.offset, "index entry \(i) points at byte \(entry.offset), where no event block starts; ignored")
+                continue
+            }
+            note(entry.offset, "index entry \(i) names an event block at byte \(entry.offset) that the walk of the file did not reach; read")
+            byOffset[entry.offset] = IndexEntry(offset: entry.offset, firstTimestamp: h.firstTimestamp, lastTimestamp: h.lastTimestamp,
+                                                firstSequence: h.firstSequence, count: h.count)
+        }
+        let missing = chain.filter { !indexed.contains($0.offset) }
+        if !missing.isEmpty {
+            problems.append(TraceProblem(offset: missing[0].offset, message: "\(missing.count) event block(s) from byte \(missing[0].offset) on are not in the index (an entry was dropped); read anyway"))
+        }
+        if reportedEntries > 8 {
+            problems.append(TraceProblem(offset: UInt64(dataEnd), message: "\(reportedEntries - 8) more index entries disagree with the file"))
+        }
+        return byOffset.values.sorted { $0.offset < $1.offset }
+    }
+
+    /// Checks what block headers claim against what they can hold, and gives
+    /// every sequence number to one record: a block repeating numbers already
+    /// given (a duplicated block) is reported and skipped, one overlapping an
+    /// earlier range is read from the first number not yet given. Numbers are
+    /// never reassigned: they are the records' identity.
+    static func checkSequences(_ blocks: [IndexEntry], problems: inout [TraceProblem]) -> (blocks: [IndexEntry], skipBelow: [UInt64: UInt64]) {
+        var ok: [IndexEntry] = []
+        ok.reserveCapacity(blocks.count)
+        for var b in blocks {
+            if b.lastTimestamp < b.firstTimestamp {
+                problems.append(TraceProblem(offset: b.offset, message: "event block claims last_ts \(b.lastTimestamp) before first_ts \(b.firstTimestamp); its records' own times are used"))
+                swap(&b.firstTimestamp, &b.lastTimestamp)
+            }
+            if b.firstSequence.addingReportingOverflow(UInt64(b.count)).overflow {
+                problems.append(TraceProblem(offset: b.offset, message: "event block claims sequence numbers \(b.firstSequence)+\(b.count), past 2^64; its \(b.count) records are not read"))
+                continue
+            }
+            ok.append(b)
+        }
+        // Sweep in sequence order: each block's overlap with the ones before
+        // is a prefix of it, so one high-water mark finds every repeat.
+        var skip: [UInt64: UInt64] = [:]
+        var dropped = Set<UInt64>()
+        var high: UInt64 = 0
+        var any = false
+        for b in ok.sorted(by: { ($0.firstSequence, $0.offset) < ($1.firstSequence, $1.offset) }) {
+            let end = b.firstSequence + UInt64(b.count)
+            if any, b.firstSequence < high, b.count > 0 {
+                if end <= high {
+                    problems.append(TraceProblem(offset: b.offset, message: "event block repeats sequence numbers \(b.firstSequence)..\(end - 1), already read from another block (a duplicated block); skipped"))
+                    dropped.insert(b.offset)
+                    continue
+                }
+                problems.append(TraceProblem(offset: b.offset, message: "event block's sequence numbers \(b.firstSequence)..\(end - 1) overlap another block's up to \(high - 1); its records before \(high) are skipped"))
+                skip[b.offset] = high
+            }
+            if b.count > 0 { any = true }
+            high = max(high, end)
+        }
+        if !dropped.isEmpty { ok.removeAll { dropped.contains($0.offset) } }
+        return (ok, skip)
     }
 
     deinit {
@@ -198,7 +296,7 @@ public final class TraceReader {
 
     // MARK: Footer and index
 
-    private static func readFooter(base: UnsafeRawPointer, size: Int, problems: inout [TraceProblem]) -> (entries: [IndexEntry], Void)? {
+    private static func readFooter(base: UnsafeRawPointer, size: Int, problems: inout [TraceProblem]) -> (entries: [IndexEntry], indexOffset: UInt64)? {
         guard size >= TraceLayout.headerSize + TraceLayout.footerSize else { return nil }
         let f = base + (size - TraceLayout.footerSize)
         guard memcmp(f, TraceLayout.footerMagic, 8) == 0 else { return nil }
@@ -207,7 +305,8 @@ public final class TraceReader {
             return nil
         }
         let indexOffset = UInt64(littleEndian: f.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
-        guard indexOffset < UInt64(size), case .success(let h) = blockAt(base: base, size: size, offset: Int(indexOffset)),
+        guard indexOffset >= UInt64(TraceLayout.headerSize), indexOffset < UInt64(size),
+              case .success(let h) = blockAt(base: base, size: size, offset: Int(indexOffset)),
               h.type == BlockType.index.rawValue, h.codec == Codec.none.rawValue,
               h.rawLength == h.storedLength, Int(h.storedLength) % TraceLayout.indexEntrySize == 0 else {
             problems.append(TraceProblem(offset: indexOffset, message: "index block missing or damaged; scanning blocks instead"))
@@ -235,7 +334,7 @@ public final class TraceReader {
             }
             entries.append(entry)
         }
-        return (entries, ())
+        return (entries, indexOffset)
     }
 
     // MARK: Blocks
@@ -325,7 +424,10 @@ public final class TraceReader {
         }
     }
 
-    /// Decodes one event block and calls `body` for each record in it.
+    /// Decodes one event block and calls `body` for each record in it. The
+    /// block's own header is authoritative (its count and first sequence
+    /// number); records past its count are reported, not delivered, because
+    /// their numbers belong to the next block.
     public func decodeBlock(_ entry: IndexEntry, _ body: (Event) throws -> Void) rethrows {
         guard let base = file.base else { return }
         let offset = Int(entry.offset)
@@ -345,40 +447,52 @@ public final class TraceReader {
         guard let codec = Codec(rawValue: h.codec) else { report(offset, "unknown codec \(h.codec)"); return }
         guard let filter = BlockFilter(rawValue: h.filter) else { report(offset, "unknown block filter \(h.filter)"); return }
         let raw = Int(h.rawLength)
+        guard raw <= TraceLayout.maxRawLength(stored: Int(h.storedLength)) else {
+            report(offset, "event block claims \(raw) raw bytes from \(h.storedLength) stored, beyond the ratio a writer may produce; not decoded")
+            return
+        }
         let buf = ensureBuffer(raw)
         if let err = decompressor.decompress(codec: codec, payload, into: buf, rawLength: raw) {
             report(offset, "event block does not decode: \(err)")
             return
         }
-        if filter == .xorPrevious, let bad = XorFilter.decode(buf, count: raw) {
-            report(offset, "event block holds a malformed record at payload byte \(bad); events after it in this block are lost")
-        }
+        // Where the filter stopped is where the walk below stops: reported there, once.
+        let filteredEnd = filter == .xorPrevious ? (XorFilter.decode(buf, count: raw) ?? raw) : raw
+        let skip = skipBelow[entry.offset] ?? 0
         var o = 0
         var seq = h.firstSequence
         var seen: UInt32 = 0
         while o < raw {
-            var record = UnsafeRawBufferPointer(start: buf + o, count: raw - o)
+            if seen == h.count {
+                report(offset, "event block holds records past the \(h.count) its header counts (from payload byte \(o)); they are not read")
+                return
+            }
+            guard o < filteredEnd else {
+                report(offset, "malformed record at payload byte \(o) of event block (seq \(seq)); the \(h.count - seen) records from it to the block's end are lost")
+                return
+            }
+            var record = UnsafeRawBufferPointer(start: buf + o, count: filteredEnd - o)
             var stored = 0
             if let adapter {
                 let adapted = adaptedBuffer ?? UnsafeMutableRawPointer.allocate(byteCount: 65536, alignment: 16)
                 adaptedBuffer = adapted
                 // Records of another schema: take this one's length from its
                 // header, then read it in this build's layout.
-                let n = raw - o >= TraceLayout.minimumRecord ? Int(record.baseAddress!.loadUnaligned(fromByteOffset: 10, as: UInt16.self)) : 0
-                if n >= TraceLayout.minimumRecord, n <= raw - o,
+                let n = filteredEnd - o >= TraceLayout.minimumRecord ? Int(record.baseAddress!.loadUnaligned(fromByteOffset: 10, as: UInt16.self)) : 0
+                if n >= TraceLayout.minimumRecord, n <= filteredEnd - o,
                    let m = adapter.adapt(UnsafeRawBufferPointer(start: buf + o, count: n), into: adapted) {
                     record = UnsafeRawBufferPointer(start: adapted, count: m)
                     stored = n
                 }
             }
             guard let e = Event.validated(record, sequence: seq) else {
-                report(offset, "malformed record at payload byte \(o) of event block")
+                report(offset, "malformed record at payload byte \(o) of event block (seq \(seq)); the \(h.count - seen) records from it to the block's end are lost")
                 return
             }
-            try body(e)
+            if seq >= skip { try body(e) }
             o += stored > 0 ? stored : e.size
-            seq &+= 1 // a hostile first_sequence near UInt64.max must not trap
-            seen &+= 1
+            seq += 1 // cannot overflow: checkSequences dropped blocks whose range would
+            seen += 1
         }
         if seen != h.count { report(offset, "event block holds \(seen) records, its header says \(h.count)") }
     }
@@ -404,13 +518,32 @@ public final class TraceReader {
         var expected: UInt64 = 0
         for b in eventBlocks.sorted(by: { $0.firstSequence < $1.firstSequence }) {
             if b.firstSequence > expected { out.append((expected, b.firstSequence - expected)) }
-            expected = max(expected, b.firstSequence &+ UInt64(b.count))
+            expected = max(expected, b.firstSequence + UInt64(b.count))
         }
         return out
     }
 
-    /// Total records according to the block headers (index or scan).
-    public var eventCount: UInt64 { eventBlocks.reduce(0) { $0 + UInt64($1.count) } }
+    /// Total records according to the block headers, each sequence number
+    /// counted once.
+    public var eventCount: UInt64 {
+        eventBlocks.reduce(0) { n, b in
+            let skipped = skipBelow[b.offset].map { $0 - b.firstSequence } ?? 0
+            return n + UInt64(b.count) - skipped
+        }
+    }
     public var firstTimestamp: UInt64? { eventBlocks.map(\.firstTimestamp).min() }
     public var lastTimestamp: UInt64? { eventBlocks.map(\.lastTimestamp).max() }
+}
+
+/// ls(1)'s word for a file type, for "not a regular file" messages.
+func fileKindName(_ mode: mode_t) -> String {
+    switch mode & S_IFMT {
+    case S_IFIFO: "a FIFO"
+    case S_IFDIR: "a directory"
+    case S_IFCHR: "a character device"
+    case S_IFBLK: "a block device"
+    case S_IFSOCK: "a socket"
+    case S_IFLNK: "a symbolic link"
+    default: "not a regular file"
+    }
 }

@@ -82,6 +82,9 @@ public final class TraceWriter {
     /// equals the buffer's length, at least a header). Returns its sequence number.
     @discardableResult
     public func append(_ record: UnsafeRawBufferPointer) throws -> UInt64 {
+        // Numbers are the records' identity: never wrap (repair can continue
+        // a hostile file's numbering near 2^64).
+        guard nextSequence < .max else { throw TraceError.sequenceExhausted(path: path) }
         if used + record.count > blockBytes, used > 0 { try sealBlock() }
         let ts = record.baseAddress!.loadUnaligned(as: UInt64.self)
         (raw + used).copyMemory(from: record.baseAddress!, byteCount: record.count)
@@ -97,7 +100,11 @@ public final class TraceWriter {
     /// Seals the open block and continues numbering at `sequence`, leaving a
     /// gap that readers see: used by repair, where records were lost.
     public func skip(toSequence sequence: UInt64) throws {
-        guard sequence > nextSequence else { return }
+        guard sequence > nextSequence else {
+            // Going back would hand out a number twice.
+            if sequence < nextSequence { throw TraceError.sequenceOutOfOrder(path: path, sequence: sequence, next: nextSequence) }
+            return
+        }
         try flush()
         nextSequence = sequence
     }
@@ -116,9 +123,17 @@ public final class TraceWriter {
     private func sealBlock() throws {
         XorFilter.encode(raw, filtered, count: used)
         let payload = stored + TraceLayout.blockHeaderSize
-        let n = try compressor.compress(UnsafeRawBufferPointer(start: filtered, count: used), into: payload,
+        var n = try compressor.compress(UnsafeRawBufferPointer(start: filtered, count: used), into: payload,
                                          capacity: storedCapacity - TraceLayout.blockHeaderSize)
-        let header = BlockHeader(type: BlockType.events.rawValue, codec: codec.rawValue, filter: BlockFilter.xorPrevious.rawValue,
+        var blockCodec = codec
+        if used > TraceLayout.maxRawLength(stored: n) {
+            // Readers refuse a block that expands past this ratio (it bounds
+            // their work): store this freak block as it is.
+            payload.copyMemory(from: filtered, byteCount: used)
+            n = used
+            blockCodec = .none
+        }
+        let header = BlockHeader(type: BlockType.events.rawValue, codec: blockCodec.rawValue, filter: BlockFilter.xorPrevious.rawValue,
                                  storedLength: UInt32(n), rawLength: UInt32(used), firstTimestamp: blockMinTs, lastTimestamp: blockMaxTs,
                                  firstSequence: blockFirstSeq, count: blockCount,
                                  payloadChecksum: crc32c(UnsafeRawBufferPointer(start: payload, count: n)))

@@ -66,7 +66,7 @@ struct Inspect: ParsableCommand {
         out.line("state:         \(reader.closedCleanly ? "closed cleanly" : "NOT closed cleanly (recorder stopped while writing); read up to byte \(reader.endOfData)")")
         out.line("recorded on:   \(meta.host), Linux \(meta.kernelRelease) \(meta.machine)")
         if decoded > 0 {
-            out.line("time range:    \(formatWallClock(meta.wallClock(first))) .. \(formatWallClock(meta.wallClock(last))) (\(formatDuration(last - first)))")
+            out.line("time range:    \(formatWallClock(meta.wallClock(first))) .. \(formatWallClock(meta.wallClock(last))) (\(formatDuration(last &- first)))")
         }
         out.line("capture:       \(meta.capture.serialized())")
         out.line("events:        \(decoded)")

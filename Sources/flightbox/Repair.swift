@@ -26,19 +26,24 @@ struct Repair: ParsableCommand {
         var kept: UInt64 = 0
         do {
             // Block by block, keeping sequence numbers: what was lost stays a visible gap.
+            // Each record keeps its own number (the reader gives every number
+            // once): where numbers jump, the writer leaves the gap visible.
             for entry in reader.eventBlocks.sorted(by: { $0.firstSequence < $1.firstSequence }) {
-                try writer.skip(toSequence: entry.firstSequence)
                 var failure: Error?
                 reader.decodeBlock(entry) { e in
                     guard failure == nil else { return }
-                    do { try writer.append(e.bytes); kept += 1 } catch { failure = error }
+                    do {
+                        if e.sequence != writer.nextSequence { try writer.skip(toSequence: e.sequence) }
+                        try writer.append(e.bytes)
+                        kept += 1
+                    } catch { failure = error }
                 }
                 if let failure { throw failure }
                 try writer.flush()
             }
             try writer.close()
         } catch let e as TraceError { throw fail(e.description) }
-        let missing = reader.sequenceGaps.reduce(0) { $0 + $1.missing } + (reader.eventCount - kept)
+        let missing = reader.sequenceGaps.reduce(0) { $0 &+ $1.missing } &+ (reader.eventCount > kept ? reader.eventCount - kept : 0)
         reportProblems(reader)
         print("repaired \(file) -> \(out): \(kept) events in \(writer.eventBlocks) blocks, closed cleanly with an index; \(missing) events could not be recovered")
     }
