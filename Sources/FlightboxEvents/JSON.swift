@@ -10,7 +10,25 @@ public indirect enum JSON: Equatable, Sendable {
     case array([JSON])
     case object([(String, JSON)])
 
-    public static func == (a: JSON, b: JSON) -> Bool { a.serialized() == b.serialized() }
+    /// Equal when they serialize to the same bytes (so `.int(5) == .uint(5)`),
+    /// compared structurally: readers compare whole schemas on every open.
+    public static func == (a: JSON, b: JSON) -> Bool {
+        switch (a, b) {
+        case (.null, .null): return true
+        case (.bool(let x), .bool(let y)): return x == y
+        case (.string(let x), .string(let y)): return x == y
+        case (.array(let x), .array(let y)): return x.count == y.count && zip(x, y).allSatisfy { $0 == $1 }
+        case (.object(let x), .object(let y)): return x.count == y.count && zip(x, y).allSatisfy { $0.0 == $1.0 && $0.1 == $1.1 }
+        case (.int(let x), .int(let y)): return x == y
+        case (.uint(let x), .uint(let y)): return x == y
+        case (.int, _), (.uint, _), (.double, _): return a.isNumber && b.isNumber && a.serialized() == b.serialized()
+        default: return false
+        }
+    }
+
+    var isNumber: Bool {
+        switch self { case .int, .uint, .double: true; default: false }
+    }
 
     /// Compact serialization, keys in insertion order.
     public func serialized() -> String {

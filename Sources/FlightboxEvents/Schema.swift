@@ -14,7 +14,9 @@ public enum EventSchema {
     }
 
     /// The schema as JSON: header fields, then one entry per type.
-    public static var json: JSON {
+    public static let json: JSON = make()
+
+    static func make() -> JSON {
         typealias H = fb_header
         let header: [JSON] = [
             field("ts_ns", "u64", \H.ts_ns, 8), field("type", "u16", \H.type, 2), field("size", "u16", \H.size, 2),
