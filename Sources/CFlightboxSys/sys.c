@@ -3,7 +3,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <sys/file.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -61,7 +64,7 @@ uint32_t fb_crc32c(uint32_t crc, const void *data, size_t length)
 pid_t fb_spawn_gated(char *const argv[], int *gate)
 {
 	int fds[2];
-	pid_t pid;
+	pid_t pid, parent = getpid();
 
 	if (pipe2(fds, O_CLOEXEC) < 0)
 		return -errno;
@@ -82,6 +85,12 @@ pid_t fb_spawn_gated(char *const argv[], int *gate)
 		signal(SIGINT, SIG_DFL);
 		signal(SIGTERM, SIG_DFL);
 		signal(SIGPIPE, SIG_DFL);
+		/* The command never runs unrecorded: when the recorder dies, even
+		 * by SIGKILL, the kernel kills the command. If the recorder died
+		 * before this line, we were already reparented and no signal will
+		 * come: getppid() tells. */
+		if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
+			_exit(127);
 		close(fds[1]);
 		while ((n = read(fds[0], &c, 1)) < 0 && errno == EINTR)
 			;
@@ -103,6 +112,49 @@ int fb_spawn_release(int gate)
 	ssize_t n = write(gate, &c, 1);
 	close(gate);
 	return n == 1 ? 0 : -1;
+}
+
+int fb_open_tmpfile(const char *dir, mode_t mode)
+{
+	int fd = open(dir, O_TMPFILE | O_WRONLY | O_CLOEXEC, mode);
+
+	return fd < 0 ? -errno : fd;
+}
+
+int fb_link_fd(int fd, const char *path)
+{
+	char proc[64];
+
+	if (linkat(fd, "", AT_FDCWD, path, AT_EMPTY_PATH) == 0)
+		return 0;
+	/* AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH; /proc/self/fd does not. */
+	if (errno != ENOENT && errno != EPERM)
+		return -errno;
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	return linkat(AT_FDCWD, proc, AT_FDCWD, path, AT_SYMLINK_FOLLOW) == 0 ? 0 : -errno;
+}
+
+int fb_rename_noreplace(const char *from, const char *to)
+{
+	if (syscall(SYS_renameat2, AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0)
+		return 0;
+	if (errno != EINVAL && errno != ENOSYS)
+		return -errno;
+	/* A filesystem without RENAME_NOREPLACE: link(2) fails on an existing
+	 * name just as atomically. */
+	if (link(from, to) != 0)
+		return -errno;
+	unlink(from);
+	return 0;
+}
+
+int fb_flock_try(int fd)
+{
+	while (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		if (errno != EINTR)
+			return -errno;
+	}
+	return 0;
 }
 
 long fb_getppid_raw(void)

@@ -1,6 +1,13 @@
 import CLZ4
 import CZstd
 
+extension Codec {
+    /// The compression levels the codec takes; nil when it takes none (lz4, none).
+    public var levels: ClosedRange<Int32>? {
+        self == .zstd ? ZSTD_minCLevel()...ZSTD_maxCLevel() : nil
+    }
+}
+
 /// A compressor bound to one codec and level, owning its reusable context.
 final class Compressor {
     let codec: Codec

@@ -13,6 +13,10 @@ public enum TraceError: Error, CustomStringConvertible, Equatable {
     case missingMetadata(path: String, reason: String)
     case codec(String)
     case closed
+    /// Another process holds the file's lock: a writer is still writing it.
+    case busy(path: String, holder: Int32?)
+    /// The path names a device, a FIFO or a socket: replacing it is never what was meant.
+    case notARegularFile(path: String)
 
     public var description: String {
         switch self {
@@ -29,6 +33,9 @@ public enum TraceError: Error, CustomStringConvertible, Equatable {
         case .missingMetadata(let p, let r): "\(p): metadata block unreadable (\(r)); the file is not a usable trace"
         case .codec(let r): "codec error: \(r)"
         case .closed: "the trace writer is already closed"
+        case .busy(let p, let pid):
+            "\(p) is being written by another process\(pid.map { " (pid \($0))" } ?? ""); stop it or choose another path with -o"
+        case .notARegularFile(let p): "\(p) exists and is not a regular file; choose a file path with -o"
         }
     }
 }

@@ -9,11 +9,27 @@ import FlightboxEvents
 /// file in one write(2), so a writer killed at any point leaves a file that is
 /// readable up to its last whole block.
 ///
+/// The file is written beside its path and appears there whole (see
+/// `OutputFile`): never empty, never half a header, and never over a file
+/// another writer still holds.
+///
 /// Not thread-safe: one owner appends, seals and closes.
 public final class TraceWriter {
     public let path: String
     public let codec: Codec
-    private var fd: Int32
+    /// When the file appears at its path.
+    public enum Publication: Sendable {
+        /// Once header, metadata and process snapshot are on disk; from then
+        /// on the path holds a readable trace that grows block by block: a
+        /// recorder, whose file must be readable whenever it is killed.
+        case afterHeader
+        /// When closed cleanly; until then the path keeps what it had: a
+        /// copy (repair, exports), which is complete or not there at all.
+        case whenClosed
+    }
+    public let publication: Publication
+    private let file: OutputFile
+    private var fd: Int32 { file.fd }
     private var offset: UInt64 = 0
     private let compressor: Compressor
     private let blockBytes: Int
@@ -38,9 +54,19 @@ public final class TraceWriter {
 
     /// Creates the file (mode 0600: traces hold argv and paths) and writes the
     /// header, metadata and process snapshot.
-    public init(path: String, codec: Codec = .zstd, level: Int32 = 3, blockBytes: Int = TraceLayout.defaultBlockBytes,
-                metadata: TraceMetadata, snapshot: ProcessSnapshot) throws {
-        self.path = path
+    public convenience init(path: String, publish: Publication = .afterHeader, codec: Codec = .zstd, level: Int32 = 3,
+                            blockBytes: Int = TraceLayout.defaultBlockBytes, metadata: TraceMetadata, snapshot: ProcessSnapshot) throws {
+        try self.init(file: OutputFile(path: path), publish: publish, codec: codec, level: level, blockBytes: blockBytes,
+                      metadata: metadata, snapshot: snapshot)
+    }
+
+    /// Writes into a file created beforehand (a recorder creates it before
+    /// loading its probes, so a path that cannot be written fails early).
+    public init(file: OutputFile, publish: Publication = .afterHeader, codec: Codec = .zstd, level: Int32 = 3,
+                blockBytes: Int = TraceLayout.defaultBlockBytes, metadata: TraceMetadata, snapshot: ProcessSnapshot) throws {
+        self.file = file
+        path = file.path
+        publication = publish
         self.codec = codec
         self.blockBytes = min(max(blockBytes, 4096), TraceLayout.maxBlockBytes / 2)
         compressor = Compressor(codec: codec, level: level)
@@ -49,27 +75,21 @@ public final class TraceWriter {
         filtered = .allocate(byteCount: cap, alignment: 16)
         storedCapacity = compressor.bound(cap) + TraceLayout.blockHeaderSize
         stored = .allocate(byteCount: storedCapacity, alignment: 16)
-        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        if fd < 0 {
-            let e = errno
-            raw.deallocate(); filtered.deallocate(); stored.deallocate()
-            throw TraceError.cannotCreate(path: path, errno: e)
-        }
-        // O_CREAT keeps the mode of a file that already existed: enforce it.
-        fchmod(fd, 0o600)
+        // From here every stored property is set, so a throw runs deinit,
+        // which frees the buffers and closes (and, unpublished, drops) the file.
         do {
             try writeFileHeader(flags: TraceLayout.flagWriting)
             try writeBlock(type: .metadata, payload: Array(metadata.json.serialized().utf8), firstTs: metadata.clockNs, lastTs: metadata.clockNs)
             try writeBlock(type: .processSnapshot, payload: Array(snapshot.json.serialized().utf8), firstTs: snapshot.timestamp, lastTs: snapshot.timestamp)
+            if publish == .afterHeader { try file.publish() }
         } catch {
-            Glibc.close(fd)
-            fd = -1
+            file.close()
             throw error
         }
     }
 
     deinit {
-        if fd >= 0 { Glibc.close(fd) }
+        file.close()
         raw.deallocate()
         filtered.deallocate()
         stored.deallocate()
@@ -179,9 +199,12 @@ public final class TraceWriter {
         try footer.withUnsafeBytes { try writeAll($0) }
         if fsync(fd) != 0 { throw TraceError.writeFailed(path: path, errno: errno) }
         try writeFileHeader(flags: 0)
-        _ = fsync(fd)
-        Glibc.close(fd)
-        fd = -1
+        if publication == .whenClosed {
+            try file.publish()
+        } else {
+            _ = fsync(fd)
+        }
+        file.close()
         isClosed = true
     }
 

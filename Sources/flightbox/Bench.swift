@@ -28,6 +28,13 @@ struct StormBench: ParsableCommand {
     @Flag(help: "Leave perf out.") var noPerf = false
     @Option(help: "Folder for the traces written.") var dir: String = "/tmp"
 
+    func validate() throws {
+        try checkRange(calls, 1...1_000_000_000, flag: "--calls")
+        try checkRange(size, 1...(1 << 20), flag: "--size", unit: " bytes")
+        try checkRange(rounds, 1...1000, flag: "--rounds")
+        try checkBenchCodec(codec)
+    }
+
     func run() throws {
         let (me, load, perf) = try BenchModes.tools(noPerf: noPerf)
 
@@ -61,6 +68,10 @@ struct StormBench: ParsableCommand {
         }
         return BenchSample(seconds: Double(ns) / 1e9)
     }
+}
+
+func checkBenchCodec(_ codec: String) throws {
+    if Codec(name: codec) == nil || codec == "none" { throw ValidationError("--codec must be zstd or lz4") }
 }
 
 /// A child process with its stdout and stderr in pipes.

@@ -11,14 +11,12 @@ struct Window: ParsableArguments {
     var to: String?
 
     func resolve(_ reader: TraceReader) throws -> (UInt64?, UInt64?) {
-        func one(_ s: String?, _ flag: String) throws -> UInt64? {
-            guard let s else { return nil }
-            guard let t = parseTime(s, reader: reader) else {
-                throw fail("\(flag): cannot read '\(s)' (use +12.5s, raw ns, or 2026-11-25T10:00:00Z)", code: 2)
-            }
-            return t
+        let start = try from.map { try parseTime($0, flag: "--from", reader: reader) }
+        let end = try to.map { try parseTime($0, flag: "--to", reader: reader) }
+        if let start, let end, start > end {
+            throw ValidationError("--from \(from!) is later than --to \(to!): the window holds nothing")
         }
-        return (try one(from, "--from"), try one(to, "--to"))
+        return (start, end)
     }
 }
 
@@ -31,6 +29,10 @@ struct Events: ParsableCommand {
     @Option(help: "Only this event type: \(EventType.allCases.map(\.name).joined(separator: ",")).") var type: String?
     @Option(help: "text or json (one object per line).") var format: OutputFormat = .text
     @Option(help: "Stop after this many events.") var limit: Int?
+
+    func validate() throws {
+        if let limit { try checkRange(limit, 0...Int.max, flag: "--limit") }
+    }
 
     func run() throws {
         var wanted: UInt16?

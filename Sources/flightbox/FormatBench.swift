@@ -26,6 +26,12 @@ struct FormatBench: ParsableCommand {
         var name: String
     }
 
+    func validate() throws {
+        try checkRange(events, 1...1_000_000_000, flag: "--events")
+        // The seek test writes a file this large: 1 TiB is past any disk it should run on.
+        try checkRange(seekMb, 0...(1 << 20), flag: "--seek-mb", unit: " MiB")
+    }
+
     func run() throws {
         let exe = CommandLine.arguments[0]
         let exeDir = exe.contains("/") ? String(exe[..<exe.lastIndex(of: "/")!]) : "."

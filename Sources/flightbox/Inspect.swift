@@ -10,6 +10,10 @@ struct Inspect: ParsableCommand {
     @Option(help: "text or json.") var format: OutputFormat = .text
     @Option(help: "How many of the busiest processes to list.") var top: Int = 10
 
+    func validate() throws {
+        try checkRange(top, 0...Int.max, flag: "--top")
+    }
+
     func run() throws {
         let reader = try openTrace(file)
         var byType: [UInt16: UInt64] = [:]

@@ -31,6 +31,12 @@ struct MixedBench: ParsableCommand {
         "oom:mark_victim",
     ]
 
+    func validate() throws {
+        try checkRange(files, 1...100_000, flag: "--files")
+        try checkRange(rounds, 1...1000, flag: "--rounds")
+        try checkBenchCodec(codec)
+    }
+
     func run() throws {
         let (me, load, perf) = try BenchModes.tools(noPerf: noPerf)
         let base = "\(dir)/flightbox-mixed-\(getpid())"

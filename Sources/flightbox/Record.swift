@@ -52,10 +52,10 @@ struct Record: ParsableCommand {
     @Option(help: "Detectors to run with --detect, comma-separated (default: all).")
     var detectors: String?
 
-    @Option(help: "Ring buffer size in KiB (a power of two, at least 4).")
+    @Option(help: "Ring buffer size in KiB (a power of two, 4 to 1048576).")
     var ringKb: Int = 32 << 10
 
-    @Option(help: "Pending KiB at which the kernel wakes the recorder (default: a quarter of the ring).")
+    @Option(help: "Pending KiB at which the kernel wakes the recorder (default: a quarter of the ring; at most half).")
     var wakeupKb: Int?
 
     @Option(help: "Scheduler family: shortest run-queue wait to report.")
@@ -79,15 +79,53 @@ struct Record: ParsableCommand {
     func validate() throws {
         let modes = [pid != nil, comm != nil, !command.isEmpty].filter { $0 }.count
         if modes > 1 { throw ValidationError("--pid, --comm and a command exclude each other") }
-        if let duration, parseDuration(duration) == nil { throw ValidationError("--duration: cannot read '\(duration)' (try 10s or 500ms)") }
-        if Codec(name: codec) == nil || codec == "none" { throw ValidationError("--codec must be zstd or lz4") }
-        if ringKb < 4 || ringKb & (ringKb - 1) != 0 { throw ValidationError("--ring-kb must be a power of two, at least 4") }
-        if (parseDuration(gaugeInterval) ?? 0) < 10_000_000 { throw ValidationError("--gauge-interval: at least 10ms") }
-        for (flag, v) in [("--sched-runq-min", schedRunqMin), ("--sched-offcpu-min", schedOffcpuMin)] where parseDuration(v) == nil {
-            throw ValidationError("\(flag): cannot read '\(v)' (try 1ms)")
+        if let duration { _ = try parseDuration(duration, flag: "--duration") }
+        guard let c = Codec(name: codec), c != .none else { throw ValidationError("--codec must be zstd or lz4") }
+        if let levels = c.levels { try checkRange(level, levels, flag: "--level") }
+        // The kernel takes a ring of up to 4 GiB less a few pages; 1 GiB is
+        // far more than a recorder ever needs and keeps every size in a UInt32.
+        if ringKb < 4 || ringKb > 1 << 20 || ringKb & (ringKb - 1) != 0 {
+            throw ValidationError("--ring-kb: \(ringKb) is not a power of two from 4 to 1048576 (1 GiB)")
         }
-        if let comm, comm.utf8.count > 15 { throw ValidationError("--comm: kernel command names are at most 15 bytes") }
+        if let wakeupKb { try checkRange(wakeupKb, 1...(ringKb / 2), flag: "--wakeup-kb", unit: " KiB, half the ring") }
+        if try parseDuration(gaugeInterval, flag: "--gauge-interval", example: "1s") < 10_000_000 {
+            throw ValidationError("--gauge-interval: '\(gaugeInterval)' is too short (at least 10ms)")
+        }
+        for (flag, v) in [("--sched-runq-min", schedRunqMin), ("--sched-offcpu-min", schedOffcpuMin)] {
+            _ = try parseDuration(v, flag: flag, example: "1ms")
+        }
+        if let comm, comm.isEmpty || comm.utf8.count > 15 { throw ValidationError("--comm: kernel command names are 1 to 15 bytes") }
+        if let pid { try checkProcess(pid) }
+        _ = try families()
         if detect == false, findings != nil { throw ValidationError("--findings needs --detect") }
+        if detect == false, detectors != nil { throw ValidationError("--detectors needs --detect") }
+        if detect { _ = try makeDetectors(detectors) }
+    }
+
+    /// --probes as families: every name known, none twice, at least one.
+    func families() throws -> [ProbeFamily]? {
+        try probes.map { list in
+            try parseList(list, flag: "--probes", known: ProbeFamily.allCases.map(\.rawValue)).map { ProbeFamily(rawValue: $0)! }
+        }
+    }
+
+    /// A --pid that names no process (or a thread, not a process) would record
+    /// nothing but machine gauges, without a word.
+    func checkProcess(_ pid: UInt32) throws {
+        guard pid > 0, pid <= UInt32(Int32.max), kill(pid_t(pid), 0) == 0 || errno == EPERM else {
+            throw ValidationError("--pid \(pid): no such process")
+        }
+        let fd = open("/proc/\(pid)/status", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return }
+        defer { close(fd) }
+        var buf = [UInt8](repeating: 0, count: 4096)
+        let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        guard n > 0 else { return }
+        for line in String(decoding: buf[0..<n], as: UTF8.self).split(separator: "\n") where line.hasPrefix("Tgid:") {
+            if let tgid = UInt32(line.dropFirst(5).filter { $0 != " " && $0 != "\t" }), tgid != pid {
+                throw ValidationError("--pid \(pid) is a thread of process \(tgid): pass --pid \(tgid) to record that process")
+            }
+        }
     }
 
     func run() throws {
@@ -98,24 +136,27 @@ struct Record: ParsableCommand {
         config.schedOffCPUMinNs = parseDuration(schedOffcpuMin)!
         config.btfPath = btf
         config.verbose = verbose
-        if let probes {
-            config.families = try probes.split(separator: ",").map { name in
-                guard let f = ProbeFamily(rawValue: String(name)) else { throw fail(CaptureError.unknownFamily(String(name)).description, code: 2) }
-                return f
-            }
-        }
+        if let families = try families() { config.families = families }
         let detectorList = try detect ? makeDetectors(detectors) : []
 
-        // Everything that can fail for a simple reason fails before the kernel is touched.
-        do { try Preflight.check(btfPath: btf) } catch let e as CaptureError { throw fail(e.description) }
-        let probe = open(output, O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
-        if probe < 0 { throw fail(TraceError.cannotCreate(path: output, errno: errno).description) }
-        close(probe)
-        var findingsFd: Int32 = 1
+        // Everything that can fail for a simple reason fails before the kernel
+        // is touched, and every output is checked before any is created.
+        do { try OutputFile.check(path: output) } catch let e as TraceError { throw fail(e.description) }
         if let findings {
-            findingsFd = open(findings, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-            if findingsFd < 0 { throw fail("cannot create \(findings): \(String(cString: strerror(errno)))") }
+            if FileIdentity(path: findings) == FileIdentity(path: output) {
+                throw fail("--findings \(findings) is the trace file \(output): choose another path for one of them", code: 2)
+            }
+            do { try OutputFile.check(path: findings) } catch let e as TraceError { throw fail(describeFindingsError(e)) }
         }
+        do { try Preflight.check(btfPath: btf) } catch let e as CaptureError { throw fail(e.description) }
+        // Created unnamed beside their paths: a path that cannot be written
+        // fails here, before any probe loads, and nothing appears at either
+        // path until the trace holds its header, metadata and snapshot.
+        let traceFile: OutputFile
+        do { traceFile = try OutputFile(path: output) } catch let e as TraceError { throw fail(e.description) }
+        var findingsFile: OutputFile?
+        do { findingsFile = try findings.map { try OutputFile(path: $0) } } catch let e as TraceError { throw fail(describeFindingsError(e)) }
+        let findingsFd: Int32 = findingsFile?.fd ?? 1
 
         var child: pid_t = 0
         var gate: Int32 = -1
@@ -173,10 +214,15 @@ struct Record: ParsableCommand {
         let snapshot = ProcessSnapshot(timestamp: clockNs, processes: ProcScan.all())
         let writer: TraceWriter
         do {
-            writer = try TraceWriter(path: output, codec: Codec(name: codec)!, level: level, metadata: metadata, snapshot: snapshot)
+            writer = try TraceWriter(file: traceFile, publish: .afterHeader, codec: Codec(name: codec)!, level: level, metadata: metadata, snapshot: snapshot)
         } catch let e as TraceError {
             if child > 0 { kill(child, SIGKILL); var st: Int32 = 0; waitpid(child, &st, 0) }
             throw fail(e.description)
+        }
+        do { try findingsFile?.publish() } catch let e as TraceError {
+            try? writer.close()
+            if child > 0 { kill(child, SIGKILL); var st: Int32 = 0; waitpid(child, &st, 0) }
+            throw fail(describeFindingsError(e))
         }
 
         let findingsOut = Output(fd: findingsFd)
@@ -267,6 +313,13 @@ struct Record: ParsableCommand {
             if stopSignal != 0 { break }
             if let deadline, now >= deadline { break }
         }
+        if child > 0, childStatus == nil {
+            // Recording stopped before the command ended (a full disk, a ring
+            // that cannot be read): the command never runs unrecorded.
+            kill(child, SIGKILL)
+            var st: Int32 = 0
+            if waitpid(child, &st, 0) == child { childStatus = st }
+        }
         // Detaching waits for running programs, so the flush that follows finds
         // every CPU's batch idle; then the ring holds everything.
         capture.detach()
@@ -276,7 +329,7 @@ struct Record: ParsableCommand {
         feed(capture.newLosses())
         engine?.finish()
         findingsOut.flush()
-        if findingsFd != 1 { close(findingsFd) }
+        findingsFile?.close()
 
         if let writeError {
             throw fail(writeError.description)
@@ -313,10 +366,30 @@ func installStopHandlers() {
 }
 
 func makeDetectors(_ list: String?) throws -> [Detector] {
-    do {
-        return try DetectorRegistry.make(list: list.map { $0.split(separator: ",").map(String.init) })
-    } catch let e as DetectorRegistry.UnknownDetector {
-        throw fail(e.description, code: 2)
+    try DetectorRegistry.make(list: list.map { try parseList($0, flag: "--detectors", known: DetectorRegistry.names) })
+}
+
+/// A comma-separated list of names: at least one, each known, none twice.
+func parseList(_ value: String, flag: String, known: [String]) throws -> [String] {
+    let names = value.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+    var seen: Set<String> = []
+    for name in names {
+        if name.isEmpty {
+            throw ValidationError("\(flag): \(value.isEmpty ? "an empty list" : "an empty name in '\(value)'"); give one or more of \(known.joined(separator: ","))")
+        }
+        guard known.contains(name) else { throw ValidationError("\(flag): unknown name '\(name)'; known: \(known.joined(separator: ","))") }
+        guard seen.insert(name).inserted else { throw ValidationError("\(flag): '\(name)' is given twice") }
+    }
+    return names
+}
+
+/// TraceError's messages name -o; the findings file is chosen with --findings.
+func describeFindingsError(_ e: TraceError) -> String {
+    switch e {
+    case .cannotCreate(let p, let errno): "cannot create \(p): \(String(cString: strerror(errno))); choose a writable path with --findings"
+    case .busy(let p, let pid): "\(p) is being written by another process\(pid.map { " (pid \($0))" } ?? ""); stop it or choose another path with --findings"
+    case .notARegularFile(let p): "\(p) exists and is not a regular file; choose a file path with --findings"
+    default: e.description
     }
 }
 

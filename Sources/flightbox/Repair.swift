@@ -15,12 +15,17 @@ struct Repair: ParsableCommand {
 
     func run() throws {
         let out = output ?? (file.hasSuffix(".fbt") ? String(file.dropLast(4)) : file) + ".repaired.fbt"
-        guard out != file else { throw fail("repair writes a copy: choose an output other than the input", code: 2) }
+        // One file under two names (./a.fbt, a symlink, a hard link) is still the input.
+        if let input = FileIdentity(path: file), input == FileIdentity(path: out) {
+            throw fail("repair writes a copy: \(out) is the input \(file); choose another output with -o", code: 2)
+        }
+        do { try OutputFile.check(path: out) } catch let e as TraceError { throw fail(e.description) }
         let reader = try openTrace(file)
         let codec = reader.metadata.capture["codec"]?.stringValue.flatMap(Codec.init(name:)) ?? .zstd
         let writer: TraceWriter
         do {
-            writer = try TraceWriter(path: out, codec: codec == .none ? .zstd : codec, metadata: reader.metadata,
+            // The copy appears only when complete, replacing whatever was at `out` in one rename(2).
+            writer = try TraceWriter(path: out, publish: .whenClosed, codec: codec == .none ? .zstd : codec, metadata: reader.metadata,
                                      snapshot: reader.snapshot ?? ProcessSnapshot(timestamp: reader.metadata.clockNs, processes: []))
         } catch let e as TraceError { throw fail(e.description) }
         var kept: UInt64 = 0

@@ -49,32 +49,89 @@ final class Output {
     deinit { flush() }
 }
 
-/// Parses "5s", "250ms", "2m", "1h", "100us", "10ns" or a plain number of seconds.
-func parseDuration(_ s: String) -> UInt64? {
+/// The longest duration any option takes: a century is beyond any recording,
+/// and adding it to a clock reading or a trace's timestamps cannot overflow.
+let maxDurationNs: UInt64 = 100 * 365 * 86_400 * 1_000_000_000
+
+enum DurationValue: Equatable {
+    case ns(UInt64)
+    case unreadable
+    case tooLong
+}
+
+/// Reads "5s", "250ms", "2m", "1h", "100us", "10ns" or a plain number of seconds.
+func readDuration(_ s: String) -> DurationValue {
     let units: [(String, Double)] = [("ns", 1), ("us", 1e3), ("ms", 1e6), ("s", 1e9), ("m", 60e9), ("h", 3600e9)]
-    for (suffix, scale) in units.sorted(by: { $0.0.count > $1.0.count }) where s.hasSuffix(suffix) {
-        guard let v = Double(s.dropLast(suffix.count)), v >= 0, v.isFinite else { return nil }
-        return UInt64(v * scale)
+    var number = s[...], scale = 1e9
+    for (suffix, unitScale) in units.sorted(by: { $0.0.count > $1.0.count }) where s.hasSuffix(suffix) {
+        number = s.dropLast(suffix.count)
+        scale = unitScale
+        break
     }
-    guard let v = Double(s), v >= 0, v.isFinite else { return nil }
-    return UInt64(v * 1e9)
+    guard let v = Double(number), v >= 0, v.isFinite else { return .unreadable }
+    // Compared as a Double: converting a value past UInt64.max would trap.
+    guard v * scale <= Double(maxDurationNs) else { return .tooLong }
+    return .ns(UInt64(v * scale))
+}
+
+func parseDuration(_ s: String) -> UInt64? {
+    if case .ns(let v) = readDuration(s) { return v }
+    return nil
+}
+
+/// A duration option's value in ns, or the one-line usage error naming the flag.
+func parseDuration(_ s: String, flag: String, example: String = "10s or 500ms") throws -> UInt64 {
+    switch readDuration(s) {
+    case .ns(let v): return v
+    case .unreadable: throw ValidationError("\(flag): cannot read '\(s)' (try \(example))")
+    case .tooLong: throw ValidationError("\(flag): '\(s)' is out of range (at most 100 years)")
+    }
+}
+
+/// An integer option's value checked against its range, as a one-line usage error naming the flag.
+func checkRange<T: FixedWidthInteger>(_ value: T, _ range: ClosedRange<T>, flag: String, unit: String = "") throws {
+    guard !range.contains(value) else { return }
+    let bounds = range.upperBound == T.max ? "at least \(range.lowerBound)" : "\(range.lowerBound) to \(range.upperBound)"
+    throw ValidationError("\(flag): \(value) is out of range (\(bounds)\(unit))")
 }
 
 /// A point in a trace: "+12.5s" (offset from the first event), an integer
 /// (raw CLOCK_MONOTONIC ns, as in the events), or a UTC wall-clock time
-/// "2026-11-25T10:00:00.5Z".
-func parseTime(_ s: String, reader: TraceReader) -> UInt64? {
+/// "2026-11-25T10:00:00.5Z". Refused with a one-line usage error naming the flag.
+func parseTime(_ s: String, flag: String, reader: TraceReader) throws -> UInt64 {
+    let forms = "use +12.5s, raw ns, or 2026-11-25T10:00:00Z"
     if s.hasPrefix("+") {
-        guard let d = parseDuration(String(s.dropFirst())) else { return nil }
-        return (reader.firstTimestamp ?? 0) + d
+        let first = reader.firstTimestamp ?? 0
+        switch readDuration(String(s.dropFirst())) {
+        case .ns(let d):
+            let (t, overflow) = first.addingReportingOverflow(d)
+            guard !overflow else { throw ValidationError("\(flag): '\(s)' is past the largest timestamp") }
+            return t
+        case .unreadable: throw ValidationError("\(flag): cannot read '\(s)' (\(forms))")
+        case .tooLong: throw ValidationError("\(flag): '\(s)' is out of range (at most +100 years)")
+        }
     }
     if let raw = UInt64(s) { return raw }
-    guard let wall = parseISO8601(s) else { return nil }
-    return reader.metadata.eventTime(wallClockNs: wall)
+    if !s.isEmpty, s.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }) {
+        throw ValidationError("\(flag): '\(s)' is out of range (raw timestamps are at most \(UInt64.max))")
+    }
+    guard let (seconds, fraction) = parseISO8601(s) else { throw ValidationError("\(flag): cannot read '\(s)' (\(forms))") }
+    let meta = reader.metadata
+    // ts = wall - realtime + clock, every step checked: a year like 9999 is
+    // past what Int64 ns can hold (2262).
+    let (wallSeconds, o1) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+    let (wall, o2) = wallSeconds.addingReportingOverflow(fraction)
+    guard !o1, !o2, meta.clockNs <= UInt64(Int64.max), meta.realtimeNs <= UInt64(Int64.max) else {
+        throw ValidationError("\(flag): '\(s)' is out of range (wall-clock times from 1678 to 2262)")
+    }
+    let (ts, o3) = wall.addingReportingOverflow(Int64(meta.clockNs) - Int64(meta.realtimeNs))
+    guard !o3 else { throw ValidationError("\(flag): '\(s)' is out of range for this trace's clock") }
+    // Before the clock's origin (the machine's boot) is before every event.
+    return ts < 0 ? 0 : UInt64(ts)
 }
 
-/// YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM) to ns since the epoch.
-func parseISO8601(_ s: String) -> Int64? {
+/// YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM) to seconds and nanoseconds since the epoch.
+func parseISO8601(_ s: String) -> (seconds: Int64, nanoseconds: Int64)? {
     let u = Array(s.utf8)
     func num(_ a: Int, _ n: Int) -> Int? {
         guard a + n <= u.count else { return nil }
@@ -84,6 +141,8 @@ func parseISO8601(_ s: String) -> Int64? {
     }
     guard u.count >= 19, let y = num(0, 4), let mo = num(5, 2), let d = num(8, 2), let h = num(11, 2), let mi = num(14, 2), let se = num(17, 2),
           u[4] == 45, u[7] == 45, u[10] == 84 || u[10] == 32, u[13] == 58, u[16] == 58 else { return nil }
+    // timegm would quietly roll a 13th month or a 32nd day over.
+    guard (1...12).contains(mo), (1...31).contains(d), h < 24, mi < 60, se <= 60 else { return nil }
     var i = 19
     var frac: Int64 = 0
     if i < u.count, u[i] == 46 {
@@ -97,7 +156,7 @@ func parseISO8601(_ s: String) -> Int64? {
     }
     var offset = 0
     if i < u.count {
-        if u[i] == 90 { i += 1 } else if u[i] == 43 || u[i] == 45, let oh = num(i + 1, 2), let om = num(i + 4, 2) {
+        if u[i] == 90 { i += 1 } else if u[i] == 43 || u[i] == 45, let oh = num(i + 1, 2), let om = num(i + 4, 2), oh < 24, om < 60 {
             offset = (oh * 3600 + om * 60) * (u[i] == 43 ? 1 : -1)
             i += 6
         } else { return nil }
@@ -106,8 +165,7 @@ func parseISO8601(_ s: String) -> Int64? {
     var t = tm()
     t.tm_year = Int32(y - 1900); t.tm_mon = Int32(mo - 1); t.tm_mday = Int32(d)
     t.tm_hour = Int32(h); t.tm_min = Int32(mi); t.tm_sec = Int32(se)
-    let secs = Int64(timegm(&t)) - Int64(offset)
-    return secs * 1_000_000_000 + frac
+    return (Int64(timegm(&t)) - Int64(offset), frac)
 }
 
 /// UTC wall-clock time with microseconds.

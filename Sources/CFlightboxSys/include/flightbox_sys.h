@@ -10,7 +10,10 @@ uint32_t fb_crc32c(uint32_t crc, const void *data, size_t length);
 /* Fork a child that waits on a pipe before exec'ing argv[0] (PATH searched).
  * The caller attaches probes and tracks the pid, then calls fb_spawn_release.
  * Returns the pid, or -errno. *gate receives the pipe's write end. If exec
- * fails the child exits with 127. */
+ * fails the child exits with 127. The child gets SIGKILL when the calling
+ * thread ends (PR_SET_PDEATHSIG), so call it from the thread that lives as
+ * long as the recording (the main thread); exec of a set-user-ID or
+ * file-capability program clears that signal. */
 pid_t fb_spawn_gated(char *const argv[], int *gate);
 
 /* Let the gated child exec. Closes the gate. */
@@ -45,6 +48,20 @@ int fb_fault_scenario(const char *path, int pages);
 
 /* O_DIRECT, which glibc hides from Swift behind _GNU_SOURCE. */
 extern const int fb_o_direct;
+
+/* An unnamed file in dir (O_TMPFILE, write-only, close-on-exec): nothing is
+ * visible until fb_link_fd names it. Returns the fd or -errno (-EOPNOTSUPP
+ * or -EISDIR where the filesystem or kernel has no O_TMPFILE). */
+int fb_open_tmpfile(const char *dir, mode_t mode);
+
+/* Gives an O_TMPFILE fd a name; fails with -EEXIST if path exists. */
+int fb_link_fd(int fd, const char *path);
+
+/* rename(2) that fails with -EEXIST instead of replacing an existing path. */
+int fb_rename_noreplace(const char *from, const char *to);
+
+/* flock(LOCK_EX | LOCK_NB): 0, or -EWOULDBLOCK when another open file holds it. */
+int fb_flock_try(int fd);
 
 /* One syscall, no libc wrapper caching: used by the load generator. */
 long fb_getppid_raw(void);
