@@ -74,7 +74,7 @@ public final class SyscallLatencyDetector: Detector {
         "epoll_wait", "epoll_pwait", "epoll_pwait2", "futex", "futex_waitv", "rt_sigsuspend", "rt_sigtimedwait",
         "accept", "accept4", "msgrcv", "semop", "semtimedop", "mq_timedreceive", "io_getevents", "io_pgetevents",
         "io_uring_enter", "restart_syscall", "vfork", "sched_yield", "flock", "sigaltstack",
-    ].compactMap(syscallNumber(named:)))
+    ].compactMap { syscallNumber(named: $0) })
 
     /// fd syscalls that only wait when the fd is a pipe, socket, tty or anon fd.
     static let fdWaitKinds: Set<FdKind> = [.fifo, .socket, .char, .anon]
