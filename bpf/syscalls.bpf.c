@@ -12,8 +12,53 @@
  * never block, so most pay for a per-CPU lookup instead of two task-storage
  * lookups: about 75 ns less per syscall on these machines. */
 #include "flightbox.bpf.h"
+#include "syscall_table.h"
 
+/* Where the sys_enter and sys_exit tracepoints' registers hold a syscall's
+ * arguments, and whether a task is in a 32-bit syscall. */
+#if defined(__TARGET_ARCH_x86)
 #define TS_COMPAT 0x0002 /* x86 thread_info.status: in a 32-bit syscall */
+
+static __always_inline __u32 in_compat_syscall(struct task_struct *task)
+{
+	return task->thread_info.status & TS_COMPAT;
+}
+
+static __always_inline void entry_args(struct pt_regs *regs, __u32 compat, __u64 *args)
+{
+	if (compat) {
+		args[0] = (__u32)regs->bx;
+		args[1] = (__u32)regs->cx;
+		args[2] = (__u32)regs->dx;
+	} else {
+		args[0] = regs->di;
+		args[1] = regs->si;
+		args[2] = regs->dx;
+	}
+}
+
+#define ARG3(regs) ((regs)->r10)
+#define ARG4(regs) ((regs)->r8)
+#elif defined(__TARGET_ARCH_arm64)
+/* Not run yet: written from arm64's struct pt_regs and thread_info, never
+ * compiled against an arm64 vmlinux.h (none is committed) nor loaded. */
+#define TIF_32BIT 22 /* arm64 thread_info.flags: an AArch32 task */
+
+static __always_inline __u32 in_compat_syscall(struct task_struct *task)
+{
+	return (task->thread_info.flags >> TIF_32BIT) & 1;
+}
+
+static __always_inline void entry_args(struct pt_regs *regs, __u32 compat, __u64 *args)
+{
+	args[0] = compat ? (__u32)regs->regs[0] : regs->regs[0];
+	args[1] = compat ? (__u32)regs->regs[1] : regs->regs[1];
+	args[2] = compat ? (__u32)regs->regs[2] : regs->regs[2];
+}
+
+#define ARG3(regs) ((regs)->regs[3])
+#define ARG4(regs) ((regs)->regs[4])
+#endif
 
 #define S_IFMT 00170000
 #define S_IFSOCK 0140000
@@ -31,54 +76,39 @@ struct {
 	__type(value, struct fb_pending);
 } pending SEC(".maps");
 
-/* What each x86_64 syscall number is to the families: one bounded load per
- * syscall instead of a chain of comparisons on the hot path. */
-#define NR_FD 1   /* first argument is an fd worth classifying (a read that blocks on a pipe waits by design) */
-#define NR_FILE 2 /* reported by the files family */
-#define NR_PRIV 4 /* looked at by the privilege family */
-#define NR_WRITE 8 /* a write the files family summarizes per file */
-#define NR_CLOSE 16 /* ends an fd's write summary: close, dup2, dup3 */
-#define NR_MAX 512
-
-const volatile __u8 nr_class[NR_MAX] = {
-	[0] = NR_FD, [1] = NR_FD | NR_WRITE, [16] = NR_FD, [17] = NR_FD, [18] = NR_FD | NR_WRITE, [19] = NR_FD,
-	[20] = NR_FD | NR_WRITE, [3] = NR_CLOSE,
-	[42] = NR_FD, [43] = NR_FD, [44] = NR_FD, [45] = NR_FD, [46] = NR_FD, [47] = NR_FD,
-	[73] = NR_FD, [74] = NR_FD, [75] = NR_FD, [77] = NR_FD, [217] = NR_FD,
-	[232] = NR_FD, [275] = NR_FD, [277] = NR_FD, [281] = NR_FD, [285] = NR_FD, [288] = NR_FD,
-	[295] = NR_FD, [296] = NR_FD | NR_WRITE, [299] = NR_FD, [307] = NR_FD, [326] = NR_FD, [327] = NR_FD,
-	[328] = NR_FD | NR_WRITE,
-	[2] = NR_FILE, [85] = NR_FILE, [257] = NR_FILE, [437] = NR_FILE, [87] = NR_FILE, [263] = NR_FILE,
-	[82] = NR_FILE, [264] = NR_FILE, [316] = NR_FILE,
-	[105] = NR_PRIV, [106] = NR_PRIV, [113] = NR_PRIV, [114] = NR_PRIV, [117] = NR_PRIV, [119] = NR_PRIV,
-	[122] = NR_PRIV, [123] = NR_PRIV, [126] = NR_PRIV, [101] = NR_PRIV, [311] = NR_PRIV, [175] = NR_PRIV,
-	[313] = NR_PRIV, [321] = NR_PRIV, [319] = NR_PRIV, [165] = NR_PRIV, [90] = NR_PRIV, [91] = NR_PRIV,
-	[268] = NR_PRIV, [452] = NR_PRIV, [33] = NR_PRIV | NR_CLOSE, [292] = NR_PRIV | NR_CLOSE,
-};
+/* What each syscall number is to the families (FB_SC_* bits; the classes
+ * are bpf/syscalls/classes.txt, compiled into syscall_table.h): one bounded
+ * load per syscall instead of a chain of comparisons on the hot path. */
+const volatile __u8 nr_class[FB_SC_NR_MAX] = { FB_SC_CLASSES };
 
 static __always_inline __u8 classify(__u32 nr)
 {
-	return nr < NR_MAX ? nr_class[nr] : 0;
+	return nr < FB_SC_NR_MAX ? nr_class[nr] : 0;
+}
+
+/* Argument `i` (a constant, from syscall_table.h) of the syscall in `p`:
+ * 0-2 were kept at its entry, 3-4 are still in the registers at its exit;
+ * -1 (no such argument) gives 0. */
+static __always_inline __u64 sc_arg(struct fb_pending *p, struct pt_regs *regs, int i)
+{
+	switch (i) {
+	case 0: case 1: case 2: return p->args[i];
+	case 3: return ARG3(regs);
+	case 4: return ARG4(regs);
+	default: return 0;
+	}
 }
 
 #define FB_AT_FDCWD -100
 #define E2BIG 7
 
-/* x86_64 syscalls the privilege family looks at, and what each is. */
+/* What a syscall the privilege family looks at is (FB_PRIV_*), 0 for others. */
 static __always_inline __u32 priv_op(__u32 nr)
 {
 	switch (nr) {
-	case 105: case 106: case 113: case 114: case 117: case 119: case 122: case 123:
-		return FB_PRIV_SETID;
-	case 126: return FB_PRIV_CAPSET;
-	case 101: return FB_PRIV_PTRACE;
-	case 311: return FB_PRIV_VM_WRITE;
-	case 175: case 313: return FB_PRIV_MODULE;
-	case 321: return FB_PRIV_BPF;
-	case 319: return FB_PRIV_MEMFD;
-	case 165: return FB_PRIV_MOUNT;
-	case 90: case 91: case 268: case 452: return FB_PRIV_CHMOD_EXEC;
-	case 33: case 292: return FB_PRIV_DUP_STDIO;
+#define X(nr_, op_, str_, str2_, str3_, mode_, fd_) case nr_: return op_;
+	FB_SC_PRIV_OPS(X)
+#undef X
 	default: return 0;
 	}
 }
@@ -99,29 +129,30 @@ static __always_inline long read_priv_str(void *dst, __u64 src)
 static __always_inline void emit_priv(struct fb_batch *b, struct fb_pending *p, struct task_struct *task,
 				      struct pt_regs *regs, __u64 ts, long ret)
 {
-	__u32 op = priv_op(p->nr);
-	__u64 a3 = regs->r10, s1 = 0, s2 = 0, s3 = 0;
+	__u32 op;
+	__u64 a3 = sc_arg(p, regs, 3), s1, s2, s3, mode, fd;
 	struct fb_priv *e;
 	long n1, n2 = 0, n3 = 0;
 
-	if (!op)
+	switch (p->nr) {
+#define X(nr_, op_, str_, str2_, str3_, mode_, fd_) \
+	case nr_: \
+		op = op_; \
+		s1 = sc_arg(p, regs, str_); \
+		s2 = sc_arg(p, regs, str2_); \
+		s3 = sc_arg(p, regs, str3_); \
+		mode = sc_arg(p, regs, mode_); \
+		fd = sc_arg(p, regs, fd_); \
+		break;
+	FB_SC_PRIV_OPS(X)
+#undef X
+	default:
 		return;
-	if (op == FB_PRIV_CHMOD_EXEC) {
-		__u64 mode = p->nr == 90 || p->nr == 91 ? p->args[1] : p->args[2];
-
-		if (!(mode & 0111))
-			return;
-		s1 = p->nr == 90 ? p->args[0] : p->nr == 91 ? 0 : p->args[1];
-	} else if (op == FB_PRIV_DUP_STDIO) {
-		if (p->args[1] > 2)
-			return;
-	} else if (op == FB_PRIV_MEMFD) {
-		s1 = p->args[0];
-	} else if (op == FB_PRIV_MOUNT) {
-		s1 = p->args[0];
-		s2 = p->args[1];
-		s3 = p->args[2];
 	}
+	if (op == FB_PRIV_CHMOD_EXEC && !(mode & 0111))
+		return;
+	if (op == FB_PRIV_DUP_STDIO && fd > 2)
+		return;
 	e = fb_batch_room(b, sizeof(*e) + 3 * FB_MAX_PRIV_STR);
 	if (!e)
 		return;
@@ -163,23 +194,26 @@ static __always_inline void emit_file(struct fb_batch *b, struct fb_pending *p, 
 	long n1, n2 = 0;
 
 	switch (p->nr) {
-	case 2: op = FB_FILE_OPEN; path = (void *)p->args[0]; flags = p->args[1]; mode = p->args[2]; break;
-	case 85: op = FB_FILE_OPEN; path = (void *)p->args[0]; flags = 0x241; mode = p->args[1]; break;
-	case 257: op = FB_FILE_OPEN; dirfd = p->args[0]; path = (void *)p->args[1]; flags = p->args[2]; mode = regs->r10; break;
-	case 437: {
-		__u64 how[2] = {};
-
-		op = FB_FILE_OPEN; dirfd = p->args[0]; path = (void *)p->args[1];
-		bpf_probe_read_user(how, sizeof(how), (void *)p->args[2]);
-		flags = how[0]; mode = how[1];
+#define X(nr_, op_, dirfd_, path_, path2_, flags_, mode_, how_, implied_) \
+	case nr_: \
+		op = op_; \
+		if ((dirfd_) >= 0) \
+			dirfd = sc_arg(p, regs, dirfd_); \
+		path = (const char *)sc_arg(p, regs, path_); \
+		path2 = (const char *)sc_arg(p, regs, path2_); \
+		flags = (flags_) >= 0 ? sc_arg(p, regs, flags_) : (implied_); \
+		mode = sc_arg(p, regs, mode_); \
+		if ((how_) >= 0) { /* openat2's struct open_how: flags, mode */ \
+			__u64 how[2] = {}; \
+			bpf_probe_read_user(how, sizeof(how), (void *)sc_arg(p, regs, how_)); \
+			flags = how[0]; \
+			mode = how[1]; \
+		} \
 		break;
-	}
-	case 87: op = FB_FILE_UNLINK; path = (void *)p->args[0]; break;
-	case 263: op = FB_FILE_UNLINK; dirfd = p->args[0]; path = (void *)p->args[1]; flags = p->args[2]; break;
-	case 82: op = FB_FILE_RENAME; path = (void *)p->args[0]; path2 = (void *)p->args[1]; break;
-	case 264: op = FB_FILE_RENAME; dirfd = p->args[0]; path = (void *)p->args[1]; path2 = (void *)regs->r10; break;
-	case 316: op = FB_FILE_RENAME; dirfd = p->args[0]; path = (void *)p->args[1]; path2 = (void *)regs->r10; flags = regs->r8; break;
-	default: return;
+	FB_SC_FILE_OPS(X)
+#undef X
+	default:
+		return;
 	}
 	e = fb_batch_room(b, sizeof(*e) + 2 * FB_MAX_PATH);
 	if (!e)
@@ -376,15 +410,30 @@ static __always_inline void account_write(struct fb_batch *b, struct fb_pending 
 /* close(fd), or dup2/dup3 onto it: the summary of what was written to the
  * file it referred to ends here. */
 static __always_inline void end_writes(struct fb_batch *b, struct fb_pending *p, struct task_struct *task,
-				       __u64 now, long ret)
+				       struct pt_regs *regs, __u64 now, long ret)
 {
-	struct wkey k = { .tgid = task->tgid, .fd = (__s32)(p->nr == 3 ? p->args[0] : p->args[1]) };
+	struct wkey k = { .tgid = task->tgid };
 	struct wstate *v;
+	__u64 fd, oldfd;
+	bool dup;
 
+	switch (p->nr) {
+#define X(nr_, fd_, oldfd_) \
+	case nr_: \
+		fd = sc_arg(p, regs, fd_); \
+		oldfd = sc_arg(p, regs, oldfd_); \
+		dup = (oldfd_) >= 0; \
+		break;
+	FB_SC_CLOSE_OPS(X)
+#undef X
+	default:
+		return;
+	}
 	/* A failed dup, or one onto its own fd, closed nothing (a failed close
 	 * still released the fd). */
-	if (p->nr != 3 && (ret < 0 || p->args[0] == p->args[1]))
+	if (dup && (ret < 0 || oldfd == fd))
 		return;
+	k.fd = (__s32)fd;
 	v = bpf_map_lookup_elem(&writes, &k);
 	if (!v)
 		return;
@@ -405,7 +454,8 @@ int BPF_PROG(fb_sys_enter, struct pt_regs *regs, long id)
 		return 0;
 	/* Without the syscalls family, stash only what the others report. */
 	if (!fb_cfg.emit_syscalls &&
-	    !(classify(id) & ((fb_cfg.emit_files ? NR_FILE | NR_WRITE | NR_CLOSE : 0) | (fb_cfg.emit_priv ? NR_PRIV : 0))))
+	    !(classify(id) & ((fb_cfg.emit_files ? FB_SC_FILE | FB_SC_WRITE | FB_SC_CLOSE : 0) |
+			      (fb_cfg.emit_priv ? FB_SC_PRIV : 0))))
 		return 0;
 	b = fb_batch_get();
 	if (!b)
@@ -413,17 +463,9 @@ int BPF_PROG(fb_sys_enter, struct pt_regs *regs, long id)
 	p = &b->pending;
 	p->nr = id;
 	p->task = (__u64)task;
-	p->compat = task->thread_info.status & TS_COMPAT;
-	if (p->compat) {
-		p->args[0] = (__u32)regs->bx;
-		p->args[1] = (__u32)regs->cx;
-		p->args[2] = (__u32)regs->dx;
-	} else {
-		p->args[0] = regs->di;
-		p->args[1] = regs->si;
-		p->args[2] = regs->dx;
-	}
-	if (fb_cfg.emit_priv && (classify(id) & NR_PRIV) && priv_op(id) <= FB_PRIV_CAPSET) {
+	p->compat = in_compat_syscall(task);
+	entry_args(regs, p->compat, p->args);
+	if (fb_cfg.emit_priv && (classify(id) & FB_SC_PRIV) && priv_op(id) <= FB_PRIV_CAPSET) {
 		p->old_uid = task->cred->uid.val;
 		p->old_euid = task->cred->euid.val;
 	}
@@ -505,7 +547,7 @@ int BPF_PROG(fb_sys_exit, struct pt_regs *regs, long ret)
 	e->nr = nr;
 	e->fd_kind = FB_FD_UNRESOLVED;
 	e->_pad[0] = e->_pad[1] = e->_pad[2] = 0;
-	if (e->duration_ns >= fb_cfg.resolve_fd_after_ns && !p->compat && (classify(nr) & NR_FD))
+	if (e->duration_ns >= fb_cfg.resolve_fd_after_ns && !p->compat && (classify(nr) & FB_SC_FD))
 		e->fd_kind = fd_kind(task, e->args[0]);
 	b->used += sizeof(*e);
 	b->count++;
@@ -513,15 +555,15 @@ files:
 	if ((fb_cfg.emit_files || fb_cfg.emit_priv) && !p->compat) {
 		__u8 cls = classify(p->nr);
 
-		if (fb_cfg.emit_files && (cls & (NR_FILE | NR_WRITE | NR_CLOSE))) {
-			if (cls & NR_FILE)
+		if (fb_cfg.emit_files && (cls & (FB_SC_FILE | FB_SC_WRITE | FB_SC_CLOSE))) {
+			if (cls & FB_SC_FILE)
 				emit_file(b, p, task, regs, ts, ret);
-			else if (cls & NR_WRITE)
+			else if (cls & FB_SC_WRITE)
 				account_write(b, p, task, ts, now, ret);
 			else
-				end_writes(b, p, task, now, ret);
+				end_writes(b, p, task, regs, now, ret);
 		}
-		if (fb_cfg.emit_priv && (cls & NR_PRIV))
+		if (fb_cfg.emit_priv && (cls & FB_SC_PRIV))
 			emit_priv(b, p, task, regs, ts, ret);
 	}
 	if (!b->first_ts)

@@ -70,15 +70,21 @@ extension Detector {
     public func finish(context: DetectorContext) {}
 }
 
-/// What the engine knows that detectors share: event time and processes.
+/// What the engine knows that detectors share: event time, processes, and
+/// the numbering of the stream's syscalls.
 public final class DetectorContext {
     /// Event time: the largest timestamp seen so far. Syscall records carry
     /// their entry time and arrive at exit, so raw timestamps are not monotonic.
     public internal(set) var now: UInt64 = 0
     public let processes: ProcessTable
+    /// The architecture the events were recorded on: what their syscall numbers mean.
+    public let arch: SyscallArch
     var emitted: [Finding] = []
 
-    init(processes: ProcessTable) { self.processes = processes }
+    init(processes: ProcessTable, arch: SyscallArch) {
+        self.processes = processes
+        self.arch = arch
+    }
 
     public func emit(_ finding: Finding) { emitted.append(finding) }
 }
@@ -120,9 +126,11 @@ public final class DetectorEngine {
     public private(set) var findings: [Finding] = []
     public private(set) var eventsSeen: UInt64 = 0
 
-    public init(detectors: [Detector], snapshot: ProcessSnapshot?, onFinding: ((Finding) -> Void)? = nil) {
+    /// `arch`: the numbering of the events' syscalls, this machine's live and
+    /// the trace's on replay (`SyscallArch(schema:machine:)` of its metadata).
+    public init(detectors: [Detector], snapshot: ProcessSnapshot?, arch: SyscallArch = .host, onFinding: ((Finding) -> Void)? = nil) {
         self.detectors = detectors
-        context = DetectorContext(processes: ProcessTable(snapshot: snapshot))
+        context = DetectorContext(processes: ProcessTable(snapshot: snapshot), arch: arch)
         nextBoundary = detectors.map { _ in nil }
         self.onFinding = onFinding
     }

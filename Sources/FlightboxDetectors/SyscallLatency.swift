@@ -68,19 +68,13 @@ public final class SyscallLatencyDetector: Detector {
 
     public init() {}
 
-    /// x86_64 numbers of syscalls that block by design, whatever their argument.
-    static let waitsByDesign: Set<UInt32> = Set([
-        "nanosleep", "clock_nanosleep", "pause", "wait4", "waitid", "poll", "ppoll", "select", "pselect6",
-        "epoll_wait", "epoll_pwait", "epoll_pwait2", "futex", "futex_waitv", "rt_sigsuspend", "rt_sigtimedwait",
-        "accept", "accept4", "msgrcv", "semop", "semtimedop", "mq_timedreceive", "io_getevents", "io_pgetevents",
-        "io_uring_enter", "restart_syscall", "vfork", "sched_yield", "flock", "sigaltstack",
-    ].compactMap(syscallNumber(named:)))
-
     /// fd syscalls that only wait when the fd is a pipe, socket, tty or anon fd.
     static let fdWaitKinds: Set<FdKind> = [.fifo, .socket, .char, .anon]
 
-    static func waitsByDesign(_ e: Event) -> Bool {
-        if waitsByDesign.contains(e.syscallNumber) { return true }
+    /// Syscalls that block by design whatever their arguments are the wait
+    /// class of bpf/syscalls/classes.txt, in the numbering of `arch`.
+    static func waitsByDesign(_ e: Event, arch: SyscallArch) -> Bool {
+        if arch.table.classes(e.syscallNumber).contains(.wait) { return true }
         return fdWaitKinds.contains(e.syscallFdKind)
     }
 
@@ -97,7 +91,7 @@ public final class SyscallLatencyDetector: Detector {
         }
         // ia32 calls are numbered differently and this detector has no table
         // of which ones wait by design: judging them would flag 32-bit sleeps.
-        if e.isCompatSyscall || SyscallLatencyDetector.waitsByDesign(e) { return }
+        if e.isCompatSyscall || SyscallLatencyDetector.waitsByDesign(e, arch: context.arch) { return }
         let nr = e.syscallNumber
         let d = e.syscallDuration
         var s = states[e.pid, default: [:]][nr] ?? State()
@@ -117,7 +111,7 @@ public final class SyscallLatencyDetector: Detector {
         let p50 = s.hist.quantileBucket(0.5)
         let p99Upper = Log2Histogram.upperBound(p99)
         let ratio = Double(d) / Double(max(p99Upper, 1))
-        let name = e.syscallDisplayName
+        let name = e.syscallDisplayName(arch: context.arch)
         let kind = e.syscallFdKind
         let on = kind == .unresolved ? "" : " on a \(kind.name) fd"
         let comm = context.processes.comm(e.pid)

@@ -352,8 +352,12 @@ public struct Event {
     @inlinable public var syscallNumber: UInt32 { u32(Offsets.scNr) }
     /// A 32-bit (ia32) syscall: number and arguments follow that ABI.
     @inlinable public var isCompatSyscall: Bool { flags & syscallCompatFlag != 0 }
-    /// The syscall's name in its ABI ("ia32:N" for 32-bit calls, which have their own numbering).
-    public var syscallDisplayName: String { isCompatSyscall ? "ia32:\(syscallNumber)" : syscallName(syscallNumber) }
+    /// The syscall's name in its ABI ("ia32:N" for 32-bit calls, which have their own numbering),
+    /// in the numbering of the trace (`arch`; by default this machine's).
+    public func syscallDisplayName(arch: SyscallArch = .host) -> String {
+        isCompatSyscall ? "ia32:\(syscallNumber)" : syscallName(syscallNumber, arch: arch)
+    }
+    public var syscallDisplayName: String { syscallDisplayName() }
     @inlinable public var syscallDuration: UInt64 { u64(Offsets.scDuration) }
     @inlinable public var syscallReturn: Int64 { base.loadUnaligned(fromByteOffset: Offsets.scRet, as: Int64.self) }
     @inlinable public func syscallArg(_ i: Int) -> UInt64 { u64(Offsets.scArgs + 8 * i) }
@@ -588,18 +592,6 @@ public enum FdKind: UInt8, Sendable {
         case .bad: "bad"
         }
     }
-}
-
-/// Name of a syscall number on the recording machine's architecture.
-public func syscallName(_ nr: UInt32) -> String {
-    let i = Int(nr)
-    if i < x86_64SyscallNames.count, !x86_64SyscallNames[i].isEmpty { return x86_64SyscallNames[i] }
-    return "syscall_\(nr)"
-}
-
-/// Syscall number for a name, for filters given by name.
-public func syscallNumber(named name: String) -> UInt32? {
-    x86_64SyscallNames.firstIndex(of: name).map { UInt32($0) }
 }
 
 /// Encodes records into wire bytes: used by tests, fixtures and user-space

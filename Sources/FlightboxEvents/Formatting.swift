@@ -1,6 +1,7 @@
 extension Event {
-    /// The event as one JSON object with stable key order.
-    public func json(comm: String? = nil) -> JSON {
+    /// The event as one JSON object with stable key order; syscall numbers are
+    /// named in `arch`'s numbering (the trace's, see `SyscallArch(schema:machine:)`).
+    public func json(comm: String? = nil, arch: SyscallArch = .host) -> JSON {
         var kv: [(String, JSON)] = [
             ("seq", .uint(sequence)), ("ts_ns", .uint(timestamp)),
             ("type", .string(type?.name ?? "unknown_\(rawType)")),
@@ -10,7 +11,7 @@ extension Event {
         switch type {
         case .syscall:
             kv += [
-                ("syscall", .string(syscallDisplayName)), ("nr", .uint(UInt64(syscallNumber))), ("compat", .bool(isCompatSyscall)),
+                ("syscall", .string(syscallDisplayName(arch: arch))), ("nr", .uint(UInt64(syscallNumber))), ("compat", .bool(isCompatSyscall)),
                 ("duration_ns", .uint(syscallDuration)), ("ret", .int(syscallReturn)),
                 ("args", .array((0..<Event.syscallArgCount).map { .uint(syscallArg($0)) })),
                 ("fd_kind", .string(syscallFdKind.name)),
@@ -41,7 +42,7 @@ extension Event {
                    ("blocked_state", .uint(UInt64(schedBlockedState))), ("task_comm", .string(schedComm))]
         case .privilege:
             let strs = privilegeStrings
-            kv += [("op", .string(privilegeOpName)), ("syscall", .string(syscallName(privilegeSyscall))),
+            kv += [("op", .string(privilegeOpName)), ("syscall", .string(syscallName(privilegeSyscall, arch: arch))),
                    ("ret", .int(privilegeReturn)), ("args", .array((0..<4).map { .uint(privilegeArg($0)) })),
                    ("uid", .uint(UInt64(privilegeUid))), ("euid", .uint(UInt64(privilegeEuid))),
                    ("old_uid", .uint(UInt64(privilegeOldUid))), ("old_euid", .uint(UInt64(privilegeOldEuid))),
@@ -89,7 +90,7 @@ extension Event {
     }
 
     /// One human-readable line; `ts` is already formatted by the caller.
-    public func text(ts: String, comm: String?) -> String {
+    public func text(ts: String, comm: String?, arch: SyscallArch = .host) -> String {
         let who = "\(comm ?? "?")[\(pid)/\(tid)]"
         let what: String
         switch type {
@@ -97,7 +98,7 @@ extension Event {
             let ret = syscallReturn
             let r = ret < 0 && ret > -4096 ? "-\(errnoName(Int32(-ret)))" : String(ret)
             let kind = syscallFdKind == .unresolved ? "" : " fd=\(syscallFdKind.name)"
-            what = "\(syscallDisplayName)(0x\(String(syscallArg(0), radix: 16)), 0x\(String(syscallArg(1), radix: 16)), 0x\(String(syscallArg(2), radix: 16))) = \(r) <\(formatDuration(syscallDuration))>\(kind)"
+            what = "\(syscallDisplayName(arch: arch))(0x\(String(syscallArg(0), radix: 16)), 0x\(String(syscallArg(1), radix: 16)), 0x\(String(syscallArg(2), radix: 16))) = \(r) <\(formatDuration(syscallDuration))>\(kind)"
         case .fork:
             what = "\(isThreadFork ? "clone thread" : "fork") -> \(childPid)/\(childTid) \(forkComm)"
         case .exec:
@@ -126,7 +127,7 @@ extension Event {
             let r = privilegeReturn
             let res = r < 0 && r > -4096 ? "-\(errnoName(Int32(-r)))" : String(r)
             let strs = privilegeStrings.filter { !$0.isEmpty }.joined(separator: " ")
-            what = "\(privilegeOpName): \(syscallName(privilegeSyscall))(0x\(String(privilegeArg(0), radix: 16)), 0x\(String(privilegeArg(1), radix: 16))) = \(res) uid \(privilegeOldUid)->\(privilegeUid) euid \(privilegeOldEuid)->\(privilegeEuid)\(strs.isEmpty ? "" : " " + strs)"
+            what = "\(privilegeOpName): \(syscallName(privilegeSyscall, arch: arch))(0x\(String(privilegeArg(0), radix: 16)), 0x\(String(privilegeArg(1), radix: 16))) = \(res) uid \(privilegeOldUid)->\(privilegeUid) euid \(privilegeOldEuid)->\(privilegeEuid)\(strs.isEmpty ? "" : " " + strs)"
         case .block:
             what = "block \(blockOpName) dev \(blockDevice >> 20):\(blockDevice & 0xfffff) sector \(blockSector) \(blockBytes) bytes <\(formatDuration(blockLatency))>\(blockError != 0 ? " error \(blockError)" : "")"
         case .signal:

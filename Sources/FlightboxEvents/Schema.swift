@@ -117,6 +117,6 @@ public enum EventSchema {
                 field("memcg", "char[\(nameLength)]", \fb_oom.memcg, nameLength),
             ]),
         ]
-        return .object([("header", .array(header)), ("types", .array(types)), ("syscall_table", .string("x86_64"))])
+        return .object([("header", .array(header)), ("types", .array(types)), ("syscall_table", .string(SyscallArch.host.rawValue))])
     }
 }

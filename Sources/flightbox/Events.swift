@@ -43,6 +43,7 @@ struct Events: ParsableCommand {
         let reader = try openTrace(file)
         let (from, to) = try window.resolve(reader)
         let names = ProcessTable(snapshot: reader.snapshot)
+        let arch = SyscallArch(schema: reader.metadata.schema, machine: reader.metadata.machine)
         let base = reader.firstTimestamp ?? 0
         let out = Output()
         var printed = 0
@@ -54,7 +55,7 @@ struct Events: ParsableCommand {
             if let pid, e.pid != pid { return }
             if let wanted, e.rawType != wanted { return }
             let comm = names.comm(e.pid)
-            out.line(format == .json ? e.json(comm: comm).serialized() : e.text(ts: formatOffset(e.timestamp, from: base), comm: comm))
+            out.line(format == .json ? e.json(comm: comm, arch: arch).serialized() : e.text(ts: formatOffset(e.timestamp, from: base), comm: comm, arch: arch))
             printed += 1
         }
         out.flush()
@@ -76,7 +77,8 @@ struct Replay: ParsableCommand {
         let (from, to) = try window.resolve(reader)
         let out = Output()
         let meta = reader.metadata
-        let engine = DetectorEngine(detectors: list, snapshot: reader.snapshot) { f in
+        let arch = SyscallArch(schema: meta.schema, machine: meta.machine)
+        let engine = DetectorEngine(detectors: list, snapshot: reader.snapshot, arch: arch) { f in
             out.line(format == .json ? f.jsonLine : formatFinding(f, metadata: meta))
         }
         reader.forEachEvent(from: from, to: to) { engine.process($0) }

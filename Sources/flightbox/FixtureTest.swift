@@ -28,7 +28,8 @@ struct FixtureTest: ParsableCommand {
             let base = "\(directory)/\(name)"
             let expected = (readText("\(base)/expected-findings.jsonl") ?? "").split(separator: "\n").map(String.init)
             let reader = try openTrace("\(base)/trace.fbt")
-            let engine = DetectorEngine(detectors: try makeDetectors(nil), snapshot: reader.snapshot)
+            let arch = SyscallArch(schema: reader.metadata.schema, machine: reader.metadata.machine)
+            let engine = DetectorEngine(detectors: try makeDetectors(nil), snapshot: reader.snapshot, arch: arch)
             reader.forEachEvent { engine.process($0) }
             engine.finish()
             let actual = engine.findings.map(\.jsonLine)

@@ -9,8 +9,9 @@ let nrNanosleep = syscallNumber(named: "nanosleep")!
 let nrFutex = syscallNumber(named: "futex")!
 
 /// Runs the engine over synthetic records and returns the findings.
-func detect(_ records: [[UInt8]], detectors: [Detector] = [SyscallLatencyDetector()], snapshot: ProcessSnapshot? = nil) -> [Finding] {
-    let engine = DetectorEngine(detectors: detectors, snapshot: snapshot)
+func detect(_ records: [[UInt8]], detectors: [Detector] = [SyscallLatencyDetector()], snapshot: ProcessSnapshot? = nil,
+            arch: SyscallArch = .host) -> [Finding] {
+    let engine = DetectorEngine(detectors: detectors, snapshot: snapshot, arch: arch)
     for (i, r) in records.enumerated() {
         r.withUnsafeBytes { engine.process(Event.validated($0, sequence: UInt64(i))!) }
     }
@@ -80,6 +81,18 @@ final class SyscallLatencyTests: XCTestCase {
         recs.append(EventEncoder.syscall(ts: ts + 1, pid: 42, tid: 42, nr: nrNanosleep, duration: 5_000_000_000))
         recs.append(EventEncoder.syscall(ts: ts + 2, pid: 42, tid: 42, nr: nrFutex, duration: 5_000_000_000))
         XCTAssertEqual(detect(recs), [])
+    }
+
+    /// What waits by design follows the numbering of the events: 101 is
+    /// nanosleep on arm64 (never judged) and ptrace on x86_64 (judged).
+    func testWaitsByDesignFollowTheTraceArchitecture() {
+        var ts: UInt64 = 0
+        var recs = fastCalls(200, nr: 101, from: &ts)
+        recs.append(EventEncoder.syscall(ts: ts + 1, pid: 42, tid: 42, nr: 101, duration: 5_000_000_000))
+        XCTAssertEqual(detect(recs, arch: .arm64), [])
+        let x86 = detect(recs, arch: .x86_64)
+        XCTAssertEqual(x86.count, 1)
+        XCTAssertEqual(x86.first?.evidence["syscall"]?.stringValue, "ptrace")
     }
 
     func testBelowAbsoluteFloorIsNotFlagged() {
