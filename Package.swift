@@ -39,12 +39,16 @@ let package = Package(
         ),
         // A workload with exactly known syscalls, for tests, fixtures and `flightbox bench`.
         .executableTarget(name: "flightbox-load", dependencies: ["CFlightboxSys"]),
+        // Generates what derives from bpf/events.h (`swift run flightbox-codegen`).
+        .target(name: "FlightboxCodegen"),
+        .executableTarget(name: "flightbox-codegen", dependencies: ["FlightboxCodegen"]),
         // The reader's fuzz target (scripts/fuzz.sh builds it with libFuzzer).
         .executableTarget(name: "flightbox-fuzz", dependencies: ["FlightboxFormat"]),
 
         .plugin(name: "FlightboxBPFBuild", capability: .buildTool()),
 
         .testTarget(name: "FlightboxEventsTests", dependencies: ["FlightboxEvents"]),
+        .testTarget(name: "FlightboxCodegenTests", dependencies: ["FlightboxCodegen", "FlightboxEvents"]),
         .testTarget(name: "FlightboxFormatTests", dependencies: ["FlightboxFormat", "FlightboxEvents"]),
         .testTarget(name: "FlightboxDetectorsTests", dependencies: ["FlightboxDetectors", "FlightboxFormat", "FlightboxEvents"]),
         .testTarget(

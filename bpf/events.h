@@ -13,6 +13,22 @@
  * Changing a struct: only append fields, bump nothing. The schema written
  * into every trace's metadata records the offsets, so older traces stay
  * readable (format/SPEC.md, "Schema").
+ *
+ * Everything else is generated from this file by `swift run flightbox-codegen`
+ * (Sources/FlightboxCodegen): the Swift offsets, typed views and encoders, the
+ * schema, the JSON field walk and the record tables of format/SPEC.md. It
+ * reads these annotations in comments:
+ *   @event NAME          before a struct: the struct is the wire record of the
+ *                        event type whose enum fb_event_type entry is named in
+ *                        the same line (@event FB_EV_SYSCALL syscall)
+ *   @trailing NAME KIND  on a u16 length field: a variable part of that many
+ *                        bytes follows the fixed part, in field order; KIND is
+ *                        bytes or strings (each followed by one NUL)
+ *   @was NAME            on a field renamed since traces were written with
+ *                        NAME: readers map the old name onto the new one
+ * Fields whose name starts with '_' are padding and not in the schema. The
+ * comment after a field, and the comment before a struct, are its
+ * documentation in SPEC.md. CONTRIBUTING.md has the checklist for changes.
  */
 #ifndef FLIGHTBOX_EVENTS_H
 #define FLIGHTBOX_EVENTS_H
@@ -131,46 +147,57 @@ struct fb_header {
 
 #define FB_F_SYSCALL_COMPAT 0x1 /* a 32-bit (ia32) syscall: nr and args in that ABI */
 
-/* A syscall, paired in the kernel: header ts is the entry time. */
+/* @event FB_EV_SYSCALL syscall
+ * A syscall, paired in the kernel: header ts is the entry time. Flag 0x1: a
+ * 32-bit (ia32) syscall, whose nr and args follow that ABI (args are ebx,
+ * ecx, edx). */
 struct fb_syscall {
 	struct fb_header h;
-	__u64 duration_ns;
-	__s64 ret;
-	__u64 args[FB_SYSCALL_ARGS];
-	__u32 nr;
-	__u8 fd_kind; /* enum fb_fd_kind */
+	__u64 duration_ns; /* entry to exit */
+	__s64 ret;         /* the return value: -errno on failure */
+	__u64 args[FB_SYSCALL_ARGS]; /* the first three arguments */
+	__u32 nr;          /* the syscall number, in the numbering of the trace's syscall_table */
+	__u8 fd_kind;      /* enum fb_fd_kind: what the fd in args[0] is (0 unresolved, 1 regular, 2 directory, 3 char, 4 block, 5 fifo, 6 socket, 7 symlink, 8 anon, 9 bad fd); resolved only for fd syscalls slower than resolve_fd_after_ns */
 	__u8 _pad[3];
 };
 
 #define FB_F_FORK_THREAD 0x1 /* clone(CLONE_THREAD): a new thread, not a process */
 
-/* fork/clone: header pid/tid are the parent's. */
+/* @event FB_EV_FORK fork
+ * fork/clone: header pid/tid are the parent's. Flag 0x1: a thread (clone
+ * with CLONE_THREAD), not a process. */
 struct fb_fork {
 	struct fb_header h;
 	__u32 child_pid;
 	__u32 child_tid;
-	char comm[FB_COMM_LEN]; /* the child's */
+	char comm[FB_COMM_LEN]; /* the child's command name */
 };
 
 #define FB_F_EXEC_TRUNCATED 0x1 /* filename or argv was longer than captured */
 
-/* exec: followed by filename_len bytes of filename (no NUL), then argv_len
- * bytes of argv, each argument followed by one NUL. */
+/* @event FB_EV_EXEC exec
+ * exec: followed by filename_len bytes of filename (no NUL), then argv_len
+ * bytes of argv, each argument followed by one NUL (a truncated last argument
+ * may lack its NUL). Flag 0x1: filename or argv was longer than captured
+ * (511 and 2048 bytes). */
 struct fb_exec {
 	struct fb_header h;
 	__u32 old_tid; /* tid that called exec (a non-leader thread becomes the leader) */
 	__u32 ppid;
 	__u32 uid;
-	__u16 filename_len;
-	__u16 argv_len;
+	__u16 filename_len; /* @trailing filename bytes */
+	__u16 argv_len;     /* @trailing argv strings */
 	__u16 argc; /* arguments captured in argv */
 	__u16 _pad0;
 	__u32 _pad1;
-	char comm[FB_COMM_LEN];
+	char comm[FB_COMM_LEN]; /* the command name after the exec */
 };
 
 #define FB_F_EXIT_GROUP 0x1 /* the last thread: the process is gone */
 
+/* @event FB_EV_EXIT exit
+ * A task exited. Flag 0x1: the last thread, the process is gone; otherwise
+ * one thread exited. */
 struct fb_exit {
 	struct fb_header h;
 	__s32 status; /* as from wait(2): exit code << 8 | terminating signal */
@@ -182,30 +209,32 @@ struct fb_exit {
 #define FB_MAX_PATH 256
 #define FB_F_FILE_TRUNCATED 0x1 /* a path was longer than captured */
 
-/* A file operation, from its syscall: header ts is the entry time. Followed
+/* @event FB_EV_FILE file
+ * A file operation, from its syscall: header ts is the entry time. Followed
  * by path_len bytes of path (as the caller gave it, no NUL), then path2_len
  * bytes of the second path. Paths are read from the caller's memory when the
- * syscall returns. */
+ * syscall returns. Flag 0x1: a path was longer than the 255 bytes captured. */
 struct fb_file {
 	struct fb_header h;
 	__s64 ret;   /* fd, 0, or -errno */
-	__u32 op;    /* enum fb_file_op */
+	__u32 op;    /* enum fb_file_op: 1 open, 2 unlink, 3 rename */
 	__s32 dirfd; /* AT_FDCWD (-100) for paths relative to the working directory */
-	__u32 flags; /* open(2) flags, unlinkat/renameat2 flags */
+	__u32 open_flags; /* @was flags; open(2) flags, unlinkat/renameat2 flags */
 	__u32 mode;  /* open(2) mode */
-	__u16 path_len;
-	__u16 path2_len;
+	__u16 path_len;  /* @trailing path bytes */
+	__u16 path2_len; /* @trailing path2 bytes; the new name of a rename */
 	__u32 _pad;
 };
 
-/* A signal sent or delivered. For generate, the header's pid/tid are the
+/* @event FB_EV_SIGNAL signal
+ * A signal sent or delivered. For generate, the header's pid/tid are the
  * task that sent it (the kernel itself for faults and SIGCHLD: then the task
  * that caused it) and target_* the receiver; for deliver both are the receiver. */
 struct fb_signal {
 	struct fb_header h;
 	__s32 sig;
 	__s32 code;   /* si_code: 0 SI_USER (kill), -6 SI_TKILL, 128 SI_KERNEL, ... */
-	__u32 op;     /* enum fb_signal_op */
+	__u32 op;     /* enum fb_signal_op: 1 generate, 2 deliver */
 	__s32 result; /* generate: 0 delivered, 1 ignored, 2 already pending, 3 overflow, 4 info lost */
 	__u32 target_pid;
 	__u32 target_tid;
@@ -214,7 +243,8 @@ struct fb_signal {
 	char target_comm[FB_COMM_LEN];
 };
 
-/* A block I/O request, at completion. Header ts is the issue time and
+/* @event FB_EV_BLOCK block
+ * A block I/O request, at completion. Header ts is the issue time and
  * pid/tid/comm the task that issued it (often a kernel worker for buffered
  * writes); cpu is where it completed. */
 struct fb_block {
@@ -225,40 +255,44 @@ struct fb_block {
 	__u32 bytes; /* completed */
 	__u32 op;    /* REQ_OP_*: 0 read, 1 write, 2 flush, 3 discard, 5 secure erase, 9 write zeroes */
 	__s32 error; /* blk_status_t: 0 ok */
-	char comm[FB_COMM_LEN];
+	char comm[FB_COMM_LEN]; /* the issuing task's command name */
 };
 
 #define FB_MAX_PRIV_STR 128
 
-/* A syscall that changes privileges or the integrity of the system, at its
+/* @event FB_EV_PRIV privilege
+ * A syscall that changes privileges or the integrity of the system, at its
  * exit. Followed by str_len, str2_len and str3_len bytes of strings (see
- * enum fb_priv_op), read from the caller's memory at exit. */
+ * enum fb_priv_op), read from the caller's memory at exit, each at most 127
+ * bytes. */
 struct fb_priv {
 	struct fb_header h;
 	__s64 ret;
-	__u32 nr; /* the syscall (x86_64) */
-	__u32 op; /* enum fb_priv_op */
+	__u32 nr; /* the syscall, in the numbering of the trace's syscall_table */
+	__u32 op; /* enum fb_priv_op: 1 setid, 2 capset, 3 ptrace, 4 process_vm_writev, 5 module, 6 bpf, 7 memfd_create, 8 mount, 9 chmod adding an exec bit, 10 dup onto fd 0-2 */
 	__u64 args[4];
 	__u32 uid, euid;         /* after the call */
-	__u32 old_uid, old_euid; /* before it (set at entry) */
-	__u16 str_len;
-	__u16 str2_len;
-	__u16 str3_len;
+	__u32 old_uid, old_euid; /* before it (set at entry, for setid and capset) */
+	__u16 str_len;  /* @trailing str bytes; memfd name, mount source, chmod path */
+	__u16 str2_len; /* @trailing str2 bytes; mount target */
+	__u16 str3_len; /* @trailing str3 bytes; mount file system type */
 	__u16 _pad;
 };
 
-/* A task waited: on the run queue, or blocked off the CPU, longer than the
+/* @event FB_EV_SCHED sched
+ * A task waited: on the run queue, or blocked off the CPU, longer than the
  * configured threshold. Computed in the kernel at the switch that ends the
  * wait; header ts is when the wait began, pid/tid the task, cpu where it ran. */
 struct fb_sched {
 	struct fb_header h;
 	__u64 wait_ns;
-	__u32 kind;       /* enum fb_sched_kind */
+	__u32 kind;       /* enum fb_sched_kind: 1 run queue, 2 off-CPU */
 	__u32 prev_state; /* off-CPU: the task state it blocked in (1 interruptible, 2 uninterruptible, ...) */
 	char comm[FB_COMM_LEN];
 };
 
-/* A resource level sampled by the recorder at a fixed interval and written
+/* @event FB_EV_GAUGE gauge
+ * A resource level sampled by the recorder at a fixed interval and written
  * into the stream, so replay sees the values live detection saw. Header ts
  * is the sampling time, pid the process for per-process gauges (else 0).
  * Followed by name_len bytes of name. */
@@ -267,11 +301,12 @@ struct fb_gauge {
 	__u64 value;
 	__u64 limit; /* 0: none */
 	__u32 kind;  /* enum fb_gauge_kind */
-	__u16 name_len;
+	__u16 name_len; /* @trailing name bytes; mount point, cgroup path or PSI resource */
 	__u16 _pad;
 };
 
-/* A TCP connection event. Addresses are in network byte order (IPv4 in the
+/* @event FB_EV_TCP tcp
+ * A TCP connection event. Addresses are in network byte order (IPv4 in the
  * first 4 bytes), ports in host order. States are the kernel's TCP_* numbers
  * (1 ESTABLISHED, 2 SYN_SENT, 3 SYN_RECV, 4 FIN_WAIT1, 5 FIN_WAIT2,
  * 6 TIME_WAIT, 7 CLOSE, 8 CLOSE_WAIT, 9 LAST_ACK, 10 LISTEN, 11 CLOSING).
@@ -293,7 +328,8 @@ struct fb_tcp {
 
 #define FB_NAME_LEN 64
 
-/* Writes (write, pwrite64, writev, pwritev, pwritev2) by one process to one
+/* @event FB_EV_WRITES writes
+ * Writes (write, pwrite64, writev, pwritev, pwritev2) by one process to one
  * fd open on a regular file or block device, summarized in the kernel instead
  * of one record per call. Header ts is when the summary was written, pid the
  * process, tid the thread that wrote last. A summary covers at most the
@@ -315,7 +351,8 @@ struct fb_writes {
 	char name[FB_NAME_LEN]; /* the file's name in its directory, NUL-padded */
 };
 
-/* A thread's page faults, summarized in the kernel. Header ts is when the
+/* @event FB_EV_FAULTS faults
+ * A thread's page faults, summarized in the kernel. Header ts is when the
  * summary was written, pid/tid the thread. Written once the summary spans
  * the summary interval (1 s) and at the next fault, when the thread exits,
  * or when it stopped faulting for the interval. */
@@ -333,7 +370,8 @@ struct fb_faults {
 
 #define FB_F_RECLAIM_MEMCG 0x1 /* a memory cgroup over its limit reclaimed, not the whole system */
 
-/* One direct reclaim: a task that had to free memory before its allocation
+/* @event FB_EV_RECLAIM reclaim
+ * One direct reclaim: a task that had to free memory before its allocation
  * could go on. Header ts is when it began, pid/tid the task. */
 struct fb_reclaim {
 	struct fb_header h;
@@ -343,7 +381,8 @@ struct fb_reclaim {
 	__u32 gfp_flags;
 };
 
-/* An OOM kill (oom:mark_victim). Header ts is the time, pid/tid the victim.
+/* @event FB_EV_OOM oom
+ * An OOM kill (oom:mark_victim). Header ts is the time, pid/tid the victim.
  * Sizes are in pages except page tables. */
 struct fb_oom {
 	struct fb_header h;
@@ -362,12 +401,16 @@ struct fb_oom {
 	char memcg[FB_NAME_LEN];        /* the victim's memory cgroup: last path component */
 };
 
-/* Events the kernel could not put in the ring buffer on one CPU. Header ts is
- * the time of the last such drop, cpu the CPU, pid/tid 0. */
+/* @event FB_EV_LOSS loss
+ * Events the kernel could not put in the ring buffer on one CPU, written by
+ * the recorder from the kernel's per-CPU drop counters at the point in the
+ * stream where it noticed them. Header ts is the time of the last such drop,
+ * cpu the CPU, pid/tid 0. The sum of lost over a file is the exact number of
+ * events the kernel could not deliver. */
 struct fb_loss {
 	struct fb_header h;
 	__u64 lost;     /* since the previous loss record for this CPU */
-	__u64 first_ts; /* time of the first drop counted here */
+	__u64 first_ts; /* the drops counted here happened in [first_ts, ts_ns]: for a CPU's first loss record the time of its first drop, after that the previous record's ts_ns */
 };
 
 /* Per-CPU drop counter kept by the kernel side. */

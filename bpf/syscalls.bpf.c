@@ -222,7 +222,7 @@ static __always_inline void emit_file(struct fb_batch *b, struct fb_pending *p, 
 	e->ret = ret;
 	e->op = op;
 	e->dirfd = dirfd;
-	e->flags = flags;
+	e->open_flags = flags;
 	e->mode = mode;
 	e->_pad = 0;
 	n1 = bpf_probe_read_user_str((void *)e + sizeof(*e), FB_MAX_PATH, path);

@@ -101,18 +101,18 @@ public final class ProcessTable {
 
     /// Learns names from fork and exec events.
     public func apply(_ e: Event) {
-        switch e.type {
-        case .fork:
-            if !e.isThreadFork { comms[e.childPid] = e.forkComm }
-        case .exec:
-            comms[e.pid] = e.execComm
+        switch e.payload {
+        case .fork(let f):
+            if !f.isThread { comms[f.childPid] = f.comm }
+        case .exec(let x):
+            comms[e.pid] = x.comm
         default:
             break
         }
     }
 
     func retire(_ e: Event) {
-        if e.type == .exit, e.isGroupExit { comms[e.pid] = nil }
+        if let x = e.as(ExitRecord.self), x.isGroupExit { comms[e.pid] = nil }
     }
 }
 

@@ -73,16 +73,17 @@ public final class SyscallLatencyDetector: Detector {
 
     /// Syscalls that block by design whatever their arguments are the wait
     /// class of bpf/syscalls/classes.txt, in the numbering of `arch`.
-    static func waitsByDesign(_ e: Event, arch: SyscallArch) -> Bool {
-        if arch.table.classes(e.syscallNumber).contains(.wait) { return true }
-        return fdWaitKinds.contains(e.syscallFdKind)
+    static func waitsByDesign(_ s: SyscallRecord, arch: SyscallArch) -> Bool {
+        if arch.table.classes(s.nr).contains(.wait) { return true }
+        return fdWaitKinds.contains(s.fdKindValue)
     }
 
     public func observe(_ e: Event, context: DetectorContext) {
-        switch e.type {
-        case .syscall:
-            break
-        case .exit where e.isGroupExit:
+        let sc: SyscallRecord
+        switch e.payload {
+        case .syscall(let r):
+            sc = r
+        case .exit(let x) where x.isGroupExit:
             // Forget the process: its pid may be reused by an unrelated one.
             states[e.pid] = nil
             return
@@ -91,9 +92,9 @@ public final class SyscallLatencyDetector: Detector {
         }
         // ia32 calls are numbered differently and this detector has no table
         // of which ones wait by design: judging them would flag 32-bit sleeps.
-        if e.isCompatSyscall || SyscallLatencyDetector.waitsByDesign(e, arch: context.arch) { return }
-        let nr = e.syscallNumber
-        let d = e.syscallDuration
+        if sc.isCompat || SyscallLatencyDetector.waitsByDesign(sc, arch: context.arch) { return }
+        let nr = sc.nr
+        let d = sc.durationNs
         var s = states[e.pid, default: [:]][nr] ?? State()
         defer {
             s.hist.add(d)
@@ -111,13 +112,13 @@ public final class SyscallLatencyDetector: Detector {
         let p50 = s.hist.quantileBucket(0.5)
         let p99Upper = Log2Histogram.upperBound(p99)
         let ratio = Double(d) / Double(max(p99Upper, 1))
-        let name = e.syscallDisplayName(arch: context.arch)
-        let kind = e.syscallFdKind
+        let name = sc.displayName(arch: context.arch)
+        let kind = sc.fdKindValue
         let on = kind == .unresolved ? "" : " on a \(kind.name) fd"
         let comm = context.processes.comm(e.pid)
         var evidence: [(String, JSON)] = [
-            ("syscall", .string(name)), ("nr", .uint(UInt64(e.syscallNumber))),
-            ("latency_ns", .uint(d)), ("fd_kind", .string(kind.name)), ("ret", .int(e.syscallReturn)),
+            ("syscall", .string(name)), ("nr", .uint(UInt64(nr))),
+            ("latency_ns", .uint(d)), ("fd_kind", .string(kind.name)), ("ret", .int(sc.ret)),
             ("baseline_samples", .uint(s.hist.total)),
             ("baseline_p50_le_ns", .uint(Log2Histogram.upperBound(p50))), ("baseline_p99_le_ns", .uint(p99Upper)),
             ("times_p99", .double(ratio)), ("histogram", s.hist.json),

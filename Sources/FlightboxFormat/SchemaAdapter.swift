@@ -21,32 +21,43 @@ struct SchemaAdapter {
     /// By type id; types not in here (unchanged or unknown) pass through.
     private var plans: [UInt16: Plan] = [:]
 
+    /// A field is known by its part (the common header, or the type's own
+    /// fields) and its name: the header's `flags` and a record's own `flags`
+    /// are different fields.
+    enum Part: Hashable { case header, type }
+    struct Key: Hashable {
+        let part: Part
+        let name: String
+    }
+
     /// nil when the file's schema is this build's: nothing to adapt.
     init?(fileSchema: JSON) {
         let current = EventSchema.json
         guard fileSchema != .null, fileSchema != current else { return nil }
-        func fields(_ list: JSON?) -> [String: (offset: Int, size: Int)] {
-            var out: [String: (Int, Int)] = [:]
+        func fields(_ list: JSON?, _ part: Part, type: UInt16) -> [Key: (offset: Int, size: Int)] {
+            var out: [Key: (Int, Int)] = [:]
             for f in list?.arrayValue ?? [] {
                 guard let n = f["name"]?.stringValue, let o = f["offset"]?.intValue, let s = f["size"]?.intValue,
                       o >= 0, s > 0, o <= 65535, s <= 65535 else { continue }
-                out[n] = (Int(o), Int(s))
+                // A field renamed since the file was written is read under its new name.
+                let name = part == .type ? EventSchema.currentName(type: type, field: n) : n
+                out[Key(part: part, name: name)] = (Int(o), Int(s))
             }
             return out
         }
-        let fileHeader = fields(fileSchema["header"])
-        let currentHeader = fields(current["header"])
         let currentTypes = current["types"]?.arrayValue ?? []
         for t in fileSchema["types"]?.arrayValue ?? [] {
             guard let id = t["id"]?.intValue, let type = EventType(rawValue: UInt16(truncatingIfNeeded: id)),
                   let fileFixed = t["fixed_size"]?.intValue, fileFixed >= TraceLayout.minimumRecord, fileFixed <= 65535,
                   let cur = currentTypes.first(where: { $0["id"]?.intValue == id }) else { continue }
-            if t == cur { continue }
+            let fileHeader = fields(fileSchema["header"], .header, type: type.rawValue)
+            let currentHeader = fields(current["header"], .header, type: type.rawValue)
+            if t == cur, fileSchema["header"] == current["header"] { continue }
             var copies: [Copy] = []
-            let f = fileHeader.merging(fields(t["fields"])) { a, _ in a }
-            let c = currentHeader.merging(fields(cur["fields"])) { a, _ in a }
-            for (name, dst) in c.sorted(by: { $0.value.offset < $1.value.offset }) {
-                guard let src = f[name], src.size == dst.size, src.offset + src.size <= Int(fileFixed) else { continue }
+            let f = fileHeader.merging(fields(t["fields"], .type, type: type.rawValue)) { a, _ in a }
+            let c = currentHeader.merging(fields(cur["fields"], .type, type: type.rawValue)) { a, _ in a }
+            for (key, dst) in c.sorted(by: { $0.value.offset < $1.value.offset }) {
+                guard let src = f[key], src.size == dst.size, src.offset + src.size <= Int(fileFixed) else { continue }
                 copies.append(Copy(from: src.offset, to: dst.offset, size: dst.size))
             }
             plans[type.rawValue] = Plan(fileFixed: Int(fileFixed), currentFixed: type.fixedSize, copies: copies)

@@ -51,7 +51,7 @@ enum BenchModes {
         let reader = try openTrace(trace)
         reader.forEachEvent { e in
             s.events += 1
-            if e.type == .loss { s.lost += e.lostCount }
+            if let l = e.as(LossRecord.self) { s.lost += l.lost }
         }
         s.bytes = UInt64(reader.fileSize)
         s.cpuSeconds = rec.cpuSeconds

@@ -25,8 +25,8 @@ struct Inspect: ParsableCommand {
             decoded += 1
             byType[e.rawType, default: 0] += 1
             names.apply(e)
-            if e.type == .loss {
-                lostByCpu[e.cpu, default: 0] += e.lostCount
+            if let l = e.as(LossRecord.self) {
+                lostByCpu[e.cpu, default: 0] &+= l.lost
             } else {
                 byPid[e.pid, default: 0] += 1
             }

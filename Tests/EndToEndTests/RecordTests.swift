@@ -11,11 +11,11 @@ final class RecordTests: XCTestCase {
         let r = try Tool.run(Tool.flightbox, ["record", "-o", trace, "--", Tool.load, "getppid", "100000"])
         XCTAssertEqual(r.status, 0, r.stderr)
         let execs = try eventsJSON(trace, ["--type", "exec"])
-        let load = try XCTUnwrap(execs.first { $0["filename"]?.stringValue == Tool.load })
+        let load = try XCTUnwrap(execs.first { $0["fields"]?["filename"]?.stringValue == Tool.load })
         let pid = try XCTUnwrap(load["pid"]?.uintValue)
         let calls = try eventsJSON(trace, ["--pid", String(pid), "--type", "syscall"])
         XCTAssertEqual(calls.filter { $0["syscall"]?.stringValue == "getppid" }.count, 100_000)
-        XCTAssertTrue(calls.allSatisfy { $0["duration_ns"]?.uintValue != nil })
+        XCTAssertTrue(calls.allSatisfy { $0["fields"]?["duration_ns"]?.uintValue != nil })
         let info = try inspectJSON(trace)
         XCTAssertEqual(info["lost"]?.uintValue, 0)
         XCTAssertEqual(info["closed_cleanly"], .bool(true))
@@ -29,11 +29,11 @@ final class RecordTests: XCTestCase {
         let r = try Tool.run(Tool.flightbox, ["record", "-o", trace, "--", "/bin/sh", "-c", "/bin/echo hello-flightbox 'two words' >/dev/null; exit 3"])
         XCTAssertEqual(r.status, 3, "record exits with the command's status: \(r.stderr)")
         let execs = try eventsJSON(trace, ["--type", "exec"])
-        let echo = try XCTUnwrap(execs.first { $0["filename"]?.stringValue == "/bin/echo" }, "\(execs)")
-        XCTAssertEqual(echo["argv"]?.arrayValue?.compactMap(\.stringValue), ["/bin/echo", "hello-flightbox", "two words"])
-        XCTAssertEqual(echo["argc"]?.intValue, 3)
+        let echo = try XCTUnwrap(execs.first { $0["fields"]?["filename"]?.stringValue == "/bin/echo" }, "\(execs)")
+        XCTAssertEqual(echo["fields"]?["argv"]?.arrayValue?.compactMap(\.stringValue), ["/bin/echo", "hello-flightbox", "two words"])
+        XCTAssertEqual(echo["fields"]?["argc"]?.intValue, 3)
         let exits = try eventsJSON(trace, ["--type", "exit"])
-        let sh = try XCTUnwrap(exits.first { $0["exit_comm"]?.stringValue == "sh" })
+        let sh = try XCTUnwrap(exits.first { $0["fields"]?["comm"]?.stringValue == "sh" })
         XCTAssertEqual(sh["exit_code"]?.intValue, 3)
         XCTAssertEqual(sh["process_exit"], .bool(true))
         let echoExit = try XCTUnwrap(exits.first { $0["pid"]?.uintValue == echo["pid"]?.uintValue })
@@ -61,7 +61,7 @@ final class RecordTests: XCTestCase {
         let pforks = try eventsJSON(procs, ["--type", "fork"])
         XCTAssertGreaterThanOrEqual(pforks.filter { $0["thread"] == .bool(false) }.count, 2)
         // Descendants are followed: both children's execs are in the trace.
-        XCTAssertEqual(try eventsJSON(procs, ["--type", "exec"]).filter { $0["filename"]?.stringValue == "/bin/true" }.count, 2)
+        XCTAssertEqual(try eventsJSON(procs, ["--type", "exec"]).filter { $0["fields"]?["filename"]?.stringValue == "/bin/true" }.count, 2)
     }
 
     /// The determinism contract, end to end.
@@ -80,9 +80,9 @@ final class RecordTests: XCTestCase {
         XCTAssertEqual(findings.first?["evidence"]?["syscall"]?.stringValue, "pwrite64")
         XCTAssertEqual(findings.first?["evidence"]?["ret"]?.intValue, 64 << 20)
         // The slow pipe reads are in the trace, classified, and not flagged.
-        let reads = try eventsJSON(trace, ["--type", "syscall"]).filter { $0["syscall"]?.stringValue == "read" && $0["fd_kind"]?.stringValue == "fifo" }
+        let reads = try eventsJSON(trace, ["--type", "syscall"]).filter { $0["syscall"]?.stringValue == "read" && $0["fd_kind_name"]?.stringValue == "fifo" }
         XCTAssertEqual(reads.count, 3)
-        XCTAssertTrue(reads.allSatisfy { ($0["duration_ns"]?.uintValue ?? 0) > 10_000_000 })
+        XCTAssertTrue(reads.allSatisfy { ($0["fields"]?["duration_ns"]?.uintValue ?? 0) > 10_000_000 })
     }
 
     func testPidFilterAndDuration() throws {
@@ -244,9 +244,9 @@ final class OrderingTests: XCTestCase {
             guard let type = e["type"]?.stringValue, let tid = e["tid"]?.uintValue, let ts = e["ts_ns"]?.uintValue else { continue }
             switch type {
             case "fork":
-                if e["thread"] == .bool(true), let child = e["child_tid"]?.uintValue { forked.insert(child) }
+                if e["thread"] == .bool(true), let child = e["fields"]?["child_tid"]?.uintValue { forked.insert(child) }
             case "syscall":
-                let end = ts + (e["duration_ns"]?.uintValue ?? 0)
+                let end = ts + (e["fields"]?["duration_ns"]?.uintValue ?? 0)
                 if exited.contains(tid) { problems.append("syscall of \(tid) after its exit (seq \(e["seq"]!.serialized()))") }
                 if let last = lastEnd[tid], end < last { problems.append("tid \(tid): syscall ending at \(end) after one ending at \(last)") }
                 lastEnd[tid] = end
@@ -304,7 +304,7 @@ final class StopTests: XCTestCase {
         XCTAssertEqual(try inspectJSON(trace)["closed_cleanly"], .bool(true))
         let exit = try XCTUnwrap(try eventsJSON(trace, ["--type", "exit"]).last)
         XCTAssertEqual(exit["signal"]?.intValue, Int64(SIGTERM))
-        XCTAssertEqual(exit["exit_comm"]?.stringValue, "sleep")
+        XCTAssertEqual(exit["fields"]?["comm"]?.stringValue, "sleep")
     }
 
     /// With a command, --duration ends it as timeout(1) would.
@@ -440,7 +440,7 @@ final class LossTests: XCTestCase {
             XCTAssertFalse(lossIndexes.isEmpty)
             XCTAssertLessThan(lossIndexes.first!, events.count - 1, "a loss record before later events")
             for i in lossIndexes {
-                XCTAssertLessThanOrEqual(events[i]["first_ts_ns"]?.uintValue ?? .max, events[i]["ts_ns"]?.uintValue ?? 0)
+                XCTAssertLessThanOrEqual(events[i]["fields"]?["first_ts"]?.uintValue ?? .max, events[i]["ts_ns"]?.uintValue ?? 0)
             }
             let text = try Tool.flightbox("inspect", small.trace).stdout
             XCTAssertTrue(text.contains("lost:          \(small.lost) (cpu"), text)
@@ -461,20 +461,20 @@ final class FilesFamilyTests: XCTestCase {
         let files = try eventsJSON(trace, ["--type", "file"])
         XCTAssertTrue(try eventsJSON(trace, ["--type", "syscall"]).isEmpty, "--probes files records no syscall events")
         func find(_ op: String, _ path: String) -> JSON? {
-            files.first { $0["op"]?.stringValue == op && $0["path"]?.stringValue == path }
+            files.first { $0["op_name"]?.stringValue == op && $0["fields"]?["path"]?.stringValue == path }
         }
         let created = try XCTUnwrap(find("open", "\(dir)/a"), "\(files.map { $0.serialized() })")
-        XCTAssertGreaterThanOrEqual(created["ret"]?.intValue ?? -1, 0)
-        XCTAssertNotEqual((created["flags"]?.uintValue ?? 0) & 0o100, 0, "O_CREAT")
+        XCTAssertGreaterThanOrEqual(created["fields"]?["ret"]?.intValue ?? -1, 0)
+        XCTAssertNotEqual((created["fields"]?["open_flags"]?.uintValue ?? 0) & 0o100, 0, "O_CREAT")
         XCTAssertEqual(created["comm"]?.stringValue, "touch")
         let renamed = try XCTUnwrap(find("rename", "\(dir)/a"))
-        XCTAssertEqual(renamed["new_path"]?.stringValue, "\(dir)/b")
-        XCTAssertEqual(renamed["ret"]?.intValue, 0)
-        XCTAssertEqual(try XCTUnwrap(find("unlink", "\(dir)/b"))["ret"]?.intValue, 0)
-        XCTAssertEqual(try XCTUnwrap(find("open", "\(dir)/missing"))["ret"]?.intValue, -2, "ENOENT")
+        XCTAssertEqual(renamed["fields"]?["path2"]?.stringValue, "\(dir)/b")
+        XCTAssertEqual(renamed["fields"]?["ret"]?.intValue, 0)
+        XCTAssertEqual(try XCTUnwrap(find("unlink", "\(dir)/b"))["fields"]?["ret"]?.intValue, 0)
+        XCTAssertEqual(try XCTUnwrap(find("open", "\(dir)/missing"))["fields"]?["ret"]?.intValue, -2, "ENOENT")
         let cut = try XCTUnwrap(files.first { $0["truncated"] == .bool(true) }, "a path over 255 bytes is flagged")
-        XCTAssertEqual(cut["path"]?.stringValue?.utf8.count, 255)
-        XCTAssertTrue(long.hasPrefix(cut["path"]?.stringValue ?? "-"))
+        XCTAssertEqual(cut["fields"]?["path"]?.stringValue?.utf8.count, 255)
+        XCTAssertTrue(long.hasPrefix(cut["fields"]?["path"]?.stringValue ?? "-"))
     }
 }
 
@@ -491,25 +491,25 @@ extension FilesFamilyTests {
         let writes = try eventsJSON(trace, ["--type", "writes"])
         var st = stat()
         XCTAssertEqual(stat(dir, &st), 0)
-        let a = writes.filter { $0["name"]?.stringValue == "flightbox-writes-a.dat" }
+        let a = writes.filter { $0["fields"]?["name"]?.stringValue == "flightbox-writes-a.dat" }
         XCTAssertEqual(a.count, 1, "\(writes.map { $0.serialized() })")
         let sa = try XCTUnwrap(a.first)
-        XCTAssertEqual(sa["calls"]?.uintValue, 15)
-        XCTAssertEqual(sa["bytes"]?.uintValue, 10 * 4096 + 100 + 3 * 512)
-        XCTAssertEqual(sa["errors"]?.uintValue, 1, "the write from a bad buffer")
-        XCTAssertEqual(sa["reason"]?.stringValue, "close")
-        XCTAssertEqual(sa["fd_kind"]?.stringValue, "regular")
+        XCTAssertEqual(sa["fields"]?["calls"]?.uintValue, 15)
+        XCTAssertEqual(sa["fields"]?["bytes"]?.uintValue, 10 * 4096 + 100 + 3 * 512)
+        XCTAssertEqual(sa["fields"]?["errors"]?.uintValue, 1, "the write from a bad buffer")
+        XCTAssertEqual(sa["reason_name"]?.stringValue, "close")
+        XCTAssertEqual(sa["fd_kind_name"]?.stringValue, "regular")
         XCTAssertEqual(sa["comm"]?.stringValue, "flightbox-load")
-        XCTAssertEqual(sa["dev"]?.stringValue, "\((st.st_dev >> 8) & 0xfff):\((st.st_dev & 0xff) | ((st.st_dev >> 12) & 0xfff00))")
-        XCTAssertGreaterThan(sa["time_ns"]?.uintValue ?? 0, 0)
-        XCTAssertLessThanOrEqual(sa["first_ts_ns"]?.uintValue ?? 0, sa["last_ts_ns"]?.uintValue ?? 0)
-        let b = writes.filter { $0["name"]?.stringValue == "flightbox-writes-b.dat" }
+        XCTAssertEqual(sa["device"]?.stringValue, "\((st.st_dev >> 8) & 0xfff):\((st.st_dev & 0xff) | ((st.st_dev >> 12) & 0xfff00))")
+        XCTAssertGreaterThan(sa["fields"]?["time_ns"]?.uintValue ?? 0, 0)
+        XCTAssertLessThanOrEqual(sa["fields"]?["first_ts"]?.uintValue ?? 0, sa["fields"]?["last_ts"]?.uintValue ?? 0)
+        let b = writes.filter { $0["fields"]?["name"]?.stringValue == "flightbox-writes-b.dat" }
         XCTAssertGreaterThanOrEqual(b.count, 2, "1.5 s of writes: one summary per second, then the close")
-        XCTAssertEqual(b.reduce(0) { $0 + ($1["calls"]?.uintValue ?? 0) }, 15)
-        XCTAssertEqual(b.reduce(0) { $0 + ($1["bytes"]?.uintValue ?? 0) }, 15)
-        XCTAssertEqual(b.first?["reason"]?.stringValue, "interval")
-        XCTAssertEqual(b.last?["reason"]?.stringValue, "close")
-        for s in b { XCTAssertLessThanOrEqual((s["last_ts_ns"]?.uintValue ?? 0) - (s["first_ts_ns"]?.uintValue ?? 0), 1_000_000_000 + 150_000_000) }
+        XCTAssertEqual(b.reduce(0) { $0 + ($1["fields"]?["calls"]?.uintValue ?? 0) }, 15)
+        XCTAssertEqual(b.reduce(0) { $0 + ($1["fields"]?["bytes"]?.uintValue ?? 0) }, 15)
+        XCTAssertEqual(b.first?["reason_name"]?.stringValue, "interval")
+        XCTAssertEqual(b.last?["reason_name"]?.stringValue, "close")
+        for s in b { XCTAssertLessThanOrEqual((s["fields"]?["last_ts"]?.uintValue ?? 0) - (s["fields"]?["first_ts"]?.uintValue ?? 0), 1_000_000_000 + 150_000_000) }
         XCTAssertEqual(writes.count, a.count + b.count, "the pipe's writes are not summarized")
     }
 }
@@ -524,23 +524,23 @@ final class SummarySweepTests: XCTestCase {
         let trace = scratch("linger.fbt")
         let r = try Tool.run(Tool.flightbox, ["record", "-o", trace, "--probes", "files,memory", "--", Tool.load, "linger", dir])
         XCTAssertEqual(r.status, 0, r.stderr)
-        let exit = try XCTUnwrap(try eventsJSON(trace, ["--type", "exit"]).first { $0["exit_comm"]?.stringValue == "flightbox-load" })
+        let exit = try XCTUnwrap(try eventsJSON(trace, ["--type", "exit"]).first { $0["fields"]?["comm"]?.stringValue == "flightbox-load" })
         let pid = try XCTUnwrap(exit["pid"]?.uintValue)
         let exitTs = try XCTUnwrap(exit["ts_ns"]?.uintValue)
         let writes = try eventsJSON(trace, ["--type", "writes"]).filter { $0["pid"]?.uintValue == pid }
         XCTAssertEqual(writes.count, 1, "\(writes.map { $0.serialized() })")
         let w = try XCTUnwrap(writes.first)
-        XCTAssertEqual(w["name"]?.stringValue, "flightbox-linger.dat")
-        XCTAssertEqual(w["calls"]?.uintValue, 3)
-        XCTAssertEqual(w["bytes"]?.uintValue, 3000)
-        XCTAssertEqual(w["reason"]?.stringValue, "idle")
-        let wts = try XCTUnwrap(w["ts_ns"]?.uintValue), last = try XCTUnwrap(w["last_ts_ns"]?.uintValue)
+        XCTAssertEqual(w["fields"]?["name"]?.stringValue, "flightbox-linger.dat")
+        XCTAssertEqual(w["fields"]?["calls"]?.uintValue, 3)
+        XCTAssertEqual(w["fields"]?["bytes"]?.uintValue, 3000)
+        XCTAssertEqual(w["reason_name"]?.stringValue, "idle")
+        let wts = try XCTUnwrap(w["ts_ns"]?.uintValue), last = try XCTUnwrap(w["fields"]?["last_ts"]?.uintValue)
         XCTAssertGreaterThanOrEqual(wts, last + 1_000_000_000, "quiet for the summary interval first")
         XCTAssertLessThan(wts, exitTs, "written out while the process slept")
         XCTAssertLessThan(w["seq"]?.uintValue ?? .max, exit["seq"]?.uintValue ?? 0)
         let faults = try eventsJSON(trace, ["--type", "faults"]).filter { $0["pid"]?.uintValue == pid }
         let quiet = try XCTUnwrap(faults.last, "\(faults)")
-        XCTAssertGreaterThanOrEqual(faults.reduce(0) { $0 + ($1["user"]?.uintValue ?? 0) }, 256)
+        XCTAssertGreaterThanOrEqual(faults.reduce(0) { $0 + ($1["fields"]?["user"]?.uintValue ?? 0) }, 256)
         XCTAssertLessThan(quiet["ts_ns"]?.uintValue ?? .max, exitTs, "the sweep wrote it, not the exit")
     }
 }
@@ -555,19 +555,19 @@ final class SignalsFamilyTests: XCTestCase {
         XCTAssertEqual(r.status, 0, r.stderr)
         let signals = try eventsJSON(trace, ["--type", "signal"])
         let exits = try eventsJSON(trace, ["--type", "exit"])
-        let sleeper = try XCTUnwrap(exits.first { $0["exit_comm"]?.stringValue == "sleep" && $0["signal"]?.intValue == 10 }, "\(exits)")
+        let sleeper = try XCTUnwrap(exits.first { $0["fields"]?["comm"]?.stringValue == "sleep" && $0["signal"]?.intValue == 10 }, "\(exits)")
         let victim = try XCTUnwrap(sleeper["pid"]?.uintValue)
-        let sent = try XCTUnwrap(signals.first { $0["op"]?.stringValue == "generate" && $0["sig"]?.intValue == 10 }, "\(signals)")
+        let sent = try XCTUnwrap(signals.first { $0["op_name"]?.stringValue == "generate" && $0["fields"]?["sig"]?.intValue == 10 }, "\(signals)")
         XCTAssertEqual(sent["signame"]?.stringValue, "SIGUSR1")
-        XCTAssertEqual(sent["target_pid"]?.uintValue, victim)
-        XCTAssertEqual(sent["target_comm"]?.stringValue, "sleep")
+        XCTAssertEqual(sent["fields"]?["target_pid"]?.uintValue, victim)
+        XCTAssertEqual(sent["fields"]?["target_comm"]?.stringValue, "sleep")
         XCTAssertEqual(sent["comm"]?.stringValue, "sh")
-        XCTAssertEqual(sent["code"]?.intValue, 0, "SI_USER: kill(2)")
-        XCTAssertEqual(sent["result"]?.stringValue, "delivered")
-        XCTAssertEqual(sent["sender_uid"]?.uintValue, UInt64(getuid()))
+        XCTAssertEqual(sent["fields"]?["code"]?.intValue, 0, "SI_USER: kill(2)")
+        XCTAssertEqual(sent["result_name"]?.stringValue, "delivered")
+        XCTAssertEqual(sent["fields"]?["sender_uid"]?.uintValue, UInt64(getuid()))
         // The fatal signal is delivered in the victim (as SIGKILL to the group), and its parent gets SIGCHLD.
-        XCTAssertTrue(signals.contains { $0["op"]?.stringValue == "deliver" && $0["pid"]?.uintValue == victim }, "\(signals)")
-        XCTAssertTrue(signals.contains { $0["op"]?.stringValue == "generate" && $0["signame"]?.stringValue == "SIGCHLD" && $0["pid"]?.uintValue == victim })
+        XCTAssertTrue(signals.contains { $0["op_name"]?.stringValue == "deliver" && $0["pid"]?.uintValue == victim }, "\(signals)")
+        XCTAssertTrue(signals.contains { $0["op_name"]?.stringValue == "generate" && $0["signame"]?.stringValue == "SIGCHLD" && $0["pid"]?.uintValue == victim })
     }
 }
 
@@ -584,7 +584,7 @@ final class BlockFamilyTests: XCTestCase {
         let r = try Tool.run(Tool.flightbox, ["record", "-o", trace, "--probes", "block", "--", Tool.load, "direct-write", dir, "6", "65536"])
         XCTAssertEqual(r.status, 0, r.stderr)
         let blocks = try eventsJSON(trace, ["--type", "block"])
-        let writes = blocks.filter { $0["op"]?.stringValue == "write" && $0["bytes"]?.uintValue == 65536 && $0["comm"]?.stringValue == "flightbox-load" }
+        let writes = blocks.filter { $0["op_name"]?.stringValue == "write" && $0["fields"]?["bytes"]?.uintValue == 65536 && $0["comm"]?.stringValue == "flightbox-load" }
         guard writes.count >= 6 else {
             if blocks.isEmpty, stat(dir, &st) == 0, major(UInt64(st.st_dev)) == 0 {
                 throw XCTSkip("\(dir) is not on a block device")
@@ -593,9 +593,9 @@ final class BlockFamilyTests: XCTestCase {
         }
         XCTAssertEqual(writes.count, 6)
         for w in writes {
-            XCTAssertEqual(UInt32(w["dev"]?.stringValue?.split(separator: ":").first ?? "") ?? 0, fsMajor, "the file's device")
-            XCTAssertGreaterThan(w["latency_ns"]?.uintValue ?? 0, 0)
-            XCTAssertEqual(w["error"]?.intValue, 0)
+            XCTAssertEqual(UInt32(w["device"]?.stringValue?.split(separator: ":").first ?? "") ?? 0, fsMajor, "the file's device")
+            XCTAssertGreaterThan(w["fields"]?["latency_ns"]?.uintValue ?? 0, 0)
+            XCTAssertEqual(w["fields"]?["error"]?.intValue, 0)
         }
     }
 }
@@ -649,28 +649,28 @@ final class PrivilegeFamilyTests: XCTestCase {
         XCTAssertEqual(r.status, 0, r.stderr)
         let events = try eventsJSON(trace, ["--type", "privilege"])
         func one(_ op: String) throws -> JSON {
-            let matches = events.filter { $0["op"]?.stringValue == op }
+            let matches = events.filter { $0["op_name"]?.stringValue == op }
             XCTAssertEqual(matches.count, 1, "\(op): \(events.map { $0.serialized() })")
             return try XCTUnwrap(matches.first)
         }
         let setid = try one("setid")
         XCTAssertEqual(setid["syscall"]?.stringValue, "setuid")
-        XCTAssertEqual(setid["old_uid"]?.uintValue, 0)
-        XCTAssertEqual(setid["uid"]?.uintValue, 65534)
-        XCTAssertEqual(setid["euid"]?.uintValue, 65534)
-        XCTAssertEqual(setid["ret"]?.intValue, 0)
+        XCTAssertEqual(setid["fields"]?["old_uid"]?.uintValue, 0)
+        XCTAssertEqual(setid["fields"]?["uid"]?.uintValue, 65534)
+        XCTAssertEqual(setid["fields"]?["euid"]?.uintValue, 65534)
+        XCTAssertEqual(setid["fields"]?["ret"]?.intValue, 0)
         XCTAssertEqual(try one("chmod-exec")["strings"]?.arrayValue?.first?.stringValue, dir + "/flightbox-priv")
-        XCTAssertEqual(try one("chmod-exec")["args"]?.arrayValue?[1].uintValue, 0o755, "only the chmod that adds exec bits")
+        XCTAssertEqual(try one("chmod-exec")["fields"]?["args"]?.arrayValue?[1].uintValue, 0o755, "only the chmod that adds exec bits")
         XCTAssertEqual(try one("memfd")["strings"]?.arrayValue?.first?.stringValue, "flightbox-memfd")
-        XCTAssertEqual(try one("capset")["ret"]?.intValue, 0)
-        XCTAssertEqual(try one("ptrace")["ret"]?.intValue, -3, "ESRCH")
-        XCTAssertEqual(try one("ptrace")["args"]?.arrayValue?[1].uintValue, 999_999_999)
-        XCTAssertEqual(try one("vm-write")["args"]?.arrayValue?[0].uintValue, 999_999_999)
+        XCTAssertEqual(try one("capset")["fields"]?["ret"]?.intValue, 0)
+        XCTAssertEqual(try one("ptrace")["fields"]?["ret"]?.intValue, -3, "ESRCH")
+        XCTAssertEqual(try one("ptrace")["fields"]?["args"]?.arrayValue?[1].uintValue, 999_999_999)
+        XCTAssertEqual(try one("vm-write")["fields"]?["args"]?.arrayValue?[0].uintValue, 999_999_999)
         XCTAssertEqual(try one("module")["syscall"]?.stringValue, "finit_module")
-        XCTAssertEqual(try one("bpf")["args"]?.arrayValue?[0].uintValue, 0, "BPF_MAP_CREATE")
+        XCTAssertEqual(try one("bpf")["fields"]?["args"]?.arrayValue?[0].uintValue, 0, "BPF_MAP_CREATE")
         XCTAssertEqual(try one("mount")["strings"]?.arrayValue?.compactMap(\.stringValue), ["flightbox-src", dir + "/flightbox-mnt", "tmpfs"])
         let dup = try one("dup-stdio")
-        XCTAssertEqual(dup["args"]?.arrayValue?[1].uintValue, 2, "only the dup onto a standard fd")
+        XCTAssertEqual(dup["fields"]?["args"]?.arrayValue?[1].uintValue, 2, "only the dup onto a standard fd")
     }
 }
 
@@ -685,22 +685,22 @@ final class SchedulerFamilyTests: XCTestCase {
                                               "/bin/sh", "-c", "\(l) spin 400 0 & \(l) spin 400 0 & \(l) trickle 4 60; wait"])
         XCTAssertEqual(r.status, 0, r.stderr)
         let execs = try eventsJSON(trace, ["--type", "exec"])
-        let spinners = execs.filter { $0["argv"]?.arrayValue?.dropFirst().first?.stringValue == "spin" }.compactMap { $0["pid"]?.uintValue }
-        let sleeper = try XCTUnwrap(execs.first { $0["argv"]?.arrayValue?.dropFirst().first?.stringValue == "trickle" }?["pid"]?.uintValue)
+        let spinners = execs.filter { $0["fields"]?["argv"]?.arrayValue?.dropFirst().first?.stringValue == "spin" }.compactMap { $0["pid"]?.uintValue }
+        let sleeper = try XCTUnwrap(execs.first { $0["fields"]?["argv"]?.arrayValue?.dropFirst().first?.stringValue == "trickle" }?["pid"]?.uintValue)
         XCTAssertEqual(spinners.count, 2)
         let sched = try eventsJSON(trace, ["--type", "sched"])
         for pid in spinners {
-            let waits = sched.filter { $0["pid"]?.uintValue == pid && $0["kind"]?.stringValue == "runqueue" }.compactMap { $0["wait_ns"]?.uintValue }
+            let waits = sched.filter { $0["pid"]?.uintValue == pid && $0["kind_name"]?.stringValue == "runqueue" }.compactMap { $0["fields"]?["wait_ns"]?.uintValue }
             XCTAssertGreaterThanOrEqual(waits.count, 10, "pid \(pid) shares its CPU")
             XCTAssertTrue(waits.allSatisfy { $0 >= 1_000_000 }, "only waits over the threshold")
             XCTAssertGreaterThan(waits.reduce(0, +), 100_000_000, "about half of 400 ms is spent waiting")
         }
-        let off = sched.filter { $0["pid"]?.uintValue == sleeper && $0["kind"]?.stringValue == "offcpu" }
+        let off = sched.filter { $0["pid"]?.uintValue == sleeper && $0["kind_name"]?.stringValue == "offcpu" }
         XCTAssertGreaterThanOrEqual(off.count, 3, "\(sched.filter { $0["pid"]?.uintValue == sleeper })")
         for e in off {
-            XCTAssertGreaterThanOrEqual(e["wait_ns"]?.uintValue ?? 0, 55_000_000)
-            XCTAssertLessThan(e["wait_ns"]?.uintValue ?? .max, 500_000_000)
-            XCTAssertEqual((e["blocked_state"]?.uintValue ?? 0) & 3, 1, "TASK_INTERRUPTIBLE (plus flags such as TASK_FREEZABLE): a sleep")
+            XCTAssertGreaterThanOrEqual(e["fields"]?["wait_ns"]?.uintValue ?? 0, 55_000_000)
+            XCTAssertLessThan(e["fields"]?["wait_ns"]?.uintValue ?? .max, 500_000_000)
+            XCTAssertEqual((e["fields"]?["prev_state"]?.uintValue ?? 0) & 3, 1, "TASK_INTERRUPTIBLE (plus flags such as TASK_FREEZABLE): a sleep")
         }
     }
 }
@@ -720,18 +720,18 @@ final class GaugesFamilyTests: XCTestCase {
                                               "/bin/sh", "-c", "sleep 0.5; head -c 3145728 /dev/zero > \(mnt)/f; sleep 0.5"])
         XCTAssertEqual(r.status, 0, r.stderr)
         let gauges = try eventsJSON(trace, ["--type", "gauge"])
-        let space = gauges.filter { $0["gauge"]?.stringValue == "fs_bytes_available" && $0["name"]?.stringValue == mnt }
+        let space = gauges.filter { $0["gauge"]?.stringValue == "fs_bytes_available" && $0["fields"]?["name"]?.stringValue == mnt }
         XCTAssertGreaterThanOrEqual(space.count, 5, "sampled every 100 ms")
-        let values = space.compactMap { $0["value"]?.uintValue }
-        XCTAssertEqual(space.first?["limit"]?.uintValue, 8 << 20)
+        let values = space.compactMap { $0["fields"]?["value"]?.uintValue }
+        XCTAssertEqual(space.first?["fields"]?["limit"]?.uintValue, 8 << 20)
         XCTAssertEqual(values.first, 8 << 20, "empty at the start")
         XCTAssertEqual(values.last, (8 << 20) - (3 << 20), "3 MiB less after the write")
         XCTAssertEqual(values, values.sorted(by: >), "only ever goes down here")
         let fds = gauges.filter { $0["gauge"]?.stringValue == "process_fds" }
         XCTAssertFalse(fds.isEmpty, "the command's processes are sampled")
-        XCTAssertTrue(fds.allSatisfy { ($0["limit"]?.uintValue ?? 0) > 0 && ($0["value"]?.uintValue ?? 0) > 0 })
+        XCTAssertTrue(fds.allSatisfy { ($0["fields"]?["limit"]?.uintValue ?? 0) > 0 && ($0["fields"]?["value"]?.uintValue ?? 0) > 0 })
         for kind in ["system_fds", "tasks", "mem_available", "load1"] {
-            XCTAssertTrue(gauges.contains { $0["gauge"]?.stringValue == kind && ($0["limit"]?.uintValue ?? 0) > 0 }, kind)
+            XCTAssertTrue(gauges.contains { $0["gauge"]?.stringValue == kind && ($0["fields"]?["limit"]?.uintValue ?? 0) > 0 }, kind)
         }
     }
 }
@@ -749,21 +749,21 @@ final class TCPFamilyTests: XCTestCase {
         let (listen, refused) = (ports[0], ports[1])
         XCTAssertEqual(ports[2], 5, "five connections made")
         let tcp = try eventsJSON(trace, ["--type", "tcp"])
-        let connects = tcp.filter { $0["old_state"]?.stringValue == "SYN_SENT" && $0["new_state"]?.stringValue == "ESTABLISHED" }
+        let connects = tcp.filter { $0["old_state_name"]?.stringValue == "SYN_SENT" && $0["new_state_name"]?.stringValue == "ESTABLISHED" }
         XCTAssertEqual(connects.count, 5)
         for c in connects {
-            XCTAssertEqual(c["daddr"]?.stringValue, "127.0.0.1")
-            XCTAssertEqual(c["dport"]?.uintValue, listen)
-            XCTAssertGreaterThan(c["latency_ns"]?.uintValue ?? 0, 0)
+            XCTAssertEqual(c["dst_ip"]?.stringValue, "127.0.0.1")
+            XCTAssertEqual(c["fields"]?["dport"]?.uintValue, listen)
+            XCTAssertGreaterThan(c["fields"]?["latency_ns"]?.uintValue ?? 0, 0)
             XCTAssertEqual(c["comm"]?.stringValue, "flightbox-load", "attributed to the connecting process")
         }
-        let accepts = tcp.filter { $0["old_state"]?.stringValue == "SYN_RECV" && $0["new_state"]?.stringValue == "ESTABLISHED" }
+        let accepts = tcp.filter { $0["old_state_name"]?.stringValue == "SYN_RECV" && $0["new_state_name"]?.stringValue == "ESTABLISHED" }
         XCTAssertEqual(accepts.count, 5)
-        XCTAssertTrue(accepts.allSatisfy { $0["sport"]?.uintValue == listen })
-        let failed = try XCTUnwrap(tcp.first { $0["old_state"]?.stringValue == "SYN_SENT" && $0["new_state"]?.stringValue == "CLOSE" })
-        XCTAssertEqual(failed["dport"]?.uintValue, refused)
-        XCTAssertGreaterThan(failed["latency_ns"]?.uintValue ?? 0, 0)
-        XCTAssertTrue(tcp.contains { $0["kind"]?.stringValue == "reset_received" && $0["dport"]?.uintValue == refused })
+        XCTAssertTrue(accepts.allSatisfy { $0["fields"]?["sport"]?.uintValue == listen })
+        let failed = try XCTUnwrap(tcp.first { $0["old_state_name"]?.stringValue == "SYN_SENT" && $0["new_state_name"]?.stringValue == "CLOSE" })
+        XCTAssertEqual(failed["fields"]?["dport"]?.uintValue, refused)
+        XCTAssertGreaterThan(failed["fields"]?["latency_ns"]?.uintValue ?? 0, 0)
+        XCTAssertTrue(tcp.contains { $0["kind_name"]?.stringValue == "reset_received" && $0["fields"]?["dport"]?.uintValue == refused })
     }
 
     /// A listener with a full accept queue drops a SYN, and the connecting
@@ -776,17 +776,17 @@ final class TCPFamilyTests: XCTestCase {
         XCTAssertEqual(r.status, 0, r.stderr)
         let port = try XCTUnwrap(UInt64(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)), r.stdout)
         let tcp = try eventsJSON(trace, ["--type", "tcp"])
-        let retransmits = tcp.filter { $0["kind"]?.stringValue == "retransmit" }
+        let retransmits = tcp.filter { $0["kind_name"]?.stringValue == "retransmit" }
         XCTAssertGreaterThanOrEqual(retransmits.count, 1, "\(tcp.map { $0.serialized() })")
         let syn = try XCTUnwrap(retransmits.first)
-        XCTAssertEqual(syn["dport"]?.uintValue, port)
-        XCTAssertEqual(syn["daddr"]?.stringValue, "127.0.0.1")
+        XCTAssertEqual(syn["fields"]?["dport"]?.uintValue, port)
+        XCTAssertEqual(syn["dst_ip"]?.stringValue, "127.0.0.1")
         XCTAssertEqual(syn["comm"]?.stringValue, "flightbox-load")
-        let opened = try XCTUnwrap(tcp.last { $0["new_state"]?.stringValue == "SYN_SENT" && $0["dport"]?.uintValue == port })
+        let opened = try XCTUnwrap(tcp.last { $0["new_state_name"]?.stringValue == "SYN_SENT" && $0["fields"]?["dport"]?.uintValue == port })
         let wait = (syn["ts_ns"]?.uintValue ?? 0) - (opened["ts_ns"]?.uintValue ?? 0)
         XCTAssertGreaterThan(wait, 900_000_000, "the initial retransmission timeout is 1 s")
         // The given-up connect ends SYN_SENT -> CLOSE after about 1.5 s.
-        XCTAssertTrue(tcp.contains { $0["old_state"]?.stringValue == "SYN_SENT" && $0["new_state"]?.stringValue == "CLOSE" && ($0["latency_ns"]?.uintValue ?? 0) > 1_400_000_000 })
+        XCTAssertTrue(tcp.contains { $0["old_state_name"]?.stringValue == "SYN_SENT" && $0["new_state_name"]?.stringValue == "CLOSE" && ($0["fields"]?["latency_ns"]?.uintValue ?? 0) > 1_400_000_000 })
     }
 }
 
@@ -802,30 +802,30 @@ final class MemoryFamilyTests: XCTestCase {
         let r = try Tool.run(Tool.flightbox, ["record", "-o", trace, "--probes", "memory,process", "--", Tool.load, "oom", cgroup.path, "256"])
         XCTAssertFalse(r.stdout.contains("survived"), "the limit held: \(r.stdout)")
         let exits = try eventsJSON(trace, ["--type", "exit"])
-        let victim = try XCTUnwrap(exits.first { $0["exit_comm"]?.stringValue == "flightbox-load" && $0["process_exit"] == .bool(true) }, "\(exits)")
+        let victim = try XCTUnwrap(exits.first { $0["fields"]?["comm"]?.stringValue == "flightbox-load" && $0["process_exit"] == .bool(true) }, "\(exits)")
         XCTAssertEqual(victim["signal"]?.intValue, 9, "killed with SIGKILL")
         let pid = try XCTUnwrap(victim["pid"]?.uintValue)
         let ooms = try eventsJSON(trace, ["--type", "oom"])
         XCTAssertEqual(ooms.count, 1, "\(ooms)")
         let oom = try XCTUnwrap(ooms.first)
         XCTAssertEqual(oom["pid"]?.uintValue, pid)
-        XCTAssertEqual(oom["victim_comm"]?.stringValue, "flightbox-load")
-        XCTAssertEqual(oom["memcg"]?.stringValue, cgroup.name)
-        XCTAssertGreaterThan(oom["memcg_id"]?.uintValue ?? 0, 0)
-        XCTAssertEqual(oom["uid"]?.uintValue, UInt64(getuid()))
+        XCTAssertEqual(oom["fields"]?["comm"]?.stringValue, "flightbox-load")
+        XCTAssertEqual(oom["fields"]?["memcg"]?.stringValue, cgroup.name)
+        XCTAssertGreaterThan(oom["fields"]?["memcg_id"]?.uintValue ?? 0, 0)
+        XCTAssertEqual(oom["fields"]?["uid"]?.uintValue, UInt64(getuid()))
         // Nearly all of the 32 MiB limit (8192 pages) is the victim's anonymous memory.
-        let anon = oom["anon_rss_pages"]?.uintValue ?? 0
+        let anon = oom["fields"]?["anon_rss"]?.uintValue ?? 0
         XCTAssertGreaterThan(anon, UInt64(24 * 256), "\(oom.serialized())")
         XCTAssertLessThanOrEqual(anon, UInt64(34 * 256))
-        XCTAssertGreaterThanOrEqual(oom["total_vm_pages"]?.uintValue ?? 0, anon)
-        XCTAssertEqual(oom["trigger_pid"]?.uintValue, pid, "its own allocation ran out")
+        XCTAssertGreaterThanOrEqual(oom["fields"]?["total_vm"]?.uintValue ?? 0, anon)
+        XCTAssertEqual(oom["fields"]?["trigger_pid"]?.uintValue, pid, "its own allocation ran out")
         let reclaims = try eventsJSON(trace, ["--type", "reclaim"]).filter { $0["pid"]?.uintValue == pid }
         XCTAssertFalse(reclaims.isEmpty, "the cgroup tried to reclaim before killing")
-        XCTAssertTrue(reclaims.allSatisfy { $0["scope"]?.stringValue == "memcg" && ($0["duration_ns"]?.uintValue ?? 0) > 0 })
+        XCTAssertTrue(reclaims.allSatisfy { $0["scope"]?.stringValue == "memcg" && ($0["fields"]?["duration_ns"]?.uintValue ?? 0) > 0 })
         // Touching 32 MiB a page at a time: at least that many minor faults, all summarized.
         let faults = try eventsJSON(trace, ["--type", "faults"]).filter { $0["pid"]?.uintValue == pid }
-        XCTAssertGreaterThanOrEqual(faults.reduce(0) { $0 + ($1["user"]?.uintValue ?? 0) }, UInt64(24 * 256))
-        XCTAssertGreaterThanOrEqual(faults.reduce(0) { $0 + ($1["minor"]?.uintValue ?? 0) }, UInt64(24 * 256))
+        XCTAssertGreaterThanOrEqual(faults.reduce(0) { $0 + ($1["fields"]?["user"]?.uintValue ?? 0) }, UInt64(24 * 256))
+        XCTAssertGreaterThanOrEqual(faults.reduce(0) { $0 + ($1["fields"]?["minor"]?.uintValue ?? 0) }, UInt64(24 * 256))
     }
 
     /// A file read back through a mapping after leaving the page cache takes
@@ -842,14 +842,14 @@ final class MemoryFamilyTests: XCTestCase {
         XCTAssertEqual(r.status, 0, r.stderr)
         let faults = try eventsJSON(trace, ["--type", "faults"]).filter { $0["comm"]?.stringValue == "flightbox-load" }
         XCTAssertFalse(faults.isEmpty)
-        func total(_ k: String) -> UInt64 { faults.reduce(0) { $0 + ($1[k]?.uintValue ?? 0) } }
+        func total(_ k: String) -> UInt64 { faults.reduce(0) { $0 + ($1["fields"]?[k]?.uintValue ?? 0) } }
         XCTAssertGreaterThanOrEqual(total("major"), UInt64(pages) * 9 / 10, "\(faults.map { $0.serialized() })")
         XCTAssertLessThanOrEqual(total("major"), UInt64(pages) + 50)
         XCTAssertGreaterThanOrEqual(total("minor"), UInt64(pages))
         XCTAssertGreaterThanOrEqual(total("user"), 2 * UInt64(pages))
         for f in faults {
-            XCTAssertLessThanOrEqual(f["first_ts_ns"]?.uintValue ?? 0, f["ts_ns"]?.uintValue ?? 0)
-            XCTAssertLessThanOrEqual((f["ts_ns"]?.uintValue ?? 0) - (f["first_ts_ns"]?.uintValue ?? 0), 2_000_000_000, "one summary spans about a second at most")
+            XCTAssertLessThanOrEqual(f["fields"]?["first_ts"]?.uintValue ?? 0, f["ts_ns"]?.uintValue ?? 0)
+            XCTAssertLessThanOrEqual((f["ts_ns"]?.uintValue ?? 0) - (f["fields"]?["first_ts"]?.uintValue ?? 0), 2_000_000_000, "one summary spans about a second at most")
         }
     }
 }

@@ -6,7 +6,7 @@ final class EventTests: XCTestCase {
         b.withUnsafeBytes { body(Event.validated($0, sequence: 7)) }
     }
 
-    func testSyscallFieldsRoundTrip() {
+    func testSyscallFieldsRoundTrip() throws {
         let rec = EventEncoder.syscall(ts: 123, pid: 10, tid: 11, nr: 39, duration: 456, ret: -2, args: [1, 2, 3], fdKind: .fifo, cpu: 1)
         XCTAssertEqual(rec.count, 72)
         view(rec) { e in
@@ -16,12 +16,14 @@ final class EventTests: XCTestCase {
             XCTAssertEqual(e.pid, 10)
             XCTAssertEqual(e.tid, 11)
             XCTAssertEqual(e.cpu, 1)
-            XCTAssertEqual(e.syscallNumber, 39)
-            XCTAssertEqual(syscallName(e.syscallNumber), "getpid")
-            XCTAssertEqual(e.syscallDuration, 456)
-            XCTAssertEqual(e.syscallReturn, -2)
-            XCTAssertEqual((0..<3).map { e.syscallArg($0) }, [1, 2, 3])
-            XCTAssertEqual(e.syscallFdKind, .fifo)
+            guard let s = e.as(SyscallRecord.self) else { return XCTFail("not a syscall view") }
+            XCTAssertNil(e.as(OOMRecord.self), "a syscall record is not an OOM record")
+            XCTAssertEqual(s.nr, 39)
+            XCTAssertEqual(syscallName(s.nr), "getpid")
+            XCTAssertEqual(s.durationNs, 456)
+            XCTAssertEqual(s.ret, -2)
+            XCTAssertEqual(s.argsList, [1, 2, 3])
+            XCTAssertEqual(s.fdKindValue, .fifo)
             XCTAssertEqual(e.sequence, 7)
         }
     }
@@ -29,22 +31,23 @@ final class EventTests: XCTestCase {
     func testExecVariablePart() {
         let rec = EventEncoder.exec(ts: 1, pid: 5, tid: 5, ppid: 1, uid: 1000, comm: "echo", filename: "/bin/echo", argv: ["echo", "two words", ""])
         view(rec) { e in
-            XCTAssertEqual(e?.execFilename, "/bin/echo")
-            XCTAssertEqual(e?.execArgv, ["echo", "two words", ""])
-            XCTAssertEqual(e?.execComm, "echo")
-            XCTAssertEqual(e?.execUid, 1000)
+            let x = e?.as(ExecRecord.self)
+            XCTAssertEqual(x?.filename, "/bin/echo")
+            XCTAssertEqual(x?.argv, ["echo", "two words", ""])
+            XCTAssertEqual(x?.comm, "echo")
+            XCTAssertEqual(x?.uid, 1000)
         }
     }
 
     func testExitStatus() {
         view(EventEncoder.exit(ts: 1, pid: 5, tid: 5, status: 3 << 8, group: true, ppid: 1, lifetime: 9, comm: "sh")) { e in
-            XCTAssertEqual(e?.exitCode, 3)
-            XCTAssertEqual(e?.exitSignal, 0)
-            XCTAssertEqual(e?.isGroupExit, true)
+            XCTAssertEqual(e?.as(ExitRecord.self)?.exitCode, 3)
+            XCTAssertEqual(e?.as(ExitRecord.self)?.exitSignal, 0)
+            XCTAssertEqual(e?.as(ExitRecord.self)?.isGroupExit, true)
         }
         view(EventEncoder.exit(ts: 1, pid: 5, tid: 6, status: 9, group: false, ppid: 1, lifetime: 9, comm: "sh")) { e in
-            XCTAssertEqual(e?.exitSignal, 9)
-            XCTAssertEqual(e?.isGroupExit, false)
+            XCTAssertEqual(e?.as(ExitRecord.self)?.exitSignal, 9)
+            XCTAssertEqual(e?.as(ExitRecord.self)?.isGroupExit, false)
         }
     }
 
@@ -89,8 +92,7 @@ final class EventTests: XCTestCase {
             }
             XCTAssertLessThanOrEqual(end, t.fixedSize, "\(t.name)'s fields run past its fixed part")
             XCTAssertEqual(t.fixedSize % 8, 0, "\(t.name) keeps 8-byte alignment")
-            XCTAssertTrue(spec.contains("**\(t.name)** (\(t.fixedSize) bytes"), "format/SPEC.md does not give \(t.name) as \(t.fixedSize) bytes")
-            XCTAssertTrue(spec.contains("\(t.rawValue) \(t.name)"), "format/SPEC.md's type list lacks \(t.rawValue) \(t.name)")
+            XCTAssertTrue(spec.contains("### \(t.rawValue) \(t.name) (\(t.fixedSize) bytes"), "format/SPEC.md does not give \(t.name) as \(t.fixedSize) bytes")
         }
     }
 
@@ -101,5 +103,34 @@ final class EventTests: XCTestCase {
         XCTAssertEqual(try JSONParser.parse(s).serialized(), s)
         XCTAssertThrowsError(try JSONParser.parse("{\"a\":"))
         XCTAssertThrowsError(try JSONParser.parse(String(repeating: "[", count: 100)))
+    }
+
+    /// Every type's typed view reads back what its encoder wrote, and a view
+    /// of one type cannot be had from a record of another.
+    func testEveryTypedViewRoundTrips() {
+        for t in EventType.allCases {
+            let rec = EventEncoder.sample(t)
+            rec.withUnsafeBytes { b in
+                guard let e = Event.validated(b, sequence: 3) else { return XCTFail("\(t.name): sample not valid") }
+                XCTAssertEqual(e.type, t)
+                XCTAssertEqual(e.size, rec.count)
+                if case .unknown = e.payload { XCTFail("\(t.name): no typed view") }
+                XCTAssertEqual(e.as(SyscallRecord.self) != nil, t == .syscall)
+                XCTAssertEqual(e.as(OOMRecord.self) != nil, t == .oom)
+                XCTAssertFalse(e.text(ts: "", comm: nil).isEmpty)
+            }
+        }
+        EventEncoder.sample(.exec).withUnsafeBytes { b in
+            let x = Event.validated(b, sequence: 0)!.as(ExecRecord.self)!
+            XCTAssertEqual(x.argv, ["argv-1", "argv-2"])
+            XCTAssertEqual(x.filename, "filename")
+            XCTAssertEqual(x.comm, "comm")
+            XCTAssertEqual(x.ppid, 3)
+        }
+        EventEncoder.sample(.privilege).withUnsafeBytes { b in
+            let p = Event.validated(b, sequence: 0)!.as(PrivilegeRecord.self)!
+            XCTAssertEqual(p.strings, ["str", "str2", "str3"])
+            XCTAssertEqual(p.argsList, [5, 6, 7, 8])
+        }
     }
 }

@@ -42,9 +42,10 @@ final class CompatibilityTests: XCTestCase {
         let reader = try TraceReader(path: path)
         reader.forEachEvent { e in
             XCTAssertEqual(e.size, 72)
-            XCTAssertEqual(e.syscallNumber, 39)
-            XCTAssertEqual(e.syscallReturn, Int64(seen))
-            XCTAssertEqual(e.syscallArg(2), 3)
+            let s = e.as(SyscallRecord.self)
+            XCTAssertEqual(s?.nr, 39)
+            XCTAssertEqual(s?.ret, Int64(seen))
+            XCTAssertEqual(s?.args(2), 3)
             seen += 1
         }
         XCTAssertEqual(seen, 10)
@@ -73,13 +74,45 @@ final class CompatibilityTests: XCTestCase {
         try w.close()
         var got: (UInt64, UInt32, Int64, UInt64, FdKind)?
         try TraceReader(path: path).forEachEvent { e in
-            got = (e.syscallDuration, e.syscallNumber, e.syscallReturn, e.syscallArg(2), e.syscallFdKind)
+            let s = e.as(SyscallRecord.self)!
+            got = (s.durationNs, s.nr, s.ret, s.args(2), s.fdKindValue)
         }
         XCTAssertEqual(got?.0, 1234)
         XCTAssertEqual(got?.1, 0)
         XCTAssertEqual(got?.2, -11)
         XCTAssertEqual(got?.3, 0xCC)
         XCTAssertEqual(got?.4, .unresolved)
+    }
+
+    /// A trace written when the file record's open flags were called `flags`,
+    /// like the header's own `flags`: each is read as its own field (the
+    /// adapter maps by part and name, and knows the rename).
+    func testRenamedFieldAndHeaderFieldOfTheSameNameStayApart() throws {
+        func rename(_ j: JSON) -> JSON {
+            switch j {
+            case .object(let kv): return .object(kv.map { k, v in (k, k == "name" && v == .string("open_flags") ? .string("flags") : rename(v)) })
+            case .array(let a): return .array(a.map(rename))
+            default: return j
+            }
+        }
+        let older = rename(EventSchema.json)
+        XCTAssertNotEqual(older, EventSchema.json)
+        // And a field the file lacks, so the adapter has to move fields.
+        let path = tempPath("renamed.fbt")
+        let meta = TraceMetadata(host: "h", kernelRelease: "k", machine: "x86_64", clockNs: 0, realtimeNs: 0, capture: .null, schema: older)
+        let w = try TraceWriter(path: path, codec: .zstd, metadata: meta, snapshot: ProcessSnapshot(timestamp: 0, processes: []))
+        try w.append(FileRecord.encode(ts: 5, flags: fileTruncatedFlag, pid: 9, tid: 9, ret: 3, op: 1, dirfd: -100, openFlags: 0o1101, mode: 0o644, path: Array("/tmp/x".utf8)))
+        try w.close()
+        var seen = 0
+        try TraceReader(path: path).forEachEvent { e in
+            let f = e.as(FileRecord.self)!
+            XCTAssertEqual(f.openFlags, 0o1101)
+            XCTAssertEqual(e.flags, fileTruncatedFlag)
+            XCTAssertEqual(f.mode, 0o644)
+            XCTAssertEqual(f.path, "/tmp/x")
+            seen += 1
+        }
+        XCTAssertEqual(seen, 1)
     }
 
     /// Blocks of a type this reader does not know are skipped, whole.

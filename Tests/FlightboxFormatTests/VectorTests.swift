@@ -9,9 +9,9 @@ final class VectorTests: XCTestCase {
         .appendingPathComponent("format/vectors")
     var updating: Bool { ProcessInfo.processInfo.environment["FLIGHTBOX_UPDATE_VECTORS"] == "1" }
 
-    /// One record of every type, fixed values, two blocks.
+    /// One record of every type (at least), fixed values, two blocks.
     static func vectorRecords() -> [[UInt8]] {
-        [
+        var out = [
             EventEncoder.fork(ts: 1_000_100, pid: 100, tid: 100, childPid: 101, childTid: 101, thread: false, comm: "sh"),
             EventEncoder.exec(ts: 1_000_200, pid: 101, tid: 101, ppid: 100, uid: 1000, comm: "cat", filename: "/usr/bin/cat", argv: ["cat", "/etc/hostname"]),
             EventEncoder.syscall(ts: 1_000_300, pid: 101, tid: 101, nr: 257, duration: 2_500, ret: 3, args: [0xffffff9c, 0x7ffc_0000_1000, 0], cpu: 1),
@@ -21,6 +21,12 @@ final class VectorTests: XCTestCase {
             EventEncoder.exit(ts: 1_000_700, pid: 101, tid: 102, status: 0, group: false, ppid: 100, lifetime: 400, comm: "cat"),
             EventEncoder.exit(ts: 1_000_800, pid: 101, tid: 101, status: 1 << 8, group: true, ppid: 100, lifetime: 600, comm: "cat"),
         ]
+        // Every other type with each of its fields set to a distinct value.
+        let covered: Set<EventType> = [.fork, .exec, .syscall, .loss, .exit]
+        for (i, t) in EventType.allCases.filter({ !covered.contains($0) }).enumerated() {
+            out.append(EventEncoder.sample(t, ts: 1_000_900 + UInt64(i) * 100, pid: 101, tid: 101))
+        }
+        return out
     }
 
     static func write(_ path: String, codec: Codec, close: Bool = true) throws {
@@ -30,9 +36,28 @@ final class VectorTests: XCTestCase {
         let w = try TraceWriter(path: path, codec: codec, blockBytes: 256, metadata: meta, snapshot: snap)
         for (i, r) in vectorRecords().enumerated() {
             try w.append(r)
-            if i == 3 { try w.flush() }
+            if i == 8 { try w.flush() }
         }
         if close { try w.close() } else { try w.flush() }
+    }
+
+    /// What the reader of format 1.0 made of the vectors kept in
+    /// format/vectors/v1.0: records read and a CRC-32C of their bytes,
+    /// taken with that reader. This one must decode them byte for byte alike.
+    static let legacy: [(String, Int, UInt32)] = [
+        ("minimal-none", 8, 2413816271), ("minimal-zstd", 8, 2413816271), ("minimal-lz4", 8, 2413816271),
+        ("unfinished-none", 8, 2413816271), ("cut-none", 4, 2779985269), ("corrupt-none", 4, 2616490410),
+    ]
+
+    func testVersion1_0VectorsDecodeByteForByte() throws {
+        for (name, count, crc) in VectorTests.legacy {
+            let r = try TraceReader(path: VectorTests.dir.appendingPathComponent("v1.0/\(name).fbt").path)
+            var bytes: [UInt8] = []
+            var n = 0
+            r.forEachEvent { e in bytes += Array(e.bytes); n += 1 }
+            XCTAssertEqual(n, count, name)
+            XCTAssertEqual(bytes.withUnsafeBytes { crc32c($0) }, crc, "\(name): records decode differently from format 1.0's reader")
+        }
     }
 
     /// Everything a reader makes of a file, as stable JSON.
@@ -104,7 +129,9 @@ final class VectorTests: XCTestCase {
         let r = try TraceReader(path: path)
         var byType: [String: UInt64] = [:]
         var lines: [UInt8] = []
+        var records: [UInt8] = []
         r.forEachEvent { e in
+            records += Array(e.bytes)
             byType[e.type?.name ?? "unknown", default: 0] += 1
             lines += Array(e.json().serialized().utf8)
             lines.append(10)
@@ -112,10 +139,14 @@ final class VectorTests: XCTestCase {
         let summary = JSON.object([
             ("closed_cleanly", .bool(r.closedCleanly)), ("events", .uint(r.eventCount)),
             ("by_type", .object(byType.keys.sorted().map { ($0, .uint(byType[$0]!)) })),
+            // The records' bytes as read (2635663094 with format 1.0's reader: must never change).
+            ("records_crc32c", .uint(UInt64(records.withUnsafeBytes { crc32c($0) }))),
+            // Their JSON: changes only when the output format does.
             ("events_json_crc32c", .uint(UInt64(lines.withUnsafeBytes { crc32c($0) }))),
             ("kernel", .string(r.metadata.kernelRelease)), ("problems", .int(Int64(r.problems.count))),
         ]).serialized() + "\n"
         if updating { try summary.write(to: expected, atomically: true, encoding: .utf8) }
         XCTAssertEqual(summary, try String(contentsOf: expected, encoding: .utf8))
+        XCTAssertTrue(summary.contains("\"records_crc32c\":2635663094"), "recorded-v1's records decode differently from format 1.0's reader")
     }
 }

@@ -1,0 +1,108 @@
+import CFlightboxEvents
+
+// What the raw fields of the generated views mean: flags, enums, decoded
+// values. Only what the generator cannot know lives here.
+
+extension SyscallRecord {
+    /// A 32-bit (ia32) syscall: number and arguments follow that ABI.
+    @inlinable public var isCompat: Bool { event.flags & syscallCompatFlag != 0 }
+    /// The syscall's name in its ABI ("ia32:N" for 32-bit calls, which have
+    /// their own numbering), in the trace's numbering (`arch`; by default this machine's).
+    public func displayName(arch: SyscallArch = .host) -> String { isCompat ? "ia32:\(nr)" : syscallName(nr, arch: arch) }
+    @inlinable public var fdKindValue: FdKind { FdKind(rawValue: fdKind) ?? .unresolved }
+    public static let argCount = Int(FB_SYSCALL_ARGS)
+}
+
+extension ForkRecord {
+    /// clone(CLONE_THREAD): a new thread, not a process.
+    @inlinable public var isThread: Bool { event.flags & forkThreadFlag != 0 }
+}
+
+extension ExecRecord {
+    /// The filename or argv was longer than captured.
+    @inlinable public var isTruncated: Bool { event.flags & execTruncatedFlag != 0 }
+}
+
+extension ExitRecord {
+    /// Exit code (bits 8-15 of the wait status).
+    @inlinable public var exitCode: Int { Int((status >> 8) & 0xff) }
+    /// Terminating signal (bits 0-6), 0 for a normal exit.
+    @inlinable public var exitSignal: Int { Int(status & 0x7f) }
+    /// The last thread: the process is gone.
+    @inlinable public var isGroupExit: Bool { event.flags & exitGroupFlag != 0 }
+}
+
+extension FileRecord {
+    @inlinable public var opValue: FileOp? { FileOp(rawValue: op) }
+    /// A path was longer than captured.
+    @inlinable public var isTruncated: Bool { event.flags & fileTruncatedFlag != 0 }
+}
+
+extension SignalRecord {
+    /// True for a signal being sent, false for one being delivered.
+    @inlinable public var isGenerate: Bool { op == UInt32(FB_SIGNAL_GENERATE.rawValue) }
+    public var opName: String { isGenerate ? "generate" : "deliver" }
+}
+
+extension BlockRecord {
+    public var opName: String {
+        switch op {
+        case 0: "read"
+        case 1: "write"
+        case 2: "flush"
+        case 3: "discard"
+        case 5: "secure-erase"
+        case 9: "write-zeroes"
+        default: "op\(op)"
+        }
+    }
+}
+
+extension PrivilegeRecord {
+    public var opName: String {
+        ["", "setid", "capset", "ptrace", "vm-write", "module", "bpf", "memfd", "mount", "chmod-exec", "dup-stdio"][safe: Int(op)] ?? "op\(op)"
+    }
+    /// The strings present (memfd name; mount source, target, type; chmod path).
+    public var strings: [String] { [str, str2, str3].filter { !$0.isEmpty } }
+}
+
+extension SchedRecord {
+    /// True for a run-queue wait, false for time blocked off the CPU.
+    @inlinable public var isRunqueueWait: Bool { kind == UInt32(FB_SCHED_RUNQ.rawValue) }
+}
+
+extension GaugeRecord {
+    @inlinable public var gaugeKind: GaugeKind? { GaugeKind(rawValue: kind) }
+}
+
+extension TCPRecord {
+    public var kindName: String {
+        switch kind {
+        case 1: "state"
+        case 2: "retransmit"
+        case 3: "reset_sent"
+        case 4: "reset_received"
+        default: "kind\(kind)"
+        }
+    }
+    public var sourceAddress: String { addressText(saddr) }
+    public var destinationAddress: String { addressText(daddr) }
+
+    func addressText(_ b: UnsafeRawBufferPointer) -> String {
+        if family == 2 { return b.prefix(4).map { String($0) }.joined(separator: ".") }
+        return stride(from: 0, to: 16, by: 2).map { String(UInt16(b[$0]) << 8 | UInt16(b[$0 + 1]), radix: 16) }.joined(separator: ":")
+    }
+}
+
+extension WritesRecord {
+    @inlinable public var fdKindValue: FdKind { FdKind(rawValue: fdKind) ?? .unresolved }
+    public var reasonName: String { ["", "close", "interval", "idle"][safe: Int(reason)] ?? "reason\(reason)" }
+}
+
+extension ReclaimRecord {
+    /// A memory cgroup reclaiming to stay under its limit, not the system short of memory.
+    @inlinable public var isMemcg: Bool { event.flags & reclaimMemcgFlag != 0 }
+}
+
+/// "major:minor" of a kernel dev_t (major << 20 | minor).
+public func deviceName(_ dev: UInt32) -> String { "\(dev >> 20):\(dev & 0xfffff)" }
