@@ -36,10 +36,14 @@ public enum ProbeFamily: String, CaseIterable, Sendable {
     /// The BPF object (bpf/<name>.bpf.c) that implements the family.
     var object: String? {
         switch self {
-        case .files, .privilege: "syscalls"
-        case .scheduler: "sched"
+        case .syscalls, .files, .privilege: BPFNames.Syscalls.object
+        case .process: BPFNames.Process.object
+        case .signals: BPFNames.Signals.object
+        case .block: BPFNames.Block.object
+        case .scheduler: BPFNames.Sched.object
+        case .tcp: BPFNames.Tcp.object
+        case .memory: BPFNames.Memory.object
         case .gauges: nil
-        default: rawValue
         }
     }
 }
@@ -215,7 +219,7 @@ public final class BPFCapture {
             objects.append((family, obj))
 
             if family == .process { try chooseExitProgram(obj) }
-            if family == .memory { chooseMemoryPrograms(obj) }
+            if family == .memory { try chooseMemoryPrograms(obj) }
             var err = fb_bpf_set_config(obj, &cfg)
             if err != 0 { throw CaptureError.load(family: family.rawValue, errno: -err, log: "cannot set configuration") }
             var map = bpf_object__next_map(obj, nil)
@@ -224,7 +228,7 @@ public final class BPFCapture {
                 if let fd = shared[name] {
                     err = bpf_map__reuse_fd(m, fd)
                     if err != 0 { throw CaptureError.load(family: family.rawValue, errno: -err, log: "cannot share map \(name)") }
-                } else if name == "events" {
+                } else if name == BPFNames.Process.Map.events.rawValue {
                     bpf_map__set_max_entries(m, UInt32(config.ringBytes))
                 }
                 map = bpf_object__next_map(obj, m)
@@ -232,19 +236,19 @@ public final class BPFCapture {
             fb_bpf_log_clear()
             err = bpf_object__load(obj)
             if err != 0 { throw CaptureError.load(family: family.rawValue, errno: -err, log: logTail()) }
-            for name in ["events", "drops", "tracked", "batch"] where shared[name] == nil {
+            for name in BPFCapture.sharedMaps where shared[name] == nil {
                 if let m = bpf_object__find_map_by_name(obj, name) { shared[name] = bpf_map__fd(m) }
             }
         }
     }
 
     private func finishLoad(shared: [String: Int32]) throws {
-        dropsFd = shared["drops"] ?? -1
-        trackedFd = shared["tracked"] ?? -1
+        dropsFd = shared[BPFNames.Process.Map.drops.rawValue] ?? -1
+        trackedFd = shared[BPFNames.Process.Map.tracked.rawValue] ?? -1
         if case .tracked(let pids) = config.filter {
             for p in pids { try track(pid: p) }
         }
-        guard let eventsFd = shared["events"] else { throw CaptureError.ringBuffer(errno: ENOENT) }
+        guard let eventsFd = shared[BPFNames.Process.Map.events.rawValue] else { throw CaptureError.ringBuffer(errno: ENOENT) }
         let ctx = Unmanaged.passUnretained(sink).toOpaque()
         ring = ring_buffer__new(eventsFd, { ctx, data, size in
             // A ring record is one event or a batch of them back to back.
@@ -271,7 +275,7 @@ public final class BPFCapture {
         if n < 0 {
             throw CaptureError.load(family: "process", errno: -n, log: "this kernel's BTF has no sched_process_exit tracepoint")
         }
-        skipProgram(obj, n >= 2 ? "fb_exit" : "fb_exit_group_dead")
+        try skipProgram(obj, n >= 2 ? BPFNames.Process.Program.fbExit : .fbExitGroupDead)
     }
 
     /// Arguments of a tracepoint in the kernel's BTF (or the configured
@@ -280,28 +284,42 @@ public final class BPFCapture {
         config.btfPath == Preflight.defaultBTFPath ? fb_bpf_tracepoint_args(nil, name) : fb_bpf_tracepoint_args(config.btfPath, name)
     }
 
-    /// Leaves a program out of loading and attaching.
-    private func skipProgram(_ obj: OpaquePointer, _ name: String) {
-        if let p = bpf_object__find_program_by_name(obj, name) { bpf_program__set_autoload(p, false) }
+    /// Leaves a program out of loading and attaching. The name comes from the
+    /// compiled object (BPFNames), so it is there unless the embedded object
+    /// and the names disagree: a broken build, reported, never ignored.
+    private func skipProgram<P: BPFProgramName>(_ obj: OpaquePointer, _ program: P) throws {
+        guard let p = bpf_object__find_program_by_name(obj, program.rawValue) else {
+            throw CaptureError.load(family: String(cString: bpf_object__name(obj)), errno: ENOENT,
+                                    log: "program \(program.rawValue) is not in the embedded object: rebuild flightbox")
+        }
+        bpf_program__set_autoload(p, false)
     }
+
+    /// Maps the first object creates and the others reuse.
+    static let sharedMaps = [BPFNames.Process.Map.events, .drops, .tracked, .batch].map(\.rawValue)
+
+    /// Programs user space runs on demand (BPF_PROG_TEST_RUN), never attached.
+    static let flushProgram = BPFNames.Syscalls.Program.fbFlush.rawValue
+    static let sweepPrograms: Set<String> = [BPFNames.Syscalls.Program.fbSweepWrites.rawValue, BPFNames.Memory.Program.fbSweepFaults.rawValue]
 
     /// The memory family's tracepoints are not on every kernel (page faults
     /// are x86's exceptions:*; memcg reclaim events came and went): a missing
     /// one costs what it reports, not the family, and the recording says so.
     /// oom:mark_victim passes the victim's task only since Linux 6.8.
-    private func chooseMemoryPrograms(_ obj: OpaquePointer) {
-        let parts: [(programs: [String], tracepoints: [String], what: String)] = [
-            (["fb_fault_user", "fb_fault_kernel"], ["page_fault_user", "page_fault_kernel"], "page faults: this kernel has no exceptions:page_fault_user/page_fault_kernel tracepoints"),
-            (["fb_reclaim_begin", "fb_reclaim_end"], ["mm_vmscan_direct_reclaim_begin", "mm_vmscan_direct_reclaim_end"], "direct reclaim: this kernel has no vmscan:mm_vmscan_direct_reclaim_* tracepoints"),
-            (["fb_memcg_reclaim_begin", "fb_memcg_reclaim_end"], ["mm_vmscan_memcg_reclaim_begin", "mm_vmscan_memcg_reclaim_end"], "memory cgroup reclaim: this kernel has no vmscan:mm_vmscan_memcg_reclaim_* tracepoints"),
+    private func chooseMemoryPrograms(_ obj: OpaquePointer) throws {
+        typealias P = BPFNames.Memory.Program
+        let parts: [(programs: [P], tracepoints: [String], what: String)] = [
+            ([.fbFaultUser, .fbFaultKernel], ["page_fault_user", "page_fault_kernel"], "page faults: this kernel has no exceptions:page_fault_user/page_fault_kernel tracepoints"),
+            ([.fbReclaimBegin, .fbReclaimEnd], ["mm_vmscan_direct_reclaim_begin", "mm_vmscan_direct_reclaim_end"], "direct reclaim: this kernel has no vmscan:mm_vmscan_direct_reclaim_* tracepoints"),
+            ([.fbMemcgReclaimBegin, .fbMemcgReclaimEnd], ["mm_vmscan_memcg_reclaim_begin", "mm_vmscan_memcg_reclaim_end"], "memory cgroup reclaim: this kernel has no vmscan:mm_vmscan_memcg_reclaim_* tracepoints"),
         ]
         for part in parts where part.tracepoints.contains(where: { tracepointArgs($0) < 0 }) {
-            for name in part.programs { skipProgram(obj, name) }
+            for program in part.programs { try skipProgram(obj, program) }
             missing.append((.memory, part.what))
         }
         let n = tracepointArgs("mark_victim")
         guard n != 2 else { return }
-        skipProgram(obj, "fb_oom_victim")
+        try skipProgram(obj, P.fbOomVictim)
         missing.append((.memory, n < 0 ? "OOM kills: this kernel has no oom:mark_victim tracepoint"
                                        : "OOM kills: this kernel's oom:mark_victim does not pass the victim's task (Linux 6.8 or later does)"))
     }
@@ -317,9 +335,10 @@ public final class BPFCapture {
             var prog = bpf_object__next_program(obj, nil)
             while let p = prog {
                 let name = String(cString: bpf_program__name(p))
-                if name == "fb_flush" { flushFd = bpf_program__fd(p) }
-                if name.hasPrefix("fb_sweep") { sweepFds.append(bpf_program__fd(p)) }
-                if !bpf_program__autoload(p) || name == "fb_flush" || name.hasPrefix("fb_sweep") {
+                let userDriven = name == BPFCapture.flushProgram || BPFCapture.sweepPrograms.contains(name)
+                if name == BPFCapture.flushProgram { flushFd = bpf_program__fd(p) }
+                if BPFCapture.sweepPrograms.contains(name) { sweepFds.append(bpf_program__fd(p)) }
+                if !bpf_program__autoload(p) || userDriven {
                     prog = bpf_object__next_program(obj, p)
                     continue
                 }

@@ -45,3 +45,7 @@ public enum CaptureError: Error, CustomStringConvertible {
         }
     }
 }
+
+/// A program of one BPF object, named through the generated `BPFNames` (from
+/// the compiled objects), so a misspelt program does not build.
+protocol BPFProgramName: RawRepresentable<String> {}

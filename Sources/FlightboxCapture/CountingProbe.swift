@@ -15,12 +15,15 @@ public final class CountingProbe {
     /// as timing a syscall needs at the least.
     public init(clockReads: Bool = false) throws {
         fb_bpf_capture_log(0)
-        guard let bytes = objectBytes("bench") else { throw CaptureError.unknownFamily("bench") }
+        guard let bytes = objectBytes(BPFNames.Bench.object) else { throw CaptureError.unknownFamily("bench") }
         object = bytes.withUnsafeBytes { bpf_object__open_mem($0.baseAddress, $0.count, nil) }
         guard let object else { throw CaptureError.load(family: "bench", errno: errno, log: "") }
-        let unwanted = clockReads ? ["fb_count_enter", "fb_count_exit"] : ["fb_clock_enter", "fb_clock_exit"]
-        for name in unwanted {
-            if let p = bpf_object__find_program_by_name(object, name) { bpf_program__set_autoload(p, false) }
+        let unwanted: [BPFNames.Bench.Program] = clockReads ? [.fbCountEnter, .fbCountExit] : [.fbClockEnter, .fbClockExit]
+        for program in unwanted {
+            guard let p = bpf_object__find_program_by_name(object, program.rawValue) else {
+                throw CaptureError.load(family: "bench", errno: ENOENT, log: "program \(program.rawValue) is not in the embedded object: rebuild flightbox")
+            }
+            bpf_program__set_autoload(p, false)
         }
         let err = bpf_object__load(object)
         if err != 0 { throw CaptureError.load(family: "bench", errno: -err, log: String(cString: fb_bpf_log_tail())) }
@@ -42,7 +45,7 @@ public final class CountingProbe {
     /// Syscall entries and exits, and hits of the other tracepoints, counted
     /// so far, summed over CPUs.
     public func counts() -> (enter: UInt64, exit: UInt64, other: UInt64) {
-        guard let object, let map = bpf_object__find_map_by_name(object, "counts") else { return (0, 0, 0) }
+        guard let object, let map = bpf_object__find_map_by_name(object, BPFNames.Bench.Map.counts.rawValue) else { return (0, 0, 0) }
         let ncpu = Int(libbpf_num_possible_cpus())
         var sums: [UInt64] = [0, 0, 0]
         for key in 0..<3 {

@@ -95,9 +95,6 @@ public final class TraceWriter {
         stored.deallocate()
     }
 
-    /// Bytes of events waiting in the open block.
-    public var pendingBytes: Int { used }
-
     /// Appends one wire record (already validated by the caller: `size` field
     /// equals the buffer's length, at least a header). Returns its sequence number.
     @discardableResult

@@ -223,6 +223,16 @@ final class FixtureTests: XCTestCase {
         XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
         XCTAssertTrue(r.stdout.contains("2 passed, 0 failed"), r.stdout)
     }
+
+    /// A fixture is its scenario, its trace and its checked findings; nothing
+    /// else belongs there (a fuzzer's corpus was once committed into one).
+    func testFixturesHoldOnlyWhatAFixtureIs() throws {
+        let root = Tool.packageRoot + "/fixtures"
+        for dir in try FileManager.default.contentsOfDirectory(atPath: root) where dir != "README.md" {
+            let files = Set(try FileManager.default.contentsOfDirectory(atPath: root + "/" + dir))
+            XCTAssertEqual(files.subtracting(["scenario.sh", "trace.fbt", "expected-findings.jsonl", "README.md"]), [], "fixtures/\(dir)")
+        }
+    }
 }
 
 final class OrderingTests: XCTestCase {
