@@ -17,8 +17,12 @@ let package = Package(
         .systemLibrary(name: "CLZ4", pkgConfig: "liblz4", providers: [.apt(["liblz4-dev"])]),
         // The event wire layout: include/ links to bpf/events.h, the one definition.
         .target(name: "CFlightboxEvents"),
-        // Small system shims Swift cannot express safely (post-fork code, CRC32C).
+        // Small system shims the product needs that Swift cannot express safely
+        // (post-fork code, CRC32C, O_TMPFILE, flock).
         .target(name: "CFlightboxSys"),
+        // The test workloads' C side (TCP and HTTP scenarios, privilege calls, faults):
+        // linked by flightbox-load only, never by the product.
+        .target(name: "CFlightboxLoad"),
         // libbpf glue that is simpler in C: .rodata config by BTF, log capture.
         .target(name: "CFlightboxBPF", dependencies: ["CLibBPF", "CFlightboxEvents"]),
 
@@ -38,7 +42,7 @@ let package = Package(
             ]
         ),
         // A workload with exactly known syscalls, for tests, fixtures and `flightbox bench`.
-        .executableTarget(name: "flightbox-load", dependencies: ["CFlightboxSys"]),
+        .executableTarget(name: "flightbox-load", dependencies: ["CFlightboxLoad"]),
         // Generates what derives from bpf/events.h (`swift run flightbox-codegen`).
         .target(name: "FlightboxCodegen"),
         .executableTarget(name: "flightbox-codegen", dependencies: ["FlightboxCodegen"]),
@@ -56,5 +60,6 @@ let package = Package(
             dependencies: ["FlightboxFormat", "FlightboxEvents", "flightbox", "flightbox-load"]
         ),
     ],
-    swiftLanguageModes: [.v5]
+    // Every module, tests included, in Swift 6 language mode: strict concurrency checking.
+    swiftLanguageModes: [.v6]
 )

@@ -23,10 +23,28 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import CFlightboxSys
+import CFlightboxLoad
+
+/// Writes to fd 2 (glibc's `stderr` is a shared mutable global to Swift 6).
+func printError(_ s: String) {
+    var s = s
+    s.withUTF8 { _ = write(2, $0.baseAddress, $0.count) }
+}
+
+/// A thread's body for `threads`: a plain function, not a closure of the
+/// top-level code, which Swift 6 would isolate to the main actor and check
+/// at run time on this other thread.
+nonisolated func getppidThread(_ arg: UnsafeMutableRawPointer?) -> UnsafeMutableRawPointer? {
+    let calls = arg!.assumingMemoryBound(to: Int.self).pointee
+    for i in 0..<calls {
+        _ = fb_getppid_raw()
+        if i % 64 == 63 { sched_yield() }
+    }
+    return nil
+}
 
 func usage() -> Never {
-    fputs("usage: flightbox-load getppid N | read N [SIZE] | latency DIR | threads N [CALLS] | wait-getppid MS N | trickle N MS | direct-write DIR N SIZE | privilege DIR | spin MS CPU | tcp N | retransmit MS | http MS | writes DIR | linger DIR | faults DIR PAGES | oom CGROUP MB | exit CODE | signal SIG\n", stderr)
+    printError("usage: flightbox-load getppid N | read N [SIZE] | latency DIR | threads N [CALLS] | wait-getppid MS N | trickle N MS | direct-write DIR N SIZE | privilege DIR | spin MS CPU | tcp N | retransmit MS | http MS | writes DIR | linger DIR | faults DIR PAGES | oom CGROUP MB | exit CODE | signal SIG\n")
     exit(2)
 }
 
@@ -38,7 +56,7 @@ func now() -> UInt64 {
 
 func check(_ ok: Bool, _ what: String) {
     if !ok {
-        fputs("flightbox-load: \(what): \(String(cString: strerror(errno)))\n", stderr)
+        printError("flightbox-load: \(what): \(String(cString: strerror(errno)))\n")
         exit(1)
     }
 }
@@ -108,14 +126,7 @@ case "threads":
     var threads: [pthread_t] = []
     for _ in 0..<n {
         var t = pthread_t()
-        check(pthread_create(&t, nil, { arg in
-            let calls = arg!.assumingMemoryBound(to: Int.self).pointee
-            for i in 0..<calls {
-                _ = fb_getppid_raw()
-                if i % 64 == 63 { sched_yield() }
-            }
-            return nil
-        }, box) == 0, "pthread_create")
+        check(pthread_create(&t, nil, getppidThread, box) == 0, "pthread_create")
         threads.append(t)
     }
     for t in threads { pthread_join(t, nil) }

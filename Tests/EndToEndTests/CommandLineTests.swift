@@ -318,7 +318,8 @@ final class CommandLineTests: XCTestCase {
 }
 
 /// A `flightbox` run in the background whose stderr can be waited on.
-final class Recorder {
+/// Sendable: its mutable state (the stderr collected) is guarded by `lock`.
+final class Recorder: @unchecked Sendable {
     let process = Process()
     private let errPipe = Pipe()
     private let lock = NSLock()

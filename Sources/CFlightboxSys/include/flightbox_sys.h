@@ -19,36 +19,6 @@ pid_t fb_spawn_gated(char *const argv[], int *gate);
 /* Let the gated child exec. Closes the gate. */
 int fb_spawn_release(int gate);
 
-/* Makes, with known arguments, every call the privilege family reports
- * (see Tests/EndToEndTests): chmod +x, memfd_create, capset, ptrace,
- * process_vm_writev, finit_module, bpf, mount, dup2 onto 2, setuid. */
-int fb_privilege_scenario(const char *dir);
-
-/* Pins the calling thread to one CPU (sched_setaffinity). */
-int fb_pin_to_cpu(int cpu);
-
-/* N loopback TCP connections to a listener of its own, then one to a
- * closed port. Returns the connections made; sets the two ports. */
-int fb_tcp_scenario(int n, int *listen_port, int *refused_port);
-
-/* Provokes a TCP retransmit: a listener whose accept queue is full drops a
- * second connection's SYN, which is retransmitted after 1 s. Waits wait_ms
- * before giving up the connection. Sets the listener's port. */
-int fb_tcp_retransmit_scenario(int wait_ms, int *listen_port);
-
-/* A loopback HTTP/1.1 server (two threads) under load from a client (the
- * calling thread) that opens a connection per request, for duration_ms or
- * until SIGTERM. Returns the requests served. */
-long fb_http_load(int duration_ms);
-
-/* Writes `pages` pages to path, evicts them from the page cache and reads
- * them back through a mapping without readahead (major faults), then touches
- * as many fresh anonymous pages (minor faults). */
-int fb_fault_scenario(const char *path, int pages);
-
-/* O_DIRECT, which glibc hides from Swift behind _GNU_SOURCE. */
-extern const int fb_o_direct;
-
 /* An unnamed file in dir (O_TMPFILE, write-only, close-on-exec): nothing is
  * visible until fb_link_fd names it. Returns the fd or -errno (-EOPNOTSUPP
  * or -EISDIR where the filesystem or kernel has no O_TMPFILE). */
@@ -62,7 +32,4 @@ int fb_rename_noreplace(const char *from, const char *to);
 
 /* flock(LOCK_EX | LOCK_NB): 0, or -EWOULDBLOCK when another open file holds it. */
 int fb_flock_try(int fd);
-
-/* One syscall, no libc wrapper caching: used by the load generator. */
-long fb_getppid_raw(void);
 #endif

@@ -1,0 +1,39 @@
+#ifndef FLIGHTBOX_LOAD_H
+#define FLIGHTBOX_LOAD_H
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* Makes, with known arguments, every call the privilege family reports
+ * (see Tests/EndToEndTests): chmod +x, memfd_create, capset, ptrace,
+ * process_vm_writev, finit_module, bpf, mount, dup2 onto 2, setuid. */
+int fb_privilege_scenario(const char *dir);
+
+/* Pins the calling thread to one CPU (sched_setaffinity). */
+int fb_pin_to_cpu(int cpu);
+
+/* N loopback TCP connections to a listener of its own, then one to a
+ * closed port. Returns the connections made; sets the two ports. */
+int fb_tcp_scenario(int n, int *listen_port, int *refused_port);
+
+/* Provokes a TCP retransmit: a listener whose accept queue is full drops a
+ * second connection's SYN, which is retransmitted after 1 s. Waits wait_ms
+ * before giving up the connection. Sets the listener's port. */
+int fb_tcp_retransmit_scenario(int wait_ms, int *listen_port);
+
+/* A loopback HTTP/1.1 server (two threads) under load from a client (the
+ * calling thread) that opens a connection per request, for duration_ms or
+ * until SIGTERM. Returns the requests served. */
+long fb_http_load(int duration_ms);
+
+/* Writes `pages` pages to path, evicts them from the page cache and reads
+ * them back through a mapping without readahead (major faults), then touches
+ * as many fresh anonymous pages (minor faults). */
+int fb_fault_scenario(const char *path, int pages);
+
+/* O_DIRECT, which glibc hides from Swift behind _GNU_SOURCE. */
+extern const int fb_o_direct;
+
+/* One syscall, no libc wrapper caching: used by the load generator. */
+long fb_getppid_raw(void);
+#endif

@@ -1,0 +1,271 @@
+#define _GNU_SOURCE
+/* Test workloads with exactly known behaviour, for flightbox-load (tests,
+ * fixtures and benchmarks). Nothing the product links. */
+#include "flightbox_load.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+long fb_getppid_raw(void)
+{
+	return syscall(SYS_getppid);
+}
+const int fb_o_direct = O_DIRECT;
+
+#include <linux/capability.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/ptrace.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+
+int fb_privilege_scenario(const char *dir)
+{
+	char file[512], mnt[512];
+	struct __user_cap_header_struct hdr = { _LINUX_CAPABILITY_VERSION_3, 0 };
+	struct __user_cap_data_struct data[2];
+	struct iovec local = { file, 1 }, remote = { 0, 1 };
+	int fd, status;
+	pid_t child;
+
+	snprintf(file, sizeof(file), "%s/flightbox-priv", dir);
+	snprintf(mnt, sizeof(mnt), "%s/flightbox-mnt", dir);
+	fd = open(file, O_CREAT | O_WRONLY | O_TRUNC, 0600);
+	if (fd < 0)
+		return -1;
+	close(fd);
+	chmod(file, 0644);                         /* no exec bit: not reported */
+	chmod(file, 0755);                         /* exec bits added: reported */
+	fd = (int)syscall(SYS_memfd_create, "flightbox-memfd", 0);
+	if (fd >= 0)
+		close(fd);
+	syscall(SYS_capget, &hdr, data);
+	syscall(SYS_capset, &hdr, data);           /* the same capabilities again */
+	ptrace(PTRACE_ATTACH, 999999999, 0, 0);    /* no such pid: -ESRCH */
+	syscall(SYS_process_vm_writev, 999999999, &local, 1, &remote, 1, 0);
+	syscall(SYS_finit_module, -1, "", 0);      /* bad fd: -EBADF */
+	syscall(SYS_bpf, 0, NULL, 0);              /* BPF_MAP_CREATE without attr */
+	mkdir(mnt, 0700);
+	if (mount("flightbox-src", mnt, "tmpfs", MS_NOSUID, "size=64k") == 0)
+		umount(mnt);
+	rmdir(mnt);
+	unlink(file);
+	child = fork();
+	if (child == 0) {
+		int nul = open("/dev/null", O_WRONLY);
+		dup2(nul, 2);                          /* onto stderr: reported */
+		dup2(nul, 7);                          /* onto 7: not reported */
+		_exit(setuid(65534) == 0 ? 0 : 1);     /* root drops to nobody */
+	}
+	if (child < 0 || waitpid(child, &status, 0) < 0)
+		return -1;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+#include <sched.h>
+
+int fb_pin_to_cpu(int cpu)
+{
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	return sched_setaffinity(0, sizeof(set), &set);
+}
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+/* A loopback port nobody listens on (bound, then closed). */
+static int closed_port(void)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(a);
+	int s = socket(AF_INET, SOCK_STREAM, 0);
+
+	if (s < 0 || bind(s, (struct sockaddr *)&a, sizeof(a)) || getsockname(s, (struct sockaddr *)&a, &len))
+		return -1;
+	close(s);
+	return ntohs(a.sin_port);
+}
+
+int fb_tcp_scenario(int n, int *listen_port, int *refused_port)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(a);
+	int l = socket(AF_INET, SOCK_STREAM, 0), ok = 0;
+
+	if (l < 0 || bind(l, (struct sockaddr *)&a, sizeof(a)) || listen(l, 64) || getsockname(l, (struct sockaddr *)&a, &len))
+		return -1;
+	*listen_port = ntohs(a.sin_port);
+	for (int i = 0; i < n; i++) {
+		int c = socket(AF_INET, SOCK_STREAM, 0), s;
+
+		if (c >= 0 && connect(c, (struct sockaddr *)&a, sizeof(a)) == 0 && (s = accept(l, NULL, NULL)) >= 0) {
+			ok++;
+			close(s);
+		}
+		if (c >= 0)
+			close(c);
+	}
+	close(l);
+	*refused_port = closed_port();
+	a.sin_port = htons(*refused_port);
+	int c = socket(AF_INET, SOCK_STREAM, 0);
+	if (c >= 0) {
+		connect(c, (struct sockaddr *)&a, sizeof(a)); /* ECONNREFUSED: the peer answers with a reset */
+		close(c);
+	}
+	return ok;
+}
+
+#include <pthread.h>
+#include <time.h>
+
+int fb_tcp_retransmit_scenario(int wait_ms, int *listen_port)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(a);
+	int l = socket(AF_INET, SOCK_STREAM, 0), first, second;
+
+	/* A backlog of 0 takes one connection; with it queued and never
+	 * accepted, the listener drops the next SYN, which its sender must
+	 * retransmit (after the initial 1 s timeout). */
+	if (l < 0 || bind(l, (struct sockaddr *)&a, sizeof(a)) || listen(l, 0) || getsockname(l, (struct sockaddr *)&a, &len))
+		return -1;
+	*listen_port = ntohs(a.sin_port);
+	first = socket(AF_INET, SOCK_STREAM, 0);
+	if (first < 0 || connect(first, (struct sockaddr *)&a, sizeof(a)))
+		return -1;
+	second = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+	if (second < 0)
+		return -1;
+	connect(second, (struct sockaddr *)&a, sizeof(a)); /* EINPROGRESS */
+	usleep(wait_ms * 1000);
+	close(second);
+	close(first);
+	close(l);
+	return 0;
+}
+
+struct http_server {
+	int listener;
+	long served;
+};
+
+static const char http_reply[] = "HTTP/1.1 200 OK\r\nContent-Length: 1024\r\nConnection: close\r\n\r\n";
+
+static void *http_serve(void *arg)
+{
+	struct http_server *s = arg;
+	char buf[2048], body[1024];
+
+	memset(body, 'x', sizeof(body));
+	for (;;) {
+		int c = accept(s->listener, NULL, NULL);
+
+		if (c < 0)
+			return NULL; /* the listener was shut down */
+		if (read(c, buf, sizeof(buf)) > 0) {
+			struct iovec iov[2] = { { (void *)http_reply, sizeof(http_reply) - 1 }, { body, sizeof(body) } };
+
+			if (writev(c, iov, 2) > 0)
+				__atomic_fetch_add(&s->served, 1, __ATOMIC_RELAXED);
+		}
+		close(c);
+	}
+}
+
+static volatile sig_atomic_t http_stop;
+
+static void http_on_sigterm(int sig)
+{
+	(void)sig;
+	http_stop = 1;
+}
+
+long fb_http_load(int duration_ms)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(a);
+	struct http_server s = { .listener = socket(AF_INET, SOCK_STREAM, 0) };
+	pthread_t server[2];
+	struct timespec t0, t;
+	static const char req[] = "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n";
+	int one = 1;
+
+	if (s.listener < 0)
+		return -1;
+	signal(SIGTERM, http_on_sigterm);
+	setsockopt(s.listener, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(s.listener, (struct sockaddr *)&a, sizeof(a)) || listen(s.listener, 256) ||
+	    getsockname(s.listener, (struct sockaddr *)&a, &len))
+		return -1;
+	for (int i = 0; i < 2; i++)
+		pthread_create(&server[i], NULL, http_serve, &s);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	/* The client: this thread, one connection per request. */
+	for (;;) {
+		char buf[2048];
+		int c = socket(AF_INET, SOCK_STREAM, 0);
+
+		if (c >= 0 && connect(c, (struct sockaddr *)&a, sizeof(a)) == 0 && write(c, req, sizeof(req) - 1) > 0)
+			while (read(c, buf, sizeof(buf)) > 0)
+				;
+		if (c >= 0)
+			close(c);
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		if (http_stop || (t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000 >= duration_ms)
+			break;
+	}
+	shutdown(s.listener, SHUT_RDWR);
+	for (int i = 0; i < 2; i++)
+		pthread_join(server[i], NULL);
+	close(s.listener);
+	return s.served;
+}
+
+int fb_fault_scenario(const char *path, int pages)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	size_t size = (size_t)pages * page;
+	volatile char sum = 0;
+	char *buf = malloc(page);
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+
+	if (fd < 0 || !buf)
+		return -1;
+	memset(buf, 'f', page);
+	for (int i = 0; i < pages; i++)
+		if (write(fd, buf, page) != page)
+			return -1;
+	/* Out of the page cache, so reading it back through a mapping must go
+	 * to the disk: major faults, one per page without readahead. */
+	if (fsync(fd) || posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED))
+		return -1;
+	char *m = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
+	if (m == MAP_FAILED || madvise(m, size, MADV_RANDOM))
+		return -1;
+	for (int i = 0; i < pages; i++)
+		sum += m[(size_t)i * page];
+	munmap(m, size);
+	close(fd);
+	unlink(path);
+	/* Fresh anonymous memory: one minor fault per page touched. */
+	char *anon = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (anon == MAP_FAILED)
+		return -1;
+	for (int i = 0; i < pages; i++)
+		anon[(size_t)i * page] = 1;
+	munmap(anon, size);
+	free(buf);
+	return 0;
+}
