@@ -30,10 +30,15 @@ let package = Package(
             plugins: ["FlightboxBPFBuild"]
         ),
         .target(name: "FlightboxDetectors", dependencies: ["FlightboxEvents", "FlightboxFormat"]),
+        // The pipeline drain -> sequence -> write -> detect, for `record` and `flight`.
+        .target(
+            name: "FlightboxRecorder",
+            dependencies: ["FlightboxEvents", "FlightboxFormat", "FlightboxCapture", "FlightboxDetectors"]
+        ),
         .executableTarget(
             name: "flightbox",
             dependencies: [
-                "FlightboxEvents", "FlightboxFormat", "FlightboxCapture", "FlightboxDetectors",
+                "FlightboxEvents", "FlightboxFormat", "FlightboxCapture", "FlightboxDetectors", "FlightboxRecorder",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
