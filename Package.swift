@@ -57,6 +57,10 @@ let package = Package(
         .testTarget(name: "FlightboxFormatTests", dependencies: ["FlightboxFormat", "FlightboxEvents"]),
         .testTarget(name: "FlightboxDetectorsTests", dependencies: ["FlightboxDetectors", "FlightboxFormat", "FlightboxEvents"]),
         .testTarget(
+            name: "FlightboxCaptureTests",
+            dependencies: ["FlightboxCapture", "FlightboxRecorder", "FlightboxFormat", "FlightboxEvents", "CFlightboxSys"]
+        ),
+        .testTarget(
             name: "FlightboxRecorderTests",
             dependencies: ["FlightboxRecorder", "FlightboxDetectors", "FlightboxFormat", "FlightboxEvents"]
         ),
