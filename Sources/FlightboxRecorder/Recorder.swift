@@ -83,6 +83,8 @@ public final class Recorder {
         }
     }
 
+    // The pipeline's parts, as given to init; the caller reads the writer's
+    // and the source's statistics after `run()`.
     public let source: any EventSource
     public let writer: any EventWriter
     public let engine: DetectorEngine?
