@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import FlightboxCapture
 
 /// The time the recorder's timers run on, in ns of CLOCK_MONOTONIC (the clock

@@ -2,7 +2,7 @@ import XCTest
 import FlightboxDetectors
 import FlightboxEvents
 import FlightboxFormat
-@testable import FlightboxRecorder
+import FlightboxRecorder
 
 /// The pipeline driven by scripted and replayed sources on a manual clock:
 /// no root, no sleeping.
