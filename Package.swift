@@ -34,10 +34,15 @@ let package = Package(
             plugins: ["FlightboxBPFBuild"]
         ),
         .target(name: "FlightboxDetectors", dependencies: ["FlightboxEvents", "FlightboxFormat"]),
+        // The pipeline drain -> sequence -> write -> detect, for `record` and `flight`.
+        .target(
+            name: "FlightboxRecorder",
+            dependencies: ["FlightboxEvents", "FlightboxFormat", "FlightboxCapture", "FlightboxDetectors"]
+        ),
         .executableTarget(
             name: "flightbox",
             dependencies: [
-                "FlightboxEvents", "FlightboxFormat", "FlightboxCapture", "FlightboxDetectors",
+                "FlightboxEvents", "FlightboxFormat", "FlightboxCapture", "FlightboxDetectors", "FlightboxRecorder",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -55,6 +60,14 @@ let package = Package(
         .testTarget(name: "FlightboxCodegenTests", dependencies: ["FlightboxCodegen", "FlightboxEvents"]),
         .testTarget(name: "FlightboxFormatTests", dependencies: ["FlightboxFormat", "FlightboxEvents"]),
         .testTarget(name: "FlightboxDetectorsTests", dependencies: ["FlightboxDetectors", "FlightboxFormat", "FlightboxEvents"]),
+        .testTarget(
+            name: "FlightboxCaptureTests",
+            dependencies: ["FlightboxCapture", "FlightboxRecorder", "FlightboxFormat", "FlightboxEvents", "CFlightboxSys"]
+        ),
+        .testTarget(
+            name: "FlightboxRecorderTests",
+            dependencies: ["FlightboxRecorder", "FlightboxDetectors", "FlightboxFormat", "FlightboxEvents"]
+        ),
         .testTarget(
             name: "EndToEndTests",
             dependencies: ["FlightboxFormat", "FlightboxEvents", "flightbox", "flightbox-load"]

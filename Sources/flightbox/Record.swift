@@ -7,10 +7,7 @@ import FlightboxCapture
 import FlightboxDetectors
 import FlightboxEvents
 import FlightboxFormat
-
-/// Stop signals received so far, and the last one's number.
-nonisolated(unsafe) var stopSignal: sig_atomic_t = 0
-nonisolated(unsafe) var stopSignalNumber: Int32 = SIGTERM
+import FlightboxRecorder
 
 struct Record: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -231,12 +228,11 @@ struct Record: ParsableCommand {
             findingsOut.line(json ? f.jsonLine : formatFinding(f, metadata: metadata))
         } : nil
 
-        installStopHandlers()
+        StopSignals.install()
         // Tools that drive the recorder (bench, scripts) wait for this line.
         FileHandleStderr.write("flightbox: recording \(config.filter.summary) to \(output)\n")
         if gate >= 0 { _ = fb_spawn_release(gate) }
 
-        let deadline = duration.flatMap(parseDuration).map { monotonicNow() + $0 }
         let gauges: GaugeSampler? = config.families.contains(.gauges) ? GaugeSampler(intervalNs: parseDuration(gaugeInterval)!, processes: {
             switch config.filter {
             case .none: .holdingAtLeast(32)
@@ -245,96 +241,16 @@ struct Record: ParsableCommand {
             case .comm(let c): .comm(c)
             }
         }()) : nil
-        var nextGauge = monotonicNow()
-        var writeError: TraceError?
-        var childStatus: Int32?
-        var lastFlush = monotonicNow()
-        var lastBatchFlush = lastFlush
-        var lastSweep = lastFlush
-        let sink: (UnsafeRawBufferPointer) -> Void = { rec in
-            guard writeError == nil, let e = Event.validated(rec, sequence: writer.nextSequence), e.size == rec.count else { return }
-            do {
-                try writer.append(rec)
-                engine?.process(e)
-            } catch let err as TraceError {
-                writeError = err
-            } catch {}
-        }
-        /// Records made in user space (losses, gauges) join the stream here.
-        func feed(_ records: [[UInt8]]) {
-            for rec in records { rec.withUnsafeBytes { sink($0) } }
-        }
-
-        var forwarded = 0
-        var killAt: UInt64?
-        var captureError: CaptureError?
-        loop: while writeError == nil {
-            do { try capture.poll(timeoutMs: 50, sink) } catch let e as CaptureError {
-                captureError = e
-                break loop
-            }
-            feed(capture.newLosses())
-            let now = monotonicNow()
-            if let gauges, now >= nextGauge {
-                feed(gauges.sample(at: monotonicNow()))
-                nextGauge = max(nextGauge + gauges.intervalNs, now)
-            }
-            if now - lastBatchFlush >= 100_000_000 {
-                capture.flushBatches()
-                lastBatchFlush = now
-            }
-            if now - lastSweep >= 1_000_000_000 {
-                capture.sweepSummaries()
-                lastSweep = now
-            }
-            if now - lastFlush >= 800_000_000 {
-                // At most one second of events is ever only in memory: up to
-                // 100 ms in a per-CPU batch, 50 ms in the ring, 800 ms here.
-                do { try writer.flush() } catch let e as TraceError { writeError = e }
-                lastFlush = now
-            }
-            if child > 0 {
-                var st: Int32 = 0
-                if waitpid(child, &st, WNOHANG) == child { childStatus = st; break }
-                // A stop signal, or the end of --duration (as timeout(1) does),
-                // goes to the command, and recording goes on until it exits; a
-                // second signal, or two seconds of grace, kill it.
-                if stopSignal > forwarded {
-                    kill(child, forwarded == 0 ? stopSignalNumber : SIGKILL)
-                    forwarded = Int(stopSignal)
-                    killAt = killAt ?? now + 2_000_000_000
-                } else if let deadline, now >= deadline, killAt == nil {
-                    kill(child, SIGTERM)
-                    killAt = now + 2_000_000_000
-                }
-                if let k = killAt, now >= k { kill(child, SIGKILL) }
-                continue
-            }
-            if stopSignal != 0 { break }
-            if let deadline, now >= deadline { break }
-        }
-        if child > 0, childStatus == nil {
-            // Recording stopped before the command ended (a full disk, a ring
-            // that cannot be read): the command never runs unrecorded.
-            kill(child, SIGKILL)
-            var st: Int32 = 0
-            if waitpid(child, &st, 0) == child { childStatus = st }
-        }
-        // Detaching waits for running programs, so the flush that follows finds
-        // every CPU's batch idle; then the ring holds everything.
-        capture.detach()
-        capture.flushBatches()
-        capture.sweepSummaries(all: true)
-        if writeError == nil { _ = try? capture.drainAll(sink) }
-        feed(capture.newLosses())
-        engine?.finish()
+        let recorder = Recorder(
+            source: BPFCaptureSource(capture), writer: writer, engine: engine, sampler: gauges,
+            configuration: Recorder.Configuration(durationNs: duration.flatMap(parseDuration), command: child > 0 ? child : nil)
+        )
+        let outcome = recorder.run()
         findingsOut.flush()
         findingsFile?.close()
 
-        if let writeError {
-            throw fail(writeError.description)
-        }
-        do { try writer.close() } catch let e as TraceError { throw fail(e.description) }
+        // A write error leaves the trace as it is on disk: no summary of a file that was cut short.
+        if let error = outcome.error, case .write = error { throw fail(error.description) }
         let events = writer.nextSequence
         let lost = capture.totalLost
         let perEvent = events > 0 ? String(format3: Double(writer.bytesWritten) / Double(events)) : "0"
@@ -343,26 +259,9 @@ struct Record: ParsableCommand {
         if capture.untrackedChildren > 0 {
             FileHandleStderr.write("flightbox: warning: \(capture.untrackedChildren) child processes of the command could not be followed (tracked set full); their events are missing\n")
         }
-        if let captureError { throw fail("\(captureError.description); the trace holds everything read before it") }
-
-        if let st = childStatus {
-            let code = (st & 0x7f) == 0 ? (st >> 8) & 0xff : 128 + (st & 0x7f)
-            if code != 0 { throw ExitCode(code) }
-        }
+        if let error = outcome.error { throw fail(error.description) }
+        if let code = outcome.commandExitCode, code != 0 { throw ExitCode(code) }
     }
-}
-
-func installStopHandlers() {
-    var sa = sigaction()
-    sa.__sigaction_handler.sa_handler = { sig in
-        stopSignalNumber = sig
-        stopSignal += 1
-    }
-    sigemptyset(&sa.sa_mask)
-    sa.sa_flags = SA_RESTART
-    sigaction(SIGINT, &sa, nil)
-    sigaction(SIGTERM, &sa, nil)
-    signal(SIGPIPE, SIG_IGN)
 }
 
 func makeDetectors(_ list: String?) throws -> [Detector] {
