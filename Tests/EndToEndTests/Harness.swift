@@ -25,6 +25,8 @@ enum Tool {
         var status: Int32
         var stdout: String
         var stderr: String
+        /// Ended by a signal (a Swift trap is SIGILL or SIGTRAP), not by exit.
+        var signaled = false
         var lines: [String] { stdout.split(separator: "\n").map(String.init) }
     }
 
@@ -51,7 +53,8 @@ enum Tool {
         if p.isRunning { p.terminate() }
         p.waitUntilExit()
         group.wait()
-        return Result(status: p.terminationStatus, stdout: String(decoding: outData.data, as: UTF8.self), stderr: String(decoding: errData.data, as: UTF8.self))
+        return Result(status: p.terminationStatus, stdout: String(decoding: outData.data, as: UTF8.self), stderr: String(decoding: errData.data, as: UTF8.self),
+                      signaled: p.terminationReason == .uncaughtSignal)
     }
 
     static func flightbox(_ args: String...) throws -> Result { try run(flightbox, args) }
