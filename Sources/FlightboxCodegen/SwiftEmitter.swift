@@ -131,7 +131,7 @@ public enum SwiftEmitter {
             }
         }
         if !parts.isEmpty {
-            o += "        var at = \(r.size)\n"
+            o += "        \(r.trailing.count > 1 ? "var" : "let") at = \(r.size)\n"
             for f in r.trailing {
                 let n = camel(f.trailing!.name)
                 o += "        EventEncoder.put(&b, \(f.offset), UInt16(truncatingIfNeeded: \(n).count))\n"

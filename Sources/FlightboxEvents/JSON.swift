@@ -32,61 +32,92 @@ public indirect enum JSON: Equatable, Sendable {
 
     /// Compact serialization, keys in insertion order.
     public func serialized() -> String {
-        var out = ""
-        write(to: &out)
-        return out
+        var out: [UInt8] = []
+        out.reserveCapacity(256)
+        write(into: &out)
+        return String(decoding: out, as: UTF8.self)
     }
 
-    public func write(to out: inout String) {
+    public func write(to out: inout String) { out += serialized() }
+
+    /// Appends the compact serialization as UTF-8: output paths (millions of
+    /// events) write bytes, with no intermediate String per value.
+    public func write(into out: inout [UInt8]) {
         switch self {
-        case .null: out += "null"
-        case .bool(let b): out += b ? "true" : "false"
-        case .int(let i): out += String(i)
-        case .uint(let u): out += String(u)
+        case .null: out.append(contentsOf: JSON.nullBytes)
+        case .bool(let b): out.append(contentsOf: b ? JSON.trueBytes : JSON.falseBytes)
+        case .int(let i):
+            if i < 0 { out.append(UInt8(ascii: "-")) }
+            JSON.appendDecimal(i.magnitude, into: &out)
+        case .uint(let u): JSON.appendDecimal(u, into: &out)
         case .double(let d):
             if d.isFinite {
                 // Fixed precision keeps the output independent of float printing quirks.
-                if d == d.rounded(), abs(d) < 1e15 { out += String(Int64(d)) } else { out += String(format3: d) }
-            } else { out += "null" }
+                if d == d.rounded(), abs(d) < 1e15 {
+                    JSON.int(Int64(d)).write(into: &out)
+                } else {
+                    out.append(contentsOf: String(format3: d).utf8)
+                }
+            } else { out.append(contentsOf: JSON.nullBytes) }
         case .string(let s): JSON.escape(s, into: &out)
         case .array(let a):
-            out += "["
+            out.append(UInt8(ascii: "["))
             for (i, v) in a.enumerated() {
-                if i > 0 { out += "," }
-                v.write(to: &out)
+                if i > 0 { out.append(UInt8(ascii: ",")) }
+                v.write(into: &out)
             }
-            out += "]"
+            out.append(UInt8(ascii: "]"))
         case .object(let kv):
-            out += "{"
+            out.append(UInt8(ascii: "{"))
             for (i, (k, v)) in kv.enumerated() {
-                if i > 0 { out += "," }
+                if i > 0 { out.append(UInt8(ascii: ",")) }
                 JSON.escape(k, into: &out)
-                out += ":"
-                v.write(to: &out)
+                out.append(UInt8(ascii: ":"))
+                v.write(into: &out)
             }
-            out += "}"
+            out.append(UInt8(ascii: "}"))
         }
     }
 
-    static func escape(_ s: String, into out: inout String) {
-        out += "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if u.value < 0x20 {
-                    let h = String(u.value, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - h.count) + h
-                } else {
-                    out.unicodeScalars.append(u)
-                }
+    static let nullBytes = Array("null".utf8), trueBytes = Array("true".utf8), falseBytes = Array("false".utf8)
+
+    static func appendDecimal(_ v: UInt64, into out: inout [UInt8]) {
+        if v < 10 { out.append(UInt8(truncatingIfNeeded: v) &+ 48); return }
+        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0) // 24 bytes: room for 20 digits
+        var n = 0
+        var x = v
+        withUnsafeMutableBytes(of: &digits) { buf in
+            while x > 0 {
+                buf[23 - n] = UInt8(truncatingIfNeeded: x % 10) &+ 48
+                x /= 10
+                n += 1
             }
+            out.append(contentsOf: buf[(24 - n)...])
         }
-        out += "\""
+    }
+
+    static func escape(_ s: String, into out: inout [UInt8]) {
+        out.append(UInt8(ascii: "\""))
+        var s = s
+        s.withUTF8 { u in
+            var start = 0
+            for (i, b) in u.enumerated() where b < 0x20 || b == UInt8(ascii: "\"") || b == UInt8(ascii: "\\") {
+                out.append(contentsOf: UnsafeBufferPointer(rebasing: u[start..<i]))
+                switch b {
+                case UInt8(ascii: "\""): out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "\"")])
+                case UInt8(ascii: "\\"): out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "\\")])
+                case 0x0a: out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "n")])
+                case 0x0d: out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "r")])
+                case 0x09: out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "t")])
+                default:
+                    let hex = Array("0123456789abcdef".utf8)
+                    out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "u"), 48, 48, hex[Int(b >> 4)], hex[Int(b & 15)]])
+                }
+                start = i + 1
+            }
+            out.append(contentsOf: UnsafeBufferPointer(rebasing: u[start...]))
+        }
+        out.append(UInt8(ascii: "\""))
     }
 
     public subscript(key: String) -> JSON? {

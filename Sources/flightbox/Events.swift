@@ -55,7 +55,11 @@ struct Events: ParsableCommand {
             if let pid, e.pid != pid { return }
             if let wanted, e.rawType != wanted { return }
             let comm = names.comm(e.pid)
-            out.line(format == .json ? e.json(comm: comm, arch: arch).serialized() : e.text(ts: formatOffset(e.timestamp, from: base), comm: comm, arch: arch))
+            if format == .json {
+                out.line(e.json(comm: comm, arch: arch))
+            } else {
+                out.line(e.text(ts: formatOffset(e.timestamp, from: base), comm: comm, arch: arch))
+            }
             printed += 1
         }
         out.flush()

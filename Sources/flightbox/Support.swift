@@ -36,6 +36,13 @@ final class Output {
         if buf.count >= 1 << 16 { flush() }
     }
 
+    /// One JSON value as a line, serialized straight into the buffer.
+    func line(_ json: JSON) {
+        json.write(into: &buf)
+        buf.append(10)
+        if buf.count >= 1 << 16 { flush() }
+    }
+
     func flush() {
         var off = 0
         while off < buf.count {

@@ -613,7 +613,7 @@ public struct GaugeRecord: EventRecord {
         EventEncoder.put(&b, 24, value)
         EventEncoder.put(&b, 32, limit)
         EventEncoder.put(&b, 40, kind)
-        var at = 48
+        let at = 48
         EventEncoder.put(&b, 44, UInt16(truncatingIfNeeded: name.count))
         b.replaceSubrange(at..<(at + name.count), with: name)
         return b
