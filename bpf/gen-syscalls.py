@@ -93,22 +93,26 @@ class Error(Exception):
 # ---------------------------------------------------------------- number tables
 
 
+def table_lines(path):
+    """(line number, words) of each line of a syscall table, comments and blank lines left out."""
+    with open(path) as f:
+        for lineno, line in enumerate(f, 1):
+            line = line.split("#", 1)[0].strip()
+            if line:
+                yield lineno, line.split()
+
+
 def read_table(arch):
     """The committed list of `arch`: {number: name}."""
     path = os.path.join(TABLES, arch + ".tbl")
     table = {}
-    with open(path) as f:
-        for lineno, line in enumerate(f, 1):
-            line = line.split("#", 1)[0].strip()
-            if not line:
-                continue
-            parts = line.split()
-            if len(parts) != 2 or not parts[0].isdigit():
-                raise Error(f"{path}:{lineno}: expected '<number> <name>'")
-            nr, name = int(parts[0]), parts[1]
-            if nr in table:
-                raise Error(f"{path}:{lineno}: number {nr} twice")
-            table[nr] = name
+    for lineno, parts in table_lines(path):
+        if len(parts) != 2 or not parts[0].isdigit():
+            raise Error(f"{path}:{lineno}: expected '<number> <name>'")
+        nr, name = int(parts[0]), parts[1]
+        if nr in table:
+            raise Error(f"{path}:{lineno}: number {nr} twice")
+        table[nr] = name
     names = list(table.values())
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
@@ -231,20 +235,15 @@ def parse_header(path, defines):
 def parse_kernel_tbl(path, abis):
     """{number: name} from a kernel source table (<number> <abi> <name> [<entry> ...])."""
     table = {}
-    with open(path) as f:
-        for lineno, line in enumerate(f, 1):
-            line = line.split("#", 1)[0].strip()
-            if not line:
-                continue
-            parts = line.split()
-            if len(parts) < 3 or not parts[0].isdigit():
-                raise Error(f"{path}:{lineno}: expected '<number> <abi> <name> ...'")
-            if parts[1] not in abis:
-                continue
-            nr, name = int(parts[0]), parts[2]
-            if nr in table and table[nr] != name:
-                raise Error(f"{path}:{lineno}: {nr} is both {table[nr]} and {name}")
-            table[nr] = name
+    for lineno, parts in table_lines(path):
+        if len(parts) < 3 or not parts[0].isdigit():
+            raise Error(f"{path}:{lineno}: expected '<number> <abi> <name> ...'")
+        if parts[1] not in abis:
+            continue
+        nr, name = int(parts[0]), parts[2]
+        if nr in table and table[nr] != name:
+            raise Error(f"{path}:{lineno}: {nr} is both {table[nr]} and {name}")
+        table[nr] = name
     if not table:
         raise Error(f"{path}: no entries with the ABIs {', '.join(sorted(abis))}")
     return table
