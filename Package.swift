@@ -9,6 +9,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
     ],
     targets: [
         // C libraries from Debian's -dev packages.
@@ -34,6 +35,12 @@ let package = Package(
             plugins: ["FlightboxBPFBuild"]
         ),
         .target(name: "FlightboxDetectors", dependencies: ["FlightboxEvents", "FlightboxFormat"]),
+        // The configuration file (YAML, read with Yams' node API for line and column):
+        // the one module that parses it, so the detectors themselves never see YAML.
+        .target(
+            name: "FlightboxConfig",
+            dependencies: ["FlightboxDetectors", "FlightboxFormat", .product(name: "Yams", package: "Yams")]
+        ),
         // The pipeline drain -> sequence -> write -> detect, for `record` and `flight`.
         .target(
             name: "FlightboxRecorder",
@@ -43,6 +50,7 @@ let package = Package(
             name: "flightbox",
             dependencies: [
                 "FlightboxEvents", "FlightboxFormat", "FlightboxCapture", "FlightboxDetectors", "FlightboxRecorder",
+                "FlightboxConfig",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -60,6 +68,7 @@ let package = Package(
         .testTarget(name: "FlightboxCodegenTests", dependencies: ["FlightboxCodegen", "FlightboxEvents"]),
         .testTarget(name: "FlightboxFormatTests", dependencies: ["FlightboxFormat", "FlightboxEvents"]),
         .testTarget(name: "FlightboxDetectorsTests", dependencies: ["FlightboxDetectors", "FlightboxFormat", "FlightboxEvents"]),
+        .testTarget(name: "FlightboxConfigTests", dependencies: ["FlightboxConfig", "FlightboxDetectors", "FlightboxFormat", "FlightboxEvents"]),
         .testTarget(
             name: "FlightboxCaptureTests",
             dependencies: ["FlightboxCapture", "FlightboxRecorder", "FlightboxFormat", "FlightboxEvents", "CFlightboxSys"]

@@ -62,10 +62,14 @@ public protocol Detector: AnyObject {
     func tick(boundary: UInt64, context: DetectorContext)
     /// End of stream.
     func finish(context: DetectorContext)
+    /// What the configuration excludes from this detector (`Exclusions`):
+    /// the engine applies it, so a detector need not.
+    var exclusions: Exclusions { get }
 }
 
 extension Detector {
     public var tickPeriodNs: UInt64? { nil }
+    public var exclusions: Exclusions { Exclusions() }
     public func tick(boundary: UInt64, context: DetectorContext) {}
     public func finish(context: DetectorContext) {}
 }
@@ -133,7 +137,17 @@ public final class DetectorEngine {
         context = DetectorContext(processes: ProcessTable(snapshot: snapshot), arch: arch)
         nextBoundary = detectors.map { _ in nil }
         self.onFinding = onFinding
+        exclusions = detectors.map(\.exclusions)
+        excludesProcesses = exclusions.map(\.excludesProcesses)
+        anyProcessExclusion = excludesProcesses.contains(true)
+        for (d, e) in zip(detectors, exclusions) where !e.isEmpty { findingExclusions[d.name] = e }
     }
+
+    /// Per detector, from its configuration.
+    private let exclusions: [Exclusions]
+    private let excludesProcesses: [Bool]
+    private let anyProcessExclusion: Bool
+    private var findingExclusions: [String: Exclusions] = [:]
 
     public func process(_ event: Event) {
         eventsSeen += 1
@@ -165,9 +179,32 @@ public final class DetectorEngine {
             }
         }
         context.processes.apply(event)
-        for d in detectors { d.observe(event, context: context) }
+        if anyProcessExclusion {
+            observeExcluding(event)
+        } else {
+            for d in detectors { d.observe(event, context: context) }
+        }
         context.processes.retire(event)
         collect()
+    }
+
+    /// An excluded process's events are not shown to the detectors that
+    /// exclude it, apart from fork, exec and exit: those keep a detector's
+    /// per-process bookkeeping right when a process changes its name.
+    private func observeExcluding(_ event: Event) {
+        var lifecycle: Bool?
+        for (i, d) in detectors.enumerated() {
+            if excludesProcesses[i], exclusions[i].excludes(pid: event.pid, comm: context.processes.comm(event.pid)) {
+                if lifecycle == nil {
+                    switch event.payload {
+                    case .fork, .exec, .exit: lifecycle = true
+                    default: lifecycle = false
+                    }
+                }
+                if lifecycle == false { continue }
+            }
+            d.observe(event, context: context)
+        }
     }
 
     /// Ticks run for at most this many boundaries crossed by one event.
@@ -188,6 +225,7 @@ public final class DetectorEngine {
     private func collect() {
         guard !context.emitted.isEmpty else { return }
         for f in context.emitted {
+            if let e = findingExclusions[f.detector], e.excludes(f) { continue }
             findings.append(f)
             onFinding?(f)
         }
@@ -195,22 +233,21 @@ public final class DetectorEngine {
     }
 }
 
-/// The built-in detectors by name.
+/// The built-in detectors: the one place a detector is registered.
 public enum DetectorRegistry {
-    public static let names = ["syscall-latency"]
+    /// Every detector's declaration, in the order they run and are listed.
+    public static let all: [DetectorSpec] = [SyscallLatencyDetector.spec]
 
-    public static func make(_ name: String) -> Detector? {
-        switch name {
-        case "syscall-latency": SyscallLatencyDetector()
-        default: nil
-        }
-    }
+    public static var names: [String] { all.map(\.name) }
 
+    public static func spec(_ name: String) -> DetectorSpec? { all.first { $0.name == name } }
+
+    /// A detector with its default settings.
+    public static func make(_ name: String) -> Detector? { spec(name).map { $0.make($0.defaults) } }
+
+    /// The named detectors (every one when nil) with their default settings.
     public static func make(list: [String]?) throws -> [Detector] {
-        try (list ?? names).map { n in
-            guard let d = make(n) else { throw UnknownDetector(name: n) }
-            return d
-        }
+        try DetectorConfiguration.defaults.makeDetectors(only: list)
     }
 
     public struct UnknownDetector: Error, CustomStringConvertible {

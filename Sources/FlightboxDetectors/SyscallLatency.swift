@@ -38,11 +38,11 @@ public struct Log2Histogram: Equatable, Sendable {
 /// Flags a syscall that took far longer than the same process's own history
 /// of that syscall.
 ///
-/// The rule, per (process, syscall): once `minSamples` calls are known, a call
-/// is an outlier when it took at least `floorNs` and landed at least
-/// `bucketsAbove` log2 buckets above the bucket of the baseline's p99 (so at
-/// least 2^(bucketsAbove-1) times slower than any of the slowest 1%). After a
-/// finding, the same (process, syscall) stays quiet for `cooldownNs` of event
+/// The rule, per (process, syscall): once `min_samples` calls are known, a call
+/// is an outlier when it took at least `floor` and landed at least
+/// `buckets_above_p99` log2 buckets above the bucket of the baseline's p99 (so at
+/// least 2^(buckets_above_p99 - 1) times slower than any of the slowest 1%). After a
+/// finding, the same (process, syscall) stays quiet for `cooldown` of event
 /// time; outliers in that time are counted into the next finding.
 ///
 /// 32-bit (ia32) syscalls are not judged. Calls that wait by design are never judged: sleeps, waits, polls, futexes,
@@ -51,11 +51,30 @@ public struct Log2Histogram: Equatable, Sendable {
 /// kind the kernel side resolves for slow calls.
 public final class SyscallLatencyDetector: Detector {
     public let name = "syscall-latency"
-    public var minSamples: UInt64 = 64
-    public var floorNs: UInt64 = 1_000_000
-    public var bucketsAbove = 4
-    public var cooldownNs: UInt64 = 10_000_000_000
-    public var criticalNs: UInt64 = 1_000_000_000
+    public var minSamples: UInt64
+    public var floorNs: UInt64
+    public var bucketsAbove: Int
+    public var cooldownNs: UInt64
+    public var criticalNs: UInt64
+    public let exclusions: Exclusions
+
+    public static let spec = DetectorSpec(
+        name: "syscall-latency", family: "syscalls",
+        judges: "a syscall that took far longer than the same process's own history of that syscall",
+        parameters: [
+            .count("min_samples", default: 64, range: 1...1_000_000_000,
+                   doc: "calls of a (process, syscall) learned before any of them is judged"),
+            .duration("floor", default: 1_000_000, range: 0...3_600_000_000_000,
+                      doc: "a call faster than this is never flagged, whatever its baseline"),
+            .count("buckets_above_p99", default: 4, range: 1...63,
+                   doc: "log2 buckets above the baseline's p99 bucket that make an outlier (4: at least 8x slower)"),
+            .duration("cooldown", default: 10_000_000_000, range: 0...86_400_000_000_000,
+                      doc: "quiet time of a (process, syscall) after a finding; outliers in it are counted into the next one"),
+            .duration("critical", default: 1_000_000_000, range: 1_000...86_400_000_000_000,
+                      doc: "an outlier this slow is critical rather than a warning"),
+        ],
+        make: { SyscallLatencyDetector(settings: $0) }
+    )
 
     struct State {
         var hist = Log2Histogram()
@@ -66,7 +85,18 @@ public final class SyscallLatencyDetector: Detector {
     /// pid -> syscall number -> state; never iterated, so its order cannot leak into output.
     private var states: [UInt32: [UInt32: State]] = [:]
 
-    public init() {}
+    /// With the declared defaults.
+    public convenience init() { self.init(settings: SyscallLatencyDetector.spec.defaults) }
+
+    /// With resolved settings (`DetectorConfiguration`): the parameters of `spec`.
+    public init(settings: DetectorSettings) {
+        minSamples = settings.count("min_samples")
+        floorNs = settings.duration("floor")
+        bucketsAbove = Int(settings.count("buckets_above_p99"))
+        cooldownNs = settings.duration("cooldown")
+        criticalNs = settings.duration("critical")
+        exclusions = settings.exclude
+    }
 
     /// fd syscalls that only wait when the fd is a pipe, socket, tty or anon fd.
     static let fdWaitKinds: Set<FdKind> = [.fifo, .socket, .char, .anon]

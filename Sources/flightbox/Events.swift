@@ -71,13 +71,17 @@ struct Replay: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Run detectors over a trace; the findings equal those of `record --detect` on the same events.")
 
     @Argument(help: "Trace file.") var file: String
-    @Option(help: "Detectors, comma-separated: \(DetectorRegistry.names.joined(separator: ",")) (default: all).") var detectors: String?
+    @Option(help: "Detectors, comma-separated: \(DetectorRegistry.names.joined(separator: ",")) (default: every enabled one).") var detectors: String?
+    @Option(help: "Detector configuration file (YAML), instead of the one stored in the trace by `record --detect`.") var config: String?
     @OptionGroup var window: Window
     @Option(help: "text or json (one finding per line).") var format: OutputFormat = .text
 
     func run() throws {
-        let list = try makeDetectors(detectors)
+        // Checked before the trace is opened: a bad file is one usage error.
+        let names = try detectorNames(detectors)
+        let fileConfig = try config.map(loadDetectorConfiguration)
         let reader = try openTrace(file)
+        let list = try detectorConfiguration(file: fileConfig, trace: reader.metadata, path: file).makeDetectors(only: names)
         let (from, to) = try window.resolve(reader)
         let out = Output()
         let meta = reader.metadata

@@ -11,9 +11,11 @@ import FlightboxFormat
 struct FixtureTest: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "test", abstract: "Replay fixture traces and compare findings with their expectations.")
 
-    @Argument(help: "Folder of fixtures, each a folder with trace.fbt and expected-findings.jsonl.") var directory: String = "fixtures"
+    @Argument(help: "Folder of fixtures, each a folder with trace.fbt and expected-findings.jsonl (and optionally config.yaml).") var directory: String = "fixtures"
+    @Option(help: "Detector configuration file (YAML) for every fixture, instead of each fixture's config.yaml or its trace's stored configuration.") var config: String?
 
     func run() throws {
+        let fileConfig = try config.map(loadDetectorConfiguration)
         guard let dir = opendir(directory) else { throw fail("cannot open \(directory): \(String(cString: strerror(errno)))") }
         var names: [String] = []
         while let ent = readdir(dir) {
@@ -27,9 +29,12 @@ struct FixtureTest: ParsableCommand {
         for name in names {
             let base = "\(directory)/\(name)"
             let expected = (readText("\(base)/expected-findings.jsonl") ?? "").split(separator: "\n").map(String.init)
+            // A fixture's own config.yaml stands where --config would.
+            let own = fileConfig == nil && access("\(base)/config.yaml", F_OK) == 0 ? try loadDetectorConfiguration("\(base)/config.yaml") : nil
             let reader = try openTrace("\(base)/trace.fbt")
             let arch = SyscallArch(schema: reader.metadata.schema, machine: reader.metadata.machine)
-            let engine = DetectorEngine(detectors: try makeDetectors(nil), snapshot: reader.snapshot, arch: arch)
+            let configuration = try detectorConfiguration(file: fileConfig ?? own, trace: reader.metadata, path: "\(base)/trace.fbt")
+            let engine = DetectorEngine(detectors: try configuration.makeDetectors(), snapshot: reader.snapshot, arch: arch)
             reader.forEachEvent { engine.process($0) }
             engine.finish()
             let actual = engine.findings.map(\.jsonLine)

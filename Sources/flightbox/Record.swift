@@ -46,8 +46,11 @@ struct Record: ParsableCommand {
     @Option(help: "With --detect: write findings here as JSON lines (default: text on stdout).")
     var findings: String?
 
-    @Option(help: "Detectors to run with --detect, comma-separated (default: all).")
+    @Option(help: "Detectors to run with --detect, comma-separated (default: every enabled one).")
     var detectors: String?
+
+    @Option(help: "With --detect: detector configuration file (YAML; see `flightbox detectors --default-config`). Stored in the trace, so replay runs the same.")
+    var config: String?
 
     @Option(help: "Ring buffer size in KiB (a power of two, 4 to 1048576).")
     var ringKb: Int = 32 << 10
@@ -96,7 +99,8 @@ struct Record: ParsableCommand {
         _ = try families()
         if detect == false, findings != nil { throw ValidationError("--findings needs --detect") }
         if detect == false, detectors != nil { throw ValidationError("--detectors needs --detect") }
-        if detect { _ = try makeDetectors(detectors) }
+        if detect == false, config != nil { throw ValidationError("--config needs --detect") }
+        if detect { _ = try detectorNames(detectors) }
     }
 
     /// --probes as families: every name known, none twice, at least one.
@@ -134,7 +138,10 @@ struct Record: ParsableCommand {
         config.btfPath = btf
         config.verbose = verbose
         if let families = try families() { config.families = families }
-        let detectorList = try detect ? makeDetectors(detectors) : []
+        // A bad configuration file is a usage error, before anything is created or attached.
+        let detectorConfig = try self.config.map(loadDetectorConfiguration) ?? .defaults
+        let names = try detectorNames(detectors)
+        let detectorList = try detect ? detectorConfig.makeDetectors(only: names) : []
 
         // Everything that can fail for a simple reason fails before the kernel
         // is touched, and every output is checked before any is created.
@@ -205,7 +212,7 @@ struct Record: ParsableCommand {
             ("ring_bytes", .int(Int64(config.ringBytes))), ("resolve_fd_after_ns", .uint(config.resolveFdAfterNs)),
             ("sched_runq_min_ns", .uint(config.schedRunqueueMinNs)), ("sched_offcpu_min_ns", .uint(config.schedOffCPUMinNs)),
             ("gauge_interval_ns", .uint(parseDuration(gaugeInterval)!)),
-        ])
+        ] + (detect ? [("detectors", detectorConfig.asRun(names).json)] : []))
         let metadata = TraceMetadata(host: field(uts.nodename), kernelRelease: field(uts.release), machine: field(uts.machine),
                                      clockNs: clockNs, realtimeNs: realNs, capture: captureJSON)
         let snapshot = ProcessSnapshot(timestamp: clockNs, processes: ProcScan.all())
@@ -264,8 +271,9 @@ struct Record: ParsableCommand {
     }
 }
 
-func makeDetectors(_ list: String?) throws -> [Detector] {
-    try DetectorRegistry.make(list: list.map { try parseList($0, flag: "--detectors", known: DetectorRegistry.names) })
+/// --detectors as names (nil: every enabled detector of the configuration).
+func detectorNames(_ list: String?) throws -> [String]? {
+    try list.map { try parseList($0, flag: "--detectors", known: DetectorRegistry.names) }
 }
 
 /// A comma-separated list of names: at least one, each known, none twice.
