@@ -42,6 +42,14 @@ public enum EventSchema {
         return .object([("header", .array(headerFields.map(fieldJSON))), ("types", .array(types)), ("syscall_table", .string(SyscallArch.host.rawValue))])
     }
 
+    /// The schema with another syscall numbering named (a copy of a trace
+    /// recorded elsewhere keeps its numbering).
+    public static func json(syscallTable arch: SyscallArch) -> JSON {
+        guard case .object(var kv) = json, let i = kv.firstIndex(where: { $0.0 == "syscall_table" }) else { return json }
+        kv[i].1 = .string(arch.rawValue)
+        return .object(kv)
+    }
+
     /// A field's current name for a name it had in an older trace's schema.
     public static func currentName(type: UInt16, field: String) -> String {
         renamedFields[type]?[field] ?? field

@@ -26,7 +26,7 @@ extension TraceReader {
         // What repair does: blocks in sequence order, numbers only growing.
         var next: UInt64 = 0
         var first = true
-        for entry in reader.eventBlocks.sorted(by: { $0.firstSequence < $1.firstSequence }) {
+        for entry in reader.eventBlocks.sorted(by: { ($0.firstSequence, $0.offset) < ($1.firstSequence, $1.offset) }) {
             reader.decodeBlock(entry) { e in
                 precondition(first || e.sequence >= next, "repair would renumber: \(e.sequence) after \(next)")
                 first = false

@@ -65,6 +65,9 @@ struct SchemaAdapter {
         if plans.isEmpty { return nil }
     }
 
+    /// The fixed size the file's schema gives a type this build adapts.
+    func fileFixedSize(_ type: UInt16) -> Int? { plans[type]?.fileFixed }
+
     /// Writes the current-layout form of `record` into `out` (at least
     /// 65535 bytes) and returns its length, or nil to use the record as is.
     func adapt(_ record: UnsafeRawBufferPointer, into out: UnsafeMutableRawPointer) -> Int? {

@@ -6,7 +6,7 @@ import FlightboxEvents
 
 /// Something wrong in a trace, and where: the reader reports it and goes on
 /// with whatever is intact.
-public struct TraceProblem: Equatable, Sendable, CustomStringConvertible {
+public struct TraceProblem: Hashable, Sendable, CustomStringConvertible {
     public var offset: UInt64
     public var message: String
     public var description: String { "at byte \(offset): \(message)" }
@@ -78,9 +78,8 @@ public final class TraceReader {
     public var fileSize: Int { file.size }
     /// What was found wrong so far; decoding blocks can add to it.
     public private(set) var problems: [TraceProblem] = []
-    /// Blocks whose sequence range overlaps an earlier one: records below the
-    /// value were already read from that block and are skipped here.
-    private let skipBelow: [UInt64: UInt64]
+    /// Problems already reported, so each is reported once (in O(1)).
+    private var reported = Set<TraceProblem>()
 
     private let decompressor = Decompressor()
     /// Set when the file's schema differs from this build's.
@@ -121,6 +120,7 @@ public final class TraceReader {
         var metadata: TraceMetadata?
         var snapshot: ProcessSnapshot?
         let footer = TraceReader.readFooter(base: base, size: file.size, problems: &problems)
+        var snapshotTried = false
 
         // Walk the chain of block headers from the start, always: the blocks
         // are the truth, the index only a shortcut that must agree with them
@@ -130,7 +130,7 @@ public final class TraceReader {
         var offset = headerSize
         var end = offset
         var metadataError: String?
-        let dataEnd = footer.map { Int($0.indexOffset) } ?? file.size
+        let dataEnd = footer?.index.map { Int($0.offset) } ?? file.size
         scan: while offset < file.size {
             if file.size - offset == TraceLayout.footerSize, memcmp(base + offset, TraceLayout.footerMagic, 8) == 0 {
                 break scan // the footer of a cleanly closed file
@@ -148,14 +148,16 @@ public final class TraceReader {
                             metadataError = "the metadata block at byte \(offset) is not valid JSON: \(error)"
                         }
                     }
-                case .processSnapshot where snapshot == nil:
+                case .processSnapshot where !snapshotTried:
+                    // The first one only (SPEC): later ones are not tried, so
+                    // damaged copies cannot each cost a decompression.
+                    snapshotTried = true
                     if let text = TraceReader.payloadText(base: base, offset: offset, header: h, decompressor: decompressor, problems: &problems),
                        let json = try? JSONParser.parse(text) {
                         snapshot = ProcessSnapshot(json: json)
                     }
                 case .events:
-                    chain.append(IndexEntry(offset: UInt64(offset), firstTimestamp: h.firstTimestamp, lastTimestamp: h.lastTimestamp,
-                                            firstSequence: h.firstSequence, count: h.count))
+                    chain.append(TraceReader.entry(h, at: offset, problems: &problems))
                 default:
                     break // unknown or repeated block types are skipped
                 }
@@ -163,8 +165,15 @@ public final class TraceReader {
                 end = next
             case .failure(let f):
                 if case .truncated(let need) = f {
-                    problems.append(TraceProblem(offset: UInt64(offset), message: "the file ends inside a block (\(file.size - offset) of \(need) bytes present): the trace was cut short; everything before this offset was read"))
-                    break scan
+                    // Cut short, unless a valid block follows: then this
+                    // header's length lies, and what follows is still read.
+                    guard let resync = TraceReader.resync(base: base, size: file.size, from: offset + 1) else {
+                        problems.append(TraceProblem(offset: UInt64(offset), message: "the file ends inside a block (\(file.size - offset) of \(need) bytes present): the trace was cut short; everything before this offset was read"))
+                        break scan
+                    }
+                    problems.append(TraceProblem(offset: UInt64(offset), message: "block claims \(need) bytes, past the end of the file, yet a valid block follows: skipped \(resync - offset) bytes to it"))
+                    offset = resync
+                    continue scan
                 }
                 // Damaged header: look for the next block that verifies.
                 guard let resync = TraceReader.resync(base: base, size: file.size, from: offset + 1) else {
@@ -183,19 +192,35 @@ public final class TraceReader {
         adapter = SchemaAdapter(fileSchema: metadata.schema)
 
         var blocks = chain
-        if let footer {
-            blocks = TraceReader.reconcile(chain: chain, index: footer.entries, base: base, size: file.size, dataEnd: dataEnd, problems: &problems)
+        if let index = footer?.index {
+            blocks = TraceReader.reconcile(chain: chain, index: index.entries, base: base, size: file.size, dataEnd: dataEnd, problems: &problems)
         }
-        let checked = TraceReader.checkSequences(blocks, problems: &problems)
-        eventBlocks = checked.blocks
-        skipBelow = checked.skipBelow
-        usedIndex = footer != nil
+        eventBlocks = TraceReader.checkSequences(blocks, problems: &problems) { entry in
+            // Used only to choose between copies of a block: rare, and bounded by the bytes.
+            guard case .success(let h) = TraceReader.blockAt(base: base, size: file.size, offset: Int(entry.offset)) else { return false }
+            return crc32c(UnsafeRawBufferPointer(start: base + Int(entry.offset) + TraceLayout.blockHeaderSize, count: Int(h.storedLength))) == h.payloadChecksum
+        }
+        usedIndex = footer?.index != nil
         endOfData = footer != nil ? UInt64(file.size) : UInt64(end)
+        maxRecords = TraceReader.maxRecords(fileSize: file.size)
         closedCleanly = flags & TraceLayout.flagWriting == 0 && footer != nil
         if flags & TraceLayout.flagWriting != 0 {
             problems.insert(TraceProblem(offset: 16, message: "the trace was not closed cleanly (the recorder stopped while writing); read up to byte \(endOfData)"), at: 0)
         }
         self.problems = problems
+    }
+
+    /// The index entry a block header makes. A header may claim at most as
+    /// many records as its raw payload can hold (24 bytes each): more is
+    /// reported and capped, so no count a reader reports exceeds what the
+    /// bytes in the file could hold.
+    static func entry(_ h: BlockHeader, at offset: Int, problems: inout [TraceProblem]) -> IndexEntry {
+        let most = UInt32(Int(h.rawLength) / TraceLayout.minimumRecord)
+        if h.count > most {
+            problems.append(TraceProblem(offset: UInt64(offset), message: "event block claims \(h.count) records, more than its \(h.rawLength) raw bytes can hold; read as at most \(most)"))
+        }
+        return IndexEntry(offset: UInt64(offset), firstTimestamp: h.firstTimestamp, lastTimestamp: h.lastTimestamp,
+                          firstSequence: h.firstSequence, count: min(h.count, most))
     }
 
     /// Merges the index into the blocks the walk found. Blocks win: an entry
@@ -208,50 +233,51 @@ public final class TraceReader {
         var byOffset: [UInt64: IndexEntry] = [:]
         for b in chain { byOffset[b.offset] = b }
         var indexed = Set<UInt64>()
-        var reportedEntries = 0
-        func note(_ offset: UInt64, _ message: String) {
-            // A hostile index can hold millions of entries: report the first few.
-            reportedEntries += 1
-            if reportedEntries <= 8 { problems.append(TraceProblem(offset: offset, message: message)) }
+        // A hostile index can hold millions of entries: report the first few of each kind, then a count.
+        var counts: [String: Int] = [:]
+        func note(_ kind: String, _ offset: UInt64, _ message: @autoclosure () -> String) {
+            counts[kind, default: 0] += 1
+            if counts[kind]! <= 4 { problems.append(TraceProblem(offset: offset, message: message())) }
         }
         for (i, entry) in index.enumerated() {
             if !indexed.insert(entry.offset).inserted {
-                note(entry.offset, "index entry \(i) repeats the block at byte \(entry.offset); read once")
+                note("repeated", entry.offset, "index entry \(i) repeats the block at byte \(entry.offset); read once")
                 continue
             }
             if let block = byOffset[entry.offset] {
                 if block != entry {
-                    note(entry.offset, "index entry \(i) disagrees with the block header at byte \(entry.offset) (index: seq \(entry.firstSequence) count \(entry.count) ts \(entry.firstTimestamp)...\(entry.lastTimestamp); block: seq \(block.firstSequence) count \(block.count) ts \(block.firstTimestamp)...\(block.lastTimestamp)); the block header wins")
+                    note("disagreeing", entry.offset, "index entry \(i) disagrees with the block header at byte \(entry.offset) (index: seq \(entry.firstSequence) count \(entry.count) ts \(entry.firstTimestamp)...\(entry.lastTimestamp); block: seq \(block.firstSequence) count \(block.count) ts \(block.firstTimestamp)...\(block.lastTimestamp)); the block header wins")
                 }
                 continue
             }
-            // Not on the chain: a block the walk could not reach (hidden by a
+            // Not on the walk: a block the walk could not reach (hidden by a
             // damaged header), or nothing at all.
-            guard entry.offset <= UInt64(dataEnd), case .success(let h) = blockAt(base: base, size: size, offset: Int(entry.offset)),
+            guard entry.offset < UInt64(dataEnd), case .success(let h) = blockAt(base: base, size: size, offset: Int(entry.offset)),
                   h.type == BlockType.events.rawValue else {
-                note(entry.offset, "index entry \(i) points at byte \(entry.offset), where no event block starts; ignored")
+                note("nowhere", entry.offset, "index entry \(i) points at byte \(entry.offset), where no event block starts; ignored")
                 continue
             }
-            note(entry.offset, "index entry \(i) names an event block at byte \(entry.offset) that the walk of the file did not reach; read")
-            byOffset[entry.offset] = IndexEntry(offset: entry.offset, firstTimestamp: h.firstTimestamp, lastTimestamp: h.lastTimestamp,
-                                                firstSequence: h.firstSequence, count: h.count)
+            note("hidden", entry.offset, "index entry \(i) names an event block at byte \(entry.offset) that the walk of the file did not reach; read")
+            byOffset[entry.offset] = TraceReader.entry(h, at: Int(entry.offset), problems: &problems)
         }
         let missing = chain.filter { !indexed.contains($0.offset) }
         if !missing.isEmpty {
-            problems.append(TraceProblem(offset: missing[0].offset, message: "\(missing.count) event block(s) from byte \(missing[0].offset) on are not in the index (an entry was dropped); read anyway"))
+            problems.append(TraceProblem(offset: missing[0].offset, message: "\(missing.count) event block(s) from byte \(missing[0].offset) on are not in the index; read anyway"))
         }
-        if reportedEntries > 8 {
-            problems.append(TraceProblem(offset: UInt64(dataEnd), message: "\(reportedEntries - 8) more index entries disagree with the file"))
+        for (kind, n) in counts.sorted(by: { $0.key < $1.key }) where n > 4 {
+            problems.append(TraceProblem(offset: UInt64(dataEnd), message: "\(n - 4) more index entries like the above (\(kind))"))
         }
         return byOffset.values.sorted { $0.offset < $1.offset }
     }
 
-    /// Checks what block headers claim against what they can hold, and gives
-    /// every sequence number to one record: a block repeating numbers already
-    /// given (a duplicated block) is reported and skipped, one overlapping an
-    /// earlier range is read from the first number not yet given. Numbers are
-    /// never reassigned: they are the records' identity.
-    static func checkSequences(_ blocks: [IndexEntry], problems: inout [TraceProblem]) -> (blocks: [IndexEntry], skipBelow: [UInt64: UInt64]) {
+    /// Gives every sequence number to one record (SPEC "Reading", 5-6).
+    /// Blocks whose range runs past 2^64 are dropped; of blocks starting at
+    /// the same number, one is kept (one whose payload checksum verifies,
+    /// then the one claiming most records, then the first in the file) and
+    /// the others are duplicates; each kept block is read up to where the
+    /// next one starts, as a writer numbers them. Numbers are never
+    /// reassigned: they are the records' identity.
+    static func checkSequences(_ blocks: [IndexEntry], problems: inout [TraceProblem], verifies: (IndexEntry) -> Bool) -> [IndexEntry] {
         var ok: [IndexEntry] = []
         ok.reserveCapacity(blocks.count)
         for var b in blocks {
@@ -265,38 +291,56 @@ public final class TraceReader {
             }
             ok.append(b)
         }
-        // Sweep in sequence order: each block's overlap with the ones before
-        // is a prefix of it, so one high-water mark finds every repeat.
-        var skip: [UInt64: UInt64] = [:]
-        var dropped = Set<UInt64>()
-        var high: UInt64 = 0
-        var any = false
-        for b in ok.sorted(by: { ($0.firstSequence, $0.offset) < ($1.firstSequence, $1.offset) }) {
-            let end = b.firstSequence + UInt64(b.count)
-            if any, b.firstSequence < high, b.count > 0 {
-                if end <= high {
-                    problems.append(TraceProblem(offset: b.offset, message: "event block repeats sequence numbers \(b.firstSequence)..\(end - 1), already read from another block (a duplicated block); skipped"))
-                    dropped.insert(b.offset)
-                    continue
+        let bySequence = ok.sorted { ($0.firstSequence, $0.offset) < ($1.firstSequence, $1.offset) }
+        var kept: [IndexEntry] = []
+        var i = 0
+        while i < bySequence.count {
+            var j = i + 1
+            while j < bySequence.count, bySequence[j].firstSequence == bySequence[i].firstSequence { j += 1 }
+            var group = Array(bySequence[i..<j])
+            if group.count > 1 {
+                let good = group.map(verifies)
+                let order = group.indices.sorted { a, b in
+                    (good[a] ? 0 : 1, UInt64.max - UInt64(group[a].count), group[a].offset) < (good[b] ? 0 : 1, UInt64.max - UInt64(group[b].count), group[b].offset)
                 }
-                problems.append(TraceProblem(offset: b.offset, message: "event block's sequence numbers \(b.firstSequence)..\(end - 1) overlap another block's up to \(high - 1); its records before \(high) are skipped"))
-                skip[b.offset] = high
+                let keep = group[order[0]]
+                for k in order.dropFirst() {
+                    problems.append(TraceProblem(offset: group[k].offset, message: "event block repeats sequence numbers from \(group[k].firstSequence), already read from the block at byte \(keep.offset) (a duplicated block); skipped"))
+                }
+                group = [keep]
             }
-            if b.count > 0 { any = true }
-            high = max(high, end)
+            kept.append(group[0])
+            i = j
         }
-        if !dropped.isEmpty { ok.removeAll { dropped.contains($0.offset) } }
-        return (ok, skip)
+        // A block is read up to where the next one starts.
+        for k in kept.indices.dropLast() {
+            let next = kept[k + 1].firstSequence
+            if kept[k].firstSequence + UInt64(kept[k].count) > next {
+                problems.append(TraceProblem(offset: kept[k].offset, message: "event block's sequence numbers \(kept[k].firstSequence)+\(kept[k].count) overlap the next block's, which starts at \(next); read up to there"))
+                kept[k].count = UInt32(next - kept[k].firstSequence)
+            }
+        }
+        let limits = Dictionary(kept.map { ($0.offset, $0) }, uniquingKeysWith: { a, _ in a })
+        // Back in file order: the stream's order.
+        return ok.compactMap { limits[$0.offset] }
     }
 
-    deinit {
-        buffer?.deallocate()
-        adaptedBuffer?.deallocate()
+    /// The most records a file of this size could hold (every byte stored at
+    /// the largest ratio a writer may use, 24 bytes a record): a bound on any
+    /// count of missing records a reader reports.
+    static func maxRecords(fileSize: Int) -> UInt64 {
+        UInt64(TraceLayout.maxRawLength(stored: fileSize) / TraceLayout.minimumRecord)
     }
 
     // MARK: Footer and index
 
-    private static func readFooter(base: UnsafeRawPointer, size: Int, problems: inout [TraceProblem]) -> (entries: [IndexEntry], indexOffset: UInt64)? {
+    /// A footer whose checksum is valid, and the index it points at when that
+    /// block is whole and valid too.
+    struct Footer {
+        var index: (offset: UInt64, entries: [IndexEntry])?
+    }
+
+    private static func readFooter(base: UnsafeRawPointer, size: Int, problems: inout [TraceProblem]) -> Footer? {
         guard size >= TraceLayout.headerSize + TraceLayout.footerSize else { return nil }
         let f = base + (size - TraceLayout.footerSize)
         guard memcmp(f, TraceLayout.footerMagic, 8) == 0 else { return nil }
@@ -310,31 +354,27 @@ public final class TraceReader {
               h.type == BlockType.index.rawValue, h.codec == Codec.none.rawValue,
               h.rawLength == h.storedLength, Int(h.storedLength) % TraceLayout.indexEntrySize == 0 else {
             problems.append(TraceProblem(offset: indexOffset, message: "index block missing or damaged; scanning blocks instead"))
-            return nil
+            return Footer(index: nil)
         }
         let p = base + Int(indexOffset) + TraceLayout.blockHeaderSize
         guard fb_crc32c(0, p, Int(h.storedLength)) == h.payloadChecksum else {
             problems.append(TraceProblem(offset: indexOffset, message: "index checksum mismatch; scanning blocks instead"))
-            return nil
+            return Footer(index: nil)
         }
         var entries: [IndexEntry] = []
         let n = Int(h.storedLength) / TraceLayout.indexEntrySize
         entries.reserveCapacity(n)
         for i in 0..<n {
             let e = p + i * TraceLayout.indexEntrySize
-            let entry = IndexEntry(
+            // Entries pointing nowhere (past the index included) are judged one by one in `reconcile`.
+            entries.append(IndexEntry(
                 offset: UInt64(littleEndian: e.loadUnaligned(fromByteOffset: 0, as: UInt64.self)),
                 firstTimestamp: UInt64(littleEndian: e.loadUnaligned(fromByteOffset: 8, as: UInt64.self)),
                 lastTimestamp: UInt64(littleEndian: e.loadUnaligned(fromByteOffset: 16, as: UInt64.self)),
                 firstSequence: UInt64(littleEndian: e.loadUnaligned(fromByteOffset: 24, as: UInt64.self)),
-                count: UInt32(littleEndian: e.loadUnaligned(fromByteOffset: 32, as: UInt32.self)))
-            guard entry.offset < indexOffset else {
-                problems.append(TraceProblem(offset: indexOffset, message: "index entry \(i) points past the index; scanning blocks instead"))
-                return nil
-            }
-            entries.append(entry)
+                count: UInt32(littleEndian: e.loadUnaligned(fromByteOffset: 32, as: UInt32.self))))
         }
-        return (entries, indexOffset)
+        return Footer(index: (indexOffset, entries))
     }
 
     // MARK: Blocks
@@ -383,6 +423,10 @@ public final class TraceReader {
     }
 
     private static func payloadText(base: UnsafeRawPointer, offset: Int, header h: BlockHeader, decompressor: Decompressor, problems: inout [TraceProblem]) -> [UInt8]? {
+        guard Int(h.rawLength) <= TraceLayout.maxRawLength(stored: Int(h.storedLength)) else {
+            problems.append(TraceProblem(offset: UInt64(offset), message: "block claims \(h.rawLength) raw bytes from \(h.storedLength) stored, beyond the ratio a writer may produce; not decoded"))
+            return nil
+        }
         let payload = UnsafeRawBufferPointer(start: base + offset + TraceLayout.blockHeaderSize, count: Int(h.storedLength))
         guard crc32c(payload) == h.payloadChecksum else {
             problems.append(TraceProblem(offset: UInt64(offset), message: "block payload checksum mismatch (type \(h.type))"))
@@ -429,8 +473,7 @@ public final class TraceReader {
     /// number); records past its count are reported, not delivered, because
     /// their numbers belong to the next block.
     public func decodeBlock(_ entry: IndexEntry, _ body: (Event) throws -> Void) rethrows {
-        guard let base = file.base else { return }
-        let offset = Int(entry.offset)
+        guard let base = file.base, let offset = Int(exactly: entry.offset) else { return }
         let h: BlockHeader
         switch TraceReader.blockAt(base: base, size: file.size, offset: offset) {
         case .success(let header): h = header
@@ -458,13 +501,17 @@ public final class TraceReader {
         }
         // Where the filter stopped is where the walk below stops: reported there, once.
         let filteredEnd = filter == .xorPrevious ? (XorFilter.decode(buf, count: raw) ?? raw) : raw
-        let skip = skipBelow[entry.offset] ?? 0
+        // Read as many records as the block is read for (its header's count,
+        // or fewer where the next block's numbers begin: `checkSequences`).
+        let limit = min(h.count, entry.count)
         var o = 0
         var seq = h.firstSequence
         var seen: UInt32 = 0
         while o < raw {
-            if seen == h.count {
-                report(offset, "event block holds records past the \(h.count) its header counts (from payload byte \(o)); they are not read")
+            if seen == limit {
+                report(offset, limit == h.count
+                    ? "event block holds records past the \(h.count) its header counts (from payload byte \(o)); they are not read"
+                    : "event block is read for its first \(limit) records (the next block's numbers begin there); the rest are not read")
                 return
             }
             guard o < filteredEnd else {
@@ -479,6 +526,12 @@ public final class TraceReader {
                 // Records of another schema: take this one's length from its
                 // header, then read it in this build's layout.
                 let n = filteredEnd - o >= TraceLayout.minimumRecord ? Int(record.baseAddress!.loadUnaligned(fromByteOffset: 10, as: UInt16.self)) : 0
+                let type = n > 0 ? record.baseAddress!.loadUnaligned(fromByteOffset: 8, as: UInt16.self) : 0
+                if let fixed = adapter.fileFixedSize(type), n < fixed {
+                    // Shorter than its type's fixed part in the file's own schema: it ends the block.
+                    report(offset, "malformed record at payload byte \(o) of event block (seq \(seq)): \(n) bytes, below its type's \(fixed) in this file's schema; the \(h.count - seen) records from it to the block's end are lost")
+                    return
+                }
                 if n >= TraceLayout.minimumRecord, n <= filteredEnd - o,
                    let m = adapter.adapt(UnsafeRawBufferPointer(start: buf + o, count: n), into: adapted) {
                     record = UnsafeRawBufferPointer(start: adapted, count: m)
@@ -489,18 +542,30 @@ public final class TraceReader {
                 report(offset, "malformed record at payload byte \(o) of event block (seq \(seq)); the \(h.count - seen) records from it to the block's end are lost")
                 return
             }
-            if seq >= skip { try body(e) }
+            try body(e)
             o += stored > 0 ? stored : e.size
-            seq += 1 // cannot overflow: checkSequences dropped blocks whose range would
+            guard seq < .max else { return } // an entry not from `eventBlocks` can start anywhere
+            seq += 1
             seen += 1
         }
-        if seen != h.count { report(offset, "event block holds \(seen) records, its header says \(h.count)") }
+        if seen != limit { report(offset, "event block holds \(seen) records, its header says \(h.count)") }
     }
+
+    /// Problems kept at most; beyond, they are counted in a last one.
+    static let maxProblems = 1_000
 
     private func report(_ offset: Int, _ message: String) {
         let p = TraceProblem(offset: UInt64(offset), message: message)
-        if !problems.contains(p) { problems.append(p) }
+        guard reported.insert(p).inserted else { return }
+        if problems.count < TraceReader.maxProblems {
+            problems.append(p)
+        } else {
+            droppedProblems += 1
+            let summary = TraceProblem(offset: 0, message: "\(droppedProblems) more problems not listed")
+            if problems.count == TraceReader.maxProblems { problems.append(summary) } else { problems[problems.count - 1] = summary }
+        }
     }
+    private var droppedProblems = 0
 
     private func ensureBuffer(_ n: Int) -> UnsafeMutableRawPointer {
         if n > bufferCapacity || buffer == nil {
@@ -513,24 +578,29 @@ public final class TraceReader {
 
     /// Records missing between blocks, from gaps in the sequence numbers: a
     /// damaged block, or the lost part of a cut or repaired file.
+    /// All gaps together are at most what the file's bytes could have held (a
+    /// hostile first sequence number cannot claim 2^63 records missing).
     public var sequenceGaps: [(after: UInt64, missing: UInt64)] {
         var out: [(UInt64, UInt64)] = []
         var expected: UInt64 = 0
-        for b in eventBlocks.sorted(by: { $0.firstSequence < $1.firstSequence }) {
-            if b.firstSequence > expected { out.append((expected, b.firstSequence - expected)) }
+        var budget = maxRecords
+        for b in eventBlocks.sorted(by: { ($0.firstSequence, $0.offset) < ($1.firstSequence, $1.offset) }) {
+            if b.firstSequence > expected {
+                let missing = min(b.firstSequence - expected, budget)
+                budget -= missing
+                out.append((expected, missing))
+            }
             expected = max(expected, b.firstSequence + UInt64(b.count))
         }
         return out
     }
 
+    /// The most records this file could hold (`maxRecords(fileSize:)`).
+    private let maxRecords: UInt64
+
     /// Total records according to the block headers, each sequence number
     /// counted once.
-    public var eventCount: UInt64 {
-        eventBlocks.reduce(0) { n, b in
-            let skipped = skipBelow[b.offset].map { $0 - b.firstSequence } ?? 0
-            return n + UInt64(b.count) - skipped
-        }
-    }
+    public var eventCount: UInt64 { eventBlocks.reduce(0) { $0 + UInt64($1.count) } }
     public var firstTimestamp: UInt64? { eventBlocks.map(\.firstTimestamp).min() }
     public var lastTimestamp: UInt64? { eventBlocks.map(\.lastTimestamp).max() }
 }

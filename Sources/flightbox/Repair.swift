@@ -25,7 +25,11 @@ struct Repair: ParsableCommand {
         let writer: TraceWriter
         do {
             // The copy appears only when complete, replacing whatever was at `out` in one rename(2).
-            writer = try TraceWriter(path: out, publish: .whenClosed, codec: codec == .none ? .zstd : codec, metadata: reader.metadata,
+            // The reader hands over records in this build's layout: the copy's
+            // schema must say so, keeping the file's syscall numbering.
+            var metadata = reader.metadata
+            metadata.schema = EventSchema.json(syscallTable: SyscallArch(schema: reader.metadata.schema, machine: reader.metadata.machine))
+            writer = try TraceWriter(path: out, publish: .whenClosed, codec: codec == .none ? .zstd : codec, metadata: metadata,
                                      snapshot: reader.snapshot ?? ProcessSnapshot(timestamp: reader.metadata.clockNs, processes: []))
         } catch let e as TraceError { throw fail(e.description) }
         var kept: UInt64 = 0
@@ -33,7 +37,7 @@ struct Repair: ParsableCommand {
             // Block by block, keeping sequence numbers: what was lost stays a visible gap.
             // Each record keeps its own number (the reader gives every number
             // once): where numbers jump, the writer leaves the gap visible.
-            for entry in reader.eventBlocks.sorted(by: { $0.firstSequence < $1.firstSequence }) {
+            for entry in reader.eventBlocks.sorted(by: { ($0.firstSequence, $0.offset) < ($1.firstSequence, $1.offset) }) {
                 var failure: Error?
                 reader.decodeBlock(entry) { e in
                     guard failure == nil else { return }

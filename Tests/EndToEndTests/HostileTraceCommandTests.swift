@@ -163,6 +163,49 @@ final class HostileTraceCommandTests: XCTestCase {
         XCTAssertEqual(info["events"]?.uintValue, 600)
     }
 
+    /// Repair hands over records in this build's layout, so the copy carries
+    /// this build's schema. A trace whose file records had a smaller fixed
+    /// part (no `mode`, lengths at 44) must repair to one that still reads
+    /// right: labelled with the old schema, the copy's paths were read from
+    /// the wrong place.
+    func testRepairOfAnOlderLayoutKeepsEveryField() throws {
+        func field(_ name: String, _ kind: String, _ offset: Int, _ size: Int) -> JSON {
+            .object([("name", .string(name)), ("kind", .string(kind)), ("offset", .int(Int64(offset))), ("size", .int(Int64(size)))])
+        }
+        let olderFile = JSON.object([
+            ("id", .int(6)), ("name", .string("file")), ("fixed_size", .int(48)),
+            ("fields", .array([field("ret", "s64", 24, 8), field("op", "u32", 32, 4), field("dirfd", "s32", 36, 4), field("flags", "u32", 40, 4),
+                               field("path_len", "u16", 44, 2), field("path2_len", "u16", 46, 2)])),
+            ("trailing", .array([.object([("name", .string("path")), ("length_field", .string("path_len")), ("kind", .string("bytes"))]),
+                                 .object([("name", .string("path2")), ("length_field", .string("path2_len")), ("kind", .string("bytes"))])])),
+        ])
+        guard case .object(var schema) = EventSchema.json, let t = schema.firstIndex(where: { $0.0 == "types" }),
+              case .array(var types) = schema[t].1, let f = types.firstIndex(where: { $0["name"] == .string("file") }) else { return XCTFail("schema") }
+        types[f] = olderFile
+        schema[t].1 = .array(types)
+        let path = scratch("older-layout.fbt")
+        let meta = TraceMetadata(host: "h", kernelRelease: "6.18", machine: "x86_64", clockNs: 0, realtimeNs: 0, capture: .object([("codec", .string("zstd"))]),
+                                 schema: .object(schema))
+        let w = try TraceWriter(path: path, codec: .zstd, metadata: meta, snapshot: ProcessSnapshot(timestamp: 0, processes: []))
+        var rec = EventEncoder.header(type: .file, size: 48 + 6, ts: 5, pid: 9, tid: 9)
+        EventEncoder.put(&rec, 24, Int64(3))
+        EventEncoder.put(&rec, 32, UInt32(1))
+        EventEncoder.put(&rec, 36, Int32(-100))
+        EventEncoder.put(&rec, 40, UInt32(0o1101))
+        EventEncoder.put(&rec, 44, UInt16(6))
+        rec.replaceSubrange(48..<54, with: Array("/etc/x".utf8))
+        try w.append(rec)
+        try w.close()
+        let repaired = path + ".repaired.fbt"
+        let r = try Tool.flightbox("repair", path, "-o", repaired)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        for file in [path, repaired] {
+            let e = try XCTUnwrap(try eventsJSON(file).first, file)
+            XCTAssertEqual(e["fields"]?["open_flags"]?.uintValue, 0o1101, file)
+            XCTAssertEqual(e["fields"]?["path"]?.stringValue, "/etc/x", file)
+        }
+    }
+
     func testAFIFOIsRefusedNotWaitedOn() throws {
         let path = scratch("fifo")
         unlink(path)

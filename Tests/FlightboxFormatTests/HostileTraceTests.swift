@@ -192,7 +192,89 @@ final class HostileTraceTests: XCTestCase {
         XCTAssertEqual(Set(got.map(\.0)).count, got.count)
         XCTAssertEqual(r.eventCount, UInt64(got.count))
         XCTAssertEqual(got.count, records.count - 5, "the 5 renumbered records of block 2 are not read twice")
-        XCTAssertTrue(r.problems.contains { $0.offset == UInt64(b) && $0.message.contains("overlap") }, "\(r.problems)")
+        XCTAssertTrue(r.problems.contains { $0.offset == UInt64(a) && $0.message.contains("overlap") }, "\(r.problems)")
+    }
+
+    /// A header claiming 4 billion records cannot swallow the blocks after it
+    /// (they would all look like duplicates) nor report billions missing.
+    func testAHugeClaimedCountHidesNothing() throws {
+        var t = try source()
+        let b = t.eventBlocks[0].offset
+        t.setBlock(b, count: .max)
+        let r = try TraceReader(path: try t.write("huge-count.fbt"))
+        let got = assertConsistent(r)
+        XCTAssertEqual(got.count, records.count)
+        XCTAssertTrue(r.problems.contains { $0.offset == UInt64(b) && $0.message.contains("more than its") }, "\(r.problems)")
+        XCTAssertEqual(r.sequenceGaps.reduce(0) { $0 + $1.missing }, 0)
+
+        // And a first sequence number near 2^63 claims no more missing records than the file could hold.
+        var u = try source("gap-src.fbt")
+        u.setBlock(u.eventBlocks[1].offset, firstSequence: 1 << 62)
+        let r2 = try TraceReader(path: try u.write("huge-gap.fbt"))
+        XCTAssertLessThanOrEqual(r2.sequenceGaps.reduce(0) { $0 + $1.missing }, TraceReader.maxRecords(fileSize: r2.fileSize))
+    }
+
+    /// Of two blocks with the same numbers, the one whose payload verifies is
+    /// read, wherever it is in the file.
+    func testAnIntactCopyWinsOverADamagedOne() throws {
+        var t = try source("copy-src.fbt", close: false)
+        let x = t.eventBlocks[1]
+        let copy = Array(t.bytes[x.offset..<(x.offset + TraceLayout.blockHeaderSize + x.stored)])
+        t.bytes.insert(contentsOf: copy, at: x.offset + TraceLayout.blockHeaderSize + x.stored)
+        var bytes = t.sealed()
+        bytes[x.offset + TraceLayout.blockHeaderSize + 3] ^= 0x55 // the first copy's payload, after the checksums were made
+        let path = tempPath("copy.fbt")
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        let whole = readAll(try TraceReader(path: tempPath("copy-src.fbt"))).count
+        let r = try TraceReader(path: path)
+        XCTAssertEqual(assertConsistent(r).count, whole, "\(r.problems)")
+    }
+
+    /// A header whose length runs past the end of the file, in the middle of
+    /// a file without an index, hides nothing that follows it.
+    func testALengthPastTheEndMidFileIsSkipped() throws {
+        var t = try source("past-src.fbt", close: false)
+        let whole = readAll(try TraceReader(path: tempPath("past-src.fbt"))).count
+        let b = t.eventBlocks[2]
+        t.put(b.offset + 8, UInt32(t.bytes.count))
+        let r = try TraceReader(path: try t.write("past-end.fbt"))
+        let got = readAll(r)
+        XCTAssertGreaterThan(got.count, whole / 2, "the blocks after it are read: \(r.problems)")
+        XCTAssertTrue(r.problems.contains { $0.message.contains("past the end of the file, yet a valid block follows") }, "\(r.problems)")
+    }
+
+    /// One index entry pointing past the index costs that entry, not the
+    /// index, and the file still counts as closed cleanly.
+    func testOneBadIndexEntryCostsOnlyItself() throws {
+        var t = try source()
+        var entries = t.indexEntries()
+        entries[0].withUnsafeMutableBytes { $0.storeBytes(of: UInt64.max / 2, as: UInt64.self) }
+        t.setIndexEntries(entries)
+        let r = try TraceReader(path: try t.write("bad-entry.fbt"))
+        XCTAssertEqual(assertConsistent(r).count, records.count)
+        XCTAssertTrue(r.closedCleanly)
+        XCTAssertTrue(r.usedIndex)
+        XCTAssertTrue(r.problems.contains { $0.message.contains("no event block starts") }, "\(r.problems)")
+    }
+
+    /// Thousands of damaged blocks: each reported once, the list bounded, in linear time.
+    func testManyDamagedBlocksAreReportedInBoundedTime() throws {
+        let path = tempPath("many-damaged.fbt")
+        let w = try writeTrace(path, [], close: false)
+        for i in 0..<20_000 {
+            try w.append(EventEncoder.syscall(ts: UInt64(i), pid: 1, tid: 1, nr: 0, duration: 1))
+            try w.flush()
+        }
+        var t = try TraceSurgeon(path: path)
+        var bytes = t.sealed()
+        for b in t.eventBlocks { bytes[b.offset + TraceLayout.blockHeaderSize] ^= 1 } // every payload, after the checksums
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        let start = Date()
+        let r = try TraceReader(path: path)
+        XCTAssertEqual(readAll(r).count, 0)
+        XCTAssertLessThan(Date().timeIntervalSince(start), 10)
+        XCTAssertLessThanOrEqual(r.problems.count, TraceReader.maxProblems + 2)
+        XCTAssertTrue(r.problems.last?.message.contains("more problems not listed") == true, "\(r.problems.suffix(2))")
     }
 
     // MARK: timestamps (item 4)
