@@ -44,7 +44,7 @@ let package = Package(
         // The pipeline drain -> sequence -> write -> detect, for `record` and `flight`.
         .target(
             name: "FlightboxRecorder",
-            dependencies: ["FlightboxEvents", "FlightboxFormat", "FlightboxCapture", "FlightboxDetectors"]
+            dependencies: ["FlightboxEvents", "FlightboxFormat", "FlightboxCapture", "FlightboxDetectors", "CFlightboxSys"]
         ),
         .executableTarget(
             name: "flightbox",

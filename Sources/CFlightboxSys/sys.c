@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include "flightbox_sys.h"
+#include <string.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -85,6 +86,7 @@ pid_t fb_spawn_gated(char *const argv[], int *gate)
 		signal(SIGINT, SIG_DFL);
 		signal(SIGTERM, SIG_DFL);
 		signal(SIGPIPE, SIG_DFL);
+		signal(SIGCHLD, SIG_DFL); /* an inherited "ignore" would survive exec */
 		/* The command never runs unrecorded: when the recorder dies, even
 		 * by SIGKILL, the kernel kills the command. If the recorder died
 		 * before this line, we were already reparented and no signal will
@@ -156,3 +158,34 @@ int fb_flock_try(int fd)
 	}
 	return 0;
 }
+
+/* Stop requests, counted by an async-signal-safe handler into C globals:
+ * Swift globals may be initialised lazily and are checked for exclusive
+ * access, neither of which a signal handler may meet. */
+static volatile sig_atomic_t stop_count;
+static volatile sig_atomic_t stop_last = SIGTERM;
+
+static void on_stop_signal(int sig)
+{
+	stop_last = sig;
+	stop_count++;
+}
+
+void fb_stop_signals_install(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_stop_signal;
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = SA_RESTART;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	/* A recorder started with SIGCHLD ignored would never see its command
+	 * exit (the kernel reaps it and waitpid fails with ECHILD). */
+	signal(SIGCHLD, SIG_DFL);
+}
+
+int fb_stop_signals_count(void) { return stop_count; }
+int fb_stop_signal_last(void) { return stop_last; }

@@ -24,8 +24,15 @@ struct CommandSupervisor {
     mutating func check(now: UInt64, stop: any StopRequests, deadline: UInt64?) -> Bool {
         guard status == nil else { return true }
         var st: Int32 = 0
-        if waitpid(pid, &st, WNOHANG) == pid {
+        let r = waitpid(pid, &st, WNOHANG)
+        if r == pid {
             status = st
+            return true
+        }
+        if r < 0, errno == ECHILD {
+            // Reaped by someone else (SIGCHLD ignored before install()): it is
+            // gone, and its status with it.
+            status = 0
             return true
         }
         // A stop request, or the end of --duration, goes to the command, and

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CFlightboxSys
 
 /// Requests to stop recording: SIGINT and SIGTERM (`StopSignals`), or by
 /// hand (`ManualStopRequests`). Without a command a first request ends the
@@ -12,33 +13,19 @@ public protocol StopRequests {
     var signal: Int32 { get }
 }
 
-// Written by the signal handler, which can capture nothing.
-nonisolated(unsafe) private var signalsReceived: sig_atomic_t = 0
-nonisolated(unsafe) private var lastSignalReceived: Int32 = SIGTERM
-
 /// SIGINT and SIGTERM, counted by a process-wide handler that `install()`
-/// sets up.
+/// sets up (in C: a handler may touch only `volatile sig_atomic_t`).
 public struct StopSignals: StopRequests {
     public init() {}
 
-    public var count: Int { Int(signalsReceived) }
-    public var signal: Int32 { lastSignalReceived }
+    public var count: Int { Int(fb_stop_signals_count()) }
+    public var signal: Int32 { fb_stop_signal_last() }
 
     /// Counts SIGINT and SIGTERM instead of dying of them (SA_RESTART, so
-    /// system calls go on), and ignores SIGPIPE, so a closed findings pipe
-    /// fails a write instead of killing the recorder.
-    public static func install() {
-        var sa = sigaction()
-        sa.__sigaction_handler.sa_handler = { sig in
-            lastSignalReceived = sig
-            signalsReceived += 1
-        }
-        sigemptyset(&sa.sa_mask)
-        sa.sa_flags = SA_RESTART
-        sigaction(SIGINT, &sa, nil)
-        sigaction(SIGTERM, &sa, nil)
-        Glibc.signal(SIGPIPE, SIG_IGN)
-    }
+    /// system calls go on), ignores SIGPIPE, so a closed findings pipe fails
+    /// a write instead of killing the recorder, and restores SIGCHLD's
+    /// default, so an inherited "ignore" cannot hide the command's exit.
+    public static func install() { fb_stop_signals_install() }
 }
 
 /// Stop requests made by calling `request`, for tests and for callers that

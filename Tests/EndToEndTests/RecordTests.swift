@@ -277,6 +277,19 @@ final class OrderingTests: XCTestCase {
 }
 
 final class StopTests: XCTestCase {
+    /// A recorder started with SIGCHLD ignored (as some supervisors do) still
+    /// sees its command exit, and the command does not inherit the "ignore".
+    func testCommandExitIsSeenWhenSIGCHLDWasIgnored() throws {
+        try requireBPF()
+        let trace = scratch("sigchld-ignored.fbt")
+        let started = Date()
+        let r = try Tool.run("/bin/sh", ["-c", "trap '' CHLD; exec \(Tool.flightbox) record -o \(trace) --probes process -- /bin/sh -c 'sleep 0.2; exit 7'"], timeout: 30)
+        XCTAssertFalse(r.signaled, r.stderr)
+        XCTAssertEqual(r.status, 7, "the command's exit status: \(r.stderr)")
+        XCTAssertLessThan(Date().timeIntervalSince(started), 20, "recording ended when the command did")
+        XCTAssertEqual(try inspectJSON(trace)["closed_cleanly"], .bool(true))
+    }
+
     /// Events reach the file within about a second even at a trickle (no
     /// kernel wake-up ever fires), so a recorder killed with SIGKILL leaves a
     /// readable trace holding what happened before its last flush.

@@ -32,4 +32,11 @@ int fb_rename_noreplace(const char *from, const char *to);
 
 /* flock(LOCK_EX | LOCK_NB): 0, or -EWOULDBLOCK when another open file holds it. */
 int fb_flock_try(int fd);
+
+/* Counts SIGINT and SIGTERM (SA_RESTART) instead of dying of them, ignores
+ * SIGPIPE, and sets SIGCHLD to its default so a command can be reaped. */
+void fb_stop_signals_install(void);
+/* Stop signals received so far, and the last one's number. */
+int fb_stop_signals_count(void);
+int fb_stop_signal_last(void);
 #endif
