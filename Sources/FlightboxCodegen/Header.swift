@@ -68,7 +68,7 @@ public struct EventHeader: Equatable, Sendable {
     public init(parsing text: String) throws {
         let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
         var constants: [String: Int] = [:]
-        var enumValues: [String: Int] = [:]
+        var enums: [String: [String: Int]] = [:]
         var records: [Record] = []
         var header: Record?
         var pendingComment: [String] = []
@@ -101,16 +101,26 @@ public struct EventHeader: Equatable, Sendable {
                 continue
             }
             if line.hasPrefix("enum "), line.hasSuffix("{") {
+                let enumName = String(line.dropFirst(5).dropLast().trimmingSpaces)
                 i += 1
                 while i < lines.count, !lines[i].trimmingSpaces.hasPrefix("}") {
                     let entry = lines[i].trimmingSpaces.strippingComment
                     let kv = entry.split(separator: "=").map { $0.trimmingSpaces }
-                    if kv.count == 2, let v = Int(kv[1].trimmingCharacters(",")) { enumValues[kv[0]] = v }
+                    if enumName == "fb_event_type", !entry.isEmpty {
+                        // Every event type has an explicit decimal value: it is the wire id.
+                        guard kv.count == 2, let v = Int(kv[1].trimmingCharacters(",")) else { throw fail("enum fb_event_type: '\(entry)' needs an explicit decimal value") }
+                        enums[enumName, default: [:]][kv[0]] = v
+                    } else if kv.count == 2, let v = Int(kv[1].trimmingCharacters(",")) {
+                        enums[enumName, default: [:]][kv[0]] = v
+                    }
                     i += 1
                 }
                 pendingComment = []
                 i += 1
                 continue
+            }
+            if line.hasPrefix("struct "), !line.hasSuffix("{"), !line.hasSuffix(";") {
+                throw fail("write '{' on the struct's own line: '\(line)'")
             }
             if line.hasPrefix("struct "), line.hasSuffix("{") {
                 let cName = String(line.dropFirst(7).dropLast().trimmingSpaces)
@@ -121,11 +131,26 @@ public struct EventHeader: Equatable, Sendable {
                 var maxAlign = 1
                 var isEvent = false
                 i += 1
+                var leading = "" // a comment on its own line(s) before a field: part of its doc
                 while i < lines.count {
-                    let l = lines[i].trimmingSpaces
+                    var l = lines[i].trimmingSpaces
                     if l.hasPrefix("};") { break }
-                    if l.isEmpty || l.hasPrefix("/*") || l.hasPrefix("*") { i += 1; continue }
-                    let (decl, comment) = l.splitComment
+                    if l.isEmpty { i += 1; continue }
+                    // A comment that goes on over several lines is read whole.
+                    if l.contains("/*"), !l[l.range(of: "/*")!.upperBound...].contains("*/") {
+                        while i + 1 < lines.count, !l.hasSuffix("*/") {
+                            i += 1
+                            l += " " + lines[i].trimmingSpaces.trimmingCharacters("*").trimmingSpaces
+                            if lines[i].contains("*/") { break }
+                        }
+                    }
+                    if l.hasPrefix("/*") {
+                        leading += (leading.isEmpty ? "" : " ") + l.splitComment.1
+                        i += 1
+                        continue
+                    }
+                    var (decl, comment) = l.splitComment
+                    if !leading.isEmpty { comment = leading + (comment.isEmpty ? "" : " " + comment); leading = "" }
                     if decl == "struct fb_header h;" {
                         guard cName != "fb_header" else { throw fail("fb_header cannot contain itself") }
                         isEvent = true
@@ -156,12 +181,15 @@ public struct EventHeader: Equatable, Sendable {
                     i += 1
                 }
                 if offset % maxAlign != 0 { offset += maxAlign - offset % maxAlign }
+                if isEvent, cName != "fb_header", !doc.contains("@event ") {
+                    throw fail("\(cName) starts with struct fb_header h but has no @event line in the comment right before it")
+                }
                 if cName == "fb_header" {
                     header = Record(cName: cName, name: "header", typeConstant: "", typeID: 0, doc: doc, fields: fields, size: offset)
                 } else if let tag = doc.range(of: "@event ") {
                     guard isEvent else { throw fail("\(cName) is marked @event but does not start with struct fb_header h") }
                     let words = doc[tag.upperBound...].split(whereSeparator: { $0 == " " || $0 == "\n" }).prefix(2).map(String.init)
-                    guard words.count == 2, let id = enumValues[words[0]] else { throw fail("@event of \(cName) must name an fb_event_type constant and a name") }
+                    guard words.count == 2, let id = enums["fb_event_type"]?[words[0]] else { throw fail("@event of \(cName) must name an fb_event_type constant and a name") }
                     let cleanDoc = doc.replacingOccurrences(of: "@event \(words[0]) \(words[1])", with: "").trimmingSpaces
                     records.append(Record(cName: cName, name: words[1], typeConstant: words[0], typeID: id, doc: cleanDoc, fields: fields, size: offset))
                 }
@@ -174,6 +202,9 @@ public struct EventHeader: Equatable, Sendable {
         guard let header else { throw ParseError(line: 0, reason: "no struct fb_header") }
         self.header = header
         self.events = records.sorted { $0.typeID < $1.typeID }
+        for (name, _) in (enums["fb_event_type"] ?? [:]).sorted(by: { $0.value < $1.value }) where !records.contains(where: { $0.typeConstant == name }) {
+            throw ParseError(line: 0, reason: "\(name) has no struct marked @event \(name)")
+        }
         self.constants = constants
         try validate()
     }
@@ -190,12 +221,24 @@ public struct EventHeader: Equatable, Sendable {
                     throw ParseError(line: 0, reason: "\(r.cName): field name '\(f.name)' is not unique within the record (header included)")
                 }
             }
+            for f in r.schemaFields where EventHeader.reserved.contains(f.name) || EventHeader.reserved.contains(f.trailing?.name ?? "") {
+                throw ParseError(line: 0, reason: "\(r.cName).\(f.name): the name is taken by the typed views or by Swift; choose another")
+            }
             for f in r.trailing where f.scalar != "u16" || f.count != nil {
                 throw ParseError(line: 0, reason: "\(r.cName).\(f.name): a @trailing length must be a u16")
             }
             guard r.size % 8 == 0 else { throw ParseError(line: 0, reason: "\(r.cName) is \(r.size) bytes, not a multiple of 8") }
         }
     }
+
+    /// Names a field cannot have: members every typed view has, and Swift keywords.
+    static let reserved: Set<String> = [
+        "event", "timestamp", "payload", "eventType", "fieldsJSON", "encode", "init", "self", "Type", "Protocol",
+        "associatedtype", "class", "deinit", "enum", "extension", "fileprivate", "func", "import", "inout", "internal", "let",
+        "open", "operator", "private", "protocol", "public", "rethrows", "static", "struct", "subscript", "typealias", "var",
+        "break", "case", "catch", "continue", "default", "defer", "do", "else", "fallthrough", "for", "guard", "if", "in",
+        "repeat", "return", "throw", "switch", "where", "while", "as", "Any", "false", "is", "nil", "super", "throws", "true", "try",
+    ]
 
     static func scalar(_ c: String) -> String? {
         switch c {
@@ -214,9 +257,10 @@ public struct EventHeader: Equatable, Sendable {
 
     static func annotate(_ f: inout Field, comment: String, fail: (String) -> ParseError) throws {
         var doc = comment
-        if let r = doc.range(of: "@was ") {
+        while let r = doc.range(of: "@was ") {
             let rest = doc[r.upperBound...]
             let name = rest.prefix { $0.isLetter || $0.isNumber || $0 == "_" }
+            guard !name.isEmpty else { throw fail("@was needs a name on \(f.name)") }
             f.was.append(String(name))
             doc.removeSubrange(r.lowerBound..<rest.index(rest.startIndex, offsetBy: name.count))
         }

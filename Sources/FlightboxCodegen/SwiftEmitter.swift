@@ -28,7 +28,7 @@ public enum SwiftEmitter {
         o += "    /// Whether variable parts follow the fixed part.\n"
         o += "    @inlinable public var hasTrailingParts: Bool {\n        switch self {\n"
         let withTrailing = h.events.filter { !$0.trailing.isEmpty }
-        o += "        case \(withTrailing.map { "." + ident($0.name) }.joined(separator: ", ")): true\n"
+        if !withTrailing.isEmpty { o += "        case \(withTrailing.map { "." + ident($0.name) }.joined(separator: ", ")): true\n" }
         o += "        default: false\n        }\n    }\n\n"
         o += "    /// Offsets of the u16 lengths of the variable parts, in the order the parts follow the fixed part.\n"
         o += "    @inlinable public var trailingLengthOffsets: [Int] {\n        switch self {\n"
@@ -156,7 +156,7 @@ public enum SwiftEmitter {
                 let v = i + 2
                 switch (f.scalar, f.count) {
                 case ("char", _?): args.append("\(camel(f.name)): \"\(f.name)\"")
-                case (_, let c?): args.append("\(camel(f.name)): (0..<\(c)).map { \(swiftType(f.scalar))($0 + \(v)) }")
+                case (_, let c?): args.append("\(camel(f.name)): (0..<\(c)).map { \(swiftType(f.scalar))(truncatingIfNeeded: $0 + \(v)) }")
                 default: args.append("\(camel(f.name)): \(v)")
                 }
             }
@@ -238,10 +238,10 @@ public enum SwiftEmitter {
         ["u8": "UInt8", "u16": "UInt16", "u32": "UInt32", "u64": "UInt64", "s8": "Int8", "s16": "Int16", "s32": "Int32", "s64": "Int64", "char": "UInt8"][s]!
     }
 
-    /// `duration_ns` -> `durationNs`.
+    /// `duration_ns` -> `durationNs`; not escaped (suffixes are added to it).
     static func camel(_ s: String) -> String {
         let parts = s.split(separator: "_")
-        return ident(String(parts[0]) + parts.dropFirst().map { $0.prefix(1).uppercased() + $0.dropFirst() }.joined())
+        return String(parts[0]) + parts.dropFirst().map { $0.prefix(1).uppercased() + $0.dropFirst() }.joined()
     }
 
     static func ident(_ s: String) -> String {

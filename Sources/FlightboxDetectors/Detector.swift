@@ -83,11 +83,14 @@ public final class DetectorContext {
     public let processes: ProcessTable
     /// The architecture the events were recorded on: what their syscall numbers mean.
     public let arch: SyscallArch
+    /// `arch`'s syscall table, looked up once rather than per event.
+    public let syscalls: SyscallTable
     var emitted: [Finding] = []
 
     init(processes: ProcessTable, arch: SyscallArch) {
         self.processes = processes
         self.arch = arch
+        syscalls = arch.table
     }
 
     public func emit(_ finding: Finding) { emitted.append(finding) }

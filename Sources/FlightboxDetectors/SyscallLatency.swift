@@ -103,8 +103,8 @@ public final class SyscallLatencyDetector: Detector {
 
     /// Syscalls that block by design whatever their arguments are the wait
     /// class of bpf/syscalls/classes.txt, in the numbering of `arch`.
-    static func waitsByDesign(_ s: SyscallRecord, arch: SyscallArch) -> Bool {
-        if arch.table.classes(s.nr).contains(.wait) { return true }
+    static func waitsByDesign(_ s: SyscallRecord, table: SyscallTable) -> Bool {
+        if table.classes(s.nr).contains(.wait) { return true }
         return fdWaitKinds.contains(s.fdKindValue)
     }
 
@@ -122,7 +122,7 @@ public final class SyscallLatencyDetector: Detector {
         }
         // ia32 calls are numbered differently and this detector has no table
         // of which ones wait by design: judging them would flag 32-bit sleeps.
-        if sc.isCompat || SyscallLatencyDetector.waitsByDesign(sc, arch: context.arch) { return }
+        if sc.isCompat || SyscallLatencyDetector.waitsByDesign(sc, table: context.syscalls) { return }
         let nr = sc.nr
         let d = sc.durationNs
         var s = states[e.pid, default: [:]][nr] ?? State()

@@ -79,6 +79,24 @@ final class GeneratedFilesTests: XCTestCase {
         let badLen = base + "\n/* @event FB_EV_A a */\nstruct fb_a {\n\tstruct fb_header h;\n\t__u32 n; /* @trailing s bytes */\n\t__u32 x;\n};\n"
         XCTAssertThrowsError(try EventHeader(parsing: badLen)) { XCTAssertTrue("\($0)".contains("u16"), "\($0)") }
         let ok = base + "\n/* @event FB_EV_A a\n * A doc. */\nstruct fb_a {\n\tstruct fb_header h;\n\t__u32 n; /* a count; @was m */\n\t__u16 s_len; /* @trailing s strings */\n\t__u16 _pad;\n};\n"
+        // An event struct without its @event line (here lost behind a #define) is an error, not a silent drop.
+        let noTag = base + "\n/* @event FB_EV_A a */\n#define X 1\nstruct fb_a {\n\tstruct fb_header h;\n\t__u64 x;\n};\n"
+        XCTAssertThrowsError(try EventHeader(parsing: noTag)) { XCTAssertTrue("\($0)".contains("no @event"), "\($0)") }
+        // An event type without a struct.
+        XCTAssertThrowsError(try EventHeader(parsing: base)) { XCTAssertTrue("\($0)".contains("FB_EV_A has no struct"), "\($0)") }
+        // A brace on the next line.
+        let brace = base + "\n/* @event FB_EV_A a */\nstruct fb_a\n{\n\tstruct fb_header h;\n\t__u64 x;\n};\n"
+        XCTAssertThrowsError(try EventHeader(parsing: brace)) { XCTAssertTrue("\($0)".contains("'{'"), "\($0)") }
+        // A field named like a member of every typed view, or a Swift keyword.
+        for name in ["timestamp", "in", "event"] {
+            let bad = base + "\n/* @event FB_EV_A a */\nstruct fb_a {\n\tstruct fb_header h;\n\t__u64 \(name);\n};\n"
+            XCTAssertThrowsError(try EventHeader(parsing: bad), name) { XCTAssertTrue("\($0)".contains("taken"), "\($0)") }
+        }
+        // Annotations on a comment's continuation line, and several @was, are read.
+        let multi = base + "\n/* @event FB_EV_A a */\nstruct fb_a {\n\tstruct fb_header h;\n\t__u32 n; /* a count;\n\t * @was m @was k */\n\t__u16 s_len; /* the name,\n\t   @trailing s bytes */\n\t__u16 _pad;\n};\n"
+        let hm = try EventHeader(parsing: multi)
+        XCTAssertEqual(hm.events[0].fields[0].was, ["m", "k"])
+        XCTAssertEqual(hm.events[0].trailing.first?.trailing?.name, "s")
         let h = try EventHeader(parsing: ok)
         XCTAssertEqual(h.events.map(\.name), ["a"])
         XCTAssertEqual(h.events[0].doc, "A doc.")

@@ -957,7 +957,7 @@ extension EventEncoder {
     /// A record of `type` with every field set to a distinct non-zero value.
     public static func sample(_ type: EventType, ts: UInt64 = 1_000_000, pid: UInt32 = 100, tid: UInt32 = 101) -> [UInt8] {
         switch type {
-        case .syscall: SyscallRecord.encode(ts: ts, cpu: 1, pid: pid, tid: tid, durationNs: 2, ret: 3, args: (0..<3).map { UInt64($0 + 4) }, nr: 5, fdKind: 6)
+        case .syscall: SyscallRecord.encode(ts: ts, cpu: 1, pid: pid, tid: tid, durationNs: 2, ret: 3, args: (0..<3).map { UInt64(truncatingIfNeeded: $0 + 4) }, nr: 5, fdKind: 6)
         case .fork: ForkRecord.encode(ts: ts, cpu: 1, pid: pid, tid: tid, childPid: 2, childTid: 3, comm: "comm")
         case .exec: ExecRecord.encode(ts: ts, cpu: 1, pid: pid, tid: tid, oldTid: 2, ppid: 3, uid: 4, argc: 5, comm: "comm", filename: Array("filename".utf8), argv: Array("argv-1\0argv-2\0".utf8))
         case .exit: ExitRecord.encode(ts: ts, cpu: 1, pid: pid, tid: tid, status: 2, ppid: 3, lifetimeNs: 4, comm: "comm")
@@ -965,10 +965,10 @@ extension EventEncoder {
         case .file: FileRecord.encode(ts: ts, cpu: 1, pid: pid, tid: tid, ret: 2, op: 3, dirfd: 4, openFlags: 5, mode: 6, path: Array("path".utf8), path2: Array("path2".utf8))
         case .signal: SignalRecord.encode(ts: ts, cpu: 1, pid: pid, tid: tid, sig: 2, code: 3, op: 4, result: 5, targetPid: 6, targetTid: 7, senderUid: 8, group: 9, targetComm: "target_comm")
         case .block: BlockRecord.encode(ts: ts, cpu: 1, pid: pid, tid: tid, latencyNs: 2, sector: 3, dev: 4, bytes: 5, op: 6, error: 7, comm: "comm")
-        case .privilege: PrivilegeRecord.encode(ts: ts, cpu: 1, pid: pid, tid: tid, ret: 2, nr: 3, op: 4, args: (0..<4).map { UInt64($0 + 5) }, uid: 6, euid: 7, oldUid: 8, oldEuid: 9, str: Array("str".utf8), str2: Array("str2".utf8), str3: Array("str3".utf8))
+        case .privilege: PrivilegeRecord.encode(ts: ts, cpu: 1, pid: pid, tid: tid, ret: 2, nr: 3, op: 4, args: (0..<4).map { UInt64(truncatingIfNeeded: $0 + 5) }, uid: 6, euid: 7, oldUid: 8, oldEuid: 9, str: Array("str".utf8), str2: Array("str2".utf8), str3: Array("str3".utf8))
         case .sched: SchedRecord.encode(ts: ts, cpu: 1, pid: pid, tid: tid, waitNs: 2, kind: 3, prevState: 4, comm: "comm")
         case .gauge: GaugeRecord.encode(ts: ts, cpu: 1, pid: pid, tid: tid, value: 2, limit: 3, kind: 4, name: Array("name".utf8))
-        case .tcp: TCPRecord.encode(ts: ts, cpu: 1, pid: pid, tid: tid, latencyNs: 2, saddr: (0..<16).map { UInt8($0 + 3) }, daddr: (0..<16).map { UInt8($0 + 4) }, sport: 5, dport: 6, family: 7, kind: 8, oldstate: 9, newstate: 10)
+        case .tcp: TCPRecord.encode(ts: ts, cpu: 1, pid: pid, tid: tid, latencyNs: 2, saddr: (0..<16).map { UInt8(truncatingIfNeeded: $0 + 3) }, daddr: (0..<16).map { UInt8(truncatingIfNeeded: $0 + 4) }, sport: 5, dport: 6, family: 7, kind: 8, oldstate: 9, newstate: 10)
         case .writes: WritesRecord.encode(ts: ts, cpu: 1, pid: pid, tid: tid, firstTs: 2, lastTs: 3, bytes: 4, timeNs: 5, ino: 6, dev: 7, fd: 8, calls: 9, errors: 10, reason: 11, fdKind: 12, name: "name")
         case .faults: FaultsRecord.encode(ts: ts, cpu: 1, pid: pid, tid: tid, firstTs: 2, user: 3, kernel: 4, major: 5, minor: 6, lastAddr: 7, lastIp: 8, comm: "comm")
         case .reclaim: ReclaimRecord.encode(ts: ts, cpu: 1, pid: pid, tid: tid, durationNs: 2, reclaimed: 3, order: 4, gfpFlags: 5)
