@@ -80,7 +80,7 @@ public final class TraceWriter {
         do {
             try writeFileHeader(flags: TraceLayout.flagWriting)
             try writeBlock(type: .metadata, payload: Array(metadata.json.serialized().utf8), firstTs: metadata.clockNs, lastTs: metadata.clockNs)
-            try writeBlock(type: .processSnapshot, payload: Array(snapshot.json.serialized().utf8), firstTs: snapshot.timestamp, lastTs: snapshot.timestamp)
+            try writeBlock(type: .processSnapshot, payload: TraceWriter.snapshotPayload(snapshot), firstTs: snapshot.timestamp, lastTs: snapshot.timestamp)
             if publish == .afterHeader { try file.publish() }
         } catch {
             file.close()
@@ -223,7 +223,29 @@ public final class TraceWriter {
         }
     }
 
+    /// The snapshot's JSON, within the block limit readers enforce: on a host
+    /// with very many processes with long command lines, arguments are cut
+    /// first (to 256 bytes each), then processes (the last ones) are left out.
+    static func snapshotPayload(_ snapshot: ProcessSnapshot, limit: Int = TraceLayout.maxBlockBytes) -> [UInt8] {
+        var payload = Array(snapshot.json.serialized().utf8)
+        guard payload.count > limit else { return payload }
+        var cut = snapshot
+        cut.processes = cut.processes.map { p in
+            var p = p
+            p.argv = p.argv.map { String(decoding: $0.utf8.prefix(256), as: UTF8.self) }
+            return p
+        }
+        payload = Array(cut.json.serialized().utf8)
+        while payload.count > limit, !cut.processes.isEmpty {
+            cut.processes.removeLast(max(1, cut.processes.count * (payload.count - limit) / payload.count + 1))
+            payload = Array(cut.json.serialized().utf8)
+        }
+        return payload
+    }
+
     private func writeBlock(type: BlockType, payload: [UInt8], firstTs: UInt64, lastTs: UInt64, count: UInt32 = 1, codec: Codec? = nil) throws {
+        // Readers refuse blocks over the limit as hostile: never write one.
+        guard payload.count <= TraceLayout.maxBlockBytes else { throw TraceError.blockTooLarge(path: path, bytes: payload.count) }
         let c = codec ?? (self.codec == .none ? .none : .zstd)
         let comp = c == compressor.codec ? compressor : Compressor(codec: c, level: 3)
         var out = [UInt8](repeating: 0, count: TraceLayout.blockHeaderSize + comp.bound(payload.count))

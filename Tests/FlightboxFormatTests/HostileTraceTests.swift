@@ -277,6 +277,22 @@ final class HostileTraceTests: XCTestCase {
         XCTAssertTrue(r.problems.last?.message.contains("more problems not listed") == true, "\(r.problems.suffix(2))")
     }
 
+    /// A snapshot too large for a block (many processes, long command lines)
+    /// is cut to fit rather than written as a block readers would refuse.
+    func testAnOversizedSnapshotIsCutToFit() throws {
+        let long = String(repeating: "x", count: 4000)
+        let snap = ProcessSnapshot(timestamp: 1, processes: (0..<300).map { ProcessRecord(pid: UInt32($0), ppid: 1, uid: 0, comm: "p", exe: "/p", argv: [long, long]) })
+        let full = Array(snap.json.serialized().utf8).count
+        let payload = TraceWriter.snapshotPayload(snap, limit: full / 2)
+        XCTAssertLessThanOrEqual(payload.count, full / 2)
+        let cut = try XCTUnwrap(ProcessSnapshot(json: try JSONParser.parse(payload)))
+        XCTAssertEqual(cut.processes.count, 300, "cutting arguments was enough")
+        XCTAssertEqual(cut.processes[0].argv[0].utf8.count, 256)
+        let tiny = TraceWriter.snapshotPayload(snap, limit: 2_000)
+        XCTAssertLessThanOrEqual(tiny.count, 2_000)
+        XCTAssertNotNil(ProcessSnapshot(json: try JSONParser.parse(tiny)))
+    }
+
     // MARK: timestamps (item 4)
 
     func testBlockWithLastTimestampBeforeFirst() throws {
