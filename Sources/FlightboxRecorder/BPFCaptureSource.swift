@@ -15,7 +15,8 @@ public final class BPFCaptureSource: EventSource {
     }
 
     public func losses(_ sink: RecordSink) {
-        // An empty array, which allocates nothing, unless a CPU dropped events.
+        // Once per poll (every 50 ms at most), not per event: reading the
+        // per-CPU counters allocates their array; records only where a CPU dropped events.
         for record in capture.newLosses() { record.withUnsafeBytes(sink) }
     }
 
