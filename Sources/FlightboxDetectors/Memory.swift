@@ -316,7 +316,7 @@ public final class MemoryDetector: Detector {
             var evidence: [(String, JSON)] = [
                 ("kind", .string(major ? "major_fault_rate" : "minor_fault_storm")),
                 ("window_start_ns", .uint(start)), ("window_ns", .uint(windowNs)),
-                ("observed", .uint(UInt64(observed.rounded()))), ("baseline", .double(base)),
+                ("observed", .uint(wholeClamped(observed))), ("baseline", .double(base)),
                 ("times_baseline", .double(ratio)), ("consecutive_windows", .uint(run)),
                 ("threshold_min", .uint(major ? majorMin : minorMin)), ("threshold_factor", .double(major ? majorFactor : minorFactor)),
                 ("baseline_windows", .uint(p.windows > 0 ? p.windows - 1 : 0)), ("process_seen_since_ns", .uint(p.since)),
@@ -325,7 +325,7 @@ public final class MemoryDetector: Detector {
             let meaning = major ? "its working set is thrashing or cold (pages read back from disk)" : "a storm of fresh pages"
             context.emit(Finding(
                 ts: end, detector: name, severity: severity, pid: key.pid, tid: key.pid, comm: p.comm,
-                summary: "\(p.comm) (pid \(key.pid)) took \(UInt64(observed.rounded())) \(what) faults in \(formatDuration(windowNs)), \(String(format3: ratio))x its baseline of \(String(format3: base)) for \(run) windows: \(meaning)",
+                summary: "\(p.comm) (pid \(key.pid)) took \(wholeClamped(observed)) \(what) faults in \(formatDuration(windowNs)), \(String(format3: ratio))x its baseline of \(String(format3: base)) for \(run) windows: \(meaning)",
                 evidence: .object(evidence)))
         }
     }
@@ -369,6 +369,12 @@ extension UInt64 {
         let (v, o) = multipliedReportingOverflow(by: n)
         return o ? .max : v
     }
+}
+
+/// A non-negative count held as a Double, rounded, as a UInt64 that cannot trap (hostile summaries).
+func wholeClamped(_ v: Double) -> UInt64 {
+    guard v.isFinite, v > 0 else { return 0 }
+    return v >= 18_446_744_073_709_549_568 ? .max : UInt64(v.rounded())
 }
 
 func percent(_ share: Double) -> String { "\(String(format3: share * 100).trimmingTrailingZeros())%" }
