@@ -67,6 +67,47 @@ final class MemoryFamilyTests: XCTestCase {
     }
 }
 
+extension MemoryFamilyTests {
+    /// The memory detector, live and on replay of the same recording: the OOM
+    /// kill is one critical finding, byte for byte the same both ways.
+    func testMemoryDetectorLiveAndReplayAreByteIdentical() throws {
+        try requireBPF()
+        let cgroup = try MemoryCgroup(limit: 32 << 20)
+        defer { cgroup.remove() }
+        let trace = scratch("oom-detect.fbt"), live = scratch("oom-live.jsonl")
+        _ = try Tool.run(Tool.flightbox, ["record", "-o", trace, "--probes", "memory,process", "--detect", "--detectors", "memory",
+                                          "--findings", live, "--", Tool.load, "oom", cgroup.path, "256"])
+        let liveText = try String(contentsOfFile: live, encoding: .utf8)
+        let replay = try Tool.flightbox("replay", trace, "--format", "json")
+        XCTAssertEqual(replay.status, 0, replay.stderr)
+        XCTAssertEqual(replay.stdout, liveText)
+        let findings = try replay.lines.map { try JSONParser.parse($0) }
+        let kills = findings.filter { $0["evidence"]?["kind"]?.stringValue == "oom_kill" }
+        XCTAssertEqual(kills.count, 1, replay.stdout)
+        let k = try XCTUnwrap(kills.first)
+        XCTAssertEqual(k["severity"]?.stringValue, "critical")
+        XCTAssertEqual(k["detector"]?.stringValue, "memory")
+        XCTAssertEqual(k["comm"]?.stringValue, "flightbox-load")
+        XCTAssertEqual(k["evidence"]?["cgroup"]?.stringValue, cgroup.name)
+        XCTAssertEqual(k["evidence"]?["victim_pid"]?.uintValue, k["pid"]?.uintValue)
+        XCTAssertGreaterThan(k["evidence"]?["anon_rss_bytes"]?.uintValue ?? 0, 24 << 20)
+        // Reclaim in a cgroup without swap is short: microseconds, not a stall worth a warning.
+        XCTAssertFalse(findings.contains { $0["severity"]?.stringValue == "warning" }, replay.stdout)
+    }
+
+    /// A process's first second (a binary loading, a cold file read back
+    /// through a mapping: thousands of major faults) has no baseline: nothing.
+    func testAStartupFullOfFaultsIsNotAFinding() throws {
+        try requireBPF()
+        let trace = scratch("faults-detect.fbt"), live = scratch("faults-live.jsonl")
+        let r = try Tool.run(Tool.flightbox, ["record", "-o", trace, "--probes", "memory,process", "--detect", "--detectors", "memory",
+                                              "--findings", live, "--", Tool.load, "faults", "/var/tmp", "2000"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(try String(contentsOfFile: live, encoding: .utf8), "")
+        XCTAssertEqual(try Tool.flightbox("replay", trace, "--format", "json").stdout, "")
+    }
+}
+
 /// A memory cgroup of its own with a limit, under cgroup v2 or v1.
 struct MemoryCgroup {
     let path: String
