@@ -243,8 +243,9 @@ public final class TCPAnomalyDetector: Detector {
                     reportSlow(ep, name: name, latency: d, e, context: context)
                 }
             }
-            // A slow connect is learned too: a lasting shift becomes the new normal.
-            ep.hist.add(d)
+            // Slow connects are not learned: a handful of them would otherwise
+            // move the p99 they are judged against (a lasting shift stays one episode).
+            if !slow { ep.hist.add(d) }
             ep.current.ok += 1
             ep.accepted += 1
             ep.lastAcceptedAt = e.timestamp

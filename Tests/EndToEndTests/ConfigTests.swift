@@ -71,7 +71,7 @@ final class ConfigTests: XCTestCase {
         XCTAssertTrue(list.stdout.contains("floor"))
         let json = try Tool.flightbox("detectors", "--format", "json")
         let specs = try json.lines.map { try JSONParser.parse($0) }
-        XCTAssertEqual(specs.map { $0["name"]?.stringValue }, ["syscall-latency"])
+        XCTAssertEqual(specs.map { $0["name"]?.stringValue }, ["syscall-latency", "tcp-anomaly"])
         XCTAssertEqual(specs.first?["parameters"]?.arrayValue?.first(where: { $0["name"]?.stringValue == "floor" })?["default"]?.uintValue, 1_000_000)
         let def = try Tool.flightbox("detectors", "--default-config")
         XCTAssertEqual(def.status, 0, def.stderr)

@@ -48,7 +48,7 @@ final class ConfigFileTests: XCTestCase {
         XCTAssertEqual(s.exclude, Exclusions(comms: ["find", "cat"], pids: [1, 2], cgroups: ["/system.slice/backup.service"],
                                              endpoints: ["10.0.0.5:5432"], devices: ["sda"]))
         XCTAssertEqual(try parse("detectors: {syscall-latency: {enabled: false}}")["syscall-latency"]?.enabled, false)
-        XCTAssertEqual(try parse("detectors: {syscall-latency: {enabled: false}}").makeDetectors().count, 0)
+        XCTAssertEqual(try parse("detectors: {syscall-latency: {enabled: false}}").makeDetectors().map(\.name), ["tcp-anomaly"])
     }
 
     func testDefaultConfigRoundTrips() throws {
@@ -76,8 +76,8 @@ final class ConfigFileTests: XCTestCase {
 
     func testUnknownDetectorWithSuggestion() {
         XCTAssertEqual(failure("detectors:\n  syscal-latency:\n    floor: 1ms\n"),
-                       "2:3: unknown detector 'syscal-latency' (did you mean 'syscall-latency'?); known: syscall-latency")
-        XCTAssertEqual(failure("detectors:\n  tcp: {}\n"), "2:3: unknown detector 'tcp'; known: syscall-latency")
+                       "2:3: unknown detector 'syscal-latency' (did you mean 'syscall-latency'?); known: syscall-latency, tcp-anomaly")
+        XCTAssertEqual(failure("detectors:\n  tcp: {}\n"), "2:3: unknown detector 'tcp'; known: syscall-latency, tcp-anomaly")
     }
 
     func testUnknownKeysWithSuggestion() {

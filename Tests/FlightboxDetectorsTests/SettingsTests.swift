@@ -34,7 +34,7 @@ final class SettingsTests: XCTestCase {
         XCTAssertEqual(d.criticalNs, 1_000_000_000)
         XCTAssertTrue(d.exclusions.isEmpty)
         XCTAssertEqual(DetectorConfiguration.defaults["syscall-latency"]?.duration("floor"), 1_000_000)
-        XCTAssertEqual(DetectorRegistry.names, ["syscall-latency"])
+        XCTAssertEqual(DetectorRegistry.names, ["syscall-latency", "tcp-anomaly"])
     }
 
     func testOverriddenThresholdsChangeFindings() {
@@ -94,7 +94,7 @@ final class SettingsTests: XCTestCase {
         s.exclude = Exclusions(comms: ["find"], pids: [7], cgroups: ["/a"], endpoints: ["h:1"], devices: ["sda"])
         c["syscall-latency"] = s
         let text = c.json.serialized()
-        XCTAssertEqual(text, #"{"syscall-latency":{"enabled":false,"min_samples":64,"floor":5000000,"buckets_above_p99":4,"cooldown":10000000000,"critical":1000000000,"exclude":{"comm":["find"],"pid":[7],"cgroup":["/a"],"endpoint":["h:1"],"device":["sda"]}}}"#)
+        XCTAssertTrue(text.hasPrefix(#"{"syscall-latency":{"enabled":false,"min_samples":64,"floor":5000000,"buckets_above_p99":4,"cooldown":10000000000,"critical":1000000000,"exclude":{"comm":["find"],"pid":[7],"cgroup":["/a"],"endpoint":["h:1"],"device":["sda"]}},"tcp-anomaly":{"enabled":true,"window":10000000000,"#), text)
         XCTAssertEqual(try DetectorConfiguration(json: JSONParser.parse(text)), c)
         // Unknown detectors and parameters (a newer recorder) are ignored; missing ones default.
         let newer = try JSONParser.parse(#"{"future":{"x":1},"syscall-latency":{"floor":2000000,"future_knob":3}}"#)
