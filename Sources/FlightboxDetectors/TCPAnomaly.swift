@@ -122,6 +122,7 @@ public final class TCPAnomalyDetector: Detector {
     }
 
     struct Endpoint {
+        let name: String
         let excluded: Bool
         var hist = Log2Histogram()
         /// Successful connects ever seen (before this window included).
@@ -135,6 +136,16 @@ public final class TCPAnomalyDetector: Detector {
         /// Already judged in this window.
         var failureReported = false
         var slowReported = false
+
+        mutating func closeWindow() {
+            guard current != Counts() || !failingPids.isEmpty || previous != Counts() else { return }
+            previous = current
+            current = Counts()
+            if !failingPids.isEmpty { failingPids = [:] }
+            if !slowPids.isEmpty { slowPids = [:] }
+            failureReported = false
+            slowReported = false
+        }
     }
 
     struct Process {
@@ -143,14 +154,23 @@ public final class TCPAnomalyDetector: Detector {
         var history: [UInt64] = []
         var reported = false
         /// endpoint -> retransmits in this window.
-        var remotes: [String: UInt64] = [:]
+        var remotes: [EndpointKey: UInt64] = [:]
+
+        mutating func closeWindow(keeping n: Int) {
+            history.append(current)
+            if history.count > n { history.removeFirst(history.count - n) }
+            windows += 1
+            current = 0
+            reported = false
+            if !remotes.isEmpty { remotes = [:] }
+        }
     }
 
     /// A connect in progress: (owner, endpoint). Not the local port: the
     /// kernel has released it by the time a failed connect's CLOSE is seen.
     struct SocketKey: Hashable {
         let pid: UInt32
-        let endpoint: String
+        let endpoint: EndpointKey
     }
 
     /// What an episode is about, ordered for stable output.
@@ -164,25 +184,39 @@ public final class TCPAnomalyDetector: Detector {
     }
 
     /// Never iterated for output, only in `tick`, whose work does not depend on order.
-    private var endpoints: [String: Endpoint] = [:]
+    private var endpoints: [EndpointKey: Endpoint] = [:]
     private var processes: [UInt32: Process] = [:]
     /// Sockets that received a reset while connecting (consumed by their close).
     private var resetWhileConnecting: [SocketKey: UInt64] = [:]
     private var episodes: EpisodeTracker<EpisodeKey>
     private var windowStart: UInt64?
 
-    /// "127.0.0.1:5432", "[0:0:0:0:0:0:0:1]:80"; IPv4-mapped IPv6 addresses as IPv4.
-    static func endpointName(_ r: TCPRecord) -> String {
-        let d = r.daddr
-        if r.family == 10 {
-            var mapped = true
-            for i in 0..<10 where d[i] != 0 { mapped = false }
-            if mapped, d[10] == 0xff, d[11] == 0xff {
-                return "\(d[12]).\(d[13]).\(d[14]).\(d[15]):\(r.dport)"
-            }
-            return "[\(r.destinationAddress)]:\(r.dport)"
+    /// A remote endpoint as the record has it: cheap to hash, named only when needed.
+    struct EndpointKey: Hashable {
+        let w0: UInt64, w1: UInt64
+        let port: UInt16, family: UInt16
+
+        init(_ r: TCPRecord) {
+            w0 = r.daddr.loadUnaligned(fromByteOffset: 0, as: UInt64.self)
+            w1 = r.daddr.loadUnaligned(fromByteOffset: 8, as: UInt64.self)
+            port = r.dport
+            family = r.family
         }
-        return "\(r.destinationAddress):\(r.dport)"
+
+        /// "127.0.0.1:5432", "[0:0:0:0:0:0:0:1]:80"; IPv4-mapped IPv6 addresses as IPv4.
+        var name: String {
+            var d = [UInt8](repeating: 0, count: 16)
+            withUnsafeBytes(of: w0) { for i in 0..<8 { d[i] = $0[i] } }
+            withUnsafeBytes(of: w1) { for i in 0..<8 { d[8 + i] = $0[i] } }
+            if family == 10 {
+                if d[0..<10].allSatisfy({ $0 == 0 }), d[10] == 0xff, d[11] == 0xff {
+                    return "\(d[12]).\(d[13]).\(d[14]).\(d[15]):\(port)"
+                }
+                let groups = stride(from: 0, to: 16, by: 2).map { String(UInt16(d[$0]) << 8 | UInt16(d[$0 + 1]), radix: 16) }
+                return "[\(groups.joined(separator: ":"))]:\(port)"
+            }
+            return "\(d[0]).\(d[1]).\(d[2]).\(d[3]):\(port)"
+        }
     }
 
     public func observe(_ e: Event, context: DetectorContext) {
@@ -198,7 +232,7 @@ public final class TCPAnomalyDetector: Detector {
         }
         if windowStart == nil { windowStart = e.timestamp - e.timestamp % windowNs }
         if processes[e.pid] == nil { processes[e.pid] = Process() }
-        let name = TCPAnomalyDetector.endpointName(r)
+        let name = EndpointKey(r)
         switch r.kind {
         case 1:
             guard r.oldstate == TCPAnomalyDetector.synSent else { return }
@@ -206,26 +240,33 @@ public final class TCPAnomalyDetector: Detector {
         case 2:
             processes[e.pid]!.current += 1
             processes[e.pid]!.remotes[name, default: 0] += 1
-            if var ep = endpoints[name] { ep.current.retransmits += 1; endpoints[name] = ep }
+            endpoints[name]?.current.retransmits += 1
             judgeRetransmits(e, context: context)
         case 3:
-            if var ep = endpoints[name] { ep.current.resetsSent += 1; endpoints[name] = ep }
+            endpoints[name]?.current.resetsSent += 1
         case 4:
             // Remembered for the close that follows in SYN_SENT (a refusal);
             // a reset on an established connection is only counted.
             resetWhileConnecting[SocketKey(pid: e.pid, endpoint: name)] = e.timestamp
-            if var ep = endpoints[name] { ep.current.resetsReceived += 1; endpoints[name] = ep }
+            endpoints[name]?.current.resetsReceived += 1
         default:
             return
         }
     }
 
-    private func connectEnded(_ r: TCPRecord, endpoint name: String, _ e: Event, context: DetectorContext) {
+    static func newEndpoint(_ name: String, _ exclusions: Exclusions) -> Endpoint {
+        Endpoint(name: name, excluded: exclusions.excludes(endpoint: name))
+    }
+
+    private func connectEnded(_ r: TCPRecord, endpoint name: EndpointKey, _ e: Event, context: DetectorContext) {
         let sock = SocketKey(pid: e.pid, endpoint: name)
         let reset = resetWhileConnecting.removeValue(forKey: sock) != nil
-        let isNew = endpoints[name] == nil
-        var ep = endpoints[name] ?? Endpoint(excluded: exclusions.excludes(endpoint: name))
-        if ep.excluded { endpoints[name] = ep; return }
+        // Out of the table while it changes, so its histogram is not copied.
+        let known = endpoints.removeValue(forKey: name)
+        let isNew = known == nil
+        var ep = known ?? TCPAnomalyDetector.newEndpoint(name.name, exclusions)
+        defer { endpoints[name] = ep }
+        if ep.excluded { return }
         // The reset came before the endpoint was known: count it now.
         if isNew, reset { ep.current.resetsReceived += 1 }
         let d = r.latencyNs
@@ -240,7 +281,7 @@ public final class TCPAnomalyDetector: Detector {
                 ep.slowPids[e.pid, default: 0] += 1
                 if ep.current.slow >= slowConnects, !ep.slowReported {
                     ep.slowReported = true
-                    reportSlow(ep, name: name, latency: d, e, context: context)
+                    reportSlow(ep, name: ep.name, latency: d, e, context: context)
                 }
             }
             // Slow connects are not learned: a handful of them would otherwise
@@ -249,25 +290,22 @@ public final class TCPAnomalyDetector: Detector {
             ep.current.ok += 1
             ep.accepted += 1
             ep.lastAcceptedAt = e.timestamp
-            endpoints[name] = ep
             return
         }
-        guard r.newstate == TCPAnomalyDetector.close else { endpoints[name] = ep; return }
+        guard r.newstate == TCPAnomalyDetector.close else { return }
         if reset {
             ep.current.refused += 1
         } else if d >= connectTimeoutNs {
             ep.current.timedOut += 1
         } else {
             ep.current.aborted += 1
-            endpoints[name] = ep
             return
         }
         ep.failingPids[e.pid, default: 0] += 1
         if ep.current.failures >= failureBurst, !ep.failureReported {
             ep.failureReported = true
-            reportFailures(ep, name: name, e, context: context)
+            reportFailures(ep, name: ep.name, e, context: context)
         }
-        endpoints[name] = ep
     }
 
     /// The pids of `counts` by count (most first), then pid.
@@ -368,7 +406,7 @@ public final class TCPAnomalyDetector: Detector {
         let (decision, start) = decide(key, at: e.timestamp, severity: .warning)
         if decision == .suppress { return }
         let comm = context.processes.comm(e.pid)
-        let remotes = p.remotes.map { (endpoint: $0.key, count: $0.value) }
+        let remotes = p.remotes.map { (endpoint: $0.key.name, count: $0.value) }
             .sorted { $0.count != $1.count ? $0.count > $1.count : $0.endpoint < $1.endpoint }.prefix(5)
         let ev: [(String, JSON)] = [
             ("kind", .string("retransmit-jump")), ("retransmits", .uint(p.current)),
@@ -385,23 +423,11 @@ public final class TCPAnomalyDetector: Detector {
     /// Closes the window ending at `boundary`: order-independent bookkeeping only.
     public func tick(boundary: UInt64, context: DetectorContext) {
         windowStart = boundary
-        for k in endpoints.keys {
-            endpoints[k]!.previous = endpoints[k]!.current
-            endpoints[k]!.current = Counts()
-            endpoints[k]!.failingPids = [:]
-            endpoints[k]!.slowPids = [:]
-            endpoints[k]!.failureReported = false
-            endpoints[k]!.slowReported = false
+        for i in endpoints.values.indices {
+            endpoints.values[i].closeWindow()
         }
-        for k in processes.keys {
-            var p = processes[k]!
-            p.history.append(p.current)
-            if p.history.count > baselineWindows { p.history.removeFirst(p.history.count - baselineWindows) }
-            p.windows += 1
-            p.current = 0
-            p.reported = false
-            p.remotes = [:]
-            processes[k] = p
+        for i in processes.values.indices {
+            processes.values[i].closeWindow(keeping: baselineWindows)
         }
         // A reset whose close never came (an established connection's) is
         // forgotten after a window; a connect's close follows its reset at once.
