@@ -38,6 +38,7 @@ public final class TCPAnomalyDetector: Detector {
     let baselineWindows: Int
     let retransmitMin: UInt64
     let retransmitRatio: Double
+    let forgetAfterNs: UInt64
 
     public static let spec = DetectorSpec(
         name: "tcp-anomaly", family: "tcp",
@@ -69,6 +70,8 @@ public final class TCPAnomalyDetector: Detector {
                    doc: "retransmits in one window below which a process is never flagged"),
             .ratio("retransmit_ratio", default: 4.0, range: 1.0...1_000_000.0,
                    doc: "retransmits in one window at least this times (baseline median + 1) are a jump"),
+            .duration("forget_after", default: 3_600_000_000_000, range: 1_000_000_000...31_536_000_000_000_000,
+                      doc: "an endpoint or process without TCP activity this long is forgotten (bounds memory; its baseline is learned again)"),
         ],
         make: { TCPAnomalyDetector(settings: $0) }
     )
@@ -90,6 +93,7 @@ public final class TCPAnomalyDetector: Detector {
         baselineWindows = Int(settings.count("baseline_windows"))
         retransmitMin = settings.count("retransmit_min")
         retransmitRatio = settings.ratio("retransmit_ratio")
+        forgetAfterNs = settings.duration("forget_after")
         exclusions = settings.exclude
         episodes = EpisodeTracker(holdDownNs: holdDownNs)
     }
@@ -124,6 +128,7 @@ public final class TCPAnomalyDetector: Detector {
     struct Endpoint {
         let name: String
         let excluded: Bool
+        var lastActiveAt: UInt64 = 0
         var hist = Log2Histogram()
         /// Successful connects ever seen (before this window included).
         var accepted: UInt64 = 0
@@ -149,6 +154,7 @@ public final class TCPAnomalyDetector: Detector {
     }
 
     struct Process {
+        var lastActiveAt: UInt64 = 0
         var windows: UInt64 = 0
         var current: UInt64 = 0
         var history: [UInt64] = []
@@ -232,6 +238,7 @@ public final class TCPAnomalyDetector: Detector {
         }
         if windowStart == nil { windowStart = e.timestamp - e.timestamp % windowNs }
         if processes[e.pid] == nil { processes[e.pid] = Process() }
+        processes[e.pid]!.lastActiveAt = max(processes[e.pid]!.lastActiveAt, e.timestamp)
         let name = EndpointKey(r)
         switch r.kind {
         case 1:
@@ -265,6 +272,7 @@ public final class TCPAnomalyDetector: Detector {
         let known = endpoints.removeValue(forKey: name)
         let isNew = known == nil
         var ep = known ?? TCPAnomalyDetector.newEndpoint(name.name, exclusions)
+        ep.lastActiveAt = max(ep.lastActiveAt, e.timestamp)
         defer { endpoints[name] = ep }
         if ep.excluded { return }
         // The reset came before the endpoint was known: count it now.
@@ -428,6 +436,16 @@ public final class TCPAnomalyDetector: Detector {
         }
         for i in processes.values.indices {
             processes.values[i].closeWindow(keeping: baselineWindows)
+        }
+        // Forget what has been idle for forget_after (each entry on its own: order-free).
+        if boundary >= forgetAfterNs {
+            let cutoff = boundary - forgetAfterNs
+            if endpoints.values.contains(where: { $0.lastActiveAt < cutoff }) {
+                endpoints = endpoints.filter { $0.value.lastActiveAt >= cutoff }
+            }
+            if processes.values.contains(where: { $0.lastActiveAt < cutoff }) {
+                processes = processes.filter { $0.value.lastActiveAt >= cutoff }
+            }
         }
         // A reset whose close never came (an established connection's) is
         // forgotten after a window; a connect's close follows its reset at once.

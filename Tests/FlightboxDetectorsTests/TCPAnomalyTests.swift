@@ -209,6 +209,18 @@ final class TCPAnomalyTests: XCTestCase {
         XCTAssertEqual(run(early), [])
     }
 
+    func testIdleEndpointsAreForgotten() {
+        // Accepted, then silent for longer than forget_after (1 h): the
+        // refusals are to an endpoint no longer known to have accepted.
+        var s = TCPStream()
+        for i in 0..<20 { s.ok(t0 + UInt64(i) * 1_000_000) }
+        s.record(t0 + 3_700 * second, kind: 2) // time moves on
+        for i in 0..<5 { s.refused(t0 + 3_700 * second + UInt64(i) * 1_000_000) }
+        XCTAssertEqual(run(s).first?.evidence["kind"]?.stringValue, "never-accepted")
+        XCTAssertEqual(run(s, settings: settings(["forget_after": .duration(7_200 * second)])).first?.evidence["kind"]?.stringValue,
+                       "stopped-accepting")
+    }
+
     func testExcludedEndpointIsNotJudged() {
         var s = TCPStream()
         for i in 0..<20 { s.ok(t0 + UInt64(i) * 1_000_000) }
