@@ -102,6 +102,8 @@ public final class TCPAnomalyDetector: Detector {
 
     // TCP states (include/net/tcp_states.h).
     static let established: UInt8 = 1, synSent: UInt8 = 2, close: UInt8 = 7
+    /// A refused connect's reset and its close are this close in time, at most.
+    static let resetPairingNs: UInt64 = 1_000_000
 
     /// Connect outcomes counted in one window.
     struct Counts: Equatable {
@@ -267,7 +269,12 @@ public final class TCPAnomalyDetector: Detector {
 
     private func connectEnded(_ r: TCPRecord, endpoint name: EndpointKey, _ e: Event, context: DetectorContext) {
         let sock = SocketKey(pid: e.pid, endpoint: name)
-        let reset = resetWhileConnecting.removeValue(forKey: sock) != nil
+        // The kernel traces the reset and then the close in one go (tcp_reset,
+        // tcp_done): a reset more than 1 ms away was another connection's.
+        var reset = false
+        if let t = resetWhileConnecting.removeValue(forKey: sock) {
+            reset = (e.timestamp >= t ? e.timestamp - t : t - e.timestamp) <= TCPAnomalyDetector.resetPairingNs
+        }
         // Out of the table while it changes, so its histogram is not copied.
         let known = endpoints.removeValue(forKey: name)
         let isNew = known == nil

@@ -209,6 +209,19 @@ final class TCPAnomalyTests: XCTestCase {
         XCTAssertEqual(run(early), [])
     }
 
+    func testAResetIsPairedOnlyWithTheCloseThatFollowsIt() {
+        // A reset on an established connection, then, 2 s later, connects
+        // that time out: timeouts (a warning), not refusals (critical).
+        var s = TCPStream()
+        for i in 0..<20 { s.ok(t0 + UInt64(i) * 1_000_000) }
+        s.record(t0 + second, kind: 4)
+        for i in 0..<5 { s.closedConnecting(t0 + 3 * second + UInt64(i) * 10_000_000, latency: 2 * second) }
+        let f = run(s)
+        XCTAssertEqual(f.map(\.severity), [.warning])
+        XCTAssertEqual(f.first?.evidence["after"]?["timed_out"]?.uintValue, 5)
+        XCTAssertEqual(f.first?.evidence["after"]?["refused"]?.uintValue, 0)
+    }
+
     func testIdleEndpointsAreForgotten() {
         // Accepted, then silent for longer than forget_after (1 h): the
         // refusals are to an endpoint no longer known to have accepted.
