@@ -127,6 +127,46 @@ int fb_tcp_scenario(int n, int *listen_port, int *refused_port)
 	return ok;
 }
 
+
+/* An outage: n connects to a loopback listener of its own (each accepted),
+ * 10 ms apart; then the listener closes and the client keeps connecting,
+ * 20 ms apart, for outage_ms (each refused with a reset). Returns the
+ * connects accepted; sets the port and the refused count. */
+int fb_tcp_outage(int n, int outage_ms, int *listen_port, int *refused)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(a);
+	int l = socket(AF_INET, SOCK_STREAM, 0), ok = 0;
+
+	*refused = 0;
+	if (l < 0 || bind(l, (struct sockaddr *)&a, sizeof(a)) || listen(l, 64) || getsockname(l, (struct sockaddr *)&a, &len))
+		return -1;
+	*listen_port = ntohs(a.sin_port);
+	for (int i = 0; i < n; i++) {
+		int c = socket(AF_INET, SOCK_STREAM, 0), s;
+
+		if (c >= 0 && connect(c, (struct sockaddr *)&a, sizeof(a)) == 0 && (s = accept(l, NULL, NULL)) >= 0) {
+			ok++;
+			close(s);
+		}
+		if (c >= 0)
+			close(c);
+		usleep(10000);
+	}
+	close(l);
+	for (int t = 0; t < outage_ms; t += 20) {
+		int c = socket(AF_INET, SOCK_STREAM, 0);
+
+		if (c >= 0) {
+			if (connect(c, (struct sockaddr *)&a, sizeof(a)) < 0 && errno == ECONNREFUSED)
+				(*refused)++;
+			close(c);
+		}
+		usleep(20000);
+	}
+	return ok;
+}
+
 #include <pthread.h>
 #include <time.h>
 

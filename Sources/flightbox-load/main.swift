@@ -12,6 +12,7 @@
 //   flightbox-load privilege DIR    setuid, capset, ptrace, memfd, mount, chmod +x, dup2 onto 2, ...
 //   flightbox-load spin MS CPU      busy for MS milliseconds, pinned to CPU
 //   flightbox-load tcp N            N loopback connections, then one to a closed port
+//   flightbox-load tcp-outage N MS  N accepted loopback connects, then the listener closes: MS ms of refused ones
 //   flightbox-load retransmit MS    a SYN the listener drops, retransmitted; gives up after MS ms
 //   flightbox-load http MS          a loopback HTTP server under load for MS ms; prints requests served
 //   flightbox-load writes DIR       known writes to two files in DIR and to a pipe (see the tests)
@@ -44,7 +45,7 @@ nonisolated func getppidThread(_ arg: UnsafeMutableRawPointer?) -> UnsafeMutable
 }
 
 func usage() -> Never {
-    printError("usage: flightbox-load getppid N | read N [SIZE] | latency DIR | threads N [CALLS] | wait-getppid MS N | trickle N MS | direct-write DIR N SIZE | privilege DIR | spin MS CPU | tcp N | retransmit MS | http MS | writes DIR | linger DIR | faults DIR PAGES | oom CGROUP MB | exit CODE | signal SIG\n")
+    printError("usage: flightbox-load getppid N | read N [SIZE] | latency DIR | threads N [CALLS] | wait-getppid MS N | trickle N MS | direct-write DIR N SIZE | privilege DIR | spin MS CPU | tcp N | tcp-outage N MS | retransmit MS | http MS | writes DIR | linger DIR | faults DIR PAGES | oom CGROUP MB | exit CODE | signal SIG\n")
     exit(2)
 }
 
@@ -178,6 +179,14 @@ case "tcp":
     var port: Int32 = 0, refused: Int32 = 0
     let made = fb_tcp_scenario(n, &port, &refused)
     print("\(port) \(refused) \(made)")
+
+case "tcp-outage":
+    // Prints "PORT ACCEPTED REFUSED".
+    guard args.count > 3, let n = Int32(args[2]), let ms = Int32(args[3]) else { usage() }
+    var port: Int32 = 0, refused: Int32 = 0
+    let made = fb_tcp_outage(n, ms, &port, &refused)
+    check(made >= 0, "tcp-outage listener")
+    print("\(port) \(made) \(refused)")
 
 case "retransmit":
     guard let ms = Int32(args[2]) else { usage() }

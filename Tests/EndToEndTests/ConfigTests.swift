@@ -73,6 +73,7 @@ final class ConfigTests: XCTestCase {
         let specs = try json.lines.map { try JSONParser.parse($0) }
         XCTAssertEqual(specs.first?["name"]?.stringValue, "syscall-latency")
         XCTAssertTrue(specs.contains { $0["name"]?.stringValue == "memory" && $0["family"]?.stringValue == "memory" }, json.stdout)
+        XCTAssertTrue(specs.contains { $0["name"]?.stringValue == "tcp-anomaly" && $0["family"]?.stringValue == "tcp" }, json.stdout)
         XCTAssertEqual(specs.first?["parameters"]?.arrayValue?.first(where: { $0["name"]?.stringValue == "floor" })?["default"]?.uintValue, 1_000_000)
         let def = try Tool.flightbox("detectors", "--default-config")
         XCTAssertEqual(def.status, 0, def.stderr)

@@ -16,6 +16,11 @@ int fb_pin_to_cpu(int cpu);
  * closed port. Returns the connections made; sets the two ports. */
 int fb_tcp_scenario(int n, int *listen_port, int *refused_port);
 
+/* n accepted loopback connects, 10 ms apart, then the listener closes and
+ * the client keeps connecting (refused), 20 ms apart, for outage_ms.
+ * Returns the connects accepted; sets the port and the refused count. */
+int fb_tcp_outage(int n, int outage_ms, int *listen_port, int *refused);
+
 /* Provokes a TCP retransmit: a listener whose accept queue is full drops a
  * second connection's SYN, which is retransmitted after 1 s. Waits wait_ms
  * before giving up the connection. Sets the listener's port. */
