@@ -124,10 +124,16 @@ enum BenchModes {
         let rec = samples[recorder]!
         let ratio = median(rec.map(\.seconds)) / floor
         let rss = rec.map(\.maxRSSKiB).max() ?? 0
+        // The overhead target is stated against the floor with the timestamps
+        // a syscall's duration needs (ARCHITECTURE "Overhead"): at most 1.1x.
+        // Where that mode was not measured (the mixed workload), the plain floor stands in.
+        var target = "<= 1.1x floor: \(ratio <= 1.1 ? "met" : "MISSED") (\(String(format3: ratio))x)"
         if let clocked = samples[clockFloor] {
             let c = median(clocked.map(\.seconds))
-            print("flightbox record is \(String(format3: median(rec.map(\.seconds)) / c))x the floor with the two clock reads a syscall's duration needs (those alone: \(String(format3: c / floor))x the floor)")
+            let timed = median(rec.map(\.seconds)) / c
+            print("flightbox record is \(String(format3: timed))x the floor with the two clock reads a syscall's duration needs (those alone: \(String(format3: c / floor))x the floor)")
+            target = "<= 1.1x the floor with timestamps: \(timed <= 1.1 ? "met" : "MISSED") (\(String(format3: timed))x; \(String(format3: ratio))x the plain floor)"
         }
-        print("targets: lost = 0: \(rec.allSatisfy { $0.lost == 0 } ? "met" : "MISSED"); <= 1.2x floor: \(ratio <= 1.2 ? "met" : "MISSED") (\(String(format3: ratio))x); <= 100 MiB resident: \(rss <= 100 * 1024 ? "met" : "MISSED") (\(rss / 1024) MiB)")
+        print("targets: lost = 0: \(rec.allSatisfy { $0.lost == 0 } ? "met" : "MISSED"); \(target); <= 100 MiB resident: \(rss <= 100 * 1024 ? "met" : "MISSED") (\(rss / 1024) MiB)")
     }
 }
