@@ -89,6 +89,11 @@ enum fb_gauge_kind {
 	FB_GAUGE_PSI_SOME = 9,      /* name: cpu, memory or io; value: avg10 in 1/100 %, limit 10000 */
 	FB_GAUGE_PSI_FULL = 10,     /* as above, for "full" */
 	FB_GAUGE_LOAD = 11,         /* value: 1-minute load average x 100, limit: CPUs online x 100 */
+	FB_GAUGE_CGROUP_MEMORY = 12,/* name: cgroup path; value: memory charged (bytes), limit: its limit (memory.max or memory.limit_in_bytes); only cgroups with a limit */
+	FB_GAUGE_PROC_RSS = 13,     /* header pid; value: resident bytes, limit: MemTotal */
+	FB_GAUGE_THREADS = 14,      /* value: tasks (threads) alive, limit: kernel.threads-max */
+	FB_GAUGE_PSI_SOME_AVG60 = 15, /* name: cpu, memory or io; value: avg60 in 1/100 %, limit 10000 */
+	FB_GAUGE_PSI_FULL_AVG60 = 16, /* as above, for "full" */
 };
 
 enum fb_sched_kind {

@@ -113,12 +113,43 @@ public final class GaugeSampler {
             wanted = nil
         }
         let me = UInt32(getpid()) // the recorder never records itself
+        let memTotal = meminfo()["MemTotal"] ?? 0
         for pid in pids where pid != me && wanted?.contains(pid) ?? true {
             // No fds at all: a zombie or a process on its way out.
             guard let fds = openFds(pid), fds > 0 else { continue }
-            if case .holdingAtLeast(let n) = processes, fds < n { continue }
-            out.append(EventEncoder.gauge(ts: ts, kind: .processFds, value: UInt64(fds), limit: fdLimit(pid) ?? 0, pid: pid))
+            var holdsEnough = true
+            if case .holdingAtLeast(let n) = processes, fds < n { holdsEnough = false }
+            if holdsEnough {
+                out.append(EventEncoder.gauge(ts: ts, kind: .processFds, value: UInt64(fds), limit: fdLimit(pid) ?? 0, pid: pid))
+            }
+            // Resident memory, to see a leak grow: every followed process;
+            // machine-wide, the ones big enough to matter.
+            if let rss = residentBytes(pid), wanted != nil || rss >= GaugeSampler.rssFloor {
+                out.append(EventEncoder.gauge(ts: ts, kind: .processRSS, value: rss, limit: memTotal, pid: pid))
+            }
         }
+    }
+
+    /// Machine-wide, processes below this resident size get no RSS gauge.
+    static let rssFloor: UInt64 = 64 << 20
+    private let pageSize = UInt64(max(1, sysconf(Int32(_SC_PAGESIZE))))
+
+    /// Resident bytes (/proc/PID/statm's second field, in pages).
+    func residentBytes(_ pid: UInt32) -> UInt64? {
+        guard let text = readTextFile("/proc/\(pid)/statm") else { return nil }
+        let f = text.split(separator: " ")
+        return f.count > 1 ? UInt64(f[1]).map { $0 * pageSize } : nil
+    }
+
+    /// /proc/meminfo's values, in bytes.
+    func meminfo() -> [String: UInt64] {
+        var kv: [String: UInt64] = [:]
+        guard let mem = readTextFile("/proc/meminfo") else { return kv }
+        for line in mem.split(separator: "\n") {
+            let f = line.split(separator: " ")
+            if f.count >= 2, let v = UInt64(f[1]) { kv[String(f[0].dropLast())] = v * 1024 }
+        }
+        return kv
     }
 
     func ppid(_ pid: UInt32) -> UInt32? {
@@ -158,23 +189,23 @@ public final class GaugeSampler {
            let pidMax = readTextFile("/proc/sys/kernel/pid_max").flatMap({ UInt64($0.split(separator: "\n").first ?? "") }) {
             out.append(EventEncoder.gauge(ts: ts, kind: .tasks, value: total, limit: pidMax))
         }
-        sampleCgroupPids(ts, &out)
-        if let mem = readTextFile("/proc/meminfo") {
-            var kv: [String: UInt64] = [:]
-            for line in mem.split(separator: "\n") {
-                let f = line.split(separator: " ")
-                if f.count >= 2, let v = UInt64(f[1]) { kv[String(f[0].dropLast())] = v * 1024 }
-            }
-            if let a = kv["MemAvailable"], let t = kv["MemTotal"] { out.append(EventEncoder.gauge(ts: ts, kind: .memAvailable, value: a, limit: t)) }
-            if let a = kv["SwapFree"], let t = kv["SwapTotal"] { out.append(EventEncoder.gauge(ts: ts, kind: .swapFree, value: a, limit: t)) }
+        if load.count >= 4, let total = load[3].split(separator: "/").last.flatMap({ UInt64($0) }),
+           let threadsMax = readTextFile("/proc/sys/kernel/threads-max").flatMap({ UInt64($0.split(separator: "\n").first ?? "") }) {
+            out.append(EventEncoder.gauge(ts: ts, kind: .threads, value: total, limit: threadsMax))
         }
+        sampleCgroups(ts, &out)
+        let kv = meminfo()
+        if let a = kv["MemAvailable"], let t = kv["MemTotal"] { out.append(EventEncoder.gauge(ts: ts, kind: .memAvailable, value: a, limit: t)) }
+        if let a = kv["SwapFree"], let t = kv["SwapTotal"] { out.append(EventEncoder.gauge(ts: ts, kind: .swapFree, value: a, limit: t)) }
         for resource in ["cpu", "io", "memory"] {
             guard let text = readTextFile("/proc/pressure/\(resource)") else { continue }
             for line in text.split(separator: "\n") {
                 let f = line.split(separator: " ")
-                guard let kind = f.first, let avg = f.first(where: { $0.hasPrefix("avg10=") }),
-                      let v = Double(avg.dropFirst(6)) else { continue }
-                out.append(EventEncoder.gauge(ts: ts, kind: kind == "some" ? .psiSome : .psiFull, value: UInt64((v * 100).rounded()), limit: 10_000, name: resource))
+                guard let kind = f.first else { continue }
+                for (field, kinds) in [("avg10=", (GaugeKind.psiSome, GaugeKind.psiFull)), ("avg60=", (.psiSome60, .psiFull60))] {
+                    guard let avg = f.first(where: { $0.hasPrefix(field) }), let v = Double(avg.dropFirst(field.count)) else { continue }
+                    out.append(EventEncoder.gauge(ts: ts, kind: kind == "some" ? kinds.0 : kinds.1, value: UInt64((v * 100).rounded()), limit: 10_000, name: resource))
+                }
             }
         }
         if load.count >= 1, let l = Double(load[0]) {
@@ -182,14 +213,17 @@ public final class GaugeSampler {
         }
     }
 
-    /// Cgroups (four levels deep at most) that set a pids.max.
-    func sampleCgroupPids(_ ts: UInt64, _ out: inout [[UInt8]]) {
-        var found: [(String, UInt64, UInt64)] = []
-        func walk(_ path: String, depth: Int) {
-            if let max = readTextFile(path + "/pids.max")?.split(separator: "\n").first, max != "max", let limit = UInt64(max),
-               let cur = readTextFile(path + "/pids.current").flatMap({ UInt64($0.split(separator: "\n").first ?? "") }) {
-                found.append((String(path.dropFirst("/sys/fs/cgroup".count)), cur, limit))
-            }
+    /// Limits set in cgroups (four levels deep at most): pids.max (v2 and the
+    /// v1 pids hierarchy) and memory (v2 memory.max, v1 memory.limit_in_bytes).
+    /// Cgroups without a limit get no gauge: nothing can run out there.
+    func sampleCgroups(_ ts: UInt64, _ out: inout [[UInt8]]) {
+        let root = "/sys/fs/cgroup"
+        let v2 = access(root + "/cgroup.controllers", F_OK) == 0
+        var pids: [(String, UInt64, UInt64)] = []
+        var memory: [(String, UInt64, UInt64)] = []
+        func number(_ path: String) -> UInt64? { readTextFile(path)?.split(separator: "\n").first.flatMap { UInt64($0) } }
+        func walk(_ path: String, under base: String, depth: Int, _ visit: (String, String) -> Void) {
+            visit(path, String(path.dropFirst(base.count)))
             guard depth < 4, let dir = opendir(path) else { return }
             var subdirs: [String] = []
             while let ent = readdir(dir) {
@@ -198,11 +232,24 @@ public final class GaugeSampler {
                 if !name.hasPrefix(".") { subdirs.append(name) }
             }
             closedir(dir)
-            for s in subdirs.sorted() { walk(path + "/" + s, depth: depth + 1) }
+            for s in subdirs.sorted() { walk(path + "/" + s, under: base, depth: depth + 1, visit) }
         }
-        walk("/sys/fs/cgroup", depth: 0)
-        for (path, cur, limit) in found {
+        let pidsRoot = v2 ? root : root + "/pids"
+        walk(pidsRoot, under: pidsRoot, depth: 0) { path, name in
+            if let limit = number(path + "/pids.max"), let cur = number(path + "/pids.current") { pids.append((name, cur, limit)) }
+        }
+        let memoryRoot = v2 ? root : root + "/memory"
+        walk(memoryRoot, under: memoryRoot, depth: 0) { path, name in
+            let (usage, limit) = v2 ? (number(path + "/memory.current"), number(path + "/memory.max"))
+                                    : (number(path + "/memory.usage_in_bytes"), number(path + "/memory.limit_in_bytes"))
+            // v1 says "no limit" with a huge page-aligned number.
+            if let usage, let limit, limit < 1 << 62 { memory.append((name, usage, limit)) }
+        }
+        for (path, cur, limit) in pids {
             out.append(EventEncoder.gauge(ts: ts, kind: .cgroupPids, value: cur, limit: limit, name: path.isEmpty ? "/" : path))
+        }
+        for (path, cur, limit) in memory {
+            out.append(EventEncoder.gauge(ts: ts, kind: .cgroupMemory, value: cur, limit: limit, name: path.isEmpty ? "/" : path))
         }
     }
 }

@@ -8,6 +8,14 @@ public struct EventHeader: Equatable, Sendable {
     public var events: [Record]
     /// `#define NAME value` integer constants.
     public var constants: [String: Int]
+    /// Every enum's entries, in order, with their comments.
+    public var enums: [String: [EnumEntry]] = [:]
+
+    public struct EnumEntry: Equatable, Sendable {
+        public var name: String
+        public var value: Int
+        public var doc: String
+    }
 
     public struct Record: Equatable, Sendable {
         /// The C struct, e.g. `fb_syscall`.
@@ -69,6 +77,7 @@ public struct EventHeader: Equatable, Sendable {
         let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
         var constants: [String: Int] = [:]
         var enums: [String: [String: Int]] = [:]
+        var entries: [String: [EnumEntry]] = [:]
         var records: [Record] = []
         var header: Record?
         var pendingComment: [String] = []
@@ -104,7 +113,7 @@ public struct EventHeader: Equatable, Sendable {
                 let enumName = String(line.dropFirst(5).dropLast().trimmingSpaces)
                 i += 1
                 while i < lines.count, !lines[i].trimmingSpaces.hasPrefix("}") {
-                    let entry = lines[i].trimmingSpaces.strippingComment
+                    let (entry, entryDoc) = lines[i].trimmingSpaces.splitComment
                     let kv = entry.split(separator: "=").map { $0.trimmingSpaces }
                     if enumName == "fb_event_type", !entry.isEmpty {
                         // Every event type has an explicit decimal value: it is the wire id.
@@ -112,6 +121,9 @@ public struct EventHeader: Equatable, Sendable {
                         enums[enumName, default: [:]][kv[0]] = v
                     } else if kv.count == 2, let v = Int(kv[1].trimmingCharacters(",")) {
                         enums[enumName, default: [:]][kv[0]] = v
+                    }
+                    if kv.count == 2, let v = Int(kv[1].trimmingCharacters(",")) {
+                        entries[enumName, default: []].append(EnumEntry(name: kv[0], value: v, doc: entryDoc))
                     }
                     i += 1
                 }
@@ -206,6 +218,7 @@ public struct EventHeader: Equatable, Sendable {
             throw ParseError(line: 0, reason: "\(name) has no struct marked @event \(name)")
         }
         self.constants = constants
+        self.enums = entries
         try validate()
     }
 

@@ -16,7 +16,7 @@ public enum SpecEmitter {
             let variable = r.trailing.isEmpty ? "" : " + variable"
             o += "### \(r.typeID) \(r.name) (\(r.size) bytes\(variable))\n\n"
             o += "\(r.doc)\n\n"
-            o += table(r.schemaFields)
+            o += table(r.schemaFields, enums: h.enums)
             let pads = r.fields.filter(\.isPadding)
             if !pads.isEmpty {
                 o += "\nPadding (zero): " + pads.map { "\($0.size) bytes @\($0.offset)" }.joined(separator: ", ") + ".\n"
@@ -39,12 +39,32 @@ public enum SpecEmitter {
         return o + end
     }
 
-    static func table(_ fields: [EventHeader.Field]) -> String {
+    static func table(_ fields: [EventHeader.Field], enums: [String: [EventHeader.EnumEntry]] = [:]) -> String {
         var o = "| offset | size | kind | field | meaning |\n|-------:|-----:|------|-------|---------|\n"
         for f in fields {
-            o += "| \(f.offset) | \(f.size) | \(f.kind) | `\(f.name)` | \(f.doc.replacingOccurrences(of: "|", with: "\\|")) |\n"
+            o += "| \(f.offset) | \(f.size) | \(f.kind) | `\(f.name)` | \(expand(f.doc, enums).replacingOccurrences(of: "|", with: "\\|")) |\n"
         }
         return o
+    }
+
+    /// A doc that names an enum ("enum fb_gauge_kind") without giving its
+    /// values gets them from the enum itself, so they are written once.
+    static func expand(_ doc: String, _ enums: [String: [EventHeader.EnumEntry]]) -> String {
+        guard let r = doc.range(of: "enum fb_") else { return doc }
+        let name = "fb_" + doc[r.upperBound...].prefix { $0.isLetter || $0.isNumber || $0 == "_" }
+        guard let entries = enums[String(name)], !entries.isEmpty else { return doc }
+        let after = doc[doc.index(r.lowerBound, offsetBy: 5 + name.count)...]
+        if after.hasPrefix(":") { return doc } // the values are given already
+        // FB_GAUGE_FS_BYTES -> "fs bytes": the name past the enum's common prefix.
+        let names = entries.map(\.name)
+        var prefix = names[0]
+        for n in names.dropFirst() { while !n.hasPrefix(prefix) { prefix.removeLast() } }
+        if let underscore = prefix.lastIndex(of: "_") { prefix = String(prefix[...underscore]) } else { prefix = "" }
+        let values = entries.map { e -> String in
+            let short = e.name.dropFirst(prefix.count).lowercased().replacingOccurrences(of: "_", with: " ")
+            return "\(e.value) \(short)" + (e.doc.isEmpty ? "" : " (\(e.doc))")
+        }
+        return String(doc[..<after.startIndex]) + ": " + values.joined(separator: "; ") + String(after)
     }
 
     /// SPEC.md with its generated section replaced, or nil when the markers are missing.

@@ -3,6 +3,7 @@ import CFlightboxEvents
 /// What a gauge measures (`enum fb_gauge_kind`).
 public enum GaugeKind: UInt32, Sendable, CaseIterable {
     case fsBytes = 1, fsInodes, processFds, systemFds, tasks, cgroupPids, memAvailable, swapFree, psiSome, psiFull, load
+    case cgroupMemory, processRSS, threads, psiSome60, psiFull60
 
     public var name: String {
         switch self {
@@ -17,6 +18,11 @@ public enum GaugeKind: UInt32, Sendable, CaseIterable {
         case .psiSome: "psi_some_avg10"
         case .psiFull: "psi_full_avg10"
         case .load: "load1"
+        case .cgroupMemory: "cgroup_memory"
+        case .processRSS: "process_rss"
+        case .threads: "threads"
+        case .psiSome60: "psi_some_avg60"
+        case .psiFull60: "psi_full_avg60"
         }
     }
 }

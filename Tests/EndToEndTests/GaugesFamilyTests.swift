@@ -32,4 +32,32 @@ final class GaugesFamilyTests: XCTestCase {
             XCTAssertTrue(gauges.contains { $0["gauge"]?.stringValue == kind && ($0["fields"]?["limit"]?.uintValue ?? 0) > 0 }, kind)
         }
     }
+
+    /// The gauges resource-exhaustion prediction needs beside those: a memory
+    /// cgroup's charge against its limit, a followed process's resident
+    /// memory, threads against threads-max, and PSI's 60 s averages.
+    func testCgroupMemoryRSSThreadsAndPressureGauges() throws {
+        try requireBPF()
+        let cgroup = try MemoryCgroup(limit: 48 << 20)
+        defer { cgroup.remove() }
+        let trace = scratch("gauges-exhaustion.fbt")
+        let r = try Tool.run(Tool.flightbox, ["record", "-o", trace, "--probes", "gauges", "--gauge-interval", "100ms", "--",
+                                              "/bin/sh", "-c", "echo $$ > \(cgroup.path)/cgroup.procs && exec sleep 0.6"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let gauges = try eventsJSON(trace, ["--type", "gauge"])
+        let name = String(cgroup.path.dropFirst(cgroup.path.hasPrefix("/sys/fs/cgroup/memory/") ? "/sys/fs/cgroup/memory".count : "/sys/fs/cgroup".count))
+        let memory = gauges.filter { $0["gauge"]?.stringValue == "cgroup_memory" && $0["fields"]?["name"]?.stringValue == name }
+        XCTAssertFalse(memory.isEmpty, "the cgroup \(name) is sampled: \(Set(gauges.compactMap { $0["gauge"]?.stringValue }))")
+        XCTAssertTrue(memory.allSatisfy { $0["fields"]?["limit"]?.uintValue == 48 << 20 }, "its limit")
+        XCTAssertTrue(memory.contains { ($0["fields"]?["value"]?.uintValue ?? 0) > 0 }, "the command's memory is charged to it")
+        XCTAssertTrue(gauges.filter { $0["gauge"]?.stringValue == "cgroup_memory" }.allSatisfy { ($0["fields"]?["limit"]?.uintValue ?? 0) < 1 << 62 },
+                      "unlimited cgroups are not sampled")
+        let rss = gauges.filter { $0["gauge"]?.stringValue == "process_rss" }
+        XCTAssertFalse(rss.isEmpty, "the followed command's resident memory")
+        XCTAssertTrue(rss.allSatisfy { ($0["fields"]?["value"]?.uintValue ?? 0) > 0 && ($0["fields"]?["limit"]?.uintValue ?? 0) > ($0["fields"]?["value"]?.uintValue ?? 0) })
+        XCTAssertTrue(gauges.contains { $0["gauge"]?.stringValue == "threads" && ($0["fields"]?["limit"]?.uintValue ?? 0) > 0 })
+        if FileManager.default.fileExists(atPath: "/proc/pressure/cpu") {
+            XCTAssertTrue(gauges.contains { $0["gauge"]?.stringValue == "psi_some_avg60" && $0["fields"]?["name"]?.stringValue == "cpu" })
+        }
+    }
 }
