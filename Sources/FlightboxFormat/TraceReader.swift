@@ -192,13 +192,19 @@ public final class TraceReader {
         adapter = SchemaAdapter(fileSchema: metadata.schema)
 
         var blocks = chain
+        var notIndexed: [UInt64] = []
         if let index = footer?.index {
-            blocks = TraceReader.reconcile(chain: chain, index: index.entries, base: base, size: file.size, dataEnd: dataEnd, problems: &problems)
+            (blocks, notIndexed) = TraceReader.reconcile(chain: chain, index: index.entries, base: base, size: file.size, dataEnd: dataEnd, problems: &problems)
         }
         eventBlocks = TraceReader.checkSequences(blocks, problems: &problems) { entry in
             // Used only to choose between copies of a block: rare, and bounded by the bytes.
             guard case .success(let h) = TraceReader.blockAt(base: base, size: file.size, offset: Int(entry.offset)) else { return false }
             return crc32c(UnsafeRawBufferPointer(start: base + Int(entry.offset) + TraceLayout.blockHeaderSize, count: Int(h.storedLength))) == h.payloadChecksum
+        }
+        let read = Set(eventBlocks.map(\.offset))
+        let unindexed = notIndexed.filter { read.contains($0) }
+        if let first = unindexed.first {
+            problems.append(TraceProblem(offset: first, message: "\(unindexed.count) event block(s) from byte \(first) on are not in the index; read anyway"))
         }
         usedIndex = footer?.index != nil
         endOfData = footer != nil ? UInt64(file.size) : UInt64(end)
@@ -229,7 +235,7 @@ public final class TraceReader {
     /// reported and ignored; a block the index leaves out is reported and read.
     /// Each block appears once, in file order, whatever the index repeats.
     static func reconcile(chain: [IndexEntry], index: [IndexEntry], base: UnsafeRawPointer, size: Int, dataEnd: Int,
-                          problems: inout [TraceProblem]) -> [IndexEntry] {
+                          problems: inout [TraceProblem]) -> (blocks: [IndexEntry], notIndexed: [UInt64]) {
         var byOffset: [UInt64: IndexEntry] = [:]
         for b in chain { byOffset[b.offset] = b }
         var indexed = Set<UInt64>()
@@ -260,14 +266,12 @@ public final class TraceReader {
             note("hidden", entry.offset, "index entry \(i) names an event block at byte \(entry.offset) that the walk of the file did not reach; read")
             byOffset[entry.offset] = TraceReader.entry(h, at: Int(entry.offset), problems: &problems)
         }
-        let missing = chain.filter { !indexed.contains($0.offset) }
-        if !missing.isEmpty {
-            problems.append(TraceProblem(offset: missing[0].offset, message: "\(missing.count) event block(s) from byte \(missing[0].offset) on are not in the index; read anyway"))
-        }
         for (kind, n) in counts.sorted(by: { $0.key < $1.key }) where n > 4 {
             problems.append(TraceProblem(offset: UInt64(dataEnd), message: "\(n - 4) more index entries like the above (\(kind))"))
         }
-        return byOffset.values.sorted { $0.offset < $1.offset }
+        // Blocks the index leaves out are reported once their fate is known
+        // (a duplicate among them is reported as that, not twice).
+        return (byOffset.values.sorted { $0.offset < $1.offset }, chain.filter { !indexed.contains($0.offset) }.map(\.offset))
     }
 
     /// Gives every sequence number to one record (SPEC "Reading", 5-6).

@@ -178,6 +178,7 @@ final class HostileTraceTests: XCTestCase {
             let got = assertConsistent(r)
             XCTAssertEqual(got.count, whole, "close \(close): \(r.problems)")
             XCTAssertTrue(r.problems.contains { $0.offset == UInt64(at) && $0.message.contains("duplicated block") }, "\(r.problems)")
+            XCTAssertFalse(r.problems.contains { $0.message.contains("not in the index") }, "one fate per block: \(r.problems)")
         }
     }
 
