@@ -186,6 +186,9 @@ public final class SchedulingDetector: Detector {
             if r.isRunqueueWait {
                 byPidCPU[PidCPU(pid: e.pid, cpu: e.cpu), default: Tally()].add(r)
                 byCPU[e.cpu, default: Tally()].add(r)
+            } else if byCPU[e.cpu] == nil {
+                // A CPU where anything ran is known, and learns its quiet windows.
+                byCPU[e.cpu] = Tally()
             }
             if recordComms[e.pid] == nil { recordComms[e.pid] = r.comm }
         case .gauge(let g):
@@ -335,12 +338,15 @@ public final class SchedulingDetector: Detector {
                              summary: summary, evidence: .object(evidence)))
     }
 
+    /// Every CPU seen so far learns the window, 0 when nothing waited on it.
     private func learnCPUs(end: UInt64) {
-        for cpu in byCPU.keys.sorted() {
-            var h = cpus[cpu] ?? CPUHistory(lastActive: end)
-            h.runq.append(byCPU[cpu]?.runqNs ?? 0)
+        for cpu in byCPU.keys where cpus[cpu] == nil { cpus[cpu] = CPUHistory(lastActive: end) }
+        for cpu in cpus.keys.sorted() {
+            guard var h = cpus[cpu] else { continue }
+            let t = byCPU[cpu]
+            h.runq.append(t?.runqNs ?? 0)
             if h.runq.count > baselineWindows { h.runq.removeFirst(h.runq.count - baselineWindows) }
-            h.lastActive = end
+            if t != nil { h.lastActive = end }
             cpus[cpu] = h
         }
     }
