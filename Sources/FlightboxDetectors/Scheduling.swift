@@ -322,11 +322,13 @@ public final class SchedulingDetector: Detector {
         ]
         if let p = psi { evidence += [("psi_cpu_some_avg10", .double(p.share)), ("psi_ts_ns", .uint(p.ts))] }
         if let l = load1 { evidence.append(("load1", .double(l))) }
-        var summary = "\(s.history.comm) (pid \(s.pid)), which sleeps and wakes often (\(t.offWaits) sleeps), waited \(formatDuration(t.runqNs)) for a CPU in \(formatDuration(windowNs)) (\(percent(share)); its median was \(formatDuration(s.base))) on CPU \(mine.map { String($0.key.cpu) }.joined(separator: ", "))"
+        let sleeps = t.offWaits == 1 ? "1 sleep" : "\(t.offWaits) sleeps"
+        let on = mine.count == 1 ? "CPU" : "CPUs"
+        var summary = "\(s.history.comm) (pid \(s.pid)), which sleeps and wakes often (\(sleeps)), waited \(formatDuration(t.runqNs)) for a CPU in \(formatDuration(windowNs)) (\(percent(share)); its median was \(formatDuration(s.base))) on \(on) \(mine.map { String($0.key.cpu) }.joined(separator: ", "))"
         if ranked.isEmpty {
             summary += "; no CPU-bound task was seen waiting there"
         } else {
-            let names = ranked.map { pid, h in "\(comm(pid, context)) (pid \(pid), \(h.waits) waits)" }
+            let names = ranked.map { pid, h in "\(comm(pid, context)) (pid \(pid), \(h.waits) wait\(h.waits == 1 ? "" : "s"))" }
             summary += ", held by CPU-bound \(names.joined(separator: ", "))"
         }
         if case .escalate(let from) = decision {
