@@ -11,6 +11,7 @@
 //   flightbox-load direct-write DIR N SIZE  N O_DIRECT writes of SIZE bytes to a file in DIR
 //   flightbox-load privilege DIR    setuid, capset, ptrace, memfd, mount, chmod +x, dup2 onto 2, ...
 //   flightbox-load spin MS CPU      busy for MS milliseconds, pinned to CPU
+//   flightbox-load serve N WORK SLEEP CPU  N requests pinned to CPU: WORK ms of CPU time each, SLEEP ms apart
 //   flightbox-load tcp N            N loopback connections, then one to a closed port
 //   flightbox-load tcp-outage N MS  N accepted loopback connects, then the listener closes: MS ms of refused ones
 //   flightbox-load retransmit MS    a SYN the listener drops, retransmitted; gives up after MS ms
@@ -45,7 +46,7 @@ nonisolated func getppidThread(_ arg: UnsafeMutableRawPointer?) -> UnsafeMutable
 }
 
 func usage() -> Never {
-    printError("usage: flightbox-load getppid N | read N [SIZE] | latency DIR | threads N [CALLS] | wait-getppid MS N | trickle N MS | direct-write DIR N SIZE | privilege DIR | spin MS CPU | tcp N | tcp-outage N MS | retransmit MS | http MS | writes DIR | linger DIR | faults DIR PAGES | oom CGROUP MB | exit CODE | signal SIG\n")
+    printError("usage: flightbox-load getppid N | read N [SIZE] | latency DIR | threads N [CALLS] | wait-getppid MS N | trickle N MS | direct-write DIR N SIZE | privilege DIR | spin MS CPU | serve N WORK SLEEP CPU | tcp N | tcp-outage N MS | retransmit MS | http MS | writes DIR | linger DIR | faults DIR PAGES | oom CGROUP MB | exit CODE | signal SIG\n")
     exit(2)
 }
 
@@ -171,6 +172,29 @@ case "spin":
     let end = now() + ms * 1_000_000
     var x: UInt64 = 0
     while now() < end { x &+= 1 }
+    if x == 42 { print("") }
+
+case "serve":
+    // A latency-sensitive service, pinned to CPU: N requests, each WORK ms of
+    // CPU time (its own CPU clock: under contention a request takes longer),
+    // then a sleep of SLEEP ms waiting for the next. Prints the slowest
+    // request's wall time in ms.
+    guard args.count > 5, let n = Int(args[2]), let work = UInt64(args[3]), let sleep = UInt32(args[4]), let cpu = Int32(args[5]) else { usage() }
+    check(fb_pin_to_cpu(cpu) == 0, "pin to cpu \(cpu)")
+    func cpuTime() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
+        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+    }
+    var slowest: UInt64 = 0
+    var x: UInt64 = 0
+    for _ in 0..<n {
+        let start = now(), end = cpuTime() + work * 1_000_000
+        while cpuTime() < end { x &+= 1 }
+        slowest = max(slowest, now() - start)
+        usleep(sleep * 1000)
+    }
+    print(slowest / 1_000_000)
     if x == 42 { print("") }
 
 case "tcp":

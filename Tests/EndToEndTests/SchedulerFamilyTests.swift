@@ -32,4 +32,37 @@ final class SchedulerFamilyTests: XCTestCase {
             XCTAssertEqual((e["fields"]?["prev_state"]?.uintValue ?? 0) & 3, 1, "TASK_INTERRUPTIBLE (plus flags such as TASK_FREEZABLE): a sleep")
         }
     }
+
+    /// The scheduling detector, live and on replay of the same recording: a
+    /// service pinned to CPU 0 (4 ms of CPU a request, 20 ms asleep between
+    /// requests) runs alone, then two CPU hogs join it on CPU 0. One warning
+    /// names the service, starved on CPU 0, and both hogs; byte for byte the
+    /// same both ways.
+    func testSchedulingDetectorNamesTheHogsLiveAndOnReplay() throws {
+        try requireBPF()
+        let trace = scratch("sched-detect.fbt"), live = scratch("sched-live.jsonl"), config = scratch("sched.yaml")
+        try "detectors:\n  scheduling:\n    warmup_windows: 2\n".write(toFile: config, atomically: true, encoding: .utf8)
+        let l = Tool.load
+        let r = try Tool.run(Tool.flightbox, ["record", "-o", trace, "--probes", "process,scheduler,gauges", "--detect", "--detectors", "scheduling",
+                                              "--config", config, "--findings", live, "--",
+                                              "/bin/sh", "-c", "\(l) serve 250 4 20 0 & sleep 3; \(l) spin 2500 0 & \(l) spin 2500 0 & wait"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let liveText = try String(contentsOfFile: live, encoding: .utf8)
+        let replay = try Tool.flightbox("replay", trace, "--format", "json")
+        XCTAssertEqual(replay.status, 0, replay.stderr)
+        XCTAssertEqual(replay.stdout, liveText)
+        let execs = try eventsJSON(trace, ["--type", "exec"])
+        func pids(_ mode: String) -> [UInt64] {
+            execs.filter { $0["fields"]?["argv"]?.arrayValue?.dropFirst().first?.stringValue == mode }.compactMap { $0["pid"]?.uintValue }
+        }
+        let findings = try replay.lines.map { try JSONParser.parse($0) }
+        XCTAssertEqual(findings.count, 1, replay.stdout)
+        let f = try XCTUnwrap(findings.first)
+        XCTAssertEqual(f["detector"]?.stringValue, "scheduling")
+        XCTAssertEqual(f["severity"]?.stringValue, "warning")
+        XCTAssertEqual(f["pid"]?.uintValue, pids("serve").first)
+        XCTAssertEqual(Set(f["evidence"]?["hogs"]?.arrayValue?.compactMap { $0["pid"]?.uintValue } ?? []), Set(pids("spin")), replay.stdout)
+        XCTAssertEqual(f["evidence"]?["cpus"]?.arrayValue?.first?["cpu"]?.uintValue, 0)
+        XCTAssertGreaterThanOrEqual(f["evidence"]?["runq_ns"]?.uintValue ?? 0, 100_000_000)
+    }
 }
