@@ -266,9 +266,9 @@ public final class SyscallErrorsDetector: Detector {
         evidence.append(("episode_started_ns", .uint(episodeStart)))
         var summary: String
         if kind == "first_error" {
-            summary = "\(comm) (pid \(key.pid)) had \(w.count) syscall\(w.count == 1 ? "" : "s") fail with \(en) (\(errnoMeaning(key.errno))) in \(formatDuration(windowNs)): \(callsText)"
+            summary = "\(comm) (pid \(key.pid)) had \(w.count) syscall\(w.count == 1 ? "" : "s") fail with \(en) (\(errnoMeaning(key.errno))) in \(SettingValue.durationText(windowNs)): \(callsText)"
         } else {
-            summary = "\(comm) (pid \(key.pid)) had \(w.count) syscalls fail with \(en) (\(errnoMeaning(key.errno))) in \(formatDuration(windowNs)), \(String(format3: Double(w.count) / max(base, 1)))x its baseline of \(String(format3: base)) per window: \(callsText)"
+            summary = "\(comm) (pid \(key.pid)) had \(w.count) syscalls fail with \(en) (\(errnoMeaning(key.errno))) in \(SettingValue.durationText(windowNs)), \(short(Double(w.count) / max(base, 1)))x its baseline of \(short(base)) per window: \(callsText)"
         }
         if case .escalate(let from) = decision {
             evidence.append(("escalated_from", .string(from.rawValue)))
@@ -312,6 +312,9 @@ func errnoNumber(_ text: String) -> Int32? {
 
 /// "EMFILE", or "E<n>" for a number without a name.
 func errnoLabel(_ n: Int32) -> String { errnoNamesByNumber[n] ?? "E\(n)" }
+
+/// 3 decimals at most, no trailing zeros: "200", "12.5".
+func short(_ v: Double) -> String { String(format3: v).trimmingTrailingZeros() }
 
 /// A few words on what an errno means, for summaries.
 func errnoMeaning(_ n: Int32) -> String {
