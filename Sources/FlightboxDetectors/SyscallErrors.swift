@@ -95,6 +95,7 @@ public final class SyscallErrorsDetector: Detector {
         var firstTs: UInt64 = .max
         var tid: UInt32 = 0
         var charDevice = false
+        var comm = ""
     }
 
     /// What is known of a key from earlier windows.
@@ -110,6 +111,8 @@ public final class SyscallErrorsDetector: Detector {
     /// pid -> event time its program started (fork or exec) in the stream.
     private var born: [UInt32: UInt64] = [:]
     private var streamStart: UInt64?
+    /// Processes that exited in the current window.
+    private var gone: Set<UInt32> = []
     private var episodes: EpisodeTracker<Key>
 
     /// The EWMA weight of a new window: 1/8, about the last 8 windows.
@@ -143,10 +146,11 @@ public final class SyscallErrorsDetector: Detector {
             case .exec:
                 // A new program: new habits, learned from the start.
                 born[e.pid] = context.now
-                forget(pid: e.pid)
+                for k in history.keys where k.pid == e.pid { history[k] = nil }
             case .exit(let x) where x.isGroupExit:
-                born[e.pid] = nil
-                forget(pid: e.pid)
+                // Forgotten once its last window is judged: a process that
+                // fails and exits at once is still reported.
+                gone.insert(e.pid)
             default:
                 break
             }
@@ -155,8 +159,10 @@ public final class SyscallErrorsDetector: Detector {
         let ret = sc.ret
         // Only failures: -4095...-1 (larger negatives are addresses, e.g. of mmap).
         guard ret < 0, ret >= -4095, !sc.isCompat else { return }
+        // A timed wait (futex, poll, semtimedop …) that timed out did what it was asked.
+        if ret == -110, context.syscalls.classes(sc.nr).contains(.wait) { return }
         let key = Key(pid: e.pid, errno: Int32(-ret))
-        var w = current[key] ?? Window()
+        var w = current[key] ?? Window(comm: context.processes.comm(e.pid))
         w.count += 1
         w.bySyscall[sc.nr, default: 0] += 1
         if e.timestamp < w.firstTs { w.firstTs = e.timestamp; w.tid = e.tid }
@@ -164,12 +170,6 @@ public final class SyscallErrorsDetector: Detector {
         current[key] = w
     }
 
-    /// Drops what is known of a process whose program ended or changed.
-    private func forget(pid: UInt32) {
-        guard !history.isEmpty || !current.isEmpty else { return }
-        for k in history.keys where k.pid == pid { history[k] = nil }
-        for k in current.keys where k.pid == pid { current[k] = nil }
-    }
 
     public func tick(boundary: UInt64, context: DetectorContext) {
         let start = boundary >= windowNs ? boundary - windowNs : 0
@@ -180,6 +180,12 @@ public final class SyscallErrorsDetector: Detector {
             for key in window.keys.sorted() {
                 judge(key, window[key]!, start: start, end: boundary, index: index, context: context)
             }
+        }
+        if !gone.isEmpty {
+            // Their pids may be reused by unrelated processes.
+            for k in history.keys where gone.contains(k.pid) { history[k] = nil }
+            for pid in gone { born[pid] = nil }
+            gone = []
         }
         _ = episodes.close(before: boundary)
         // Bound memory: a key whose baseline decayed to nothing is as good as unknown.
@@ -232,7 +238,8 @@ public final class SyscallErrorsDetector: Detector {
         h.lastWindow = index
         history[key] = h
         guard let severity else { return }
-        let decision = episodes.observe(key, at: end, severity: severity)
+        // The episode begins with the first failure of its first window.
+        let decision = episodes.observe(key, at: min(w.firstTs, end), severity: severity)
         if decision == .suppress { return }
         report(key, w, kind: kind, severity: severity, decision: decision, base: base, threshold: threshold,
                baselineWindows: h.windows, since: since, start: start, end: end, context: context)
@@ -241,13 +248,13 @@ public final class SyscallErrorsDetector: Detector {
     private func report(_ key: Key, _ w: Window, kind: String, severity: Severity, decision: EpisodeTracker<Key>.Decision,
                         base: Double, threshold: Double, baselineWindows: UInt64, since: UInt64, start: UInt64, end: UInt64,
                         context: DetectorContext) {
-        let comm = context.processes.comm(key.pid)
+        let comm = w.comm
         let en = errnoLabel(key.errno)
         let calls = w.bySyscall.map { (name: syscallName($0.key, arch: context.arch), count: $0.value) }
             .sorted { ($0.count, $1.name) > ($1.count, $0.name) }
         let top = calls.prefix(topN)
         let callsText = top.map { "\($0.name) \($0.count)" }.joined(separator: ", ") + (calls.count > topN ? ", …" : "")
-        let episodeStart = episodes.episode(key)?.startedAt ?? end
+        let episodeStart = episodes.episode(key)?.startedAt ?? w.firstTs
         var evidence: [(String, JSON)] = [
             ("kind", .string(kind)),
             ("errno", .string(en)), ("errno_number", .int(Int64(key.errno))),
