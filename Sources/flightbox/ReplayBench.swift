@@ -35,7 +35,7 @@ struct ReplayBench: ParsableCommand {
         let configuration = DetectorConfiguration.defaults
         let all = configuration.detectors.filter(\.enabled).map(\.spec.name)
         var modes: [(String, [String]?)] = [("decode", nil), ("decode + all detectors", all)]
-        if !noEach { modes += all.map { ("decode + \($0)", [$0]) } }
+        if !noEach { modes += [("decode + engine, no detector", [])] + all.map { ("decode + \($0)", [$0]) } }
         let corpora = [("storm", stormPath), ("mixed", mixedPath)]
         // seconds[corpus][mode]
         var seconds: [[[Double]]] = corpora.map { _ in modes.map { _ in [] } }
