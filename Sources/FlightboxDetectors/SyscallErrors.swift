@@ -74,9 +74,10 @@ public final class SyscallErrorsDetector: Detector {
             .strings("ordinary", default: ["ENOENT", "EAGAIN", "EINTR", "ERESTARTSYS", "ERESTARTNOINTR", "ERESTARTNOHAND",
                                            "ERESTART_RESTARTBLOCK", "ENOTTY", "ECHILD", "EEXIST", "EINPROGRESS", "ENODATA",
                                            "ENOSYS", "ENOTDIR", "ESRCH", "EBADF", "EINVAL", "ENXIO", "EOPNOTSUPP", "ENOTCONN", "ETIME"],
-                     maxEntries: 200, doc: "errnos of normal control flow (names such as ENOENT, or E<number>): judged only against ordinary_min and ordinary_factor"),
+                     maxEntries: 200, doc: "errnos of normal control flow (names such as ENOENT, or E<number>): judged only against ordinary_min and ordinary_factor",
+                     entry: errnoProblem),
             .strings("report_first", default: ["EIO", "ENOSPC", "EDQUOT", "EROFS"], maxEntries: 200,
-                     doc: "errnos reported the first time they are seen (EIO critical, the others warning)"),
+                     doc: "errnos reported the first time they are seen (EIO critical, the others warning)", entry: errnoProblem),
         ],
         make: { SyscallErrorsDetector(settings: $0) }
     )
@@ -315,6 +316,11 @@ func errnoNumber(_ text: String) -> Int32? {
     if let n = errnoNumbers[t] { return n }
     if t.hasPrefix("E"), let n = Int32(t.dropFirst()), n > 0, n < 4096 { return n }
     return nil
+}
+
+/// Why a configured errno is not one, or nil.
+@Sendable func errnoProblem(_ text: String) -> String? {
+    errnoNumber(text) == nil ? "'\(text)' is not an errno (a name such as EMFILE, or E<number> from E1 to E4095)" : nil
 }
 
 /// "EMFILE", or "E<n>" for a number without a name.

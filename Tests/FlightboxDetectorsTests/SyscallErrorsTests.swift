@@ -55,6 +55,16 @@ final class SyscallErrorsTests: XCTestCase {
         XCTAssertNil(errnoNumber("ENOPE"))
         XCTAssertEqual(errnoLabel(24), "EMFILE")
         XCTAssertEqual(errnoLabel(3000), "E3000")
+        var settings = SyscallErrorsDetector.spec.defaults
+        XCTAssertEqual(settings.set("report_first", .strings(["EIO", "ENOSPACE"])),
+                       "'ENOSPACE' is not an errno (a name such as EMFILE, or E<number> from E1 to E4095)")
+        XCTAssertNil(settings.set("ordinary", .strings(["ENOENT", "E4095"])))
+    }
+
+    func testConfiguredClasses() {
+        // ENOSPC moved to the rate rule: a single one is no longer reported; EMFILE made ordinary: 200 is nothing.
+        let d = errors([("report_first", .strings(["EIO"])), ("ordinary", .strings(["EMFILE"]))])
+        XCTAssertEqual(judge(ordered(failures(1, second: 10, nr: write, errno: 28), failures(200, second: 10, nr: accept4, errno: 24)), d), [])
     }
 
     func testSteadyOrdinaryErrorsGiveNothing() {
