@@ -276,7 +276,8 @@ public final class SyscallErrorsDetector: Detector {
         if kind == "first_error" {
             summary = "\(comm) (pid \(key.pid)) had \(w.count) syscall\(w.count == 1 ? "" : "s") fail with \(en) (\(errnoMeaning(key.errno))) in \(SettingValue.durationText(windowNs)): \(callsText)"
         } else {
-            summary = "\(comm) (pid \(key.pid)) had \(w.count) syscalls fail with \(en) (\(errnoMeaning(key.errno))) in \(SettingValue.durationText(windowNs)), \(short(Double(w.count) / max(base, 1)))x its baseline of \(short(base)) per window: \(callsText)"
+            summary = "\(comm) (pid \(key.pid)) had \(w.count) syscalls fail with \(en) (\(errnoMeaning(key.errno))) in \(SettingValue.durationText(windowNs)), " +
+                (base < 0.05 ? "where it had none before" : "\(short(Double(w.count) / max(base, 1)))x its baseline of \(short(base)) per window") + ": \(callsText)"
         }
         if case .escalate(let from) = decision {
             evidence.append(("escalated_from", .string(from.rawValue)))

@@ -120,7 +120,7 @@ final class SyscallErrorsTests: XCTestCase {
         guard case .array(let calls)? = x.evidence["syscalls"] else { return XCTFail("no syscalls") }
         XCTAssertEqual(calls.map { $0["syscall"]?.stringValue }, ["accept4", "openat"])
         XCTAssertEqual(calls.map { $0["count"]?.uintValue }, [150, 50])
-        XCTAssertTrue(x.summary.hasPrefix("server (pid 42) had 200 syscalls fail with EMFILE (too many open files) in 1s"), x.summary)
+        XCTAssertEqual(x.summary, "server (pid 42) had 200 syscalls fail with EMFILE (too many open files) in 1s, where it had none before: accept4 150, openat 50")
         XCTAssertTrue(x.summary.contains("accept4 150, openat 50"), x.summary)
     }
 
@@ -149,6 +149,7 @@ final class SyscallErrorsTests: XCTestCase {
         XCTAssertEqual(f.count, 1)
         XCTAssertEqual(f.first?.evidence["errno"]?.stringValue, "ECONNREFUSED")
         XCTAssertEqual(f.first?.evidence["baseline_per_window"]?.doubleValue ?? 0, 100, accuracy: 0.5)
+        XCTAssertTrue(f.first?.summary.contains("10.0x its baseline of 100.0 per window: connect 1000") == true, f.first?.summary ?? "")
     }
 
     func testFirstENOSPCAndEIOAreReportedOncePerEpisode() throws {
