@@ -86,7 +86,10 @@ public final class SyscallErrorsDetector: Detector {
     struct Key: Hashable, Comparable {
         var pid: UInt32
         var errno: Int32
-        static func < (a: Key, b: Key) -> Bool { (a.pid, a.errno) < (b.pid, b.errno) }
+        /// EACCES opening a directory: a tree walk (find, du, a backup) meeting
+        /// a directory it may not read, judged as normal control flow.
+        var walk = false
+        static func < (a: Key, b: Key) -> Bool { (a.pid, a.errno, a.walk ? 1 : 0) < (b.pid, b.errno, b.walk ? 1 : 0) }
     }
 
     /// Failures of one key in the current window.
@@ -162,7 +165,7 @@ public final class SyscallErrorsDetector: Detector {
         guard ret < 0, ret >= -4095, !sc.isCompat else { return }
         // A timed wait (futex, poll, semtimedop …) that timed out did what it was asked.
         if ret == -110, context.syscalls.classes(sc.nr).contains(.wait) { return }
-        let key = Key(pid: e.pid, errno: Int32(-ret))
+        let key = Key(pid: e.pid, errno: Int32(-ret), walk: ret == -13 && SyscallErrorsDetector.opensDirectory(sc, arch: context.arch))
         var w = current[key] ?? Window(comm: context.processes.comm(e.pid))
         w.count += 1
         w.bySyscall[sc.nr, default: 0] += 1
@@ -171,6 +174,16 @@ public final class SyscallErrorsDetector: Detector {
         current[key] = w
     }
 
+
+    /// An open(2) or openat(2) with O_DIRECTORY.
+    static func opensDirectory(_ sc: SyscallRecord, arch: SyscallArch) -> Bool {
+        let oDirectory: UInt64 = arch == .arm64 ? 0o40000 : 0o200000
+        switch syscallName(sc.nr, arch: arch) {
+        case "openat": return sc.args(2) & oDirectory != 0
+        case "open": return sc.args(1) & oDirectory != 0
+        default: return false
+        }
+    }
 
     public func tick(boundary: UInt64, context: DetectorContext) {
         let start = boundary >= windowNs ? boundary - windowNs : 0
@@ -224,7 +237,7 @@ public final class SyscallErrorsDetector: Detector {
             kind = "first_error"
             severity = key.errno == 5 && !w.charDevice ? .critical : .warning
         } else {
-            let isOrdinary = ordinary.contains(key.errno)
+            let isOrdinary = ordinary.contains(key.errno) || key.walk
             kind = isOrdinary ? "ordinary_error_rate" : "error_rate"
             threshold = max(Double(isOrdinary ? ordinaryMin : minCount), (isOrdinary ? ordinaryFactor : factor) * max(base, 1))
             if warm, observed >= threshold {
@@ -251,6 +264,7 @@ public final class SyscallErrorsDetector: Detector {
                         context: DetectorContext) {
         let comm = w.comm
         let en = errnoLabel(key.errno)
+        let walking = key.walk ? " opening directories" : ""
         let calls = w.bySyscall.map { (name: syscallName($0.key, arch: context.arch), count: $0.value) }
             .sorted { ($0.count, $1.name) > ($1.count, $0.name) }
         let top = calls.prefix(topN)
@@ -268,6 +282,7 @@ public final class SyscallErrorsDetector: Detector {
         if kind != "first_error" {
             evidence += [("times_baseline", .double(Double(w.count) / max(base, 1))), ("threshold", .double(threshold)),
                          ("baseline_windows", .uint(baselineWindows)), ("process_seen_since_ns", .uint(since))]
+            if key.walk { evidence.append(("opening_directories", .bool(true))) }
         } else if key.errno == 5 && w.charDevice {
             evidence.append(("note", .string("on a character device (a terminal that hung up answers with EIO): warning, not critical")))
         }
@@ -276,7 +291,7 @@ public final class SyscallErrorsDetector: Detector {
         if kind == "first_error" {
             summary = "\(comm) (pid \(key.pid)) had \(w.count) syscall\(w.count == 1 ? "" : "s") fail with \(en) (\(errnoMeaning(key.errno))) in \(SettingValue.durationText(windowNs)): \(callsText)"
         } else {
-            summary = "\(comm) (pid \(key.pid)) had \(w.count) syscalls fail with \(en) (\(errnoMeaning(key.errno))) in \(SettingValue.durationText(windowNs)), " +
+            summary = "\(comm) (pid \(key.pid)) had \(w.count) syscalls fail with \(en) (\(errnoMeaning(key.errno)))\(walking) in \(SettingValue.durationText(windowNs)), " +
                 (base < 0.05 ? "where it had none before" : "\(short(Double(w.count) / max(base, 1)))x its baseline of \(short(base)) per window") + ": \(callsText)"
         }
         if case .escalate(let from) = decision {

@@ -204,6 +204,26 @@ final class SyscallErrorsTests: XCTestCase {
         XCTAssertTrue(c.summary.hasSuffix("worse than when the episode began"), c.summary)
     }
 
+    func testATreeWalkMeetingUnreadableDirectoriesIsNormal() throws {
+        // find as an unprivileged user: openat(fd, name, O_DIRECTORY|O_NOFOLLOW|...) = -EACCES, in bursts.
+        func walk(_ n: Int, second: UInt64, flags: UInt64) -> [[UInt8]] {
+            (0..<n).map { i in
+                SyscallRecord.encode(ts: second * s + 100 * ms + UInt64(i) * 100_000, pid: 42, tid: 42, durationNs: 2_000, ret: -13,
+                                     args: [5, 0x1000, flags], nr: openat, fdKind: 0)
+            }
+        }
+        var parts: [[UInt8]] = []
+        for sec in 0..<10 as Range<UInt64> { parts += walk(sec == 8 ? 2_000 : 4, second: sec, flags: 0xb0900) }
+        XCTAssertEqual(judge(ordered(parts), errors()), [])
+        // The same opens of files, not directories: a burst of permission denials.
+        parts = []
+        for sec in 0..<10 as Range<UInt64> { parts += walk(sec == 8 ? 200 : 4, second: sec, flags: 0x80000) }
+        let f = judge(ordered(parts), errors())
+        XCTAssertEqual(f.count, 1)
+        XCTAssertEqual(f.first?.evidence["errno"]?.stringValue, "EACCES")
+        XCTAssertNil(f.first?.evidence["opening_directories"])
+    }
+
     func testCompatCallsAreIgnored() {
         let f = judge(ordered(failures(500, second: 10, nr: 5, errno: 24, compat: true), failures(2, second: 11, nr: 4, errno: 28, compat: true)), errors())
         XCTAssertEqual(f, [])
