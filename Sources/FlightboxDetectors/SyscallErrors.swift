@@ -245,8 +245,12 @@ public final class SyscallErrorsDetector: Detector {
             }
         }
         // A deviating window is not learned: the baseline stays what was normal.
+        // A key's first window seeds its baseline during the warm-up (the
+        // process's start-up); after it, the process had no such failure
+        // before, so the EWMA starts from zero: the first, partial window of a
+        // storm cannot become its baseline.
         if severity == nil || kind == "first_error" {
-            h.base = h.windows == 0 ? observed : base + SyscallErrorsDetector.alpha * (observed - base)
+            h.base = h.windows == 0 && !warm ? observed : base + SyscallErrorsDetector.alpha * (observed - base)
             h.windows += 1
         }
         h.lastWindow = index

@@ -180,6 +180,13 @@ final class SyscallErrorsTests: XCTestCase {
         XCTAssertEqual(f.map { "\($0.pid) \($0.comm) \($0.severity)" }, ["60 dd warning"])
     }
 
+    func testTheFirstPartialWindowOfAStormIsNotItsBaseline() throws {
+        // 10 EMFILEs at the end of one window (under min), 100 in the next.
+        let f = judge(ordered(failures(10, second: 10, nr: accept4, errno: 24), failures(100, second: 11, nr: accept4, errno: 24)), errors())
+        XCTAssertEqual(f.count, 1)
+        XCTAssertEqual(try XCTUnwrap(f.first?.evidence["baseline_per_window"]?.doubleValue), 1.25, accuracy: 1e-9)
+    }
+
     func testHoldDown() {
         var parts: [[UInt8]] = []
         for sec: UInt64 in [10, 11, 30, 31] { parts += failures(100, second: sec, nr: accept4, errno: 24) }
