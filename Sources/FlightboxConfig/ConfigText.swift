@@ -57,7 +57,8 @@ extension ConfigFile {
             out += "  judges: \(spec.judges)\n"
             let width = spec.parameters.map(\.name.count).max() ?? 0
             let defaults = spec.parameters.map(\.defaultValue.configText)
-            let dwidth = max(4, defaults.map(\.count).max() ?? 0)
+            // A long default (a list) overflows its column rather than widening it for every row.
+            let dwidth = max(4, defaults.map(\.count).filter { $0 <= 24 }.max() ?? 0)
             for (p, d) in zip(spec.parameters, defaults) {
                 let name = p.name.padding(width)
                 out += "  \(name)  \(d.padding(dwidth))  \(p.kind.rawValue), \(p.rangeText): \(p.doc)\n"

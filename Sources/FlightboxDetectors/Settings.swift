@@ -189,6 +189,8 @@ public struct Parameter: Sendable {
     public let bounds: Bounds
     /// One line: what the parameter does.
     public let doc: String
+    /// For lists: why an entry is not allowed, or nil when it is (nil: any non-empty string).
+    var entryProblem: (@Sendable (String) -> String?)? = nil
 
     public static func duration(_ name: String, default value: UInt64, range: ClosedRange<UInt64>, doc: String) -> Parameter {
         Parameter(name: name, kind: .duration, defaultValue: .duration(value), bounds: .integer(range), doc: doc)
@@ -206,8 +208,9 @@ public struct Parameter: Sendable {
         Parameter(name: name, kind: .bytes, defaultValue: .bytes(value), bounds: .integer(range), doc: doc)
     }
 
-    public static func strings(_ name: String, default value: [String], maxEntries: Int = 4096, doc: String) -> Parameter {
-        Parameter(name: name, kind: .strings, defaultValue: .strings(value), bounds: .entries(maxEntries), doc: doc)
+    public static func strings(_ name: String, default value: [String], maxEntries: Int = 4096, doc: String,
+                               entry: (@Sendable (String) -> String?)? = nil) -> Parameter {
+        Parameter(name: name, kind: .strings, defaultValue: .strings(value), bounds: .entries(maxEntries), doc: doc, entryProblem: entry)
     }
 
     /// The allowed range in the parameter's own notation: "1ms to 1h", "1 to 64".
@@ -236,7 +239,9 @@ public struct Parameter: Sendable {
             return r.contains(v) ? nil : "\(value.configText) is out of range (\(rangeText))"
         case (.strings(let list), .entries(let n)):
             if list.count > n { return "\(list.count) entries is too many (\(rangeText))" }
-            return list.contains(where: \.isEmpty) ? "an empty string in the list" : nil
+            if list.contains(where: \.isEmpty) { return "an empty string in the list" }
+            if let check = entryProblem, let p = list.lazy.compactMap(check).first { return p }
+            return nil
         default:
             return "expected \(kind.example)"
         }
