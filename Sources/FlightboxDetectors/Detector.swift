@@ -129,6 +129,11 @@ public final class DetectorEngine {
     public let detectors: [Detector]
     public let context: DetectorContext
     private var nextBoundary: [UInt64?]
+    /// Each detector's tick period, read once (a protocol call per detector
+    /// per event otherwise), and the earliest boundary due: most events are
+    /// before it and cost one comparison.
+    private let periods: [UInt64?]
+    private var earliestBoundary: UInt64 = 0
     private var onFinding: ((Finding) -> Void)?
     public private(set) var findings: [Finding] = []
     public private(set) var eventsSeen: UInt64 = 0
@@ -139,6 +144,7 @@ public final class DetectorEngine {
         self.detectors = detectors
         context = DetectorContext(processes: ProcessTable(snapshot: snapshot), arch: arch)
         nextBoundary = detectors.map { _ in nil }
+        periods = detectors.map { d in d.tickPeriodNs.flatMap { $0 > 0 ? $0 : nil } }
         self.onFinding = onFinding
         exclusions = detectors.map(\.exclusions)
         excludesProcesses = exclusions.map(\.excludesProcesses)
@@ -157,29 +163,7 @@ public final class DetectorEngine {
         let ts = event.timestamp
         if ts > context.now {
             context.now = ts
-            for (i, d) in detectors.enumerated() {
-                guard let period = d.tickPeriodNs, period > 0 else { continue }
-                guard var b = nextBoundary[i] else {
-                    nextBoundary[i] = DetectorEngine.boundary(after: ts, period: period)
-                    continue
-                }
-                guard ts >= b else { continue }
-                // After a jump of more than maxTicksPerJump periods (a gap in the
-                // trace, or a hostile timestamp) only the latest boundary is
-                // ticked: detectors see that time moved on without a loop over
-                // billions of empty windows.
-                let behind = (ts - b) / period
-                if behind >= DetectorEngine.maxTicksPerJump {
-                    b = ts - (ts - b) % period
-                }
-                while ts >= b {
-                    d.tick(boundary: b, context: context)
-                    let (next, overflow) = b.addingReportingOverflow(period)
-                    if overflow { b = .max; break }
-                    b = next
-                }
-                nextBoundary[i] = b
-            }
+            if ts >= earliestBoundary { tick(to: ts) }
         }
         context.processes.apply(event)
         if anyProcessExclusion {
@@ -189,6 +173,41 @@ public final class DetectorEngine {
         }
         context.processes.retire(event)
         collect()
+    }
+
+    /// Ticks every detector whose boundary event time `ts` has reached.
+    private func tick(to ts: UInt64) {
+        var earliest = UInt64.max
+        defer { earliestBoundary = earliest }
+        for (i, d) in detectors.enumerated() {
+            guard let period = periods[i] else { continue }
+            guard var b = nextBoundary[i] else {
+                let first = DetectorEngine.boundary(after: ts, period: period)
+                nextBoundary[i] = first
+                earliest = min(earliest, first)
+                continue
+            }
+            guard ts >= b else {
+                earliest = min(earliest, b)
+                continue
+            }
+            // After a jump of more than maxTicksPerJump periods (a gap in the
+            // trace, or a hostile timestamp) only the latest boundary is
+            // ticked: detectors see that time moved on without a loop over
+            // billions of empty windows.
+            let behind = (ts - b) / period
+            if behind >= DetectorEngine.maxTicksPerJump {
+                b = ts - (ts - b) % period
+            }
+            while ts >= b {
+                d.tick(boundary: b, context: context)
+                let (next, overflow) = b.addingReportingOverflow(period)
+                if overflow { b = .max; break }
+                b = next
+            }
+            nextBoundary[i] = b
+            earliest = min(earliest, b)
+        }
     }
 
     /// An excluded process's events are not shown to the detectors that

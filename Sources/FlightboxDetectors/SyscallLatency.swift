@@ -80,10 +80,51 @@ public final class SyscallLatencyDetector: Detector {
         var hist = Log2Histogram()
         var quietUntil: UInt64 = 0
         var suppressed: UInt64 = 0
+        /// Set once the pid's list of numbers holds this one.
+        var listed = false
+
+        /// What an outlier is judged against: the baseline before the call.
+        struct Outlier {
+            let p50: Int
+            let p99: Int
+            let samples: UInt64
+            let histogram: JSON
+            let suppressed: UInt64
+        }
+
+        /// Judges one call against the baseline, then learns it. Mutates in
+        /// place (called through the dictionaries' modify accessors), so the
+        /// histogram is never copied on the hot path.
+        mutating func observe(_ d: UInt64, at ts: UInt64, minSamples: UInt64, floorNs: UInt64, bucketsAbove: Int, cooldownNs: UInt64) -> Outlier? {
+            defer { hist.add(d) }
+            guard hist.total >= minSamples, d >= floorNs else { return nil }
+            let p99 = hist.quantileBucket(0.99)
+            guard Log2Histogram.bucket(d) >= p99 + bucketsAbove else { return nil }
+            if ts < quietUntil {
+                suppressed += 1
+                return nil
+            }
+            let o = Outlier(p50: hist.quantileBucket(0.5), p99: p99, samples: hist.total, histogram: hist.json, suppressed: suppressed)
+            quietUntil = ts.addingClamped(cooldownNs)
+            suppressed = 0
+            return o
+        }
     }
 
-    /// pid -> syscall number -> state; never iterated, so its order cannot leak into output.
-    private var states: [UInt32: [UInt32: State]] = [:]
+    /// One lookup of the state, mutated in place.
+    private static func judge(_ s: inout State, fresh: inout Bool, _ d: UInt64, at ts: UInt64, _ me: SyscallLatencyDetector) -> State.Outlier? {
+        if !s.listed {
+            s.listed = true
+            fresh = true
+        }
+        return s.observe(d, at: ts, minSamples: me.minSamples, floorNs: me.floorNs, bucketsAbove: me.bucketsAbove, cooldownNs: me.cooldownNs)
+    }
+
+    /// (pid << 32 | syscall number) -> state: one hash lookup per call.
+    /// Never iterated, so its order cannot leak into output.
+    private var states: [UInt64: State] = [:]
+    /// The syscall numbers each process has state for, to forget it on exit.
+    private var numbersByPid: [UInt32: [UInt32]] = [:]
 
     /// With the declared defaults.
     public convenience init() { self.init(settings: SyscallLatencyDetector.spec.defaults) }
@@ -115,7 +156,7 @@ public final class SyscallLatencyDetector: Detector {
             sc = r
         case .exit(let x) where x.isGroupExit:
             // Forget the process: its pid may be reused by an unrelated one.
-            states[e.pid] = nil
+            for nr in numbersByPid.removeValue(forKey: e.pid) ?? [] { states[UInt64(e.pid) << 32 | UInt64(nr)] = nil }
             return
         default:
             return
@@ -125,22 +166,13 @@ public final class SyscallLatencyDetector: Detector {
         if sc.isCompat || SyscallLatencyDetector.waitsByDesign(sc, table: context.syscalls) { return }
         let nr = sc.nr
         let d = sc.durationNs
-        var s = states[e.pid, default: [:]][nr] ?? State()
-        defer {
-            s.hist.add(d)
-            states[e.pid, default: [:]][nr] = s
-        }
-        guard s.hist.total >= minSamples, d >= floorNs else { return }
-        let p99 = s.hist.quantileBucket(0.99)
-        let b = Log2Histogram.bucket(d)
-        guard b >= p99 + bucketsAbove else { return }
         let ts = e.timestamp
-        if ts < s.quietUntil {
-            s.suppressed += 1
-            return
-        }
-        let p50 = s.hist.quantileBucket(0.5)
-        let p99Upper = Log2Histogram.upperBound(p99)
+        let key = UInt64(e.pid) << 32 | UInt64(nr)
+        var fresh = false
+        let outlier = Self.judge(&states[key, default: State()], fresh: &fresh, d, at: ts, self)
+        if fresh { numbersByPid[e.pid, default: []].append(nr) }
+        guard let o = outlier else { return }
+        let p99Upper = Log2Histogram.upperBound(o.p99)
         let ratio = Double(d) / Double(max(p99Upper, 1))
         let name = sc.displayName(arch: context.arch)
         let kind = sc.fdKindValue
@@ -149,18 +181,15 @@ public final class SyscallLatencyDetector: Detector {
         var evidence: [(String, JSON)] = [
             ("syscall", .string(name)), ("nr", .uint(UInt64(nr))),
             ("latency_ns", .uint(d)), ("fd_kind", .string(kind.name)), ("ret", .int(sc.ret)),
-            ("baseline_samples", .uint(s.hist.total)),
-            ("baseline_p50_le_ns", .uint(Log2Histogram.upperBound(p50))), ("baseline_p99_le_ns", .uint(p99Upper)),
-            ("times_p99", .double(ratio)), ("histogram", s.hist.json),
+            ("baseline_samples", .uint(o.samples)),
+            ("baseline_p50_le_ns", .uint(Log2Histogram.upperBound(o.p50))), ("baseline_p99_le_ns", .uint(p99Upper)),
+            ("times_p99", .double(ratio)), ("histogram", o.histogram),
         ]
-        if s.suppressed > 0 { evidence.append(("outliers_suppressed_since_last", .uint(s.suppressed))) }
+        if o.suppressed > 0 { evidence.append(("outliers_suppressed_since_last", .uint(o.suppressed))) }
         context.emit(Finding(
             ts: ts, detector: self.name,
             severity: d >= criticalNs ? .critical : .warning, pid: e.pid, tid: e.tid, comm: comm,
-            summary: "\(name)\(on) took \(formatDuration(d)), \(String(format3: ratio))x this process's p99 (<= \(formatDuration(p99Upper))) over \(s.hist.total) calls",
+            summary: "\(name)\(on) took \(formatDuration(d)), \(String(format3: ratio))x this process's p99 (<= \(formatDuration(p99Upper))) over \(o.samples) calls",
             evidence: .object(evidence)))
-        let (until, overflow) = ts.addingReportingOverflow(cooldownNs)
-        s.quietUntil = overflow ? .max : until
-        s.suppressed = 0
     }
 }
