@@ -97,25 +97,45 @@ static int closed_port(void)
 	return ntohs(a.sin_port);
 }
 
+/* A listener on a free loopback port; its address in *a. Returns the socket or -1. */
+static int loopback_listener(struct sockaddr_in *a, int *port)
+{
+	socklen_t len = sizeof(*a);
+	int l = socket(AF_INET, SOCK_STREAM, 0);
+
+	*a = (struct sockaddr_in){ .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	if (l < 0 || bind(l, (struct sockaddr *)a, sizeof(*a)) || listen(l, 64) || getsockname(l, (struct sockaddr *)a, &len)) {
+		if (l >= 0)
+			close(l);
+		return -1;
+	}
+	*port = ntohs(a->sin_port);
+	return l;
+}
+
+/* One connect to the listener l at a, accepted and closed: 1, or 0 if it failed. */
+static int connect_accepted(int l, const struct sockaddr_in *a)
+{
+	int c = socket(AF_INET, SOCK_STREAM, 0), s, ok = 0;
+
+	if (c >= 0 && connect(c, (const struct sockaddr *)a, sizeof(*a)) == 0 && (s = accept(l, NULL, NULL)) >= 0) {
+		ok = 1;
+		close(s);
+	}
+	if (c >= 0)
+		close(c);
+	return ok;
+}
+
 int fb_tcp_scenario(int n, int *listen_port, int *refused_port)
 {
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t len = sizeof(a);
-	int l = socket(AF_INET, SOCK_STREAM, 0), ok = 0;
+	struct sockaddr_in a;
+	int l = loopback_listener(&a, listen_port), ok = 0;
 
-	if (l < 0 || bind(l, (struct sockaddr *)&a, sizeof(a)) || listen(l, 64) || getsockname(l, (struct sockaddr *)&a, &len))
+	if (l < 0)
 		return -1;
-	*listen_port = ntohs(a.sin_port);
-	for (int i = 0; i < n; i++) {
-		int c = socket(AF_INET, SOCK_STREAM, 0), s;
-
-		if (c >= 0 && connect(c, (struct sockaddr *)&a, sizeof(a)) == 0 && (s = accept(l, NULL, NULL)) >= 0) {
-			ok++;
-			close(s);
-		}
-		if (c >= 0)
-			close(c);
-	}
+	for (int i = 0; i < n; i++)
+		ok += connect_accepted(l, &a);
 	close(l);
 	*refused_port = closed_port();
 	a.sin_port = htons(*refused_port);
@@ -134,23 +154,15 @@ int fb_tcp_scenario(int n, int *listen_port, int *refused_port)
  * connects accepted; sets the port and the refused count. */
 int fb_tcp_outage(int n, int outage_ms, int *listen_port, int *refused)
 {
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t len = sizeof(a);
-	int l = socket(AF_INET, SOCK_STREAM, 0), ok = 0;
+	struct sockaddr_in a;
+	int l, ok = 0;
 
 	*refused = 0;
-	if (l < 0 || bind(l, (struct sockaddr *)&a, sizeof(a)) || listen(l, 64) || getsockname(l, (struct sockaddr *)&a, &len))
+	l = loopback_listener(&a, listen_port);
+	if (l < 0)
 		return -1;
-	*listen_port = ntohs(a.sin_port);
 	for (int i = 0; i < n; i++) {
-		int c = socket(AF_INET, SOCK_STREAM, 0), s;
-
-		if (c >= 0 && connect(c, (struct sockaddr *)&a, sizeof(a)) == 0 && (s = accept(l, NULL, NULL)) >= 0) {
-			ok++;
-			close(s);
-		}
-		if (c >= 0)
-			close(c);
+		ok += connect_accepted(l, &a);
 		usleep(10000);
 	}
 	close(l);

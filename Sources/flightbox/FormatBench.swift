@@ -33,11 +33,7 @@ struct FormatBench: ParsableCommand {
     }
 
     func run() throws {
-        let exe = CommandLine.arguments[0]
-        let exeDir = exe.contains("/") ? String(exe[..<exe.lastIndex(of: "/")!]) : "."
-        let stormPath = try storm ?? recordCorpus(exeDir: exeDir, name: "storm", args: ["--", exeDir + "/flightbox-load", "read", "2000000"])
-        let mixedPath = try mixed ?? recordCorpus(exeDir: exeDir, name: "mixed", args: ["--", "/bin/sh", "-c",
-            "\(exeDir)/flightbox-load latency \(dir); \(exeDir)/flightbox-load threads 4 2000; ls -laR /usr/share/doc > /dev/null; find /usr/lib -name '*.so*' | head -2000 | xargs cat > /dev/null; \(exeDir)/flightbox-load trickle 50 1"])
+        let (stormPath, mixedPath) = try BenchCorpora.paths(storm: storm, mixed: mixed, dir: dir)
         let corpora = [try load(stormPath, name: "storm"), try load(mixedPath, name: "mixed")]
         print("corpora: " + corpora.map { "\($0.name) \($0.offsets.count) events" }.joined(separator: ", "))
         print("")
@@ -62,13 +58,6 @@ struct FormatBench: ParsableCommand {
             try seek(corpora[1], path: path)
         }
         if let seekFile { unlink(seekFile) }
-    }
-
-    func recordCorpus(exeDir: String, name: String, args: [String]) throws -> String {
-        let path = "\(dir)/flightbox-corpus-\(name).fbt"
-        let r = try spawnAndCapture([exeDir + "/flightbox", "record", "-o", path] + args)
-        guard r.status == 0 else { throw fail("recording the \(name) corpus failed: \(r.stderr)") }
-        return path
     }
 
     func load(_ path: String, name: String) throws -> Corpus {

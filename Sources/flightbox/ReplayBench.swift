@@ -27,10 +27,7 @@ struct ReplayBench: ParsableCommand {
 
     func run() throws {
         let exe = CommandLine.arguments[0]
-        let exeDir = exe.contains("/") ? String(exe[..<exe.lastIndex(of: "/")!]) : "."
-        let stormPath = try storm ?? record(exeDir: exeDir, name: "storm", args: ["--", exeDir + "/flightbox-load", "read", "2000000"])
-        let mixedPath = try mixed ?? record(exeDir: exeDir, name: "mixed", args: ["--", "/bin/sh", "-c",
-            "\(exeDir)/flightbox-load latency \(dir); \(exeDir)/flightbox-load threads 4 2000; ls -laR /usr/share/doc > /dev/null; find /usr/lib -name '*.so*' | head -2000 | xargs cat > /dev/null; \(exeDir)/flightbox-load trickle 50 1"])
+        let (stormPath, mixedPath) = try BenchCorpora.paths(storm: storm, mixed: mixed, dir: dir)
         try pin(cpu, exe: exe, storm: stormPath, mixed: mixedPath)
         let configuration = DetectorConfiguration.defaults
         let all = configuration.detectors.filter(\.enabled).map(\.spec.name)
@@ -97,13 +94,6 @@ struct ReplayBench: ParsableCommand {
             if sum == 42 { print("") }
         }
         return (n, found, Double(monotonicNow() - t0) / 1e9)
-    }
-
-    func record(exeDir: String, name: String, args: [String]) throws -> String {
-        let path = "\(dir)/flightbox-corpus-\(name).fbt"
-        let r = try spawnAndCapture([exeDir + "/flightbox", "record", "-o", path] + args)
-        guard r.status == 0 else { throw fail("recording the \(name) corpus failed: \(r.stderr)") }
-        return path
     }
 
     /// Runs the replays on one CPU: re-executes itself under taskset(1)
