@@ -45,6 +45,20 @@ public struct Log2Histogram: Equatable, Sendable {
 /// finding, the same (process, syscall) stays quiet for `cooldown` of event
 /// time; outliers in that time are counted into the next finding.
 ///
+/// An outlier is not blamed on the syscall when something else explains it:
+/// - *storage*: a call of the storage class (file data or metadata, on a
+///   regular file, directory or block device) during which its thread had block
+///   I/O in flight for `storage_share` of the call waited for the disk — a slow
+///   disk is the block detector's call; and one faster than `storage_ceiling`
+///   may have waited for the disk through I/O the trace does not attribute to
+///   it (no block family, readahead, a page another task is reading), as a cold
+///   page cache does;
+/// - *preempted*: a call during which its thread waited on a run queue for
+///   `preempted_share` of it (scheduler family) was slow for want of a CPU —
+///   the scheduling detector's call.
+/// Such outliers are counted into the key's next finding, which also carries
+/// the run-queue and block I/O time of its own call when there was any.
+///
 /// 32-bit (ia32) syscalls are not judged. Calls that wait by design are never judged: sleeps, waits, polls, futexes,
 /// signal waits, accept, and reads/writes/receives on pipes, sockets,
 /// terminals and anonymous fds (eventfd, timerfd, ...), told apart by the fd
@@ -56,11 +70,14 @@ public final class SyscallLatencyDetector: Detector {
     public var bucketsAbove: Int
     public var cooldownNs: UInt64
     public var criticalNs: UInt64
+    public var storageCeilingNs: UInt64
+    public var storageShare: Double
+    public var preemptedShare: Double
     public let exclusions: Exclusions
 
     public static let spec = DetectorSpec(
         name: "syscall-latency", family: "syscalls",
-        judges: "a syscall that took far longer than the same process's own history of that syscall",
+        judges: "a syscall that took far longer than the same process's own history of that syscall, unless it waited for the disk or for a CPU",
         parameters: [
             .count("min_samples", default: 64, range: 1...1_000_000_000,
                    doc: "calls of a (process, syscall) learned before any of them is judged"),
@@ -72,6 +89,12 @@ public final class SyscallLatencyDetector: Detector {
                       doc: "quiet time of a (process, syscall) after a finding; outliers in it are counted into the next one"),
             .duration("critical", default: 1_000_000_000, range: 1_000...86_400_000_000_000,
                       doc: "an outlier this slow is critical rather than a warning"),
+            .duration("storage_ceiling", default: 100_000_000, range: 0...3_600_000_000_000,
+                      doc: "a file-system call (storage class) faster than this is left to the block I/O family: a cold page cache makes it that slow (0: judged like any call)"),
+            .ratio("storage_share", default: 0.5, range: 0.01...1,
+                   doc: "share of a file-system call its thread had block I/O in flight for that makes it storage-bound, never blamed on the syscall"),
+            .ratio("preempted_share", default: 0.5, range: 0.01...1,
+                   doc: "share of a call its thread spent runnable on a run queue (scheduler family) that makes it preempted, never blamed on the syscall"),
         ],
         make: { SyscallLatencyDetector(settings: $0) }
     )
@@ -80,6 +103,9 @@ public final class SyscallLatencyDetector: Detector {
         var hist = Log2Histogram()
         var quietUntil: UInt64 = 0
         var suppressed: UInt64 = 0
+        /// Outliers explained by the disk or by a CPU wait since the last finding.
+        var leftToStorage: UInt64 = 0
+        var preempted: UInt64 = 0
         /// Set once the pid's list of numbers holds this one.
         var listed = false
 
@@ -90,34 +116,69 @@ public final class SyscallLatencyDetector: Detector {
             let samples: UInt64
             let histogram: JSON
             let suppressed: UInt64
-        }
-
-        /// Judges one call against the baseline, then learns it. Mutates in
-        /// place (called through the dictionaries' modify accessors), so the
-        /// histogram is never copied on the hot path.
-        mutating func observe(_ d: UInt64, at ts: UInt64, minSamples: UInt64, floorNs: UInt64, bucketsAbove: Int, cooldownNs: UInt64) -> Outlier? {
-            defer { hist.add(d) }
-            guard hist.total >= minSamples, d >= floorNs else { return nil }
-            let p99 = hist.quantileBucket(0.99)
-            guard Log2Histogram.bucket(d) >= p99 + bucketsAbove else { return nil }
-            if ts < quietUntil {
-                suppressed += 1
-                return nil
-            }
-            let o = Outlier(p50: hist.quantileBucket(0.5), p99: p99, samples: hist.total, histogram: hist.json, suppressed: suppressed)
-            quietUntil = ts.addingClamped(cooldownNs)
-            suppressed = 0
-            return o
+            let leftToStorage: UInt64
+            let preempted: UInt64
+            let runqNs: UInt64
+            let blockNs: UInt64
         }
     }
 
-    /// One lookup of the state, mutated in place.
-    private static func judge(_ s: inout State, fresh: inout Bool, _ d: UInt64, at ts: UInt64, _ me: SyscallLatencyDetector) -> State.Outlier? {
+    /// Why an outlier is not the syscall's own latency, if it is not.
+    enum Cause { case syscall, storage, preempted }
+
+    /// One lookup of the state, mutated in place (through the dictionary's
+    /// modify accessor, so the histogram is never copied on the hot path):
+    /// judges the call against the baseline before it, then learns it.
+    private static func judge(_ s: inout State, fresh: inout Bool, _ sc: SyscallRecord, tid: UInt32, at ts: UInt64,
+                              table: SyscallTable, _ me: SyscallLatencyDetector) -> State.Outlier? {
         if !s.listed {
             s.listed = true
             fresh = true
         }
-        return s.observe(d, at: ts, minSamples: me.minSamples, floorNs: me.floorNs, bucketsAbove: me.bucketsAbove, cooldownNs: me.cooldownNs)
+        let d = sc.durationNs
+        defer { s.hist.add(d) }
+        guard s.hist.total >= me.minSamples, d >= me.floorNs else { return nil }
+        let p99 = s.hist.quantileBucket(0.99)
+        guard Log2Histogram.bucket(d) >= p99 + me.bucketsAbove else { return nil }
+        // Only outliers reach here: the attribution costs nothing per call.
+        let (cause, runqNs, blockNs) = me.attribute(sc, tid: tid, at: ts, table: table)
+        switch cause {
+        case .storage:
+            s.leftToStorage += 1
+            return nil
+        case .preempted:
+            s.preempted += 1
+            return nil
+        case .syscall:
+            break
+        }
+        if ts < s.quietUntil {
+            s.suppressed += 1
+            return nil
+        }
+        let o = State.Outlier(p50: s.hist.quantileBucket(0.5), p99: p99, samples: s.hist.total, histogram: s.hist.json,
+                              suppressed: s.suppressed, leftToStorage: s.leftToStorage, preempted: s.preempted,
+                              runqNs: runqNs, blockNs: blockNs)
+        s.quietUntil = ts.addingClamped(me.cooldownNs)
+        s.suppressed = 0
+        s.leftToStorage = 0
+        s.preempted = 0
+        return o
+    }
+
+    /// Whose latency a slow call is, with the run-queue and block I/O time
+    /// of its thread during it.
+    func attribute(_ sc: SyscallRecord, tid: UInt32, at ts: UInt64, table: SyscallTable) -> (Cause, runqNs: UInt64, blockNs: UInt64) {
+        let d = sc.durationNs
+        let end = ts.addingClamped(d)
+        let runq = runqueueWaits.covered(tid: tid, from: ts, to: end)
+        let block = blockIO.covered(tid: tid, from: ts, to: end)
+        if SyscallLatencyDetector.isStorage(sc, table: table) {
+            if block.window > 0, Double(block.ns) >= storageShare * Double(block.window) { return (.storage, runq.ns, block.ns) }
+            if d < storageCeilingNs { return (.storage, runq.ns, block.ns) }
+        }
+        if runq.window > 0, Double(runq.ns) >= preemptedShare * Double(runq.window) { return (.preempted, runq.ns, block.ns) }
+        return (.syscall, runq.ns, block.ns)
     }
 
     /// (pid << 32 | syscall number) -> state: one hash lookup per call.
@@ -125,6 +186,11 @@ public final class SyscallLatencyDetector: Detector {
     private var states: [UInt64: State] = [:]
     /// The syscall numbers each process has state for, to forget it on exit.
     private var numbersByPid: [UInt32: [UInt32]] = [:]
+    /// Each thread's recent run-queue waits and block I/O: the records of a
+    /// thread's waits and I/O arrive before the record of the syscall that
+    /// contains them (which arrives at its exit).
+    let runqueueWaits = ThreadIntervals()
+    let blockIO = ThreadIntervals()
 
     /// With the declared defaults.
     public convenience init() { self.init(settings: SyscallLatencyDetector.spec.defaults) }
@@ -136,6 +202,9 @@ public final class SyscallLatencyDetector: Detector {
         bucketsAbove = Int(settings.count("buckets_above_p99"))
         cooldownNs = settings.duration("cooldown")
         criticalNs = settings.duration("critical")
+        storageCeilingNs = settings.duration("storage_ceiling")
+        storageShare = settings.ratio("storage_share")
+        preemptedShare = settings.ratio("preempted_share")
         exclusions = settings.exclude
     }
 
@@ -149,14 +218,35 @@ public final class SyscallLatencyDetector: Detector {
         return fdWaitKinds.contains(s.fdKindValue)
     }
 
+    /// A call of the storage class on something a file system or a disk is
+    /// behind: a regular file, a directory, a block device, or a path (fd
+    /// kind unresolved).
+    static func isStorage(_ s: SyscallRecord, table: SyscallTable) -> Bool {
+        guard table.classes(s.nr).contains(.storage) else { return false }
+        switch s.fdKindValue {
+        case .unresolved, .regular, .directory, .block, .symlink: return true
+        default: return false
+        }
+    }
+
     public func observe(_ e: Event, context: DetectorContext) {
         let sc: SyscallRecord
         switch e.payload {
         case .syscall(let r):
             sc = r
-        case .exit(let x) where x.isGroupExit:
+        case .sched(let r):
+            if r.isRunqueueWait { runqueueWaits.add(tid: e.tid, from: e.timestamp, to: e.timestamp.addingClamped(r.waitNs)) }
+            return
+        case .block(let r):
+            blockIO.add(tid: e.tid, from: e.timestamp, to: e.timestamp.addingClamped(r.latencyNs))
+            return
+        case .exit(let x):
+            runqueueWaits.forget(tid: e.tid)
+            blockIO.forget(tid: e.tid)
             // Forget the process: its pid may be reused by an unrelated one.
-            for nr in numbersByPid.removeValue(forKey: e.pid) ?? [] { states[UInt64(e.pid) << 32 | UInt64(nr)] = nil }
+            if x.isGroupExit {
+                for nr in numbersByPid.removeValue(forKey: e.pid) ?? [] { states[UInt64(e.pid) << 32 | UInt64(nr)] = nil }
+            }
             return
         default:
             return
@@ -169,7 +259,7 @@ public final class SyscallLatencyDetector: Detector {
         let ts = e.timestamp
         let key = UInt64(e.pid) << 32 | UInt64(nr)
         var fresh = false
-        let outlier = Self.judge(&states[key, default: State()], fresh: &fresh, d, at: ts, self)
+        let outlier = Self.judge(&states[key, default: State()], fresh: &fresh, sc, tid: e.tid, at: ts, table: context.syscalls, self)
         if fresh { numbersByPid[e.pid, default: []].append(nr) }
         guard let o = outlier else { return }
         let p99Upper = Log2Histogram.upperBound(o.p99)
@@ -185,11 +275,135 @@ public final class SyscallLatencyDetector: Detector {
             ("baseline_p50_le_ns", .uint(Log2Histogram.upperBound(o.p50))), ("baseline_p99_le_ns", .uint(p99Upper)),
             ("times_p99", .double(ratio)), ("histogram", o.histogram),
         ]
+        // Time of the call the thread spent waiting for a CPU or with block
+        // I/O in flight, when there was any: under the shares that would
+        // explain the call, but part of its latency.
+        if o.runqNs > 0 { evidence.append(("runqueue_wait_ns", .uint(o.runqNs))) }
+        if o.blockNs > 0 { evidence.append(("block_io_in_flight_ns", .uint(o.blockNs))) }
         if o.suppressed > 0 { evidence.append(("outliers_suppressed_since_last", .uint(o.suppressed))) }
+        if o.leftToStorage > 0 { evidence.append(("outliers_left_to_storage_since_last", .uint(o.leftToStorage))) }
+        if o.preempted > 0 { evidence.append(("outliers_preempted_since_last", .uint(o.preempted))) }
         context.emit(Finding(
             ts: ts, detector: self.name,
             severity: d >= criticalNs ? .critical : .warning, pid: e.pid, tid: e.tid, comm: comm,
             summary: "\(name)\(on) took \(formatDuration(d)), \(String(format3: ratio))x this process's p99 (<= \(formatDuration(p99Upper))) over \(o.samples) calls",
             evidence: .object(evidence)))
+    }
+}
+
+/// Recent time intervals of each thread (run-queue waits, block I/O in
+/// flight), and how much of a later span they cover.
+///
+/// Bounded whatever the number of threads: a fixed table of `slots` threads
+/// (a thread's slot is its tid modulo `slots`; a thread whose slot another
+/// thread took loses its history, which can only leave a slow call blamed on
+/// the syscall), each holding its `perThread` latest intervals. Buffers owned
+/// here: no allocation per event.
+final class ThreadIntervals {
+    static let slots = 1024
+    static let perThread = 16
+
+    /// The tid of each slot's thread, 0 for none.
+    private let tids: UnsafeMutablePointer<UInt32>
+    /// Intervals added to each slot so far (the ring's write position).
+    private let counts: UnsafeMutablePointer<UInt32>
+    /// [slot * perThread + i]: interval starts and ends.
+    private let starts: UnsafeMutablePointer<UInt64>
+    private let ends: UnsafeMutablePointer<UInt64>
+
+    init() {
+        let n = ThreadIntervals.slots, m = n * ThreadIntervals.perThread
+        tids = .allocate(capacity: n)
+        tids.initialize(repeating: 0, count: n)
+        counts = .allocate(capacity: n)
+        counts.initialize(repeating: 0, count: n)
+        starts = .allocate(capacity: m)
+        starts.initialize(repeating: 0, count: m)
+        ends = .allocate(capacity: m)
+        ends.initialize(repeating: 0, count: m)
+    }
+
+    deinit {
+        tids.deallocate()
+        counts.deallocate()
+        starts.deallocate()
+        ends.deallocate()
+    }
+
+    @inline(__always) private static func slot(_ tid: UInt32) -> Int { Int(tid) & (slots - 1) }
+
+    /// Remembers that `tid` waited (or had I/O in flight) from `start` to `end`.
+    func add(tid: UInt32, from start: UInt64, to end: UInt64) {
+        // tid 0: the idle task, or an event that names no task.
+        guard tid != 0, end > start else { return }
+        let s = ThreadIntervals.slot(tid)
+        if tids[s] != tid {
+            tids[s] = tid
+            counts[s] = 0
+        }
+        let i = s * ThreadIntervals.perThread + Int(counts[s] % UInt32(ThreadIntervals.perThread))
+        starts[i] = start
+        ends[i] = end
+        counts[s] &+= 1
+        // Keep the count meaningful as "full" after wrapping.
+        if counts[s] == 0 { counts[s] = UInt32(ThreadIntervals.perThread) }
+    }
+
+    func forget(tid: UInt32) {
+        let s = ThreadIntervals.slot(tid)
+        if tids[s] == tid {
+            tids[s] = 0
+            counts[s] = 0
+        }
+    }
+
+    /// How much of [from, to) the thread's intervals cover (their union,
+    /// as block requests overlap), and over how long a window: the whole span
+    /// when the history reaches back to its start, else the part from the
+    /// oldest interval still remembered (older ones inside the span were
+    /// overwritten, so the share is judged on what is known).
+    func covered(tid: UInt32, from a: UInt64, to b: UInt64) -> (ns: UInt64, window: UInt64) {
+        guard b > a else { return (0, 0) }
+        let s = ThreadIntervals.slot(tid)
+        guard tid != 0, tids[s] == tid, counts[s] > 0 else { return (0, b - a) }
+        let n = Int(min(counts[s], UInt32(ThreadIntervals.perThread)))
+        let base = s * ThreadIntervals.perThread
+        var lo = a
+        if counts[s] >= UInt32(ThreadIntervals.perThread) {
+            var oldest = UInt64.max
+            for i in 0..<n { oldest = min(oldest, starts[base + i]) }
+            if oldest > a { lo = min(oldest, b) }
+        }
+        guard b > lo else { return (0, 0) }
+        // The parts of the intervals inside [lo, b), sorted by start (at
+        // most perThread: insertion sort on the stack), then merged.
+        return withUnsafeTemporaryAllocation(of: (UInt64, UInt64).self, capacity: ThreadIntervals.perThread) { clip in
+            var k = 0
+            for i in 0..<n {
+                let cs = max(starts[base + i], lo), ce = min(ends[base + i], b)
+                guard ce > cs else { continue }
+                var j = k
+                while j > 0, clip[j - 1].0 > cs {
+                    clip[j] = clip[j - 1]
+                    j -= 1
+                }
+                clip[j] = (cs, ce)
+                k += 1
+            }
+            var total: UInt64 = 0
+            var runStart: UInt64 = 0, runEnd: UInt64 = 0
+            for i in 0..<k {
+                let (cs, ce) = clip[i]
+                if i == 0 || cs > runEnd {
+                    total += runEnd - runStart
+                    runStart = cs
+                    runEnd = ce
+                } else if ce > runEnd {
+                    runEnd = ce
+                }
+            }
+            total += runEnd - runStart
+            return (total, b - lo)
+        }
     }
 }
