@@ -8,6 +8,12 @@ public struct Log2Histogram: Equatable, Sendable {
 
     public init() {}
 
+    /// A histogram with these 64 counts (`total`: their sum).
+    init(counts: UnsafePointer<UInt32>, total: UInt64) {
+        self.counts = Array(UnsafeBufferPointer(start: counts, count: 64))
+        self.total = total
+    }
+
     @inlinable public static func bucket(_ v: UInt64) -> Int { v == 0 ? 0 : 63 - v.leadingZeroBitCount }
 
     public mutating func add(_ v: UInt64) {
@@ -17,11 +23,16 @@ public struct Log2Histogram: Equatable, Sendable {
 
     /// Index of the bucket holding quantile q (0...1).
     public func quantileBucket(_ q: Double) -> Int {
-        let target = UInt64((Double(total) * q).rounded(.up))
+        counts.withUnsafeBufferPointer { Log2Histogram.quantileBucket(q, counts: $0.baseAddress!, total: total) }
+    }
+
+    /// Index of the bucket holding quantile q (0...1) of 64 raw counts.
+    static func quantileBucket(_ q: Double, counts: UnsafePointer<UInt32>, total: UInt64) -> Int {
+        let target = max(UInt64((Double(total) * q).rounded(.up)), 1)
         var seen: UInt64 = 0
-        for (i, c) in counts.enumerated() {
-            seen += UInt64(c)
-            if seen >= max(target, 1) { return i }
+        for i in 0..<64 {
+            seen += UInt64(counts[i])
+            if seen >= target { return i }
         }
         return 63
     }
@@ -65,6 +76,7 @@ public struct Log2Histogram: Equatable, Sendable {
 /// kind the kernel side resolves for slow calls.
 public final class SyscallLatencyDetector: Detector {
     public let name = "syscall-latency"
+    public var observedTypes: EventTypeSet { EventTypeSet(.syscall, .sched, .block, .exit) }
     public var minSamples: UInt64
     public var floorNs: UInt64
     public var bucketsAbove: Int
@@ -99,71 +111,61 @@ public final class SyscallLatencyDetector: Detector {
         make: { SyscallLatencyDetector(settings: $0) }
     )
 
-    struct State {
-        var hist = Log2Histogram()
+    /// What a (process, syscall) remembers besides its histogram.
+    struct Episode {
         var quietUntil: UInt64 = 0
         var suppressed: UInt64 = 0
-        /// Outliers explained by the disk or by a CPU wait since the last finding.
+        /// Outliers explained by the disk or by a wait for a CPU since the last finding.
         var leftToStorage: UInt64 = 0
         var preempted: UInt64 = 0
-        /// Set once the pid's list of numbers holds this one.
-        var listed = false
+    }
 
-        /// What an outlier is judged against: the baseline before the call.
-        struct Outlier {
-            let p50: Int
-            let p99: Int
-            let samples: UInt64
-            let histogram: JSON
-            let suppressed: UInt64
-            let leftToStorage: UInt64
-            let preempted: UInt64
-            let runqNs: UInt64
-            let blockNs: UInt64
-        }
+    /// What an outlier is judged against: the baseline before the call.
+    struct Outlier {
+        let p50: Int
+        let p99: Int
+        let samples: UInt64
+        let histogram: JSON
+        let suppressed: UInt64
+        let leftToStorage: UInt64
+        let preempted: UInt64
+        let runqNs: UInt64
+        let blockNs: UInt64
     }
 
     /// Why an outlier is not the syscall's own latency, if it is not.
     enum Cause { case syscall, storage, preempted }
 
-    /// One lookup of the state, mutated in place (through the dictionary's
-    /// modify accessor, so the histogram is never copied on the hot path):
-    /// judges the call against the baseline before it, then learns it.
-    private static func judge(_ s: inout State, fresh: inout Bool, _ sc: SyscallRecord, tid: UInt32, at ts: UInt64,
-                              table: SyscallTable, _ me: SyscallLatencyDetector) -> State.Outlier? {
-        if !s.listed {
-            s.listed = true
-            fresh = true
-        }
+    /// Judges a call that reached the floor against the baseline before it
+    /// (the caller learns it afterwards); kept out of the per-call path.
+    @inline(never)
+    private func judge(_ ps: ProcessStates, slot i: Int, _ sc: SyscallRecord, tid: UInt32, at ts: UInt64, table: SyscallTable) -> Outlier? {
         let d = sc.durationNs
-        defer { s.hist.add(d) }
-        guard s.hist.total >= me.minSamples, d >= me.floorNs else { return nil }
-        let p99 = s.hist.quantileBucket(0.99)
-        guard Log2Histogram.bucket(d) >= p99 + me.bucketsAbove else { return nil }
-        // Only outliers reach here: the attribution costs nothing per call.
-        let (cause, runqNs, blockNs) = me.attribute(sc, tid: tid, at: ts, table: table)
+        let counts = ps.counts + i * 64
+        let total = ps.totals[i]
+        let p99 = Log2Histogram.quantileBucket(0.99, counts: counts, total: total)
+        guard Log2Histogram.bucket(d) >= p99 + bucketsAbove else { return nil }
+        let (cause, runqNs, blockNs) = attribute(sc, tid: tid, at: ts, table: table)
         switch cause {
         case .storage:
-            s.leftToStorage += 1
+            ps.episodes[i].leftToStorage += 1
             return nil
         case .preempted:
-            s.preempted += 1
+            ps.episodes[i].preempted += 1
             return nil
         case .syscall:
             break
         }
-        if ts < s.quietUntil {
-            s.suppressed += 1
+        let e = ps.episodes[i]
+        if ts < e.quietUntil {
+            ps.episodes[i].suppressed += 1
             return nil
         }
-        let o = State.Outlier(p50: s.hist.quantileBucket(0.5), p99: p99, samples: s.hist.total, histogram: s.hist.json,
-                              suppressed: s.suppressed, leftToStorage: s.leftToStorage, preempted: s.preempted,
-                              runqNs: runqNs, blockNs: blockNs)
-        s.quietUntil = ts.addingClamped(me.cooldownNs)
-        s.suppressed = 0
-        s.leftToStorage = 0
-        s.preempted = 0
-        return o
+        let hist = Log2Histogram(counts: counts, total: total)
+        ps.episodes[i] = Episode(quietUntil: ts.addingClamped(cooldownNs))
+        return Outlier(p50: hist.quantileBucket(0.5), p99: p99, samples: total, histogram: hist.json,
+                       suppressed: e.suppressed, leftToStorage: e.leftToStorage, preempted: e.preempted,
+                       runqNs: runqNs, blockNs: blockNs)
     }
 
     /// Whose latency a slow call is, with the run-queue and block I/O time
@@ -181,11 +183,16 @@ public final class SyscallLatencyDetector: Detector {
         return (.syscall, runq.ns, block.ns)
     }
 
-    /// (pid << 32 | syscall number) -> state: one hash lookup per call.
-    /// Never iterated, so its order cannot leak into output.
-    private var states: [UInt64: State] = [:]
-    /// The syscall numbers each process has state for, to forget it on exit.
-    private var numbersByPid: [UInt32: [UInt32]] = [:]
+    /// pid -> the states of its syscalls. Never iterated, so its order
+    /// cannot leak into output. The last process looked up is kept at hand:
+    /// consecutive calls are mostly one process's.
+    @exclusivity(unchecked) private var processes: [UInt32: ProcessStates] = [:]
+    @exclusivity(unchecked) private var lastPid: UInt32 = 0
+    @exclusivity(unchecked) private var lastStates: ProcessStates?
+    /// `SyscallFlags` per syscall number below `ProcessStates.direct`, in the
+    /// numbering of `flagsArch`: made once rather than looked up per call.
+    private let flags = UnsafeMutablePointer<UInt8>.allocate(capacity: ProcessStates.direct)
+    @exclusivity(unchecked) private var flagsArch: SyscallArch?
     /// Each thread's recent run-queue waits and block I/O: the records of a
     /// thread's waits and I/O arrive before the record of the syscall that
     /// contains them (which arrives at its exit).
@@ -206,16 +213,46 @@ public final class SyscallLatencyDetector: Detector {
         storageShare = settings.ratio("storage_share")
         preemptedShare = settings.ratio("preempted_share")
         exclusions = settings.exclude
+        flags.initialize(repeating: 0, count: ProcessStates.direct)
     }
 
-    /// fd syscalls that only wait when the fd is a pipe, socket, tty or anon fd.
-    static let fdWaitKinds: Set<FdKind> = [.fifo, .socket, .char, .anon]
+    deinit { flags.deallocate() }
 
-    /// Syscalls that block by design whatever their arguments are the wait
-    /// class of bpf/syscalls/classes.txt, in the numbering of `arch`.
-    static func waitsByDesign(_ s: SyscallRecord, table: SyscallTable) -> Bool {
-        if table.classes(s.nr).contains(.wait) { return true }
-        return fdWaitKinds.contains(s.fdKindValue)
+    /// Per syscall number: waits by design, is a file-system call.
+    enum SyscallFlags {
+        static let wait: UInt8 = 1
+        static let storage: UInt8 = 2
+    }
+
+    static func flags(_ nr: UInt32, table: SyscallTable) -> UInt8 {
+        let c = table.classes(nr)
+        return (c.contains(.wait) ? SyscallFlags.wait : 0) | (c.contains(.storage) ? SyscallFlags.storage : 0)
+    }
+
+    @inline(__always) private func flags(_ nr: UInt32, context: DetectorContext) -> UInt8 {
+        guard nr < UInt32(ProcessStates.direct) else { return Self.flags(nr, table: context.syscalls) }
+        if flagsArch != context.arch {
+            for n in 0..<ProcessStates.direct { flags[n] = Self.flags(UInt32(n), table: context.syscalls) }
+            flagsArch = context.arch
+        }
+        return flags[Int(nr)]
+    }
+
+    /// Fd kinds on which an fd syscall only waits: pipes, sockets, ttys, anon fds.
+    static let fdWaitKindBits: UInt16 = (1 << FdKind.fifo.rawValue) | (1 << FdKind.socket.rawValue) | (1 << FdKind.char.rawValue) | (1 << FdKind.anon.rawValue)
+
+    @inline(__always) private func states(_ pid: UInt32) -> ProcessStates {
+        if pid == lastPid, let ps = lastStates { return ps }
+        let ps: ProcessStates
+        if let known = processes[pid] {
+            ps = known
+        } else {
+            ps = ProcessStates()
+            processes[pid] = ps
+        }
+        lastPid = pid
+        lastStates = ps
+        return ps
     }
 
     /// A call of the storage class on something a file system or a disk is
@@ -230,38 +267,51 @@ public final class SyscallLatencyDetector: Detector {
     }
 
     public func observe(_ e: Event, context: DetectorContext) {
-        let sc: SyscallRecord
-        switch e.payload {
-        case .syscall(let r):
-            sc = r
-        case .sched(let r):
-            if r.isRunqueueWait { runqueueWaits.add(tid: e.tid, from: e.timestamp, to: e.timestamp.addingClamped(r.waitNs)) }
-            return
-        case .block(let r):
-            blockIO.add(tid: e.tid, from: e.timestamp, to: e.timestamp.addingClamped(r.latencyNs))
-            return
-        case .exit(let x):
-            runqueueWaits.forget(tid: e.tid)
-            blockIO.forget(tid: e.tid)
-            // Forget the process: its pid may be reused by an unrelated one.
-            if x.isGroupExit {
-                for nr in numbersByPid.removeValue(forKey: e.pid) ?? [] { states[UInt64(e.pid) << 32 | UInt64(nr)] = nil }
-            }
-            return
-        default:
+        guard let sc = e.as(SyscallRecord.self) else {
+            observeOther(e)
             return
         }
         // ia32 calls are numbered differently and this detector has no table
         // of which ones wait by design: judging them would flag 32-bit sleeps.
-        if sc.isCompat || SyscallLatencyDetector.waitsByDesign(sc, table: context.syscalls) { return }
+        if sc.isCompat { return }
+        let nr = sc.nr
+        if flags(nr, context: context) & SyscallFlags.wait != 0 { return }
+        let kind = sc.fdKind
+        if kind < 16, Self.fdWaitKindBits & (1 << UInt16(kind)) != 0 { return }
+        let d = sc.durationNs
+        let ts = e.timestamp
+        let ps = states(e.pid)
+        let i = ps.slot(nr)
+        let total = ps.totals[i]
+        let outlier = total >= minSamples && d >= floorNs ? judge(ps, slot: i, sc, tid: e.tid, at: ts, table: context.syscalls) : nil
+        // Learnt after it was judged.
+        ps.counts[i * 64 + Log2Histogram.bucket(d)] &+= 1
+        ps.totals[i] = total + 1
+        guard let o = outlier else { return }
+        emit(o, e, sc, context: context)
+    }
+
+    /// Run-queue waits, block I/O and exits.
+    private func observeOther(_ e: Event) {
+        if let r = e.as(SchedRecord.self) {
+            if r.isRunqueueWait { runqueueWaits.add(tid: e.tid, from: e.timestamp, to: e.timestamp.addingClamped(r.waitNs)) }
+        } else if let r = e.as(BlockRecord.self) {
+            blockIO.add(tid: e.tid, from: e.timestamp, to: e.timestamp.addingClamped(r.latencyNs))
+        } else if let x = e.as(ExitRecord.self) {
+            runqueueWaits.forget(tid: e.tid)
+            blockIO.forget(tid: e.tid)
+            // Forget the process: its pid may be reused by an unrelated one.
+            if x.isGroupExit {
+                processes[e.pid] = nil
+                if lastPid == e.pid { lastStates = nil }
+            }
+        }
+    }
+
+    private func emit(_ o: Outlier, _ e: Event, _ sc: SyscallRecord, context: DetectorContext) {
         let nr = sc.nr
         let d = sc.durationNs
         let ts = e.timestamp
-        let key = UInt64(e.pid) << 32 | UInt64(nr)
-        var fresh = false
-        let outlier = Self.judge(&states[key, default: State()], fresh: &fresh, sc, tid: e.tid, at: ts, table: context.syscalls, self)
-        if fresh { numbersByPid[e.pid, default: []].append(nr) }
-        guard let o = outlier else { return }
         let p99Upper = Log2Histogram.upperBound(o.p99)
         let ratio = Double(d) / Double(max(p99Upper, 1))
         let name = sc.displayName(arch: context.arch)
@@ -405,5 +455,81 @@ final class ThreadIntervals {
             total += runEnd - runStart
             return (total, b - lo)
         }
+    }
+}
+
+/// The syscall states of one process: per syscall number seen, a log2
+/// histogram of its latencies and its episode. Flat buffers owned here, found
+/// by number through a direct table (a dictionary only for numbers no table
+/// has): no hashing, no copy-on-write, no reference counting per call.
+final class ProcessStates {
+    /// Numbers below this are looked up directly (every architecture's are).
+    static let direct = 512
+
+    /// State index of each number below `direct`, -1 for none yet.
+    private let slotByNr: UnsafeMutablePointer<Int32>
+    private var overflow: [UInt32: Int] = [:]
+    private var count = 0
+    private var capacity = 0
+    /// [state * 64 + bucket]: the histograms.
+    private(set) var counts: UnsafeMutablePointer<UInt32>
+    private(set) var totals: UnsafeMutablePointer<UInt64>
+    private(set) var episodes: UnsafeMutablePointer<SyscallLatencyDetector.Episode>
+
+    init() {
+        slotByNr = .allocate(capacity: ProcessStates.direct)
+        slotByNr.initialize(repeating: -1, count: ProcessStates.direct)
+        counts = .allocate(capacity: 0)
+        totals = .allocate(capacity: 0)
+        episodes = .allocate(capacity: 0)
+    }
+
+    deinit {
+        slotByNr.deallocate()
+        counts.deallocate()
+        totals.deallocate()
+        episodes.deinitialize(count: count)
+        episodes.deallocate()
+    }
+
+    /// The state index of `nr`, made on first use.
+    @inline(__always) func slot(_ nr: UInt32) -> Int {
+        if nr < UInt32(ProcessStates.direct) {
+            let s = slotByNr[Int(nr)]
+            if s >= 0 { return Int(s) }
+            let n = append()
+            slotByNr[Int(nr)] = Int32(n)
+            return n
+        }
+        if let s = overflow[nr] { return s }
+        let n = append()
+        overflow[nr] = n
+        return n
+    }
+
+    private func append() -> Int {
+        if count == capacity { grow() }
+        (counts + count * 64).initialize(repeating: 0, count: 64)
+        (totals + count).initialize(to: 0)
+        (episodes + count).initialize(to: SyscallLatencyDetector.Episode())
+        count += 1
+        return count - 1
+    }
+
+    private func grow() {
+        let newCapacity = max(4, capacity * 2)
+        let c = UnsafeMutablePointer<UInt32>.allocate(capacity: newCapacity * 64)
+        c.moveInitialize(from: counts, count: count * 64)
+        counts.deallocate()
+        counts = c
+        let t = UnsafeMutablePointer<UInt64>.allocate(capacity: newCapacity)
+        t.moveInitialize(from: totals, count: count)
+        totals.deallocate()
+        totals = t
+        let e = UnsafeMutablePointer<SyscallLatencyDetector.Episode>.allocate(capacity: newCapacity)
+        e.moveInitialize(from: episodes, count: count)
+        episodes.deallocate()
+        episodes = e
+        capacity = newCapacity
     }
 }

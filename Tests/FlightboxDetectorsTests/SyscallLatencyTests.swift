@@ -411,3 +411,39 @@ final class SyscallLatencyAttributionTests: XCTestCase {
         XCTAssertEqual(detect(recs, detectors: [SyscallLatencyDetector(settings: s)]), [])
     }
 }
+
+/// The flat per-process state: lookups that bypass the hashing must still
+/// keep processes and numbers apart.
+final class SyscallLatencyStateTests: XCTestCase {
+    /// Calls of two processes interleaved one by one (the last process looked
+    /// up changes on every call), and a number past the direct table.
+    func testInterleavedProcessesAndHugeNumbers() {
+        var ts: UInt64 = 1_000_000
+        var recs: [[UInt8]] = []
+        for i in 0..<200 {
+            ts += 10_000
+            recs.append(EventEncoder.syscall(ts: ts, pid: 42, tid: 42, nr: nrIoctl, duration: 1_000 + UInt64(i % 3) * 1_000))
+            recs.append(EventEncoder.syscall(ts: ts + 1, pid: 77, tid: 77, nr: nrIoctl, duration: 60_000_000))
+            recs.append(EventEncoder.syscall(ts: ts + 2, pid: 42, tid: 42, nr: 100_000, duration: 1_000))
+        }
+        recs.append(EventEncoder.syscall(ts: ts + 10, pid: 42, tid: 42, nr: nrIoctl, duration: 50_000_000))
+        recs.append(EventEncoder.syscall(ts: ts + 11, pid: 42, tid: 42, nr: 100_000, duration: 50_000_000))
+        let f = detect(recs)
+        // pid 77's calls are all slow: that is its baseline, never an outlier.
+        XCTAssertEqual(f.map(\.pid), [42, 42])
+        XCTAssertEqual(f.map { $0.evidence["nr"]?.uintValue }, [UInt64(nrIoctl), 100_000])
+        XCTAssertEqual(f.map { $0.evidence["baseline_samples"]?.uintValue }, [200, 200])
+        XCTAssertEqual(f.first?.evidence["baseline_p99_le_ns"]?.uintValue, 4095)
+    }
+
+    /// A pid reused after its process exited starts from nothing, even when
+    /// it was the last process looked up.
+    func testReusedPidAfterExitStartsAfresh() {
+        var ts: UInt64 = 1_000_000
+        var recs = fastCalls(200, nr: nrIoctl, from: &ts)
+        recs.append(EventEncoder.exit(ts: ts + 1, pid: 42, tid: 42, status: 0, group: true, ppid: 1, lifetime: 1, comm: "db"))
+        recs += fastCalls(10, nr: nrIoctl, from: &ts)
+        recs.append(EventEncoder.syscall(ts: ts + 1, pid: 42, tid: 42, nr: nrIoctl, duration: 50_000_000))
+        XCTAssertEqual(detect(recs), [])
+    }
+}
