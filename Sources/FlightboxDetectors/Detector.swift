@@ -68,10 +68,21 @@ public protocol Detector: AnyObject {
     /// The event types `observe` looks at: the engine shows a detector only
     /// those (read once, when the engine is made). Every type by default.
     var observedTypes: EventTypeSet { get }
+    /// How the engine calls `observe` on every event: on an unretained
+    /// reference to the detector, through its type (a metatype is not
+    /// reference counted; a call through the existential retained and
+    /// released the detector each time, a third of the replay's time). Keep
+    /// the default.
+    static func observe(unretained detector: Unmanaged<AnyObject>, _ event: Event, context: DetectorContext)
 }
 
 extension Detector {
     public var observedTypes: EventTypeSet { .all }
+
+    @inline(__always)
+    public static func observe(unretained detector: Unmanaged<AnyObject>, _ event: Event, context: DetectorContext) {
+        Unmanaged<Self>.fromOpaque(detector.toOpaque())._withUnsafeGuaranteedRef { $0.observe(event, context: context) }
+    }
     public var tickPeriodNs: UInt64? { nil }
     public var exclusions: Exclusions { Exclusions() }
     public func tick(boundary: UInt64, context: DetectorContext) {}
@@ -101,15 +112,15 @@ public struct EventTypeSet: OptionSet, Sendable {
 public final class DetectorContext {
     /// Event time: the largest timestamp seen so far. Syscall records carry
     /// their entry time and arrive at exit, so raw timestamps are not monotonic.
-    public internal(set) var now: UInt64 = 0
+    @exclusivity(unchecked) public internal(set) var now: UInt64 = 0
     /// The timestamp of the stream's first event (0 before it).
-    public internal(set) var firstTimestamp: UInt64 = 0
+    @exclusivity(unchecked) public internal(set) var firstTimestamp: UInt64 = 0
     public let processes: ProcessTable
     /// The architecture the events were recorded on: what their syscall numbers mean.
     public let arch: SyscallArch
     /// `arch`'s syscall table, looked up once rather than per event.
     public let syscalls: SyscallTable
-    var emitted: [Finding] = []
+    @exclusivity(unchecked) var emitted: [Finding] = []
 
     init(processes: ProcessTable, arch: SyscallArch) {
         self.processes = processes
@@ -154,16 +165,16 @@ public final class DetectorEngine {
     /// per event otherwise), and the earliest boundary due: most events are
     /// before it and cost one comparison.
     private let periods: [UInt64?]
-    private var earliestBoundary: UInt64 = 0
+    @exclusivity(unchecked) private var earliestBoundary: UInt64 = 0
     private var onFinding: ((Finding) -> Void)?
     public private(set) var findings: [Finding] = []
-    public private(set) var eventsSeen: UInt64 = 0
+    @exclusivity(unchecked) public private(set) var eventsSeen: UInt64 = 0
 
     /// The detectors, and per event type (`EventTypeSet.bucket`) the indices
     /// of those that observe it, in registry order: `observers[starts[b] ..<
     /// starts[b + 1]]`. Buffers owned by the engine, read on every event:
     /// no array bounds, uniqueness or reference counting on the hot path.
-    private let table: UnsafeMutablePointer<Detector>
+    private let table: UnsafeMutablePointer<Observer>
     private let starts: UnsafeMutablePointer<Int>
     private let observers: UnsafeMutablePointer<Int>
 
@@ -180,7 +191,8 @@ public final class DetectorEngine {
         anyProcessExclusion = excludesProcesses.contains(true)
         for (d, e) in zip(detectors, exclusions) where !e.isEmpty { findingExclusions[d.name] = e }
         table = .allocate(capacity: max(detectors.count, 1))
-        table.initialize(from: detectors, count: detectors.count)
+        // Unretained: `detectors` keeps them alive as long as the engine.
+        table.initialize(from: detectors.map(Observer.init), count: detectors.count)
         let types = detectors.map(\.observedTypes)
         var list: [Int] = []
         starts = .allocate(capacity: 65)
@@ -222,7 +234,10 @@ public final class DetectorEngine {
             observeExcluding(event, bucket: b)
         } else {
             let context = self.context
-            for i in starts[b]..<starts[b + 1] { table[observers[i]].observe(event, context: context) }
+            for i in starts[b]..<starts[b + 1] {
+                let o = table[observers[i]]
+                o.type.observe(unretained: o.detector, event, context: context)
+            }
         }
         if raw == EventType.exit.rawValue { context.processes.retire(event) }
         if !context.emitted.isEmpty { collect() }
@@ -269,7 +284,7 @@ public final class DetectorEngine {
     private func observeExcluding(_ event: Event, bucket b: Int) {
         var lifecycle: Bool?
         for k in starts[b]..<starts[b + 1] {
-            let i = observers[k], d = table[i]
+            let i = observers[k], d = detectors[i]
             if excludesProcesses[i], exclusions[i].excludes(pid: event.pid, comm: context.processes.comm(event.pid)) {
                 if lifecycle == nil {
                     switch event.payload {
@@ -305,6 +320,18 @@ public final class DetectorEngine {
             onFinding?(f)
         }
         context.emitted.removeAll(keepingCapacity: true)
+    }
+}
+
+/// A detector as the engine calls it per event: its type and an unretained
+/// reference (the engine's `detectors` keep it alive).
+struct Observer {
+    let type: any Detector.Type
+    let detector: Unmanaged<AnyObject>
+
+    init(_ d: any Detector) {
+        type = Swift.type(of: d)
+        detector = Unmanaged.passUnretained(d as AnyObject)
     }
 }
 

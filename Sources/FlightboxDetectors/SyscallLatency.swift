@@ -188,7 +188,8 @@ public final class SyscallLatencyDetector: Detector {
     /// consecutive calls are mostly one process's.
     @exclusivity(unchecked) private var processes: [UInt32: ProcessStates] = [:]
     @exclusivity(unchecked) private var lastPid: UInt32 = 0
-    @exclusivity(unchecked) private var lastStates: ProcessStates?
+    /// Unretained: `processes` holds it, and it is cleared when removed there.
+    @exclusivity(unchecked) private var lastStates: Unmanaged<ProcessStates>?
     /// `SyscallFlags` per syscall number below `ProcessStates.direct`, in the
     /// numbering of `flagsArch`: made once rather than looked up per call.
     private let flags = UnsafeMutablePointer<UInt8>.allocate(capacity: ProcessStates.direct)
@@ -241,8 +242,12 @@ public final class SyscallLatencyDetector: Detector {
     /// Fd kinds on which an fd syscall only waits: pipes, sockets, ttys, anon fds.
     static let fdWaitKindBits: UInt16 = (1 << FdKind.fifo.rawValue) | (1 << FdKind.socket.rawValue) | (1 << FdKind.char.rawValue) | (1 << FdKind.anon.rawValue)
 
-    @inline(__always) private func states(_ pid: UInt32) -> ProcessStates {
+    @inline(__always) private func states(_ pid: UInt32) -> Unmanaged<ProcessStates> {
         if pid == lastPid, let ps = lastStates { return ps }
+        return lookUp(pid)
+    }
+
+    private func lookUp(_ pid: UInt32) -> Unmanaged<ProcessStates> {
         let ps: ProcessStates
         if let known = processes[pid] {
             ps = known
@@ -251,8 +256,8 @@ public final class SyscallLatencyDetector: Detector {
             processes[pid] = ps
         }
         lastPid = pid
-        lastStates = ps
-        return ps
+        lastStates = Unmanaged.passUnretained(ps)
+        return lastStates!
     }
 
     /// A call of the storage class on something a file system or a disk is
@@ -280,13 +285,15 @@ public final class SyscallLatencyDetector: Detector {
         if kind < 16, Self.fdWaitKindBits & (1 << UInt16(kind)) != 0 { return }
         let d = sc.durationNs
         let ts = e.timestamp
-        let ps = states(e.pid)
-        let i = ps.slot(nr)
-        let total = ps.totals[i]
-        let outlier = total >= minSamples && d >= floorNs ? judge(ps, slot: i, sc, tid: e.tid, at: ts, table: context.syscalls) : nil
-        // Learnt after it was judged.
-        ps.counts[i * 64 + Log2Histogram.bucket(d)] &+= 1
-        ps.totals[i] = total + 1
+        let outlier: Outlier? = states(e.pid)._withUnsafeGuaranteedRef { ps in
+            let i = ps.slot(nr)
+            let total = ps.totals[i]
+            let o = total >= minSamples && d >= floorNs ? judge(ps, slot: i, sc, tid: e.tid, at: ts, table: context.syscalls) : nil
+            // Learnt after it was judged.
+            ps.counts[i * 64 + Log2Histogram.bucket(d)] &+= 1
+            ps.totals[i] = total + 1
+            return o
+        }
         guard let o = outlier else { return }
         emit(o, e, sc, context: context)
     }
@@ -302,8 +309,8 @@ public final class SyscallLatencyDetector: Detector {
             blockIO.forget(tid: e.tid)
             // Forget the process: its pid may be reused by an unrelated one.
             if x.isGroupExit {
-                processes[e.pid] = nil
                 if lastPid == e.pid { lastStates = nil }
+                processes[e.pid] = nil
             }
         }
     }
