@@ -28,10 +28,12 @@
 /* Blocks by design whatever its arguments (sleeps, waits, polls, selects, epoll, futexes, signal
  * waits, accept, ...): the syscall-latency detector never judges these. */
 #define FB_SC_WAIT 32
-/* Reads or writes file data or metadata of a file system: when the page cache is cold (or dirty
- * pages must be written back) such a call waits for the disk, so its latency is the storage's; the
- * syscall-latency detector leaves those to the block I/O family. Fd calls here count only on a
- * regular file, a directory or a block device. */
+/* Reads file data or metadata of a file system, or waits for its writeback: on a healthy machine
+ * such a call waits for the disk when the page cache is cold (or by design, fsync), so a few ms
+ * are the storage's latency, not the call's; the syscall-latency detector leaves those to the
+ * block I/O family. Fd calls here count only on a regular file, a directory or a block device.
+ * Buffered writes are not here: they copy into the page cache and wait for the disk only when it
+ * cannot keep up. */
 #define FB_SC_STORAGE 64
 
 /* Every syscall number of every architecture is below this. */
@@ -425,7 +427,7 @@
 
 #define FB_SC_CLASSES \
 	[FB_NR_read] = FB_SC_FD | FB_SC_STORAGE, \
-	[FB_NR_write] = FB_SC_FD | FB_SC_WRITE | FB_SC_STORAGE, \
+	[FB_NR_write] = FB_SC_FD | FB_SC_WRITE, \
 	[FB_NR_open] = FB_SC_FILE | FB_SC_STORAGE, \
 	[FB_NR_close] = FB_SC_CLOSE, \
 	[FB_NR_stat] = FB_SC_STORAGE, \
@@ -434,9 +436,9 @@
 	[FB_NR_poll] = FB_SC_WAIT, \
 	[FB_NR_ioctl] = FB_SC_FD, \
 	[FB_NR_pread64] = FB_SC_FD | FB_SC_STORAGE, \
-	[FB_NR_pwrite64] = FB_SC_FD | FB_SC_WRITE | FB_SC_STORAGE, \
+	[FB_NR_pwrite64] = FB_SC_FD | FB_SC_WRITE, \
 	[FB_NR_readv] = FB_SC_FD | FB_SC_STORAGE, \
-	[FB_NR_writev] = FB_SC_FD | FB_SC_WRITE | FB_SC_STORAGE, \
+	[FB_NR_writev] = FB_SC_FD | FB_SC_WRITE, \
 	[FB_NR_access] = FB_SC_STORAGE, \
 	[FB_NR_select] = FB_SC_WAIT, \
 	[FB_NR_sched_yield] = FB_SC_WAIT, \
@@ -459,8 +461,7 @@
 	[FB_NR_flock] = FB_SC_FD | FB_SC_WAIT, \
 	[FB_NR_fsync] = FB_SC_FD | FB_SC_STORAGE, \
 	[FB_NR_fdatasync] = FB_SC_FD | FB_SC_STORAGE, \
-	[FB_NR_truncate] = FB_SC_STORAGE, \
-	[FB_NR_ftruncate] = FB_SC_FD | FB_SC_STORAGE, \
+	[FB_NR_ftruncate] = FB_SC_FD, \
 	[FB_NR_getdents] = FB_SC_STORAGE, \
 	[FB_NR_rename] = FB_SC_FILE | FB_SC_STORAGE, \
 	[FB_NR_mkdir] = FB_SC_STORAGE, \
@@ -522,11 +523,11 @@
 	[FB_NR_splice] = FB_SC_FD, \
 	[FB_NR_sync_file_range] = FB_SC_FD | FB_SC_STORAGE, \
 	[FB_NR_epoll_pwait] = FB_SC_FD | FB_SC_WAIT, \
-	[FB_NR_fallocate] = FB_SC_FD | FB_SC_STORAGE, \
+	[FB_NR_fallocate] = FB_SC_FD, \
 	[FB_NR_accept4] = FB_SC_FD | FB_SC_WAIT, \
 	[FB_NR_dup3] = FB_SC_PRIV | FB_SC_CLOSE, \
 	[FB_NR_preadv] = FB_SC_FD | FB_SC_STORAGE, \
-	[FB_NR_pwritev] = FB_SC_FD | FB_SC_WRITE | FB_SC_STORAGE, \
+	[FB_NR_pwritev] = FB_SC_FD | FB_SC_WRITE, \
 	[FB_NR_recvmmsg] = FB_SC_FD, \
 	[FB_NR_syncfs] = FB_SC_STORAGE, \
 	[FB_NR_sendmmsg] = FB_SC_FD, \
@@ -538,7 +539,7 @@
 	[FB_NR_execveat] = FB_SC_STORAGE, \
 	[FB_NR_copy_file_range] = FB_SC_FD | FB_SC_STORAGE, \
 	[FB_NR_preadv2] = FB_SC_FD | FB_SC_STORAGE, \
-	[FB_NR_pwritev2] = FB_SC_FD | FB_SC_WRITE | FB_SC_STORAGE, \
+	[FB_NR_pwritev2] = FB_SC_FD | FB_SC_WRITE, \
 	[FB_NR_statx] = FB_SC_STORAGE, \
 	[FB_NR_io_pgetevents] = FB_SC_WAIT, \
 	[FB_NR_io_uring_enter] = FB_SC_WAIT, \
@@ -941,9 +942,8 @@
 	[FB_NR_mount] = FB_SC_PRIV, \
 	[FB_NR_statfs] = FB_SC_STORAGE, \
 	[FB_NR_fstatfs] = FB_SC_STORAGE, \
-	[FB_NR_truncate] = FB_SC_STORAGE, \
-	[FB_NR_ftruncate] = FB_SC_FD | FB_SC_STORAGE, \
-	[FB_NR_fallocate] = FB_SC_FD | FB_SC_STORAGE, \
+	[FB_NR_ftruncate] = FB_SC_FD, \
+	[FB_NR_fallocate] = FB_SC_FD, \
 	[FB_NR_faccessat] = FB_SC_STORAGE, \
 	[FB_NR_fchmod] = FB_SC_PRIV, \
 	[FB_NR_fchmodat] = FB_SC_PRIV, \
@@ -951,13 +951,13 @@
 	[FB_NR_close] = FB_SC_CLOSE, \
 	[FB_NR_getdents64] = FB_SC_FD | FB_SC_STORAGE, \
 	[FB_NR_read] = FB_SC_FD | FB_SC_STORAGE, \
-	[FB_NR_write] = FB_SC_FD | FB_SC_WRITE | FB_SC_STORAGE, \
+	[FB_NR_write] = FB_SC_FD | FB_SC_WRITE, \
 	[FB_NR_readv] = FB_SC_FD | FB_SC_STORAGE, \
-	[FB_NR_writev] = FB_SC_FD | FB_SC_WRITE | FB_SC_STORAGE, \
+	[FB_NR_writev] = FB_SC_FD | FB_SC_WRITE, \
 	[FB_NR_pread64] = FB_SC_FD | FB_SC_STORAGE, \
-	[FB_NR_pwrite64] = FB_SC_FD | FB_SC_WRITE | FB_SC_STORAGE, \
+	[FB_NR_pwrite64] = FB_SC_FD | FB_SC_WRITE, \
 	[FB_NR_preadv] = FB_SC_FD | FB_SC_STORAGE, \
-	[FB_NR_pwritev] = FB_SC_FD | FB_SC_WRITE | FB_SC_STORAGE, \
+	[FB_NR_pwritev] = FB_SC_FD | FB_SC_WRITE, \
 	[FB_NR_sendfile] = FB_SC_STORAGE, \
 	[FB_NR_pselect6] = FB_SC_WAIT, \
 	[FB_NR_ppoll] = FB_SC_WAIT, \
@@ -1016,7 +1016,7 @@
 	[FB_NR_execveat] = FB_SC_STORAGE, \
 	[FB_NR_copy_file_range] = FB_SC_FD | FB_SC_STORAGE, \
 	[FB_NR_preadv2] = FB_SC_FD | FB_SC_STORAGE, \
-	[FB_NR_pwritev2] = FB_SC_FD | FB_SC_WRITE | FB_SC_STORAGE, \
+	[FB_NR_pwritev2] = FB_SC_FD | FB_SC_WRITE, \
 	[FB_NR_statx] = FB_SC_STORAGE, \
 	[FB_NR_io_pgetevents] = FB_SC_WAIT, \
 	[FB_NR_io_uring_enter] = FB_SC_WAIT, \

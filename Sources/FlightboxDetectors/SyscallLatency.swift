@@ -57,13 +57,14 @@ public struct Log2Histogram: Equatable, Sendable {
 /// time; outliers in that time are counted into the next finding.
 ///
 /// An outlier is not blamed on the syscall when something else explains it:
-/// - *storage*: a call of the storage class (file data or metadata, on a
-///   regular file, directory or block device) during which its thread had block
-///   I/O in flight for `storage_share` of the call waited for the disk — a slow
-///   disk is the block detector's call; and one faster than `storage_ceiling`
-///   may have waited for the disk through I/O the trace does not attribute to
-///   it (no block family, readahead, a page another task is reading), as a cold
-///   page cache does;
+/// - *storage*: a file-system call (the storage class: reads of file data or
+///   metadata, fsync; or a write; on a regular file, directory or block
+///   device) during which its thread had block I/O in flight for
+///   `storage_share` of the call waited for the disk — a slow disk is the
+///   block detector's call; and a call of the storage class faster than
+///   `storage_ceiling` may have waited for the disk through I/O the trace does
+///   not attribute to it (no block family, readahead, a page another task is
+///   reading), as a cold page cache does;
 /// - *preempted*: a call during which its thread waited on a run queue for
 ///   `preempted_share` of it (scheduler family) was slow for want of a CPU —
 ///   the scheduling detector's call.
@@ -175,10 +176,9 @@ public final class SyscallLatencyDetector: Detector {
         let end = ts.addingClamped(d)
         let runq = runqueueWaits.covered(tid: tid, from: ts, to: end)
         let block = blockIO.covered(tid: tid, from: ts, to: end)
-        if SyscallLatencyDetector.isStorage(sc, table: table) {
-            if block.window > 0, Double(block.ns) >= storageShare * Double(block.window) { return (.storage, runq.ns, block.ns) }
-            if d < storageCeilingNs { return (.storage, runq.ns, block.ns) }
-        }
+        let storage = SyscallLatencyDetector.storage(sc, table: table)
+        if storage != .none, block.window > 0, Double(block.ns) >= storageShare * Double(block.window) { return (.storage, runq.ns, block.ns) }
+        if storage == .waits, d < storageCeilingNs { return (.storage, runq.ns, block.ns) }
         if runq.window > 0, Double(runq.ns) >= preemptedShare * Double(runq.window) { return (.preempted, runq.ns, block.ns) }
         return (.syscall, runq.ns, block.ns)
     }
@@ -219,15 +219,13 @@ public final class SyscallLatencyDetector: Detector {
 
     deinit { flags.deallocate() }
 
-    /// Per syscall number: waits by design, is a file-system call.
+    /// Per syscall number: waits by design (the wait class).
     enum SyscallFlags {
         static let wait: UInt8 = 1
-        static let storage: UInt8 = 2
     }
 
     static func flags(_ nr: UInt32, table: SyscallTable) -> UInt8 {
-        let c = table.classes(nr)
-        return (c.contains(.wait) ? SyscallFlags.wait : 0) | (c.contains(.storage) ? SyscallFlags.storage : 0)
+        table.classes(nr).contains(.wait) ? SyscallFlags.wait : 0
     }
 
     @inline(__always) private func flags(_ nr: UInt32, context: DetectorContext) -> UInt8 {
@@ -260,15 +258,26 @@ public final class SyscallLatencyDetector: Detector {
         return lastStates!
     }
 
-    /// A call of the storage class on something a file system or a disk is
-    /// behind: a regular file, a directory, a block device, or a path (fd
-    /// kind unresolved).
-    static func isStorage(_ s: SyscallRecord, table: SyscallTable) -> Bool {
-        guard table.classes(s.nr).contains(.storage) else { return false }
+    /// What the disk may have to do with a call.
+    enum Storage {
+        /// Nothing: not a file-system call, or not on a file.
+        case none
+        /// A buffered write (the write class): it waits for the disk only when
+        /// it cannot keep up, or for O_SYNC and O_DIRECT, with the thread's own I/O.
+        case write
+        /// The storage class: waits for the disk on a cold page cache, or by design.
+        case waits
+    }
+
+    /// `Storage` of a call: by its class, on a regular file, a directory, a
+    /// block device, or a path (fd kind unresolved).
+    static func storage(_ s: SyscallRecord, table: SyscallTable) -> Storage {
         switch s.fdKindValue {
-        case .unresolved, .regular, .directory, .block, .symlink: return true
-        default: return false
+        case .unresolved, .regular, .directory, .block, .symlink: break
+        default: return .none
         }
+        let c = table.classes(s.nr)
+        return c.contains(.storage) ? .waits : c.contains(.write) ? .write : .none
     }
 
     public func observe(_ e: Event, context: DetectorContext) {

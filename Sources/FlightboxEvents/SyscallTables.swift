@@ -21,10 +21,12 @@ extension SyscallClass {
     /// Blocks by design whatever its arguments (sleeps, waits, polls, selects, epoll, futexes, signal
     /// waits, accept, ...): the syscall-latency detector never judges these.
     public static let wait = SyscallClass(rawValue: 32)
-    /// Reads or writes file data or metadata of a file system: when the page cache is cold (or dirty
-    /// pages must be written back) such a call waits for the disk, so its latency is the storage's; the
-    /// syscall-latency detector leaves those to the block I/O family. Fd calls here count only on a
-    /// regular file, a directory or a block device.
+    /// Reads file data or metadata of a file system, or waits for its writeback: on a healthy machine
+    /// such a call waits for the disk when the page cache is cold (or by design, fsync), so a few ms
+    /// are the storage's latency, not the call's; the syscall-latency detector leaves those to the
+    /// block I/O family. Fd calls here count only on a regular file, a directory or a block device.
+    /// Buffered writes are not here: they copy into the page cache and wait for the disk only when it
+    /// cannot keep up.
     public static let storage = SyscallClass(rawValue: 64)
 }
 
@@ -503,7 +505,7 @@ extension SyscallTable {
         "file_setattr", // 469
     ], classes: [
         0: [.fd, .storage], // read
-        1: [.fd, .write, .storage], // write
+        1: [.fd, .write], // write
         2: [.file, .storage], // open
         3: [.close], // close
         4: [.storage], // stat
@@ -512,9 +514,9 @@ extension SyscallTable {
         7: [.wait], // poll
         16: [.fd], // ioctl
         17: [.fd, .storage], // pread64
-        18: [.fd, .write, .storage], // pwrite64
+        18: [.fd, .write], // pwrite64
         19: [.fd, .storage], // readv
-        20: [.fd, .write, .storage], // writev
+        20: [.fd, .write], // writev
         21: [.storage], // access
         23: [.wait], // select
         24: [.wait], // sched_yield
@@ -537,8 +539,7 @@ extension SyscallTable {
         73: [.fd, .wait], // flock
         74: [.fd, .storage], // fsync
         75: [.fd, .storage], // fdatasync
-        76: [.storage], // truncate
-        77: [.fd, .storage], // ftruncate
+        77: [.fd], // ftruncate
         78: [.storage], // getdents
         82: [.file, .storage], // rename
         83: [.storage], // mkdir
@@ -600,11 +601,11 @@ extension SyscallTable {
         275: [.fd], // splice
         277: [.fd, .storage], // sync_file_range
         281: [.fd, .wait], // epoll_pwait
-        285: [.fd, .storage], // fallocate
+        285: [.fd], // fallocate
         288: [.fd, .wait], // accept4
         292: [.privilege, .close], // dup3
         295: [.fd, .storage], // preadv
-        296: [.fd, .write, .storage], // pwritev
+        296: [.fd, .write], // pwritev
         299: [.fd], // recvmmsg
         306: [.storage], // syncfs
         307: [.fd], // sendmmsg
@@ -616,7 +617,7 @@ extension SyscallTable {
         322: [.storage], // execveat
         326: [.fd, .storage], // copy_file_range
         327: [.fd, .storage], // preadv2
-        328: [.fd, .write, .storage], // pwritev2
+        328: [.fd, .write], // pwritev2
         332: [.storage], // statx
         333: [.wait], // io_pgetevents
         426: [.wait], // io_uring_enter
@@ -1120,9 +1121,8 @@ extension SyscallTable {
         40: [.privilege], // mount
         43: [.storage], // statfs
         44: [.storage], // fstatfs
-        45: [.storage], // truncate
-        46: [.fd, .storage], // ftruncate
-        47: [.fd, .storage], // fallocate
+        46: [.fd], // ftruncate
+        47: [.fd], // fallocate
         48: [.storage], // faccessat
         52: [.privilege], // fchmod
         53: [.privilege], // fchmodat
@@ -1130,13 +1130,13 @@ extension SyscallTable {
         57: [.close], // close
         61: [.fd, .storage], // getdents64
         63: [.fd, .storage], // read
-        64: [.fd, .write, .storage], // write
+        64: [.fd, .write], // write
         65: [.fd, .storage], // readv
-        66: [.fd, .write, .storage], // writev
+        66: [.fd, .write], // writev
         67: [.fd, .storage], // pread64
-        68: [.fd, .write, .storage], // pwrite64
+        68: [.fd, .write], // pwrite64
         69: [.fd, .storage], // preadv
-        70: [.fd, .write, .storage], // pwritev
+        70: [.fd, .write], // pwritev
         71: [.storage], // sendfile
         72: [.wait], // pselect6
         73: [.wait], // ppoll
@@ -1195,7 +1195,7 @@ extension SyscallTable {
         281: [.storage], // execveat
         285: [.fd, .storage], // copy_file_range
         286: [.fd, .storage], // preadv2
-        287: [.fd, .write, .storage], // pwritev2
+        287: [.fd, .write], // pwritev2
         291: [.storage], // statx
         292: [.wait], // io_pgetevents
         426: [.wait], // io_uring_enter

@@ -326,6 +326,22 @@ final class SyscallLatencyAttributionTests: XCTestCase {
         XCTAssertEqual(f.first?.evidence["block_io_in_flight_ns"]?.uintValue, 145_000_000)
     }
 
+    /// A buffered write copies into the page cache: it waits for the disk
+    /// only when the disk cannot keep up, so the ceiling does not apply and a
+    /// 50 ms write is judged; a write during which its thread's own I/O was in
+    /// flight (O_SYNC, O_DIRECT) is storage-bound like a read.
+    func testWritesAreJudgedUnderTheCeilingUnlessTheirIOExplainsThem() {
+        var ts: UInt64 = 1_000_000_000
+        var recs = fastCalls(200, nr: nrWrite, from: &ts, kind: .regular)
+        let t0 = ts + 1_000_000
+        recs.append(call(nrWrite, at: t0, 50_000_000))
+        XCTAssertEqual(detect(recs).count, 1)
+        var direct = fastCalls(200, nr: nrWrite, from: &ts, kind: .regular)
+        direct.append(blockIO(42, at: t0 + 1_000_000, 45_000_000))
+        direct.append(call(nrWrite, at: t0, 50_000_000))
+        XCTAssertEqual(detect(direct), [])
+    }
+
     /// A call its thread spent mostly runnable on a run queue was slow for want
     /// of a CPU (the scheduling detector's call): not flagged, but counted into
     /// the next finding, which shows its own run-queue time. Off-CPU waits

@@ -97,7 +97,9 @@ final class SyscallTableTests: XCTestCase {
                      "io_uring_enter", "restart_syscall", "vfork", "sched_yield", "flock", "sigaltstack"]
         XCTAssertEqual(t.numbers(in: .wait), waits.map { t.number(named: $0)! }.sorted())
         XCTAssertEqual(t.numbers(in: [.fd, .write]), [1, 18, 20, 296, 328])
-        XCTAssertEqual(t.classes(1), [.fd, .write, .storage])
+        XCTAssertEqual(t.classes(1), [.fd, .write], "write: buffered, not a storage wait")
+        XCTAssertEqual(t.classes(0), [.fd, .storage], "read")
+        XCTAssertEqual(t.classes(74), [.fd, .storage], "fsync")
         XCTAssertEqual(t.classes(39), [])
         XCTAssertEqual(t.classes(16), [.fd], "ioctl: not a file-system call")
         XCTAssertEqual(t.classes(217), [.fd, .storage], "getdents64")
