@@ -85,6 +85,48 @@ static __always_inline bool fb_comm_is_target(const char *comm)
 	return true;
 }
 
+/* Kernels before 6.0 kept the ancestors' ids, not the ancestors. */
+struct cgroup___ids {
+	int level;
+	__u64 ancestor_ids[];
+} __attribute__((preserve_access_index));
+
+/* True when task `t` is in the filter's cgroup or one below it, in the
+ * filter's hierarchy: the unified one (css_set->dfl_cgrp) or, on cgroup v1,
+ * the hierarchy of controller fb_cfg.cgroup_ssid (which is also where the
+ * task's cgroup in any hierarchy sharing that controller is). One ancestor
+ * lookup at the cgroup's known depth, whatever the nesting: no walk up. */
+static __always_inline bool fb_in_cgroup(struct task_struct *t)
+{
+	struct css_set *cs = BPF_CORE_READ(t, cgroups);
+	struct cgroup_subsys_state *css;
+	struct cgroup *cg, *anc;
+	/* Outside the CO-RE reads: inside, fb_config's fields would be relocated too. */
+	__u32 level = fb_cfg.cgroup_level & 1023;
+	__u32 ssid = fb_cfg.cgroup_ssid & 63;
+
+	if (fb_cfg.cgroup_ssid < 0) {
+		cg = BPF_CORE_READ(cs, dfl_cgrp);
+	} else {
+		if (bpf_core_read(&css, sizeof(css), &cs->subsys[ssid]))
+			return false;
+		cg = BPF_CORE_READ(css, cgroup);
+	}
+	if (!cg || (__u32)BPF_CORE_READ(cg, level) < level)
+		return false;
+	if (bpf_core_field_exists(cg->ancestors)) {
+		if (bpf_core_read(&anc, sizeof(anc), &cg->ancestors[level]))
+			return false;
+		return BPF_CORE_READ(anc, kn, id) == fb_cfg.cgroup_id;
+	} else {
+		struct cgroup___ids *old = (void *)cg;
+		__u64 id = 0;
+
+		bpf_core_read(&id, sizeof(id), &old->ancestor_ids[level]);
+		return id == fb_cfg.cgroup_id;
+	}
+}
+
 /* True when events of task `t` (NULL: the current task) in thread group
  * `tgid` are not wanted. The comm is read only in FB_FILTER_COMM mode. */
 static __always_inline bool fb_skip_tgid(__u32 tgid, struct task_struct *t)
@@ -104,6 +146,8 @@ static __always_inline bool fb_skip_tgid(__u32 tgid, struct task_struct *t)
 		return !fb_comm_is_target(comm);
 	case FB_FILTER_TRACKED:
 		return !bpf_map_lookup_elem(&tracked, &tgid);
+	case FB_FILTER_CGROUP:
+		return !fb_in_cgroup(t ? t : (struct task_struct *)bpf_get_current_task());
 	default:
 		return false;
 	}

@@ -25,11 +25,14 @@ struct Record: ParsableCommand {
     @Option(help: "Stop after this long (e.g. 10s, 500ms, 2m).")
     var duration: String?
 
-    @Option(help: "Probe families, comma-separated: \(ProbeFamily.allCases.map(\.rawValue).joined(separator: ",")) (default: \(ProbeFamily.defaults.map(\.rawValue).joined(separator: ","))). With a command, process is always on, to follow its children.")
+    @Option(help: "Probe families, comma-separated: \(ProbeFamily.allCases.map(\.rawValue).joined(separator: ",")) (default: \(ProbeFamily.defaults.map(\.rawValue).joined(separator: ","))). With a command or --pid, process is always on, to follow children.")
     var probes: String?
 
-    @Option(help: "Record only this process (all its threads).")
+    @Option(help: "Record only this process (all its threads) and its descendants: the ones it has and the ones forked below it while recording (as strace -f).")
     var pid: UInt32?
+
+    @Option(help: ArgumentHelp("Record only tasks in this cgroup and the cgroups below it (a systemd service, a container), filtered in the kernel. An absolute path to a cgroup directory (/sys/fs/cgroup/..., any v1 or v2 hierarchy) or a path relative to the hierarchy (system.slice/nginx.service), looked up in the unified hierarchy first, then in the v1 ones.", valueName: "path"))
+    var cgroup: String?
 
     @Option(help: "Record only tasks with this command name (as in /proc/PID/comm).")
     var comm: String?
@@ -77,8 +80,8 @@ struct Record: ParsableCommand {
     var command: [String] = []
 
     func validate() throws {
-        let modes = [pid != nil, comm != nil, !command.isEmpty].filter { $0 }.count
-        if modes > 1 { throw ValidationError("--pid, --comm and a command exclude each other") }
+        let modes = [pid != nil, comm != nil, cgroup != nil, !command.isEmpty].filter { $0 }.count
+        if modes > 1 { throw ValidationError("--pid, --comm, --cgroup and a command exclude each other") }
         if let duration { _ = try parseDuration(duration, flag: "--duration") }
         guard let c = Codec(name: codec), c != .none else { throw ValidationError("--codec must be zstd or lz4") }
         if let levels = c.levels { try checkRange(level, levels, flag: "--level") }
@@ -96,6 +99,7 @@ struct Record: ParsableCommand {
         }
         if let comm, comm.isEmpty || comm.utf8.count > 15 { throw ValidationError("--comm: kernel command names are 1 to 15 bytes") }
         if let pid { try checkProcess(pid) }
+        if let cgroup { _ = try resolveCgroup(cgroup) }
         _ = try families()
         if detect == false, findings != nil { throw ValidationError("--findings needs --detect") }
         if detect == false, detectors != nil { throw ValidationError("--detectors needs --detect") }
@@ -107,6 +111,14 @@ struct Record: ParsableCommand {
     func families() throws -> [ProbeFamily]? {
         try probes.map { list in
             try parseList(list, flag: "--probes", known: ProbeFamily.allCases.map(\.rawValue)).map { ProbeFamily(rawValue: $0)! }
+        }
+    }
+
+    func resolveCgroup(_ path: String) throws -> CgroupTarget {
+        do { return try CgroupTarget.resolve(path, btfPath: btf) } catch let e as CgroupError {
+            throw ValidationError(e.description)
+        } catch let e as CaptureError {
+            throw ValidationError(e.description)
         }
     }
 
@@ -164,9 +176,9 @@ struct Record: ParsableCommand {
 
         var child: pid_t = 0
         var gate: Int32 = -1
-        if !config.families.contains(.process), !command.isEmpty || config.families.allSatisfy({ $0 == .gauges }) {
-            // Following the command's descendants needs the fork probe, and the
-            // recorder's ring buffer needs one kernel family.
+        if !config.families.contains(.process), !command.isEmpty || pid != nil || config.families.allSatisfy({ $0 == .gauges }) {
+            // Following descendants needs the fork probe, and the recorder's
+            // ring buffer needs one kernel family.
             config.families.append(.process)
         }
         if !command.isEmpty {
@@ -176,9 +188,11 @@ struct Record: ParsableCommand {
             if child < 0 { throw fail(CaptureError.spawn(command: command[0], errno: -child).description) }
             config.filter = .tracked([UInt32(child)])
         } else if let pid {
-            config.filter = .pid(pid)
+            config.filter = .descendants(of: pid)
         } else if let comm {
             config.filter = .comm(comm)
+        } else if let cgroup {
+            config.filter = .cgroup(try resolveCgroup(cgroup))
         }
 
         let capture: BPFCapture
@@ -240,14 +254,7 @@ struct Record: ParsableCommand {
         FileHandleStderr.write("flightbox: recording \(config.filter.summary) to \(output)\n")
         if gate >= 0 { _ = fb_spawn_release(gate) }
 
-        let gauges: GaugeSampler? = config.families.contains(.gauges) ? GaugeSampler(intervalNs: parseDuration(gaugeInterval)!, processes: {
-            switch config.filter {
-            case .none: .holdingAtLeast(32)
-            case .pid(let p): .tree([p])
-            case .tracked(let p): .tree(p)
-            case .comm(let c): .comm(c)
-            }
-        }()) : nil
+        let gauges: GaugeSampler? = config.families.contains(.gauges) ? GaugeSampler(intervalNs: parseDuration(gaugeInterval)!, processes: GaugeSampler.Processes(following: config.filter)) : nil
         let recorder = Recorder(
             source: BPFCaptureSource(capture), writer: writer, engine: engine, sampler: gauges,
             configuration: Recorder.Configuration(durationNs: duration.flatMap(parseDuration), command: child > 0 ? child : nil)
@@ -264,7 +271,7 @@ struct Record: ParsableCommand {
         FileHandleStderr.write("flightbox: recorded \(events) events (\(lost) lost) in \(writer.eventBlocks) blocks, \(writer.bytesWritten) bytes (\(perEvent) bytes/event) to \(output)\n")
         if let engine { FileHandleStderr.write("flightbox: \(engine.findings.count) findings\n") }
         if capture.untrackedChildren > 0 {
-            FileHandleStderr.write("flightbox: warning: \(capture.untrackedChildren) child processes of the command could not be followed (tracked set full); their events are missing\n")
+            FileHandleStderr.write("flightbox: warning: \(capture.untrackedChildren) child processes could not be followed (tracked set full); their events are missing\n")
         }
         if let error = outcome.error { throw fail(error.description) }
         if let code = outcome.commandExitCode, code != 0 { throw ExitCode(code) }
