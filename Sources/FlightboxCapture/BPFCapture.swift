@@ -224,7 +224,11 @@ public final class BPFCapture {
                 skipped.append((family, e.description))
             }
         }
-        guard !objects.isEmpty else { throw CaptureError.unknownFamily(config.families.map(\.rawValue).joined(separator: ",")) }
+        guard !objects.isEmpty else {
+            // Every family failed: say why the first did, not that none was asked for.
+            if let (family, why) = skipped.first { throw CaptureError.noFamilyLoaded(first: family.rawValue, why: why) }
+            throw CaptureError.unknownFamily(config.families.map(\.rawValue).joined(separator: ","))
+        }
         try finishLoad(shared: shared)
     }
 
