@@ -85,46 +85,40 @@ static __always_inline bool fb_comm_is_target(const char *comm)
 	return true;
 }
 
-/* Kernels before 6.0 kept the ancestors' ids, not the ancestors. */
-struct cgroup___ids {
-	int level;
-	__u64 ancestor_ids[];
-} __attribute__((preserve_access_index));
+/* Deepest a task may be below the filter's cgroup and still be seen in it;
+ * systemd and container runtimes nest a few levels. */
+#define FB_CGROUP_MAX_BELOW 32
 
 /* True when task `t` is in the filter's cgroup or one below it, in the
  * filter's hierarchy: the unified one (css_set->dfl_cgrp) or, on cgroup v1,
- * the hierarchy of controller fb_cfg.cgroup_ssid (which is also where the
- * task's cgroup in any hierarchy sharing that controller is). One ancestor
- * lookup at the cgroup's known depth, whatever the nesting: no walk up. */
+ * the hierarchy of controller fb_cfg.cgroup_ssid. `t` is a BTF pointer
+ * (every caller is a tp_btf program), so the walk is plain loads the verifier
+ * guards, not a helper call per step: this runs for every event of every
+ * task, the filtered-out ones included. It climbs from the task's cgroup to
+ * the filter's depth (css->parent; cgroup->ancestors[] is a flexible array,
+ * which BTF loads cannot index) and compares that cgroup's id: no climb for a
+ * task in the cgroup itself, none for one less deep. Both fb_cfg values are
+ * read-only constants, so the index is known to the verifier. */
 static __always_inline bool fb_in_cgroup(struct task_struct *t)
 {
-	struct css_set *cs = BPF_CORE_READ(t, cgroups);
+	struct css_set *cs = t->cgroups;
 	struct cgroup_subsys_state *css;
-	struct cgroup *cg, *anc;
-	/* Outside the CO-RE reads: inside, fb_config's fields would be relocated too. */
-	__u32 level = fb_cfg.cgroup_level & 1023;
-	__u32 ssid = fb_cfg.cgroup_ssid & 63;
+	struct cgroup *cg;
+	int up;
 
-	if (fb_cfg.cgroup_ssid < 0) {
-		cg = BPF_CORE_READ(cs, dfl_cgrp);
-	} else {
-		if (bpf_core_read(&css, sizeof(css), &cs->subsys[ssid]))
-			return false;
-		cg = BPF_CORE_READ(css, cgroup);
-	}
-	if (!cg || (__u32)BPF_CORE_READ(cg, level) < level)
+	if (fb_cfg.cgroup_ssid < 0)
+		cg = cs->dfl_cgrp;
+	else
+		cg = cs->subsys[fb_cfg.cgroup_ssid & 31]->cgroup;
+	if (!cg)
 		return false;
-	if (bpf_core_field_exists(cg->ancestors)) {
-		if (bpf_core_read(&anc, sizeof(anc), &cg->ancestors[level]))
-			return false;
-		return BPF_CORE_READ(anc, kn, id) == fb_cfg.cgroup_id;
-	} else {
-		struct cgroup___ids *old = (void *)cg;
-		__u64 id = 0;
-
-		bpf_core_read(&id, sizeof(id), &old->ancestor_ids[level]);
-		return id == fb_cfg.cgroup_id;
-	}
+	up = cg->level - (int)fb_cfg.cgroup_level;
+	if (up < 0 || up > FB_CGROUP_MAX_BELOW)
+		return false;
+	css = &cg->self;
+	for (int i = 0; i < FB_CGROUP_MAX_BELOW && i < up; i++)
+		css = css->parent;
+	return css->cgroup->kn->id == fb_cfg.cgroup_id;
 }
 
 /* True when events of task `t` (NULL: the current task) in thread group
@@ -147,7 +141,7 @@ static __always_inline bool fb_skip_tgid(__u32 tgid, struct task_struct *t)
 	case FB_FILTER_TRACKED:
 		return !bpf_map_lookup_elem(&tracked, &tgid);
 	case FB_FILTER_CGROUP:
-		return !fb_in_cgroup(t ? t : (struct task_struct *)bpf_get_current_task());
+		return !fb_in_cgroup(t ? t : bpf_get_current_task_btf());
 	default:
 		return false;
 	}

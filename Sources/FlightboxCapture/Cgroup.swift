@@ -70,8 +70,9 @@ public struct CgroupTarget: Equatable, Sendable {
         }
         if dir == nil {
             let rel = spec.split(separator: "/").joined(separator: "/")
-            let ordered = mounts.filter { $0.unified } + mounts.filter { !$0.unified }.sorted { ($0.controllers.contains("pids") ? 0 : 1) < ($1.controllers.contains("pids") ? 0 : 1) }
-            for m in ordered where m.unified || !m.controllers.isEmpty {
+            let searched = searchedHierarchies()
+            for point in searched {
+                guard let m = mounts.first(where: { $0.point == point }) else { continue }
                 let candidate = rel.isEmpty ? m.point : m.point + "/" + rel
                 // `..` must not lead out of the hierarchy.
                 if isDirectory(candidate), let real = realPath(candidate), pathIsUnder(real, m.point) {
@@ -80,7 +81,7 @@ public struct CgroupTarget: Equatable, Sendable {
                     break
                 }
             }
-            guard dir != nil else { throw CgroupError.notFound(spec, searched: ordered.filter { $0.unified || !$0.controllers.isEmpty }.map(\.point)) }
+            guard dir != nil else { throw CgroupError.notFound(spec, searched: searched) }
         }
         guard let dir, let mount else { throw CgroupError.notFound(spec, searched: []) }
 
@@ -110,6 +111,15 @@ public struct CgroupTarget: Equatable, Sendable {
             hierarchy = found
         }
         return CgroupTarget(path: dir, id: UInt64(st.st_ino), level: level, hierarchy: hierarchy)
+    }
+
+    /// The mount points of the hierarchies a relative --cgroup path is looked
+    /// up in, in that order: the unified one, then the v1 ones that have a
+    /// controller (pids first).
+    public static func searchedHierarchies() -> [String] {
+        let mounts = CgroupMount.all()
+        let v1 = mounts.filter { !$0.unified && !$0.controllers.isEmpty }
+        return mounts.filter(\.unified).map(\.point) + (v1.filter { $0.controllers.contains("pids") } + v1.filter { !$0.controllers.contains("pids") }).map(\.point)
     }
 
     /// Thread groups in the cgroup and every cgroup below it, by pid, for
