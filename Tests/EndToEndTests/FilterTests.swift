@@ -101,7 +101,12 @@ final class FilterTests: XCTestCase {
             // v2 by a path relative to the hierarchy (found in the unified one
             // first), v1 by its absolute path.
             let trace = scratch("cgroup-\(h.v2 ? "v2" : "v1").fbt")
-            let rec = try startRecording(["-o", trace, "--cgroup", h.v2 ? name : dir])
+            let rec = try startRecording(["-o", trace, "--cgroup", h.v2 ? name : dir, "--gauge-interval", "50ms"])
+            // A process that stays a while in a child cgroup, for the per-process gauges.
+            let sleeper = Process()
+            sleeper.executableURL = URL(fileURLWithPath: "/bin/sh")
+            sleeper.arguments = ["-c", "echo $$ > \(dir)/inner/cgroup.procs && exec sleep 0.6"]
+            try sleeper.run()
             // Inside: a process that moves itself in, then forks a child
             // (which inherits the cgroup); one in a child cgroup; one in a
             // grandchild cgroup created while recording.
@@ -111,6 +116,7 @@ final class FilterTests: XCTestCase {
             let deeper = try sh("echo $$ > \(dir)/inner/deeper/cgroup.procs && exec \(Tool.load) getppid 3333")
             // Outside: the same workload, in the test's own cgroup.
             let outside = try sh("exec \(Tool.load) getppid 4444")
+            sleeper.waitUntilExit()
             stop(rec)
 
             let (calls, pids, events) = try getppidCounts(trace)
@@ -126,6 +132,11 @@ final class FilterTests: XCTestCase {
             XCTAssertEqual(forked.first.flatMap { calls[$0] }, 1111)
             // Nothing from the test runner or the shell before it moved in.
             XCTAssertFalse(pids.contains(UInt64(getpid())))
+            // Per-process gauges: the cgroup's processes only, the sleeper among them.
+            let members: Set<UInt64> = Set([inside, inner, deeper, sleeper.processIdentifier].map { UInt64($0) } + forked)
+            let gauged = Set(events.filter { $0["type"]?.stringValue == "gauge" }.compactMap { $0["pid"]?.uintValue })
+            XCTAssertTrue(gauged.contains(UInt64(sleeper.processIdentifier)), "\(h.mountPoint): the sleeper's gauges")
+            XCTAssertTrue(gauged.isSubset(of: members), "\(h.mountPoint): gauges of \(gauged.subtracting(members)) outside the cgroup")
 
             // The metadata says which cgroup, by path, id and hierarchy.
             let filter = try inspectJSON(trace)["capture"]?["filter"]
@@ -209,7 +220,18 @@ final class FilterTests: XCTestCase {
             }
         }
         let rootPid = UInt64(root.processIdentifier)
-        for p in pids {
+        // A signal is recorded when its sender or its target is followed: a
+        // child that exited before it was followed still signals its parent.
+        let senders = Set(events.filter { $0["type"]?.stringValue == "signal" }.compactMap { $0["pid"]?.uintValue })
+        let own = Set(events.filter { $0["type"]?.stringValue != "signal" }.compactMap { $0["pid"]?.uintValue })
+        for e in events where e["type"]?.stringValue == "signal" && !own.contains(e["pid"]?.uintValue ?? 0) {
+            var q = e["fields"]?["target_pid"]?.uintValue ?? 0
+            var hops = 0
+            while q != rootPid, let up = parent[q], hops < 16 { q = up; hops += 1 }
+            XCTAssertEqual(q, rootPid, "a signal from \(e["pid"]?.uintValue ?? 0) to a process not below the root")
+        }
+        XCTAssertFalse(senders.contains(UInt64(unrelated)))
+        for p in own {
             var q = p
             var hops = 0
             while q != rootPid, let up = parent[q], hops < 16 { q = up; hops += 1 }
