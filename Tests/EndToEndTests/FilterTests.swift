@@ -114,8 +114,11 @@ final class FilterTests: XCTestCase {
             let inner = try sh("echo $$ > \(dir)/inner/cgroup.procs && exec \(Tool.load) getppid 2222")
             XCTAssertEqual(mkdir(dir + "/inner/deeper", 0o755), 0)
             let deeper = try sh("echo $$ > \(dir)/inner/deeper/cgroup.procs && exec \(Tool.load) getppid 3333")
-            // Outside: the same workload, in the test's own cgroup.
+            // Outside: the same workload, in the test's own cgroup; and one
+            // that leaves: its child ran inside, what it execs after moving
+            // to the root cgroup is not recorded (the kernel checks every event).
             let outside = try sh("exec \(Tool.load) getppid 4444")
+            let leaving = try sh("echo $$ > \(dir)/cgroup.procs && \(Tool.load) getppid 555 && echo $$ > \(h.mountPoint)/cgroup.procs && exec \(Tool.load) getppid 666")
             sleeper.waitUntilExit()
             stop(rec)
 
@@ -123,7 +126,9 @@ final class FilterTests: XCTestCase {
             XCTAssertEqual(calls[UInt64(inside)], 1234, "\(h.mountPoint): the process exec'd in the cgroup")
             XCTAssertEqual(calls[UInt64(inner)], 2222, "\(h.mountPoint): a child cgroup counts")
             XCTAssertEqual(calls[UInt64(deeper)], 3333, "\(h.mountPoint): a grandchild cgroup made while recording counts")
-            XCTAssertEqual(calls.values.reduce(0, +), 1111 + 1234 + 2222 + 3333, "\(h.mountPoint): \(calls)")
+            XCTAssertEqual(calls.values.reduce(0, +), 1111 + 1234 + 2222 + 3333 + 555, "\(h.mountPoint): \(calls)")
+            XCTAssertNil(calls[UInt64(leaving)], "\(h.mountPoint): recorded after it left the cgroup")
+            XCTAssertEqual(calls.values.filter { $0 == 555 }.count, 1, "\(h.mountPoint): its child, inside")
             XCTAssertNil(calls[UInt64(outside)], "\(h.mountPoint): the workload outside the cgroup was recorded")
             XCTAssertFalse(pids.contains(UInt64(outside)))
             // The forked child's calls are there under its own pid.
@@ -133,7 +138,7 @@ final class FilterTests: XCTestCase {
             // Nothing from the test runner or the shell before it moved in.
             XCTAssertFalse(pids.contains(UInt64(getpid())))
             // Per-process gauges: the cgroup's processes only, the sleeper among them.
-            let members: Set<UInt64> = Set([inside, inner, deeper, sleeper.processIdentifier].map { UInt64($0) } + forked)
+            let members: Set<UInt64> = Set([inside, inner, deeper, leaving, sleeper.processIdentifier].map { UInt64($0) } + forked + calls.keys)
             let gauged = Set(events.filter { $0["type"]?.stringValue == "gauge" }.compactMap { $0["pid"]?.uintValue })
             XCTAssertTrue(gauged.contains(UInt64(sleeper.processIdentifier)), "\(h.mountPoint): the sleeper's gauges")
             XCTAssertTrue(gauged.isSubset(of: members), "\(h.mountPoint): gauges of \(gauged.subtracting(members)) outside the cgroup")
