@@ -196,7 +196,8 @@ public struct FindingPattern: Sendable, CustomStringConvertible {
         if let ts, !ts.matches(.uint(f.ts)) { out.append("ts_ns: expected \(ts), came \(f.ts)") }
         for (path, m) in evidence {
             var v: JSON? = f.evidence
-            for k in path { v = v?[k] }
+            // A number indexes a list: `hogs: { 0: { pid: 22361 } }`.
+            for k in path { v = v.flatMap { j in j.arrayValue.flatMap { a in Int(k).flatMap { $0 >= 0 && $0 < a.count ? a[$0] : nil } } ?? j[k] } }
             guard let v else { out.append("evidence.\(path.joined(separator: ".")): expected \(m), came nothing (no such field)"); continue }
             if !m.matches(v) { out.append("evidence.\(path.joined(separator: ".")): expected \(m), came \(v.serialized())") }
         }
@@ -251,7 +252,7 @@ public enum ValueMatcher: Sendable, CustomStringConvertible {
     /// A number, or a duration ("145ms") as ns.
     static func number(_ text: String) -> Double? {
         if let d = Double(text), d.isFinite { return d }
-        return SettingValue.parseDuration(text).map(Double.init)
+        return SettingValue.parseDuration(text).map { Double($0) }
     }
 
     init(_ node: Node, r: Resolver, what: String) throws(ConfigError) {

@@ -140,8 +140,7 @@ struct FixtureRun {
         var seconds: Double
         var report: String {
             var s = "\(passed ? "PASS" : "FAIL") \(name) (\(summary))\n"
-            for c in changes { s += "  \(c)\n" }
-            for p in problems { s += "  " + p.split(separator: "\n", omittingEmptySubsequences: false).joined(separator: "\n  ") + "\n" }
+            for p in changes + problems { s += "  " + p.split(separator: "\n", omittingEmptySubsequences: false).joined(separator: "\n  ") + "\n" }
             return s
         }
     }
