@@ -20,3 +20,15 @@ fi
 if [ -d /sys/fs/bpf ] && ! mountpoint -q /sys/fs/bpf; then
     mount -t bpf bpf /sys/fs/bpf 2>/dev/null || true
 fi
+# An independent reader of `flightbox export --perfetto` for the tests: Perfetto's
+# own trace proto (perfetto_trace_pb2 of its Python package) on the protobuf runtime,
+# in a virtual environment of its own (Debian's Python is externally managed).
+venv=/opt/flightbox/python
+if ! "$venv/bin/python3" -c "import perfetto.protos.perfetto.trace.perfetto_trace_pb2" >/dev/null 2>&1; then
+    echo "flightbox setup: installing Perfetto's Python package into $venv"
+    if ! python3 -m venv "$venv" >/dev/null 2>&1; then
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+        python3 -m venv "$venv"
+    fi
+    "$venv/bin/pip" install -q "perfetto==0.59.1" "protobuf>=5" || echo "flightbox setup: could not install perfetto from PyPI (export tests will fail under FLIGHTBOX_REQUIRE_BPF=1)"
+fi
