@@ -54,8 +54,15 @@ public final class PerfettoExport {
         var rank: UInt8
         var order: Int
         var body: [UInt8]
+        /// A track's first description: written no later than the track's first use.
+        var describes: UInt64?
     }
     private var packets: [Packet] = []
+    /// Per track, the earliest event on it: stream order is not time order
+    /// (block requests come at completion, stamped with their issue).
+    private var firstUse: [UInt64: UInt64] = [:]
+    /// Block requests, given lanes once all are known, in issue order.
+    private var blockRequests: [(dev: UInt32, start: UInt64, end: UInt64, name: String, args: JSON)] = []
 
     static let findingsTrack: UInt64 = 1
     static let flightboxTrack: UInt64 = 2
@@ -92,10 +99,15 @@ public final class PerfettoExport {
         return nextUUID
     }
 
-    private func add(_ ts: UInt64, rank: UInt8, _ body: (inout ProtoWriter) -> Void) {
+    private func add(_ ts: UInt64, rank: UInt8, describes: UInt64? = nil, _ body: (inout ProtoWriter) -> Void) {
         var w = ProtoWriter()
         body(&w)
-        packets.append(Packet(ts: ts, rank: rank, order: packets.count, body: w.bytes))
+        packets.append(Packet(ts: ts, rank: rank, order: packets.count, body: w.bytes, describes: describes))
+    }
+
+    private func use(_ track: UInt64, at ts: UInt64) {
+        if let t = firstUse[track], t <= ts { return }
+        firstUse[track] = ts
     }
 
     // MARK: Tracks
@@ -104,8 +116,9 @@ public final class PerfettoExport {
     /// process 3, thread 4, parent_uuid 5, counter 8.
     private func describe(_ uuid: UInt64, at ts: UInt64, name: String? = nil, parent: UInt64? = nil,
                           _ extra: ((inout ProtoWriter) -> Void)? = nil) {
-        if described.insert(uuid).inserted { summary.tracks += 1 }
-        add(ts, rank: 0) { p in
+        let first = described.insert(uuid).inserted
+        if first { summary.tracks += 1 }
+        add(ts, rank: 0, describes: first ? uuid : nil) { p in
             p.message(60) { d in
                 d.uint(1, uuid)
                 if let name { d.string(2, name) }
@@ -173,6 +186,7 @@ public final class PerfettoExport {
     private func slice(_ track: UInt64, from start: UInt64, duration: UInt64, name: String, args: JSON) {
         guard duration > 0 else { return instant(track, at: start, name: name, args: args) }
         summary.slices += 1
+        use(track, at: start)
         add(start, rank: 3) { p in
             p.message(11) { t in
                 t.uint(9, 1)
@@ -186,6 +200,7 @@ public final class PerfettoExport {
 
     private func instant(_ track: UInt64, at ts: UInt64, name: String, args: JSON) {
         summary.instants += 1
+        use(track, at: ts)
         add(ts, rank: 2) { p in
             p.message(11) { t in
                 t.uint(9, 3)
@@ -221,7 +236,7 @@ public final class PerfettoExport {
             let track = child(of: thread(e), kind: 2, name: "reclaim", at: ts)
             slice(track, from: ts, duration: r.durationNs, name: r.isMemcg ? "memcg reclaim" : "direct reclaim", args: args(e))
         case .block(let r):
-            slice(lane(r.dev, from: ts, to: ts &+ r.latencyNs), from: ts, duration: r.latencyNs, name: "\(r.opName) \(r.bytes) B", args: args(e))
+            blockRequests.append((r.dev, ts, ts &+ r.latencyNs, "\(r.opName) \(r.bytes) B", args(e)))
         case .gauge(let r):
             counter(e, r)
         case .tcp(let r):
@@ -295,6 +310,7 @@ public final class PerfettoExport {
             }
         }
         summary.counterValues += 1
+        use(track, at: e.timestamp)
         add(e.timestamp, rank: 2) { p in
             p.message(11) { t in
                 t.uint(9, 4)
@@ -319,6 +335,16 @@ public final class PerfettoExport {
     /// trusted sequence (TracePacket.trusted_packet_sequence_id 10) whose
     /// first packet says its state starts clean (sequence_flags 13 = 1).
     public func write(to fd: Int32) throws(ExportError) {
+        // Lanes in issue order (ties by arrival), so a lane's requests never overlap.
+        let order = blockRequests.indices.sorted { (blockRequests[$0].start, $0) < (blockRequests[$1].start, $1) }
+        for i in order {
+            let b = blockRequests[i]
+            slice(lane(b.dev, from: b.start, to: b.end), from: b.start, duration: b.end - b.start, name: b.name, args: b.args)
+        }
+        blockRequests = []
+        for i in packets.indices {
+            if let u = packets[i].describes, let t = firstUse[u], t < packets[i].ts { packets[i].ts = t }
+        }
         packets.sort { ($0.ts, $0.rank, $0.order) < ($1.ts, $1.rank, $1.order) }
         var out: [UInt8] = []
         out.reserveCapacity(1 << 20)

@@ -47,8 +47,11 @@ struct Cut: ParsableCommand {
             let writer = try TraceWriter(path: output, publish: .whenClosed, codec: codec == .none ? .zstd : codec,
                                          metadata: metadata, snapshot: state.snapshot(at: start))
             var failure: Error?
+            let progress = Progress(label: "cut", total: reader.eventCount)
+            defer { progress.done() }
             reader.forEachEvent(from: from, to: to) { e in
                 guard failure == nil else { return }
+                progress.step()
                 do { try writer.append(e.bytes); kept += 1 } catch { failure = error }
             }
             if let failure { throw failure }

@@ -89,7 +89,12 @@ struct Replay: ParsableCommand {
         let engine = DetectorEngine(detectors: list, snapshot: reader.snapshot, arch: arch) { f in
             out.line(format == .json ? f.jsonLine : formatFinding(f, metadata: meta))
         }
-        reader.forEachEvent(from: from, to: to) { engine.process($0) }
+        let progress = Progress(label: "replay", total: reader.eventCount)
+        reader.forEachEvent(from: from, to: to) { e in
+            engine.process(e)
+            progress.step()
+        }
+        progress.done()
         engine.finish()
         out.flush()
         FileHandleStderr.write("flightbox: \(engine.eventsSeen) events replayed, \(engine.findings.count) findings\n")
