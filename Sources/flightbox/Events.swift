@@ -56,7 +56,7 @@ struct Events: ParsableCommand {
             if let wanted, e.rawType != wanted { return }
             let comm = names.comm(e.pid)
             if format == .json {
-                out.line(e.json(comm: comm, arch: arch))
+                out.line { e.writeJSON(into: &$0, comm: comm, arch: arch) }
             } else {
                 out.line(e.text(ts: formatOffset(e.timestamp, from: base), comm: comm, arch: arch))
             }
