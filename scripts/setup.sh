@@ -4,8 +4,9 @@
 set -eu
 need=""
 # gcc, make and tar: the workload of `flightbox bench mixed` builds a C tree;
-# man-db: `man flightbox` (the page is installed below).
-for pkg in libbpf-dev libelf-dev libzstd-dev liblz4-dev zlib1g-dev bpftool linux-perf util-linux gcc make tar man-db; do
+# man-db: `man flightbox` (the page is installed below); chromium: the tests load
+# `flightbox report` pages in a real headless browser.
+for pkg in libbpf-dev libelf-dev libzstd-dev liblz4-dev zlib1g-dev bpftool linux-perf util-linux gcc make tar man-db chromium; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need="$need $pkg"
 done
 if [ -n "$need" ]; then
