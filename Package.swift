@@ -41,7 +41,7 @@ let package = Package(
             name: "FlightboxConfig",
             dependencies: ["FlightboxDetectors", "FlightboxFormat", .product(name: "Yams", package: "Yams")]
         ),
-        // Looking at a trace: the Perfetto export (protobuf written by hand, see Protobuf.swift) and the HTML report.and the HTML report.
+        // Looking at a trace: the Perfetto export (protobuf written by hand, see Protobuf.swift) and the HTML report.
         .target(name: "FlightboxReport", dependencies: ["FlightboxEvents", "FlightboxFormat", "FlightboxDetectors"]),
         // The pipeline drain -> sequence -> write -> detect, for `record` and `flight`.
         .target(
@@ -79,6 +79,7 @@ let package = Package(
             name: "FlightboxRecorderTests",
             dependencies: ["FlightboxRecorder", "FlightboxDetectors", "FlightboxFormat", "FlightboxEvents"]
         ),
+        .testTarget(name: "FlightboxReportTests", dependencies: ["FlightboxReport", "FlightboxDetectors", "FlightboxFormat", "FlightboxEvents"]),
         .testTarget(
             name: "EndToEndTests",
             dependencies: ["FlightboxFormat", "FlightboxEvents", "flightbox", "flightbox-load"]

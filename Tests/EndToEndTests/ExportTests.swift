@@ -134,6 +134,20 @@ final class ExportTests: XCTestCase {
         XCTAssertEqual(t["findings"]?.arrayValue?.count, 0)
     }
 
+    /// The same trace gives the same bytes, for the export and the report.
+    func testExportAndReportAreDeterministic() throws {
+        let trace = Tool.packageRoot + "/fixtures/preempted-read/trace.fbt"
+        var outputs: [Data] = []
+        for i in 0..<2 {
+            let a = scratch("same-\(i).pftrace"), b = scratch("same-\(i).html")
+            XCTAssertEqual(try Tool.flightbox("export", trace, "--perfetto", a).status, 0)
+            XCTAssertEqual(try Tool.flightbox("report", trace, "-o", b).status, 0)
+            outputs += [try Data(contentsOf: URL(fileURLWithPath: a)), try Data(contentsOf: URL(fileURLWithPath: b))]
+        }
+        XCTAssertEqual(outputs[0], outputs[2])
+        XCTAssertEqual(outputs[1], outputs[3])
+    }
+
     /// TCP events are instants; the fixture's process and its name are there.
     func testTCPEventsAreInstants() throws {
         let (_, t) = try exported("tcp-refused")
