@@ -258,7 +258,7 @@ public final class DetectorEngine {
 /// The built-in detectors: the one place a detector is registered.
 public enum DetectorRegistry {
     /// Every detector's declaration, in the order they run and are listed.
-    public static let all: [DetectorSpec] = [SyscallLatencyDetector.spec, MemoryDetector.spec, TCPAnomalyDetector.spec, SchedulingDetector.spec, SyscallErrorsDetector.spec]
+    public static let all: [DetectorSpec] = [SyscallLatencyDetector.spec, MemoryDetector.spec, TCPAnomalyDetector.spec, SchedulingDetector.spec, SyscallErrorsDetector.spec, BlockDetector.spec]
 
     public static var names: [String] { all.map(\.name) }
 
