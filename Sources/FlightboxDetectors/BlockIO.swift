@@ -7,7 +7,9 @@ import FlightboxEvents
 ///
 /// Latency. Each (device, operation) keeps a log2 histogram of request
 /// latencies, as libbpf-tools' biolatency does (bucket i holds [2^i, 2^(i+1)) ns),
-/// learned from the windows judged normal. A window is slow when it has at
+/// learned from the windows judged normal, one window late: a window
+/// followed by a slow one is not learned (the first window of an episode is
+/// often half slow, and must not teach it). A window is slow when it has at
 /// least `min_requests` of that operation, its median bucket starts at
 /// `factor` times the top of the baseline's p99 bucket or more, and at
 /// `min_latency` or more: the typical request of the window is slower than
@@ -21,9 +23,12 @@ import FlightboxEvents
 ///
 /// Load. A device that is merely busy gets slower too: requests queue
 /// behind each other. A window that moved `load_factor` times the device's
-/// usual bytes per window (an EWMA over its active windows) is busy, not
-/// slow, and not judged; it is learned, so a heavier regime becomes normal.
-/// A degraded device moves fewer bytes, not more: its callers wait.
+/// usual bytes per window (an EWMA over its active windows) while it had,
+/// on average, `busy_depth` requests or more in flight (the sum of the
+/// window's latencies over its length, Little's law: a saturated device)
+/// is busy, not slow, and not judged; it is learned, so a heavier regime
+/// becomes normal. A degraded device moves fewer bytes, not more: its
+/// callers wait; and a burst that did not keep the device busy is judged.
 ///
 /// Errors. A request completed with a non-zero `blk_status_t` is reported
 /// the first time, without warm-up: `critical`, or `warning` for
@@ -55,6 +60,7 @@ public final class BlockDetector: Detector {
     let minLatencyNs: UInt64
     let criticalLatencyNs: UInt64
     let loadFactor: Double
+    let busyDepth: Double
     let holdDownNs: UInt64
     let writersHorizonNs: UInt64
     let topN: Int
@@ -78,7 +84,9 @@ public final class BlockDetector: Detector {
             .duration("critical_latency", default: 1_000_000_000, range: 1...3_600_000_000_000,
                       doc: "a slow window whose median bucket starts at this or above escalates the episode to critical"),
             .ratio("load_factor", default: 4, range: 1...1_000_000,
-                   doc: "a window that moved this many times the device's usual bytes per window is busy, not slow, and is not judged"),
+                   doc: "a window that moved this many times the device's usual bytes per window, with busy_depth requests in flight, is busy, not slow, and is not judged"),
+            .ratio("busy_depth", default: 1, range: 0...1_000_000,
+                   doc: "requests in flight on average over a window (its latencies summed over its length) from which a device that moved load_factor times its usual bytes is busy"),
             .duration("hold_down", default: 30_000_000_000, range: 0...86_400_000_000_000,
                       doc: "quiet time after which an episode is over and a new one may be reported"),
             .duration("writers_horizon", default: 30_000_000_000, range: 0...86_400_000_000_000,
@@ -127,6 +135,9 @@ public final class BlockDetector: Detector {
         var windowSum: Double = 0
         var windowMax: UInt64 = 0
         var windowErrors: UInt64 = 0
+        /// The last window judged normal, learned once the next one is too.
+        var pending = [UInt64](repeating: 0, count: BlockDetector.buckets)
+        var pendingCount: UInt64 = 0
 
         init(firstSeen: UInt64) { self.firstSeen = firstSeen }
 
@@ -138,10 +149,15 @@ public final class BlockDetector: Detector {
             windowErrors = 0
         }
 
-        /// Adds the window to the baseline; past 2^16 requests every count halves.
+        /// The window was normal: learns the one before it, and keeps this one
+        /// pending. Past 2^16 requests every count of the baseline halves.
         func learn() {
-            for i in window.indices where window[i] > 0 { baseline[i] = baseline[i].addingClamped(window[i]) }
-            baselineTotal = baselineTotal.addingClamped(windowCount)
+            if pendingCount > 0 {
+                for i in pending.indices where pending[i] > 0 { baseline[i] = baseline[i].addingClamped(pending[i]) }
+                baselineTotal = baselineTotal.addingClamped(pendingCount)
+            }
+            for i in window.indices { pending[i] = window[i] } // in place: no copy of the array per window
+            pendingCount = windowCount
             if baselineTotal > BlockDetector.baselineCap {
                 baselineTotal = 0
                 for i in baseline.indices {
@@ -149,6 +165,11 @@ public final class BlockDetector: Detector {
                     baselineTotal += baseline[i]
                 }
             }
+        }
+
+        /// The window was slow: neither it nor the one before it is learned.
+        func forget() {
+            pendingCount = 0
         }
     }
 
@@ -169,6 +190,8 @@ public final class BlockDetector: Detector {
         var ops: [OpState?] = [nil, nil, nil, nil]
         var windowBytes: UInt64 = 0
         var windowRequests: UInt64 = 0
+        /// Latencies of the window summed, in ns: over the window's length, the mean depth.
+        var windowLatency: Double = 0
         /// EWMA of bytes per active window, and how many windows taught it.
         var usualBytes: Double = 0
         var learnedWindows: UInt64 = 0
@@ -186,6 +209,11 @@ public final class BlockDetector: Detector {
         var comm: String
         var bytes: UInt64
         var lastTs: UInt64
+
+        mutating func add(_ n: UInt64, at ts: UInt64) {
+            bytes = bytes.addingClamped(n)
+            lastTs = max(lastTs, ts)
+        }
     }
 
     private var devices: [UInt32: DeviceState] = [:]
@@ -208,6 +236,7 @@ public final class BlockDetector: Detector {
         minLatencyNs = settings.duration("min_latency")
         criticalLatencyNs = settings.duration("critical_latency")
         loadFactor = settings.ratio("load_factor")
+        busyDepth = settings.ratio("busy_depth")
         holdDownNs = settings.duration("hold_down")
         writersHorizonNs = settings.duration("writers_horizon")
         topN = Int(settings.count("top"))
@@ -219,12 +248,9 @@ public final class BlockDetector: Detector {
         if let b = e.as(BlockRecord.self) {
             record(b, e, context: context)
         } else if let w = e.as(WritesRecord.self), w.bytes > 0, w.fdKindValue == .regular {
-            var m = writers[w.dev] ?? [:]
-            var entry = m[e.pid] ?? Writer(comm: context.processes.comm(e.pid), bytes: 0, lastTs: 0)
-            entry.bytes = entry.bytes.addingClamped(w.bytes)
-            entry.lastTs = max(entry.lastTs, context.now)
-            m[e.pid] = entry
-            writers[w.dev] = m
+            // In place: a copy of the inner dictionary would be made per summary.
+            writers[w.dev, default: [:]][e.pid, default: Writer(comm: context.processes.comm(e.pid), bytes: 0, lastTs: 0)]
+                .add(w.bytes, at: context.now)
         }
     }
 
@@ -254,6 +280,7 @@ public final class BlockDetector: Detector {
         s.windowMax = max(s.windowMax, latency)
         d.windowBytes = d.windowBytes.addingClamped(bytes)
         d.windowRequests += 1
+        d.windowLatency += Double(latency)
         var who = d.issuers[e.pid] ?? Issuer(comm: b.comm, tid: e.tid)
         who.requests += 1
         who.bytes = who.bytes.addingClamped(bytes)
@@ -335,7 +362,8 @@ public final class BlockDetector: Detector {
     }
 
     private func judge(_ dev: UInt32, _ d: DeviceState, start: UInt64, end: UInt64, context: DetectorContext) {
-        let busy = d.learnedWindows > 0 && Double(d.windowBytes) >= loadFactor * max(d.usualBytes, 1)
+        let depth = d.windowLatency / Double(windowNs)
+        let busy = d.learnedWindows > 0 && Double(d.windowBytes) >= loadFactor * max(d.usualBytes, 1) && depth >= busyDepth
         var slowOps: [Judged] = []
         var critical = false
         for op in Op.allCases {
@@ -346,10 +374,12 @@ public final class BlockDetector: Detector {
                 let p50 = BlockDetector.quantile(s.window, total: s.windowCount, 0.5)
                 let baseP99 = BlockDetector.quantile(s.baseline, total: s.baselineTotal, 0.99)
                 let threshold = max(Double(minLatencyNs), factor * Double(BlockDetector.high(baseP99)))
-                if Double(BlockDetector.low(p50)) >= threshold {
+                // The first bucket that is slow: where the threshold falls.
+                let slowBucket = (0..<BlockDetector.buckets).first { Double(BlockDetector.low($0)) >= threshold } ?? BlockDetector.buckets
+                if p50 >= slowBucket {
                     isSlow = !busy
                     if isSlow {
-                        let slowCount = s.window.indices.filter { Double(BlockDetector.low($0)) >= threshold }.reduce(0) { $0 + s.window[$1] }
+                        let slowCount = s.window[slowBucket...].reduce(0, +)
                         slowOps.append(Judged(op: op, requests: s.windowCount,
                                               p50: p50, p99: BlockDetector.quantile(s.window, total: s.windowCount, 0.99),
                                               baseP50: BlockDetector.quantile(s.baseline, total: s.baselineTotal, 0.5), baseP99: baseP99,
@@ -359,8 +389,13 @@ public final class BlockDetector: Detector {
                     }
                 }
             }
-            // A slow window is not learned: the baseline stays what was normal.
-            if !isSlow { s.learn() }
+            // A slow window is not learned, nor the one before it: the
+            // baseline stays what was normal.
+            if isSlow {
+                s.forget()
+            } else {
+                s.learn()
+            }
         }
         if slowOps.isEmpty {
             d.usualBytes = d.learnedWindows == 0 ? Double(d.windowBytes) : d.usualBytes + BlockDetector.alpha * (Double(d.windowBytes) - d.usualBytes)
@@ -370,7 +405,7 @@ public final class BlockDetector: Detector {
             let severity: Severity = critical ? .critical : .warning
             let decision = episodes.observe(key, at: start, severity: severity)
             if decision != .suppress {
-                reportLatency(dev, d, slowOps, severity: severity, decision: decision, busyBytes: d.windowBytes,
+                reportLatency(dev, d, slowOps, severity: severity, decision: decision, depth: depth,
                               start: start, end: end, context: context)
             }
         }
@@ -388,6 +423,7 @@ public final class BlockDetector: Detector {
         for case let s? in d.ops { s.resetWindow() }
         d.windowBytes = 0
         d.windowRequests = 0
+        d.windowLatency = 0
         d.issuers.removeAll(keepingCapacity: true)
         d.statuses.removeAll(keepingCapacity: true)
         d.firstErrorTs = .max
@@ -455,7 +491,7 @@ public final class BlockDetector: Detector {
     private func bucketJSON(_ i: Int) -> JSON { .array([.uint(BlockDetector.low(i)), .uint(BlockDetector.high(i))]) }
 
     private func reportLatency(_ dev: UInt32, _ d: DeviceState, _ slow: [Judged], severity: Severity,
-                               decision: EpisodeTracker<Key>.Decision, busyBytes: UInt64, start: UInt64, end: UInt64,
+                               decision: EpisodeTracker<Key>.Decision, depth: Double, start: UInt64, end: UInt64,
                                context: DetectorContext) {
         let issuers = topIssuers(d)
         let (whoEvidence, whoPhrase) = who(dev, issuers, at: end)
@@ -472,8 +508,9 @@ public final class BlockDetector: Detector {
         })))
         evidence += [
             ("window_start_ns", .uint(start)), ("window_ns", .uint(windowNs)),
-            ("window_requests", .uint(d.windowRequests)), ("window_bytes", .uint(busyBytes)),
+            ("window_requests", .uint(d.windowRequests)), ("window_bytes", .uint(d.windowBytes)),
             ("usual_bytes_per_window", .double(d.usualBytes.rounded())),
+            ("mean_in_flight", .double((min(depth, 1e12) * 1000).rounded() / 1000)),
         ]
         evidence += whoEvidence
         evidence.append(("episode_started_ns", .uint(episodes.episode(Key(dev: dev, errors: false))?.startedAt ?? start)))
@@ -591,9 +628,11 @@ public final class BlockDetector: Detector {
     /// work-queue workers, journals, loop and md devices, reclaim.
     static func isKernelWorker(_ comm: String) -> Bool {
         if kernelWorkerPrefixes.contains(where: { comm.hasPrefix($0) }) { return true }
-        // loop0, md127_raid1: a name followed by the device number.
+        // loop0 and md127_raid1: a device number, then nothing or an underscore.
         for p in ["loop", "md"] where comm.hasPrefix(p) {
-            if let c = comm.utf8.dropFirst(p.utf8.count).first, c >= 48, c <= 57 { return true }
+            let rest = comm.utf8.dropFirst(p.utf8.count)
+            let digits = rest.prefix { $0 >= 48 && $0 <= 57 }
+            if !digits.isEmpty, rest.count == digits.count || rest.dropFirst(digits.count).first == UInt8(ascii: "_") { return true }
         }
         return false
     }
