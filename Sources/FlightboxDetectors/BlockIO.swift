@@ -181,6 +181,8 @@ public final class BlockDetector: Detector {
         /// The thread of its first request.
         var tid: UInt32
         var requests: UInt64 = 0
+        /// Requests by operation (`Op.rawValue`), to name who issued the slow ones.
+        var byOp = SIMD4<UInt64>(repeating: 0)
         var bytes: UInt64 = 0
         var errors: UInt64 = 0
     }
@@ -283,6 +285,7 @@ public final class BlockDetector: Detector {
         d.windowLatency += Double(latency)
         var who = d.issuers[e.pid] ?? Issuer(comm: b.comm, tid: e.tid)
         who.requests += 1
+        who.byOp[op.rawValue] += 1
         who.bytes = who.bytes.addingClamped(bytes)
         let status = b.error
         if status != 0, status != BlockDetector.statusAgain {
@@ -432,11 +435,21 @@ public final class BlockDetector: Detector {
     // MARK: findings
 
     /// The issuers of the window, most requests first.
-    private func topIssuers(_ d: DeviceState, byErrors: Bool = false) -> [(pid: UInt32, issuer: Issuer)] {
-        d.issuers.map { (pid: $0.key, issuer: $0.value) }
-            .filter { !byErrors || $0.issuer.errors > 0 }
+    /// Named as the process table knows them now (a process that issued its
+    /// first request before its exec is named by what it became), else by the
+    /// record's comm of their first request (a process that has exited).
+    /// Ranked by their failed requests (`byErrors`), or by their requests of
+    /// the operations in `ops` (those that were slow).
+    private func topIssuers(_ d: DeviceState, byErrors: Bool = false, ops: [Op] = [], context: DetectorContext) -> [(pid: UInt32, issuer: Issuer)] {
+        func weight(_ i: Issuer) -> UInt64 { byErrors ? i.errors : ops.reduce(0) { $0 + i.byOp[$1.rawValue] } }
+        return d.issuers.map { pid, issuer in
+            var named = issuer
+            if let comm = context.processes.comms[pid] { named.comm = comm }
+            return (pid: pid, issuer: named)
+        }
+            .filter { weight($0.issuer) > 0 }
             .sorted { a, b in
-                let (x, y) = byErrors ? (a.issuer.errors, b.issuer.errors) : (a.issuer.requests, b.issuer.requests)
+                let (x, y) = (weight(a.issuer), weight(b.issuer))
                 return x != y ? x > y : a.pid < b.pid
             }
     }
@@ -447,6 +460,7 @@ public final class BlockDetector: Detector {
         var evidence: [(String, JSON)] = [
             ("issuers", .array(top.map { i in
                 .object([("pid", .uint(UInt64(i.pid))), ("comm", .string(i.issuer.comm)), ("requests", .uint(i.issuer.requests)),
+                         ("by_op", .object(Op.allCases.filter { i.issuer.byOp[$0.rawValue] > 0 }.map { ($0.label, .uint(i.issuer.byOp[$0.rawValue])) })),
                          ("bytes", .uint(i.issuer.bytes)), ("errors", .uint(i.issuer.errors)),
                          ("kernel_worker", .bool(BlockDetector.isKernelWorker(i.issuer.comm)))])
             })),
@@ -493,7 +507,7 @@ public final class BlockDetector: Detector {
     private func reportLatency(_ dev: UInt32, _ d: DeviceState, _ slow: [Judged], severity: Severity,
                                decision: EpisodeTracker<Key>.Decision, depth: Double, start: UInt64, end: UInt64,
                                context: DetectorContext) {
-        let issuers = topIssuers(d)
+        let issuers = topIssuers(d, ops: slow.map(\.op), context: context)
         let (whoEvidence, whoPhrase) = who(dev, issuers, at: end)
         var evidence: [(String, JSON)] = [("kind", .string("latency"))] + deviceEvidence(dev)
         evidence.append(("ops", .array(slow.map { j in
@@ -530,7 +544,7 @@ public final class BlockDetector: Detector {
 
     private func reportErrors(_ dev: UInt32, _ d: DeviceState, failed: UInt64, severity: Severity,
                               decision: EpisodeTracker<Key>.Decision, start: UInt64, end: UInt64, context: DetectorContext) {
-        let issuers = topIssuers(d, byErrors: true)
+        let issuers = topIssuers(d, byErrors: true, context: context)
         let (whoEvidence, whoPhrase) = who(dev, issuers, at: end)
         var evidence: [(String, JSON)] = [("kind", .string("errors"))] + deviceEvidence(dev)
         let statuses = d.statuses.sorted { $0.key < $1.key }
