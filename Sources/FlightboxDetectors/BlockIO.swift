@@ -1,7 +1,7 @@
 import FlightboxEvents
 
 /// Judges block devices: per device and kind of operation (reads, writes,
-/// flushes, discards), the latency of the requests completed in an aligned
+/// flushes, discards, other), the latency of the requests completed in an aligned
 /// window of event time against the same device's own learned baseline for
 /// that operation, and every failed request.
 ///
@@ -99,20 +99,22 @@ public final class BlockDetector: Detector {
 
     /// The operations judged apart: each has its own latency baseline.
     enum Op: Int, CaseIterable, Comparable {
-        case read, write, flush, discard
+        case read, write, flush, discard, other
 
         /// REQ_OP_* to the kind judged: write-zeroes is a write, secure erase
-        /// a discard; unknown operations are judged with discards (rare, slow).
+        /// a discard; zone management and driver pass-through (SMART queries,
+        /// vendor commands) are other.
         init(_ reqOp: UInt32) {
             switch reqOp {
             case 0: self = .read
             case 1, 9: self = .write
             case 2: self = .flush
-            default: self = .discard
+            case 3, 5: self = .discard
+            default: self = .other
             }
         }
 
-        var label: String { ["read", "write", "flush", "discard"][rawValue] }
+        var label: String { ["read", "write", "flush", "discard", "other"][rawValue] }
         static func < (a: Op, b: Op) -> Bool { a.rawValue < b.rawValue }
     }
 
@@ -182,14 +184,14 @@ public final class BlockDetector: Detector {
         var tid: UInt32
         var requests: UInt64 = 0
         /// Requests by operation (`Op.rawValue`), to name who issued the slow ones.
-        var byOp = SIMD4<UInt64>(repeating: 0)
+        var byOp = SIMD8<UInt64>(repeating: 0)
         var bytes: UInt64 = 0
         var errors: UInt64 = 0
     }
 
     /// One device.
     final class DeviceState {
-        var ops: [OpState?] = [nil, nil, nil, nil]
+        var ops = [OpState?](repeating: nil, count: Op.allCases.count)
         var windowBytes: UInt64 = 0
         var windowRequests: UInt64 = 0
         /// Latencies of the window summed, in ns: over the window's length, the mean depth.
@@ -219,6 +221,8 @@ public final class BlockDetector: Detector {
     }
 
     private var devices: [UInt32: DeviceState] = [:]
+    /// Devices the configuration excludes.
+    private var ignored: Set<UInt32> = []
     /// File-system dev_t -> pid -> what it wrote within the horizon.
     private var writers: [UInt32: [UInt32: Writer]] = [:]
     private var episodes: EpisodeTracker<Key>
@@ -262,7 +266,11 @@ public final class BlockDetector: Detector {
         if let known = devices[dev] {
             d = known
         } else {
-            if excluded(dev) { return }
+            if ignored.contains(dev) { return }
+            if excluded(dev) {
+                ignored.insert(dev) // decided once: the names are strings
+                return
+            }
             d = DeviceState()
             devices[dev] = d
         }
@@ -470,8 +478,8 @@ public final class BlockDetector: Detector {
         if top.contains(where: { BlockDetector.isKernelWorker($0.issuer.comm) }) {
             let horizon = now >= writersHorizonNs ? now - writersHorizonNs : 0
             var byPid: [UInt32: Writer] = [:]
-            for (fs, m) in writers where BlockDetector.fileSystem(fs, isOn: dev) {
-                for (pid, w) in m where w.lastTs >= horizon {
+            for fs in writers.keys.sorted() where BlockDetector.fileSystem(fs, isOn: dev) {
+                for (pid, w) in writers[fs]!.sorted(by: { $0.key < $1.key }) where w.lastTs >= horizon {
                     var merged = byPid[pid] ?? Writer(comm: w.comm, bytes: 0, lastTs: 0)
                     merged.bytes = merged.bytes.addingClamped(w.bytes)
                     merged.lastTs = max(merged.lastTs, w.lastTs)
