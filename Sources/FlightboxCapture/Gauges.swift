@@ -17,6 +17,20 @@ public final class GaugeSampler {
         case tree([UInt32])
         /// Processes with this comm.
         case comm(String)
+        /// Processes in this cgroup or one below it.
+        case cgroup(CgroupTarget)
+
+        /// The processes a capture filter records.
+        public init(following filter: CaptureFilter) {
+            switch filter {
+            case .none: self = .holdingAtLeast(32)
+            case .pid(let p): self = .tree([p])
+            case .descendants(let p): self = .tree([p])
+            case .tracked(let p): self = .tree(p)
+            case .comm(let c): self = .comm(c)
+            case .cgroup(let c): self = .cgroup(c)
+            }
+        }
     }
 
     public let intervalNs: UInt64
@@ -109,6 +123,8 @@ public final class GaugeSampler {
             wanted = set
         case .comm(let c):
             wanted = Set(pids.filter { readTextFile("/proc/\($0)/comm")?.split(separator: "\n").first.map(String.init) == c })
+        case .cgroup(let c):
+            wanted = Set(c.processes())
         case .holdingAtLeast:
             wanted = nil
         }

@@ -51,6 +51,8 @@ public final class BlockDetector: Detector {
     public let name = "block"
     public let exclusions: Exclusions
     public let tickPeriodNs: UInt64?
+    /// Block requests, and the writes summaries that name writeback's writers.
+    public var observedTypes: EventTypeSet { EventTypeSet(.block, .writes) }
 
     let windowNs: UInt64
     let warmupNs: UInt64
