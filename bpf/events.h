@@ -94,6 +94,7 @@ enum fb_gauge_kind {
 	FB_GAUGE_THREADS = 14,      /* value: tasks (threads) alive, limit: kernel.threads-max */
 	FB_GAUGE_PSI_SOME_AVG60 = 15, /* name: cpu, memory or io; value: avg60 in 1/100 %, limit 10000 */
 	FB_GAUGE_PSI_FULL_AVG60 = 16, /* as above, for "full" */
+	FB_GAUGE_BLOCK_DEVICE = 17, /* name: a block device as in /sys/block (vda, nvme0n1, loop0); value: its kernel dev_t (major << 20 | minor), limit: its size in bytes; devices of size 0 are left out */
 };
 
 enum fb_sched_kind {

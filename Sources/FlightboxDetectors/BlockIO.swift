@@ -51,8 +51,9 @@ public final class BlockDetector: Detector {
     public let name = "block"
     public let exclusions: Exclusions
     public let tickPeriodNs: UInt64?
-    /// Block requests, and the writes summaries that name writeback's writers.
-    public var observedTypes: EventTypeSet { EventTypeSet(.block, .writes) }
+    /// Block requests, the writes summaries that name writeback's writers,
+    /// and the gauges that name devices.
+    public var observedTypes: EventTypeSet { EventTypeSet(.block, .writes, .gauge) }
 
     let windowNs: UInt64
     let warmupNs: UInt64
@@ -225,6 +226,8 @@ public final class BlockDetector: Detector {
     private var devices: [UInt32: DeviceState] = [:]
     /// Devices the configuration excludes.
     private var ignored: Set<UInt32> = []
+    /// Device names from the `block_device` gauges, by dev_t.
+    private var names: [UInt32: String] = [:]
     /// File-system dev_t -> pid -> what it wrote within the horizon.
     private var writers: [UInt32: [UInt32: Writer]] = [:]
     private var episodes: EpisodeTracker<Key>
@@ -255,6 +258,16 @@ public final class BlockDetector: Detector {
     public func observe(_ e: Event, context: DetectorContext) {
         if let b = e.as(BlockRecord.self) {
             record(b, e, context: context)
+        } else if let g = e.as(GaugeRecord.self) {
+            guard g.gaugeKind == .blockDevice, g.value <= UInt64(UInt32.max) else { return }
+            let dev = UInt32(g.value)
+            if names[dev] == g.name { return }
+            names[dev] = g.name
+            // Excluded by the name just learned: forget what was learned under its number.
+            if !ignored.contains(dev), excluded(dev) {
+                ignored.insert(dev)
+                devices[dev] = nil
+            }
         } else if let w = e.as(WritesRecord.self), w.bytes > 0, w.fdKindValue == .regular {
             // In place: a copy of the inner dictionary would be made per summary.
             writers[w.dev, default: [:]][e.pid, default: Writer(comm: context.processes.comm(e.pid), bytes: 0, lastTs: 0)]
@@ -316,9 +329,12 @@ public final class BlockDetector: Detector {
     private func excluded(_ dev: UInt32) -> Bool {
         guard !exclusions.devices.isEmpty else { return false }
         if exclusions.excludes(device: deviceName(dev)) { return true }
-        if let n = BlockDetector.knownName(dev), exclusions.excludes(device: n) { return true }
+        if let n = name(dev), exclusions.excludes(device: n) { return true }
         return false
     }
+
+    /// The device's name: from the gauges, else from a major number the kernel fixes.
+    func name(_ dev: UInt32) -> String? { names[dev] ?? BlockDetector.knownName(dev) }
 
     /// Bucket of a latency: i for [2^i, 2^(i+1)) ns, 0 for 0.
     static func bucket(_ ns: UInt64) -> Int { ns == 0 ? 0 : 63 - ns.leadingZeroBitCount }
@@ -504,12 +520,12 @@ public final class BlockDetector: Detector {
 
     private func deviceEvidence(_ dev: UInt32) -> [(String, JSON)] {
         var e: [(String, JSON)] = [("device", .string(deviceName(dev)))]
-        if let n = BlockDetector.knownName(dev) { e.append(("device_name", .string(n))) }
+        if let n = name(dev) { e.append(("device_name", .string(n))) }
         return e
     }
 
     private func label(_ dev: UInt32) -> String {
-        BlockDetector.knownName(dev).map { "\($0) (\(deviceName(dev)))" } ?? deviceName(dev)
+        name(dev).map { "\($0) (\(deviceName(dev)))" } ?? deviceName(dev)
     }
 
     private func bucketJSON(_ i: Int) -> JSON { .array([.uint(BlockDetector.low(i)), .uint(BlockDetector.high(i))]) }
@@ -612,7 +628,8 @@ public final class BlockDetector: Detector {
 
     /// A name for devices whose major number is fixed by the kernel
     /// (Documentation/admin-guide/devices.txt): loop and SCSI disks. Others
-    /// (virtio, NVMe, device-mapper) get dynamic majors: named by major:minor only.
+    /// (virtio, NVMe, device-mapper) get dynamic majors: named only by the
+    /// `block_device` gauges (the gauges family), else by major:minor.
     static func knownName(_ dev: UInt32) -> String? {
         let major = dev >> 20, minor = dev & 0xfffff
         switch major {

@@ -277,6 +277,18 @@ final class BlockTests: XCTestCase {
         XCTAssertEqual(judge(stream, block(exclude: Exclusions(comms: ["db"]))), [])
     }
 
+    func testDevicesAreNamedByTheGauges() {
+        // A virtio disk has a dynamic major: only the block_device gauge names it.
+        let name = [EventEncoder.gauge(ts: 500 * ms, kind: .blockDevice, value: UInt64(vda), limit: 256 << 30, name: "vda")]
+        let stream = ordered(requests(0..<20, perSecond: 50, latency: 100 * us, dev: vda), requests(20..<22, perSecond: 20, latency: 30 * ms, dev: vda))
+        XCTAssertNil(judge(stream).first?.evidence["device_name"])
+        let f = judge(ordered(stream, name))
+        XCTAssertEqual(f.first?.evidence["device_name"], .string("vda"))
+        XCTAssertTrue(f.first?.summary.hasPrefix("vda (254:0) is slow") ?? false, f.first?.summary ?? "")
+        // Excluded by that name, though its first requests came before the gauge.
+        XCTAssertEqual(judge(ordered(stream, name), block(exclude: Exclusions(devices: ["vda"]))), [])
+    }
+
     func testDevicesAreReportedInOrder() {
         // Both slow in the same window: findings by device, whatever the order of their events.
         let stream = ordered(requests(0..<20, perSecond: 50, latency: 100 * us, dev: sdb), healthy,
