@@ -190,6 +190,13 @@ public final class BlockDetector: Detector {
         var byOp = SIMD8<UInt64>(repeating: 0)
         var bytes: UInt64 = 0
         var errors: UInt64 = 0
+
+        mutating func add(_ op: Op, bytes n: UInt64, failed: Bool) {
+            requests += 1
+            byOp[op.rawValue] += 1
+            bytes = bytes.addingClamped(n)
+            if failed { errors += 1 }
+        }
     }
 
     /// One device.
@@ -306,14 +313,12 @@ public final class BlockDetector: Detector {
         d.windowBytes = d.windowBytes.addingClamped(bytes)
         d.windowRequests += 1
         d.windowLatency += Double(latency)
-        var who = d.issuers[e.pid] ?? Issuer(comm: b.comm, tid: e.tid)
-        who.requests += 1
-        who.byOp[op.rawValue] += 1
-        who.bytes = who.bytes.addingClamped(bytes)
         let status = b.error
-        if status != 0, status != BlockDetector.statusAgain {
+        let failed = status != 0 && status != BlockDetector.statusAgain
+        // In place; the comm is decoded only for a new issuer.
+        d.issuers[e.pid, default: Issuer(comm: b.comm, tid: e.tid)].add(op, bytes: bytes, failed: failed)
+        if failed {
             s.windowErrors += 1
-            who.errors += 1
             d.statuses[status, default: 0] += 1
             if e.timestamp < d.firstErrorTs {
                 d.firstErrorTs = e.timestamp
@@ -322,7 +327,6 @@ public final class BlockDetector: Detector {
             }
             d.lastErrorSector = b.sector
         }
-        d.issuers[e.pid] = who
     }
 
     /// A device excluded by dev_t ("7:0") or by its name ("loop0").
