@@ -31,10 +31,11 @@ import FlightboxEvents
 /// callers wait; and a burst that did not keep the device busy is judged.
 ///
 /// Errors. A request completed with a non-zero `blk_status_t` is reported
-/// the first time, without warm-up: `critical`, or `warning` for
-/// BLK_STS_NOTSUPP (a discard or write-zeroes the device does not do);
-/// BLK_STS_AGAIN (a non-blocking submission that would have waited) is
-/// normal control flow and ignored.
+/// the first time, without warm-up: `critical`; for BLK_STS_NOTSUPP alone a
+/// `warning` (a read, write or flush the device does not do), or `info` when
+/// only discards and write-zeroes failed (the kernel falls back or stops
+/// asking). BLK_STS_AGAIN (a non-blocking submission that would have
+/// waited) is normal control flow and ignored.
 ///
 /// Who. A block record names the task that issued the request. Buffered
 /// writes are issued by kernel workers (kworker writeback, jbd2 journal,
@@ -139,7 +140,6 @@ public final class BlockDetector: Detector {
         var windowCount: UInt64 = 0
         var windowSum: Double = 0
         var windowMax: UInt64 = 0
-        var windowErrors: UInt64 = 0
         /// The last window judged normal, learned once the next one is too.
         var pending = [UInt64](repeating: 0, count: BlockDetector.buckets)
         var pendingCount: UInt64 = 0
@@ -151,7 +151,6 @@ public final class BlockDetector: Detector {
             windowCount = 0
             windowSum = 0
             windowMax = 0
-            windowErrors = 0
         }
 
         /// The window was normal: learns the one before it, and keeps this one
@@ -210,8 +209,11 @@ public final class BlockDetector: Detector {
         var usualBytes: Double = 0
         var learnedWindows: UInt64 = 0
         var issuers: [UInt32: Issuer] = [:]
-        /// Failed requests of the window, by blk_status_t.
+        /// Failed requests of the window, by blk_status_t and by REQ_OP_*
+        /// (write-zeroes told apart from writes: the kernel falls back when
+        /// a device does not do it).
         var statuses: [Int32: UInt64] = [:]
+        var failedOps: [UInt32: UInt64] = [:]
         var firstErrorTs: UInt64 = .max
         var firstErrorSector: UInt64 = 0
         var firstErrorTid: UInt32 = 0
@@ -318,8 +320,8 @@ public final class BlockDetector: Detector {
         // In place; the comm is decoded only for a new issuer.
         d.issuers[e.pid, default: Issuer(comm: b.comm, tid: e.tid)].add(op, bytes: bytes, failed: failed)
         if failed {
-            s.windowErrors += 1
             d.statuses[status, default: 0] += 1
+            d.failedOps[b.op, default: 0] += 1
             if e.timestamp < d.firstErrorTs {
                 d.firstErrorTs = e.timestamp
                 d.firstErrorSector = b.sector
@@ -444,8 +446,12 @@ public final class BlockDetector: Detector {
         }
         let failed = d.statuses.values.reduce(0, +)
         if failed > 0 {
+            // BLK_STS_NOTSUPP alone: a discard or write-zeroes the device does
+            // not do is notable (the kernel falls back or stops asking); a
+            // read, write or flush it does not do is a warning.
             let onlyUnsupported = d.statuses.keys.allSatisfy { $0 == BlockDetector.statusNotSupported }
-            let severity: Severity = onlyUnsupported ? .warning : .critical
+            let onlyOptional = d.failedOps.keys.allSatisfy { BlockDetector.optionalOps.contains($0) }
+            let severity: Severity = !onlyUnsupported ? .critical : onlyOptional ? .info : .warning
             let key = Key(dev: dev, errors: true)
             let decision = episodes.observe(key, at: min(d.firstErrorTs, end), severity: severity)
             if decision != .suppress {
@@ -459,6 +465,7 @@ public final class BlockDetector: Detector {
         d.windowLatency = 0
         d.issuers.removeAll(keepingCapacity: true)
         d.statuses.removeAll(keepingCapacity: true)
+        d.failedOps.removeAll(keepingCapacity: true)
         d.firstErrorTs = .max
     }
 
@@ -578,20 +585,17 @@ public final class BlockDetector: Detector {
         let (whoEvidence, whoPhrase) = who(dev, issuers, at: end)
         var evidence: [(String, JSON)] = [("kind", .string("errors"))] + deviceEvidence(dev)
         let statuses = d.statuses.sorted { $0.key < $1.key }
-        let ops = d.ops.enumerated().compactMap { i, s -> (Op, UInt64)? in
-            guard let s, s.windowErrors > 0 else { return nil }
-            return (Op(rawValue: i)!, s.windowErrors)
-        }
+        let ops = d.failedOps.sorted { $0.key < $1.key }.map { (BlockDetector.opName($0.key), $0.value) }
         evidence += [
             ("failed_requests", .uint(failed)), ("window_requests", .uint(d.windowRequests)),
             ("statuses", .array(statuses.map { .object([("status", .int(Int64($0.key))), ("name", .string(BlockDetector.statusName($0.key))), ("count", .uint($0.value))]) })),
-            ("ops", .array(ops.map { .object([("op", .string($0.0.label)), ("failed", .uint($0.1))]) })),
+            ("ops", .array(ops.map { .object([("op", .string($0.0)), ("failed", .uint($0.1))]) })),
             ("first_failure_ns", .uint(d.firstErrorTs)), ("first_sector", .uint(d.firstErrorSector)), ("last_sector", .uint(d.lastErrorSector)),
             ("window_start_ns", .uint(start)), ("window_ns", .uint(windowNs)),
         ]
         evidence += whoEvidence
         evidence.append(("episode_started_ns", .uint(episodes.episode(Key(dev: dev, errors: true))?.startedAt ?? d.firstErrorTs)))
-        let opsText = ops.map { "\($0.0.label) \($0.1)" }.joined(separator: ", ")
+        let opsText = ops.map { "\($0.0) \($0.1)" }.joined(separator: ", ")
         let statusText = statuses.map { BlockDetector.statusName($0.key) }.joined(separator: ", ")
         var summary = "\(label(dev)): \(failed) block I/O request\(failed == 1 ? "" : "s") failed (\(opsText); \(statusText)) of \(d.windowRequests) in \(SettingValue.durationText(windowNs)); issued by \(whoPhrase.isEmpty ? "?" : whoPhrase)"
         if case .escalate(let from) = decision {
@@ -606,6 +610,21 @@ public final class BlockDetector: Detector {
     // MARK: names
 
     static let statusNotSupported: Int32 = 1
+    /// Discard, secure erase, write-zeroes: operations a device may not do.
+    static let optionalOps: Set<UInt32> = [3, 5, 9]
+
+    /// A REQ_OP_* by name, as `flightbox events` shows it.
+    static func opName(_ op: UInt32) -> String {
+        switch op {
+        case 0: "read"
+        case 1: "write"
+        case 2: "flush"
+        case 3: "discard"
+        case 5: "secure-erase"
+        case 9: "write-zeroes"
+        default: "op\(op)"
+        }
+    }
     static let statusAgain: Int32 = 12
 
     /// blk_status_t names (include/linux/blk_types.h).

@@ -223,10 +223,16 @@ final class BlockTests: XCTestCase {
     func testStatusesThatAreNotFailures() {
         // BLK_STS_AGAIN: a non-blocking submission that would have waited.
         XCTAssertEqual(judge([one(1 * s, error: 12), one(2 * s)]), [])
-        // BLK_STS_NOTSUPP on a discard: a warning; a real I/O error later in the episode escalates it.
-        let f = judge([one(1 * s, op: discard, error: 1), one(2 * s + 1, op: write, error: 10), one(3 * s + 1, op: write, error: 10), one(4 * s)])
-        XCTAssertEqual(f.map(\.severity), [.warning, .critical])
-        XCTAssertEqual(f.last?.evidence["escalated_from"], .string("warning"))
+        // BLK_STS_NOTSUPP on a discard and a write-zeroes: info (the kernel falls back);
+        // a real I/O error later in the episode escalates it.
+        let f = judge([one(1 * s, op: discard, error: 1), one(1 * s + 5, op: 9, error: 1), one(2 * s + 1, op: write, error: 10),
+                       one(3 * s + 1, op: write, error: 10), one(4 * s)])
+        XCTAssertEqual(f.map(\.severity), [.info, .critical])
+        XCTAssertEqual(f.first?.evidence["ops"], .array([.object([("op", .string("discard")), ("failed", .uint(1))]),
+                                                        .object([("op", .string("write-zeroes")), ("failed", .uint(1))])]))
+        XCTAssertEqual(f.last?.evidence["escalated_from"], .string("info"))
+        // A flush the device does not do: a warning (what was written may not be durable).
+        XCTAssertEqual(judge([one(1 * s, op: flush, error: 1), one(2 * s)]).map(\.severity), [.warning])
     }
 
     func testABusyDeviceIsNotASlowOne() {
