@@ -64,5 +64,64 @@ final class BlockEndToEndTests: XCTestCase {
     }
 }
 
+extension BlockEndToEndTests {
+    /// Buffered writes to an ext4 file system on the slow loop device reach
+    /// it through `sync` and kernel workers: the latency finding names them
+    /// and, from the files family's writes summaries, the `dd`s that wrote.
+    func testWritebackIsAttributedToTheWriters() throws {
+        try requireBPF()
+        let slowfs = Tool.binDir + "/flightbox-slowfs"
+        try XCTSkipUnless(FileManager.default.fileExists(atPath: "/dev/fuse"), "no /dev/fuse")
+        try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: "/sbin/mkfs.ext4"), "no mkfs.ext4")
+        let fuse = try scratchDirectory("writeback-fuse"), fs = try scratchDirectory("writeback-fs")
+        let mount = try Tool.run(slowfs, [fuse, "64"])
+        try XCTSkipIf(mount.status != 0, "cannot mount flightbox-slowfs (fuse3 installed?): \(mount.stderr)")
+        defer { _ = try? Tool.run("/bin/umount", [fuse]) }
+        let attach = try Tool.run("/sbin/losetup", ["-f", "--show", fuse + "/disk"])
+        try XCTSkipIf(attach.status != 0, "no free loop device: \(attach.stderr)")
+        let loop = attach.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        defer { _ = try? Tool.run("/sbin/losetup", ["-d", loop]) }
+        XCTAssertEqual(try Tool.run("/sbin/mkfs.ext4", ["-q", loop]).status, 0)
+        XCTAssertEqual(try Tool.run("/bin/mount", [loop, fs]).status, 0)
+        defer { _ = try? Tool.run("/bin/umount", [fs]) }
+
+        let config = scratch("writeback.yaml")
+        try "detectors:\n  block:\n    warmup: 2s\n    baseline_min: 50\n    min_requests: 2\n".write(toFile: config, atomically: true, encoding: .utf8)
+        // System-wide: writeback is issued by kernel threads, outside any command's tree.
+        let trace = scratch("writeback.fbt"), live = scratch("writeback.jsonl")
+        let rec = Process()
+        rec.executableURL = URL(fileURLWithPath: Tool.flightbox)
+        rec.arguments = ["record", "-o", trace, "--probes", "block,process,files", "--duration", "12s", "--detect", "--detectors", "block",
+                         "--config", config, "--findings", live]
+        rec.standardError = FileHandle.nullDevice
+        try rec.run()
+        usleep(1_500_000)
+        let script = """
+            end=$(( $(date +%s) + 5 ))
+            while [ "$(date +%s)" -lt "$end" ]; do dd if=/dev/zero of=\(fs)/f bs=64k count=4 status=none; sync; sleep 0.05; done
+            echo 'delay 50' > \(fuse)/control
+            for i in 1 2 3 4; do dd if=/dev/zero of=\(fs)/g$i bs=64k count=4 status=none; sync; done
+            echo ok > \(fuse)/control
+            """
+        XCTAssertEqual(try Tool.run("/bin/sh", ["-c", script]).status, 0)
+        rec.waitUntilExit()
+        XCTAssertEqual(rec.terminationStatus, 0)
+        let liveText = try String(contentsOfFile: live, encoding: .utf8)
+        let replay = try Tool.flightbox("replay", trace, "--format", "json", "--detectors", "block")
+        XCTAssertEqual(replay.stdout, liveText, "live and replay byte-identical")
+        let findings = try replay.lines.map { try JSONParser.parse($0) }
+        let name = String(loop.dropFirst("/dev/".count))
+        let slow = findings.filter { $0["evidence"]?["kind"]?.stringValue == "latency" && $0["evidence"]?["device_name"]?.stringValue == name }
+        XCTAssertEqual(slow.count, 1, replay.stdout)
+        guard let f = slow.first else { return }
+        let issuers = f["evidence"]?["issuers"]?.arrayValue ?? []
+        XCTAssertTrue(issuers.contains { $0["kernel_worker"] == .bool(true) }, "writeback by kernel workers: \(issuers)")
+        let writers = f["evidence"]?["writers"]?.arrayValue ?? []
+        XCTAssertFalse(writers.isEmpty, f.serialized())
+        XCTAssertTrue(writers.allSatisfy { $0["comm"]?.stringValue == "dd" }, "the writers are the dds: \(writers)")
+        XCTAssertTrue(f["summary"]?.stringValue?.contains("on behalf of dd (pid ") ?? false, f["summary"]?.stringValue ?? "")
+    }
+}
+
 private func major(_ dev: UInt64) -> UInt64 { (dev >> 8) & 0xfff }
 private func minor(_ dev: UInt64) -> UInt64 { (dev & 0xff) | ((dev >> 12) & 0xfff00) }
