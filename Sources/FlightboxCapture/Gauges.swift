@@ -21,6 +21,13 @@ public final class GaugeSampler {
 
     public let intervalNs: UInt64
     let processes: Processes
+    /// RLIMIT_NOFILE soft limits by pid: /proc/PID/limits is a 1.3 KB text
+    /// that rarely changes, so it is read once per pid and again every
+    /// `limitRefresh` samples (a process may raise its limit at run time);
+    /// a pid no longer in /proc is forgotten (its number may be reused).
+    private var fdLimits: [UInt32: (limit: UInt64, readAt: UInt64)] = [:]
+    private var samples: UInt64 = 0
+    static let limitRefresh: UInt64 = 10
     private let cpus = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
 
     /// Filesystem types that hold no user data.
@@ -36,6 +43,7 @@ public final class GaugeSampler {
 
     public func sample(at ts: UInt64) -> [[UInt8]] {
         var out: [[UInt8]] = []
+        samples += 1
         sampleFilesystems(ts, &out)
         sampleProcesses(ts, &out)
         sampleSystem(ts, &out)
@@ -60,7 +68,20 @@ public final class GaugeSampler {
             if st.f_files > 0 {
                 out.append(EventEncoder.gauge(ts: ts, kind: .fsInodes, value: UInt64(st.f_ffree), limit: UInt64(st.f_files), name: point))
             }
+            // Write summaries name a file system by device: this maps them to the mount.
+            var sb = stat()
+            if stat(point, &sb) == 0 {
+                out.append(EventEncoder.gauge(ts: ts, kind: .fsDevice, value: UInt64(GaugeSampler.kernelDev(UInt64(sb.st_dev))), limit: 0, name: point))
+            }
         }
+    }
+
+    /// glibc's dev_t (major in bits 8-19 and 32-43, minor in 0-7 and 20-31)
+    /// as the kernel's (major << 20 | minor), which BPF records carry.
+    static func kernelDev(_ d: UInt64) -> UInt32 {
+        let major = ((d >> 8) & 0xfff) | ((d >> 32) & ~0xfff)
+        let minor = (d & 0xff) | ((d >> 12) & ~0xff)
+        return UInt32(truncatingIfNeeded: (major << 20) | (minor & 0xfffff))
     }
 
     /// /proc/mounts escapes space, tab, newline and backslash as octal.
@@ -114,13 +135,17 @@ public final class GaugeSampler {
         }
         let me = UInt32(getpid()) // the recorder never records itself
         let memTotal = meminfo()["MemTotal"] ?? 0
+        if fdLimits.count > 0 {
+            let alive = Set(pids)
+            fdLimits = fdLimits.filter { alive.contains($0.key) }
+        }
         for pid in pids where pid != me && wanted?.contains(pid) ?? true {
             // No fds at all: a zombie or a process on its way out.
             guard let fds = openFds(pid), fds > 0 else { continue }
             var holdsEnough = true
             if case .holdingAtLeast(let n) = processes, fds < n { holdsEnough = false }
             if holdsEnough {
-                out.append(EventEncoder.gauge(ts: ts, kind: .processFds, value: UInt64(fds), limit: fdLimit(pid) ?? 0, pid: pid))
+                out.append(EventEncoder.gauge(ts: ts, kind: .processFds, value: UInt64(fds), limit: cachedFdLimit(pid), pid: pid))
             }
             // Resident memory, to see a leak grow: every followed process;
             // machine-wide, the ones big enough to matter.
@@ -158,7 +183,12 @@ public final class GaugeSampler {
         return rest.count > 1 ? UInt32(rest[1]) : nil
     }
 
+    /// Open fds: since Linux 6.2 the size of /proc/PID/fd is the count (one
+    /// stat instead of reading the directory); older kernels say 0 there.
     func openFds(_ pid: UInt32) -> Int? {
+        var sb = stat()
+        guard stat("/proc/\(pid)/fd", &sb) == 0 else { return nil }
+        if sb.st_size > 0 { return Int(sb.st_size) }
         guard let dir = opendir("/proc/\(pid)/fd") else { return nil }
         defer { closedir(dir) }
         var n = 0
@@ -166,6 +196,14 @@ public final class GaugeSampler {
             if ent.pointee.d_name.0 != UInt8(ascii: ".") { n += 1 }
         }
         return n
+    }
+
+    /// The soft RLIMIT_NOFILE of `pid`, 0 when unlimited or unknown.
+    func cachedFdLimit(_ pid: UInt32) -> UInt64 {
+        if let c = fdLimits[pid], samples - c.readAt < GaugeSampler.limitRefresh { return c.limit }
+        let limit = fdLimit(pid) ?? 0
+        fdLimits[pid] = (limit, samples)
+        return limit
     }
 
     func fdLimit(_ pid: UInt32) -> UInt64? {
@@ -220,7 +258,7 @@ public final class GaugeSampler {
         let root = "/sys/fs/cgroup"
         let v2 = access(root + "/cgroup.controllers", F_OK) == 0
         var pids: [(String, UInt64, UInt64)] = []
-        var memory: [(String, UInt64, UInt64)] = []
+        var memory: [(String, UInt64, UInt64, UInt64?)] = []
         func number(_ path: String) -> UInt64? { readTextFile(path)?.split(separator: "\n").first.flatMap { UInt64($0) } }
         func walk(_ path: String, under base: String, depth: Int, _ visit: (String, String) -> Void) {
             visit(path, String(path.dropFirst(base.count)))
@@ -234,6 +272,17 @@ public final class GaugeSampler {
             closedir(dir)
             for s in subdirs.sorted() { walk(path + "/" + s, under: base, depth: depth + 1, visit) }
         }
+        func anonymous(_ stat: String) -> UInt64? {
+            // v2: anon and shmem; v1: their hierarchical totals (rss counts anon and swap cache).
+            let fields = v2 ? ["anon", "shmem"] : ["total_rss", "total_shmem"]
+            guard let text = readTextFile(stat) else { return nil }
+            var sum: UInt64 = 0, found = 0
+            for line in text.split(separator: "\n") {
+                let f = line.split(separator: " ")
+                if f.count == 2, fields.contains(String(f[0])), let v = UInt64(f[1]) { sum += v; found += 1 }
+            }
+            return found == fields.count ? sum : nil
+        }
         let pidsRoot = v2 ? root : root + "/pids"
         walk(pidsRoot, under: pidsRoot, depth: 0) { path, name in
             if let limit = number(path + "/pids.max"), let cur = number(path + "/pids.current") { pids.append((name, cur, limit)) }
@@ -243,13 +292,16 @@ public final class GaugeSampler {
             let (usage, limit) = v2 ? (number(path + "/memory.current"), number(path + "/memory.max"))
                                     : (number(path + "/memory.usage_in_bytes"), number(path + "/memory.limit_in_bytes"))
             // v1 says "no limit" with a huge page-aligned number.
-            if let usage, let limit, limit < 1 << 62 { memory.append((name, usage, limit)) }
+            if let usage, let limit, limit < 1 << 62 { memory.append((name, usage, limit, anonymous(path + "/memory.stat"))) }
         }
         for (path, cur, limit) in pids {
             out.append(EventEncoder.gauge(ts: ts, kind: .cgroupPids, value: cur, limit: limit, name: path.isEmpty ? "/" : path))
         }
-        for (path, cur, limit) in memory {
+        for (path, cur, limit, anon) in memory {
             out.append(EventEncoder.gauge(ts: ts, kind: .cgroupMemory, value: cur, limit: limit, name: path.isEmpty ? "/" : path))
+            if let anon {
+                out.append(EventEncoder.gauge(ts: ts, kind: .cgroupMemoryAnon, value: anon, limit: limit, name: path.isEmpty ? "/" : path))
+            }
         }
     }
 }

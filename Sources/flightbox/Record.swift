@@ -231,7 +231,7 @@ struct Record: ParsableCommand {
 
         let findingsOut = Output(fd: findingsFd)
         let json = findings != nil
-        let engine: DetectorEngine? = detect ? DetectorEngine(detectors: detectorList, snapshot: snapshot) { f in
+        let engine: DetectorEngine? = detect ? DetectorEngine(detectors: detectorList, snapshot: snapshot, clock: TraceClock(metadata)) { f in
             findingsOut.line(json ? f.jsonLine : formatFinding(f, metadata: metadata))
         } : nil
 
