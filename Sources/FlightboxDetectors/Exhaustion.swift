@@ -186,6 +186,8 @@ public final class ExhaustionDetector: Detector {
     private var writes: [UInt32: [UInt32: UInt64]] = [:]
     private var writesBefore: [UInt32: [UInt32: UInt64]] = [:]
     private var writesRotatedAt: UInt64 = 0
+    /// Since when `writesBefore` and `writes` count (0: the stream's start).
+    private var writesSince: UInt64 = 0
     private var writerComms: [UInt32: String] = [:]
     /// Mount point -> device, from the fs_device gauges.
     private var devices: [String: UInt32] = [:]
@@ -281,6 +283,7 @@ public final class ExhaustionDetector: Detector {
         if boundary >= writesRotatedAt.addingClamped(windowNs) {
             writesBefore = writes
             writes = [:]
+            writesSince = writesRotatedAt
             writesRotatedAt = boundary
         }
         let oldest = boundary > windowNs ? boundary - windowNs : 0
@@ -385,12 +388,13 @@ public final class ExhaustionDetector: Detector {
         if r == .diskSpace || r == .diskInodes, let dev = devices[key.name] {
             let top = writers(dev)
             evidence.append(("device", .string("\(dev >> 20):\(dev & 0xfffff)")))
+            evidence.append(("writes_since_ns", .uint(writesSince)))
             evidence.append(("writers", .array(top.list.prefix(topN).map { pid, bytes in
                 .object([("pid", .uint(UInt64(pid))), ("comm", .string(writerComms[pid] ?? "?")), ("bytes", .uint(bytes))])
             })))
             if let (pid, bytes) = top.list.first, top.total > 0 {
                 let share = Double(bytes) / Double(top.total)
-                by = ", written \(share >= 0.5 ? "mostly " : "most ")by \(writerComms[pid] ?? "?")[\(pid)] (\(percent(share)) of \(formatBytes(top.total)) written in the last \(approx(Double(windowNs) / 1e9)))"
+                by = ", written \(share >= 0.5 ? "mostly " : "most ")by \(writerComms[pid] ?? "?")[\(pid)] (\(percent(share)) of \(formatBytes(top.total)) written in the last \(approx(Double(boundary - min(boundary, writesSince)) / 1e9)))"
             }
         }
         if case .escalate(let from) = decision {
