@@ -262,6 +262,7 @@ public final class ExhaustionDetector: Detector {
             }
         case .writes(let w):
             guard w.bytes > 0 else { return }
+            if writesSince == 0 { writesSince = w.firstTs <= e.timestamp ? w.firstTs : e.timestamp }
             writes[w.dev, default: [:]][e.pid, default: 0] &+= w.bytes
             writerComms[e.pid] = context.processes.comm(e.pid)
         case .exit(let x) where x.isGroupExit:
@@ -283,7 +284,7 @@ public final class ExhaustionDetector: Detector {
         if boundary >= writesRotatedAt.addingClamped(windowNs) {
             writesBefore = writes
             writes = [:]
-            writesSince = writesRotatedAt
+            writesSince = max(writesSince, writesRotatedAt)
             writesRotatedAt = boundary
         }
         let oldest = boundary > windowNs ? boundary - windowNs : 0
@@ -326,7 +327,9 @@ public final class ExhaustionDetector: Detector {
         guard noise <= maxNoise, drop <= maxDrop * rise else { return nil }
         let limit = Double(last.limit)
         // Already there (the line may lag a last jump): nothing left.
-        let seconds = last.used >= limit ? 0 : trend.secondsUntil(reaching: limit) ?? .infinity
+        // The line's end, but never above what was seen: a fit may overshoot.
+        let level = min(trend.valueAtEnd, points.reduce(0) { max($0, $1.used) })
+        let seconds = last.used >= limit ? 0 : max(0, (limit - level) / trend.slopePerSecond)
         let changed = points.first(where: { $0.limit != last.limit })?.limit
         return Assessment(trend: trend, current: last, spanNs: span, noise: noise, maxDrop: drop / rise, seconds: seconds, limitChangedFrom: changed)
     }
