@@ -28,6 +28,10 @@ public final class GaugeSampler {
     private var fdLimits: [UInt32: (limit: UInt64, readAt: UInt64)] = [:]
     private var samples: UInt64 = 0
     static let limitRefresh: UInt64 = 10
+    /// The processes sampled between scans of /proc, and when the last scan was.
+    private var members: [UInt32] = []
+    private var scannedAt: UInt64?
+    public static let rescanEvery: UInt64 = 10
     private let cpus = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
 
     /// Filesystem types that hold no user data.
@@ -105,54 +109,75 @@ public final class GaugeSampler {
     // MARK: processes
 
     func sampleProcesses(_ ts: UInt64, _ out: inout [[UInt8]]) {
-        guard let dir = opendir("/proc") else { return }
+        // Which processes to sample is decided by a scan of all of /proc every
+        // `rescanEvery` samples (their tree, comm, or fd count and size); in
+        // between only those chosen are read. With thousands of processes the
+        // scan is most of the sampler's cost (`flightbox bench gauges`).
+        let rescan = scannedAt.map { samples - $0 >= GaugeSampler.rescanEvery } ?? true
+        var pids: [UInt32]
+        var wanted: Set<UInt32>?
+        if rescan {
+            pids = allPids()
+            switch processes {
+            case .tree(let roots):
+                var parent: [UInt32: UInt32] = [:]
+                for pid in pids { if let pp = ppid(pid) { parent[pid] = pp } }
+                var set = Set(roots)
+                var grew = true
+                while grew {
+                    grew = false
+                    for (pid, pp) in parent where set.contains(pp) && !set.contains(pid) {
+                        set.insert(pid)
+                        grew = true
+                    }
+                }
+                wanted = set
+            case .comm(let c):
+                wanted = Set(pids.filter { readTextFile("/proc/\($0)/comm")?.split(separator: "\n").first.map(String.init) == c })
+            case .holdingAtLeast:
+                wanted = nil
+            }
+            if fdLimits.count > 0 {
+                let alive = Set(pids)
+                fdLimits = fdLimits.filter { alive.contains($0.key) }
+            }
+        } else {
+            pids = members
+            if case .holdingAtLeast = processes { wanted = nil } else { wanted = Set(members) }
+        }
+        let me = UInt32(getpid()) // the recorder never records itself
+        let memTotal = meminfo()["MemTotal"] ?? 0
+        var chosen: [UInt32] = []
+        for pid in pids where pid != me && wanted?.contains(pid) ?? true {
+            // No fds at all: a zombie or a process on its way out.
+            guard let fds = openFds(pid), fds > 0 else { continue }
+            var sampled = wanted != nil
+            if case .holdingAtLeast(let n) = processes, fds < n {} else {
+                out.append(EventEncoder.gauge(ts: ts, kind: .processFds, value: UInt64(fds), limit: cachedFdLimit(pid), pid: pid))
+                sampled = true
+            }
+            // Resident memory, to see a leak grow: every followed process;
+            // machine-wide, the ones big enough to matter.
+            if let rss = residentBytes(pid), wanted != nil || rss >= GaugeSampler.rssFloor {
+                out.append(EventEncoder.gauge(ts: ts, kind: .processRSS, value: rss, limit: memTotal, pid: pid))
+                sampled = true
+            }
+            if sampled { chosen.append(pid) }
+        }
+        members = chosen
+        if rescan { scannedAt = samples }
+    }
+
+    /// Every pid in /proc, in order.
+    func allPids() -> [UInt32] {
+        guard let dir = opendir("/proc") else { return [] }
         var pids: [UInt32] = []
         while let ent = readdir(dir) {
             let name = withUnsafeBytes(of: ent.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
             if let pid = UInt32(name) { pids.append(pid) }
         }
         closedir(dir)
-        pids.sort()
-        var wanted: Set<UInt32>?
-        switch processes {
-        case .tree(let roots):
-            var parent: [UInt32: UInt32] = [:]
-            for pid in pids { if let pp = ppid(pid) { parent[pid] = pp } }
-            var set = Set(roots)
-            var grew = true
-            while grew {
-                grew = false
-                for (pid, pp) in parent where set.contains(pp) && !set.contains(pid) {
-                    set.insert(pid)
-                    grew = true
-                }
-            }
-            wanted = set
-        case .comm(let c):
-            wanted = Set(pids.filter { readTextFile("/proc/\($0)/comm")?.split(separator: "\n").first.map(String.init) == c })
-        case .holdingAtLeast:
-            wanted = nil
-        }
-        let me = UInt32(getpid()) // the recorder never records itself
-        let memTotal = meminfo()["MemTotal"] ?? 0
-        if fdLimits.count > 0 {
-            let alive = Set(pids)
-            fdLimits = fdLimits.filter { alive.contains($0.key) }
-        }
-        for pid in pids where pid != me && wanted?.contains(pid) ?? true {
-            // No fds at all: a zombie or a process on its way out.
-            guard let fds = openFds(pid), fds > 0 else { continue }
-            var holdsEnough = true
-            if case .holdingAtLeast(let n) = processes, fds < n { holdsEnough = false }
-            if holdsEnough {
-                out.append(EventEncoder.gauge(ts: ts, kind: .processFds, value: UInt64(fds), limit: cachedFdLimit(pid), pid: pid))
-            }
-            // Resident memory, to see a leak grow: every followed process;
-            // machine-wide, the ones big enough to matter.
-            if let rss = residentBytes(pid), wanted != nil || rss >= GaugeSampler.rssFloor {
-                out.append(EventEncoder.gauge(ts: ts, kind: .processRSS, value: rss, limit: memTotal, pid: pid))
-            }
-        }
+        return pids.sorted()
     }
 
     /// Machine-wide, processes below this resident size get no RSS gauge.
@@ -161,9 +186,7 @@ public final class GaugeSampler {
 
     /// Resident bytes (/proc/PID/statm's second field, in pages).
     func residentBytes(_ pid: UInt32) -> UInt64? {
-        guard let text = readTextFile("/proc/\(pid)/statm") else { return nil }
-        let f = text.split(separator: " ")
-        return f.count > 1 ? UInt64(f[1]).map { $0 * pageSize } : nil
+        readSmall("/proc/\(pid)/statm") { GaugeSampler.field($0[...], 1) }.map { $0 * pageSize }
     }
 
     /// /proc/meminfo's values, in bytes.
@@ -177,10 +200,42 @@ public final class GaugeSampler {
         return kv
     }
 
+    /// The 4th field of /proc/PID/stat, after the comm in parentheses (which may hold spaces and parentheses).
     func ppid(_ pid: UInt32) -> UInt32? {
-        guard let stat = readTextFile("/proc/\(pid)/stat"), let close = stat.lastIndex(of: ")") else { return nil }
-        let rest = stat[stat.index(after: close)...].split(separator: " ")
-        return rest.count > 1 ? UInt32(rest[1]) : nil
+        readSmall("/proc/\(pid)/stat") { b in
+            guard let close = b.lastIndex(of: UInt8(ascii: ")")) else { return nil }
+            return GaugeSampler.field(b[(close + 1)...], 1).map { UInt32(truncatingIfNeeded: $0) }
+        }
+    }
+
+    /// Reads a small /proc file into a stack buffer and parses it there: the
+    /// scan of every process must not allocate per process.
+    func readSmall<T>(_ path: String, _ parse: (UnsafeBufferPointer<UInt8>) -> T?) -> T? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 1024) { buf -> T? in
+            let n = read(fd, buf.baseAddress, buf.count)
+            guard n > 0 else { return nil }
+            return parse(UnsafeBufferPointer(rebasing: buf[0..<n]))
+        }
+    }
+
+    /// The `index`th space-separated decimal field of `b` (leading spaces skipped).
+    static func field(_ b: Slice<UnsafeBufferPointer<UInt8>>, _ index: Int) -> UInt64? {
+        var i = b.startIndex, k = 0
+        while i < b.endIndex {
+            while i < b.endIndex, b[i] == UInt8(ascii: " ") { i += 1 }
+            guard i < b.endIndex else { return nil }
+            if k == index {
+                var v: UInt64 = 0, digits = 0
+                while i < b.endIndex, b[i] >= 48, b[i] <= 57 { v = v &* 10 &+ UInt64(b[i] - 48); i += 1; digits += 1 }
+                return digits > 0 ? v : nil
+            }
+            while i < b.endIndex, b[i] != UInt8(ascii: " ") { i += 1 }
+            k += 1
+        }
+        return nil
     }
 
     /// Open fds: since Linux 6.2 the size of /proc/PID/fd is the count (one
