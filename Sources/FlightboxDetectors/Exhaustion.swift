@@ -474,7 +474,7 @@ public final class ExhaustionDetector: Detector {
                 ("kind", .string("pressure_sustained")), ("resource", .string(resource)),
                 ("psi_some_avg10", .double(p.some)), ("psi_full_avg10", .double(p.full)),
                 ("some_above_since_ns", p.someSince.map { .uint($0) } ?? .null), ("full_above_since_ns", p.fullSince.map { .uint($0) } ?? .null),
-                ("max_some", .double(p.maxSome)), ("max_full", .double(p.maxFull)),
+                ("max_some", p.someSince != nil ? .double(p.maxSome) : .null), ("max_full", p.fullSince != nil ? .double(p.maxFull) : .null),
                 ("threshold", .double(psiThreshold)), ("full_threshold", .double(psiFullThreshold)), ("sustain_ns", .uint(psiSustainNs)),
             ]
             if case .escalate(let from) = decision { evidence.append(("escalated_from", .string(from.rawValue))) }
