@@ -189,10 +189,10 @@ public final class ExhaustionDetector: Detector {
     /// Since when `writesBefore` and `writes` count (0: the stream's start).
     private var writesSince: UInt64 = 0
     private var writerComms: [UInt32: String] = [:]
-    /// Mount point -> device, from the fs_device gauges.
-    private var devices: [String: UInt32] = [:]
-    /// Latest charge (cgroup_memory) per cgroup, for the evidence.
-    private var charges: [String: UInt64] = [:]
+    /// Mount point -> device and when last sampled, from the fs_device gauges.
+    private var devices: [String: (dev: UInt32, at: UInt64)] = [:]
+    /// Latest charge (cgroup_memory) per cgroup and when, for the evidence.
+    private var charges: [String: (bytes: UInt64, at: UInt64)] = [:]
     /// PSI per resource ("memory", "io"): latest avg10 shares and since when
     /// they have been over the thresholds.
     private var pressure: [String: PressureState] = [:]
@@ -236,9 +236,9 @@ public final class ExhaustionDetector: Detector {
             guard let kind = g.gaugeKind else { return }
             switch kind {
             case .fsDevice:
-                devices[g.name] = UInt32(truncatingIfNeeded: g.value)
+                devices[g.name] = (UInt32(truncatingIfNeeded: g.value), e.timestamp)
             case .cgroupMemory:
-                charges[g.name] = g.value
+                charges[g.name] = (g.value, e.timestamp)
             case .psiSome, .psiFull:
                 let resource = g.name
                 guard resource == "memory" || resource == "io" else { return }
@@ -286,6 +286,12 @@ public final class ExhaustionDetector: Detector {
             writes = [:]
             writesSince = max(writesSince, writesRotatedAt)
             writesRotatedAt = boundary
+            // What was not seen for a window is gone (an exited writer, an
+            // unmounted file system, a removed cgroup): a long run stays bounded.
+            let stale = boundary > windowNs ? boundary - windowNs : 0
+            writerComms = writerComms.filter { pid, _ in writesBefore.values.contains { $0[pid] != nil } }
+            devices = devices.filter { $0.value.at >= stale }
+            charges = charges.filter { $0.value.at >= stale }
         }
         let oldest = boundary > windowNs ? boundary - windowNs : 0
         for key in series.keys.sorted() {
@@ -386,9 +392,9 @@ public final class ExhaustionDetector: Detector {
         }
         evidence += [("warning_horizon_ns", .uint(warningHorizonNs)), ("critical_horizon_ns", .uint(criticalHorizonNs))]
         if let from = a.limitChangedFrom { evidence.append(("limit_changed_from", .uint(from))) }
-        if r == .cgroupMemory, let charge = charges[key.name] { evidence.append(("charged_bytes", .uint(charge))) }
+        if r == .cgroupMemory, let charge = charges[key.name] { evidence.append(("charged_bytes", .uint(charge.bytes))) }
         var by = ""
-        if r == .diskSpace || r == .diskInodes, let dev = devices[key.name] {
+        if r == .diskSpace || r == .diskInodes, let dev = devices[key.name]?.dev {
             let top = writers(dev)
             evidence.append(("device", .string("\(dev >> 20):\(dev & 0xfffff)")))
             evidence.append(("writes_since_ns", .uint(writesSince)))

@@ -141,6 +141,17 @@ final class ExhaustionTests: XCTestCase {
         XCTAssertNil(f[2].evidence["escalated_from"], "a new episode")
     }
 
+    /// A key first seen late in the stream is learned from its first sample,
+    /// like one seen at the start: the window must span min_span of its own.
+    func testAKeyFirstSeenLateIsJudgedOnItsOwnSpan() throws {
+        let flat = samples(.cgroupPids, seconds: 130, name: "/old", limit: { _ in 64 }, value: { _ in 10 })
+        let late = samples(.processFds, from: 200, seconds: 30, pid: 900, limit: { _ in 256 }, value: { 10 + 8 * $0 })
+        let f = judge(merged(flat, late))
+        XCTAssertEqual(f.first?.ts, 211 * s)
+        XCTAssertEqual(f.first?.comm, "logger")
+        XCTAssertEqual(f.count, 2)
+    }
+
     /// An exited process's fds are forgotten: its pid's next process starts afresh.
     func testAnExitForgetsTheProcess() {
         var recs = samples(.processFds, seconds: 9, pid: 812, limit: { _ in 256 }, value: { 10 + 8 * $0 })
