@@ -249,16 +249,18 @@ public final class ExhaustionDetector: Detector {
                 pressure[resource] = p
             default:
                 guard let (resource, free) = Resource.of(kind) else { return }
-                let key = Key(resource: resource, name: resource == .processFds ? "" : g.name, pid: resource == .processFds ? e.pid : 0)
-                if resource == .diskSpace || resource == .diskInodes || resource == .cgroupMemory || resource == .cgroupPids,
-                   excluded(resource, g.name) { return }
+                let perProcess = resource == .processFds
+                let name = perProcess ? "" : g.name
+                if !name.isEmpty, excluded(resource, name) { return }
+                let key = Key(resource: resource, name: name, pid: perProcess ? e.pid : 0)
                 let used = free ? Double(g.limit >= g.value ? g.limit - g.value : 0) : Double(g.value)
-                if series[key] == nil, series.count >= ExhaustionDetector.maxKeys { return }
-                var s = series[key] ?? Series()
-                // Time never runs backwards within a series (hostile or reordered timestamps).
-                if let last = s.points.last, e.timestamp <= last.t { return }
-                s.pending = Point(t: e.timestamp, used: used, limit: g.limit)
-                series[key] = s
+                let point = Point(t: e.timestamp, used: used, limit: g.limit)
+                if let last = series[key]?.points.last {
+                    // Time never runs backwards within a series (hostile or reordered timestamps).
+                    if e.timestamp > last.t { series[key]?.pending = point }
+                } else if series[key] != nil || series.count < ExhaustionDetector.maxKeys {
+                    series[key, default: Series()].pending = point
+                }
             }
         case .writes(let w):
             guard w.bytes > 0 else { return }
@@ -273,10 +275,12 @@ public final class ExhaustionDetector: Detector {
         }
     }
 
+    /// Cgroups by path (and what is below), mounts by mount point (as devices).
     private func excluded(_ r: Resource, _ name: String) -> Bool {
         switch r {
         case .cgroupMemory, .cgroupPids: exclusions.excludes(cgroup: name)
-        default: exclusions.excludes(device: name)
+        case .diskSpace, .diskInodes: exclusions.excludes(device: name)
+        default: false
         }
     }
 
@@ -295,18 +299,16 @@ public final class ExhaustionDetector: Detector {
         }
         let oldest = boundary > windowNs ? boundary - windowNs : 0
         for key in series.keys.sorted() {
-            guard var s = series[key] else { continue }
+            // Out of the dictionary while it changes: no copy of its points.
+            guard var s = series.removeValue(forKey: key) else { continue }
             if let p = s.pending {
                 s.points.append(p)
                 s.pending = nil
             }
             if let i = s.points.firstIndex(where: { $0.t >= oldest }), i > 0 { s.points.removeFirst(i) }
             if let last = s.points.last, last.t < oldest { s.points.removeAll() }
-            guard !s.points.isEmpty else {
-                // Not sampled for a window: unmounted, exited, removed.
-                series[key] = nil
-                continue
-            }
+            // Not sampled for a window (unmounted, exited, removed): forgotten.
+            guard !s.points.isEmpty else { continue }
             judge(key, &s, at: boundary, context: context)
             series[key] = s
         }
@@ -348,10 +350,9 @@ public final class ExhaustionDetector: Detector {
         let within = a.seconds * 1e9 <= Double(warningHorizonNs)
         s.run = within ? s.run + 1 : 0
         let severity: Severity = a.seconds * 1e9 <= Double(criticalHorizonNs) ? .critical : .warning
-        if episodes.episode(key) == nil || episodes.episode(key).map({ episodes.isOver($0, at: boundary) }) == true {
-            // A new episode needs the prediction inside the horizon for `sustain` steps.
-            guard within, s.run >= sustain else { return }
-        }
+        let ongoing = episodes.episode(key).map { !episodes.isOver($0, at: boundary) } ?? false
+        // A new episode needs the prediction inside the horizon for `sustain` steps.
+        if !ongoing, !within || s.run < sustain { return }
         // While the trend lasts the episode does, inside the horizon or not;
         // only a prediction inside it may escalate.
         let decision = episodes.observe(key, at: boundary, severity: within ? severity : .warning)
