@@ -433,6 +433,7 @@ enum fb_filter_mode {
 	FB_FILTER_PID = 1,     /* one thread group */
 	FB_FILTER_COMM = 2,    /* task comm equals config comm */
 	FB_FILTER_TRACKED = 3, /* thread groups in the tracked map, children followed */
+	FB_FILTER_CGROUP = 4,  /* tasks in cgroup cgroup_id or one below it */
 };
 
 /* Set in each program's .rodata before load. */
@@ -449,6 +450,9 @@ struct fb_config {
 	__u32 _pad;
 	__u64 sched_runq_min_ns;   /* shortest run-queue wait reported */
 	__u64 sched_offcpu_min_ns; /* shortest off-CPU wait reported */
+	__u64 cgroup_id;    /* FB_FILTER_CGROUP: the cgroup's id (its kernfs node id) */
+	__u32 cgroup_level; /* its depth in its hierarchy, the root being 0 */
+	__s32 cgroup_ssid;  /* the v1 hierarchy of this controller (enum cgroup_subsys_id); -1: the unified (v2) one */
 };
 
 #ifndef __bpf__
@@ -458,7 +462,7 @@ _Static_assert(sizeof(struct fb_fork) == 48, "fb_fork wire size");
 _Static_assert(sizeof(struct fb_exec) == 64, "fb_exec wire size");
 _Static_assert(sizeof(struct fb_exit) == 56, "fb_exit wire size");
 _Static_assert(sizeof(struct fb_loss) == 40, "fb_loss wire size");
-_Static_assert(sizeof(struct fb_config) == 72, "fb_config size");
+_Static_assert(sizeof(struct fb_config) == 88, "fb_config size");
 _Static_assert(sizeof(struct fb_sched) == 56, "fb_sched wire size");
 _Static_assert(sizeof(struct fb_gauge) == 48, "fb_gauge wire size");
 _Static_assert(sizeof(struct fb_tcp) == 80, "fb_tcp wire size");

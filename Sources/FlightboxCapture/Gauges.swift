@@ -17,6 +17,20 @@ public final class GaugeSampler {
         case tree([UInt32])
         /// Processes with this comm.
         case comm(String)
+        /// Processes in this cgroup or one below it.
+        case cgroup(CgroupTarget)
+
+        /// The processes a capture filter records.
+        public init(following filter: CaptureFilter) {
+            switch filter {
+            case .none: self = .holdingAtLeast(32)
+            case .pid(let p): self = .tree([p])
+            case .descendants(let p): self = .tree([p])
+            case .tracked(let p): self = .tree(p)
+            case .comm(let c): self = .comm(c)
+            case .cgroup(let c): self = .cgroup(c)
+            }
+        }
     }
 
     public let intervalNs: UInt64
@@ -109,11 +123,18 @@ public final class GaugeSampler {
     // MARK: processes
 
     func sampleProcesses(_ ts: UInt64, _ out: inout [[UInt8]]) {
-        // Which processes to sample is decided by a scan of all of /proc every
-        // `rescanEvery` samples (their tree, comm, or fd count and size); in
-        // between only those chosen are read. With thousands of processes the
-        // scan is most of the sampler's cost (`flightbox bench gauges`).
-        let rescan = scannedAt.map { samples - $0 >= GaugeSampler.rescanEvery } ?? true
+        // Machine-wide and for a process tree, which processes to sample is
+        // decided by a scan of all of /proc every `rescanEvery` samples (fd
+        // counts and sizes, or parents); in between only those chosen are
+        // read, and a tree's new children are found from its members'
+        // /proc/PID/task/PID/children. With thousands of processes the scan
+        // is most of the sampler's cost (`flightbox bench gauges`). A comm or
+        // a cgroup is looked up every sample (a cgroup's list is cheap).
+        var rescan = scannedAt.map { samples - $0 >= GaugeSampler.rescanEvery } ?? true
+        switch processes {
+        case .comm, .cgroup: rescan = true
+        default: break
+        }
         var pids: [UInt32]
         var wanted: Set<UInt32>?
         if rescan {
@@ -134,6 +155,8 @@ public final class GaugeSampler {
                 wanted = set
             case .comm(let c):
                 wanted = Set(pids.filter { readTextFile("/proc/\($0)/comm")?.split(separator: "\n").first.map(String.init) == c })
+            case .cgroup(let c):
+                wanted = Set(c.processes())
             case .holdingAtLeast:
                 wanted = nil
             }
@@ -141,9 +164,16 @@ public final class GaugeSampler {
                 let alive = Set(pids)
                 fdLimits = fdLimits.filter { alive.contains($0.key) }
             }
+        } else if case .tree(let roots) = processes {
+            var set = Set(members).union(roots)
+            var queue = Array(set)
+            while let pid = queue.popLast() {
+                for child in children(pid) where set.insert(child).inserted { queue.append(child) }
+            }
+            wanted = set
+            pids = set.sorted()
         } else {
             pids = members
-            if case .holdingAtLeast = processes { wanted = nil } else { wanted = Set(members) }
         }
         let me = UInt32(getpid()) // the recorder never records itself
         let memTotal = meminfo()["MemTotal"] ?? 0
@@ -166,6 +196,19 @@ public final class GaugeSampler {
         }
         members = chosen
         if rescan { scannedAt = samples }
+    }
+
+    /// The children of `pid`'s main thread (space-separated pids).
+    func children(_ pid: UInt32) -> [UInt32] {
+        readSmall("/proc/\(pid)/task/\(pid)/children") { b -> [UInt32]? in
+            var out: [UInt32] = []
+            var v: UInt32 = 0, digits = 0
+            for c in b {
+                if c >= 48, c <= 57 { v = v &* 10 &+ UInt32(c - 48); digits += 1 } else if digits > 0 { out.append(v); v = 0; digits = 0 }
+            }
+            if digits > 0 { out.append(v) }
+            return out
+        } ?? []
     }
 
     /// Every pid in /proc, in order.
