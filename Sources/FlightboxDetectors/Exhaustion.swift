@@ -404,7 +404,8 @@ public final class ExhaustionDetector: Detector {
             })))
             if let (pid, bytes) = top.list.first, top.total > 0 {
                 let share = Double(bytes) / Double(top.total)
-                by = ", written \(share >= 0.5 ? "mostly " : "most ")by \(writerComms[pid] ?? "?")[\(pid)] (\(percent(share)) of \(formatBytes(top.total)) written in the last \(approx(Double(boundary - min(boundary, writesSince)) / 1e9)))"
+                let who = "\(writerComms[pid] ?? "?")[\(pid)] (\(percent(share)) of \(formatBytes(top.total)) written in the last \(approx(Double(boundary - min(boundary, writesSince)) / 1e9)))"
+                by = share >= 0.5 ? ", written mostly by \(who)" : ", its biggest writer \(who)"
             }
         }
         if case .escalate(let from) = decision {
