@@ -94,6 +94,9 @@ public final class ExhaustionDetector: Detector {
     /// What runs out. The order is the order of findings within a step.
     enum Resource: Int, Comparable {
         case diskSpace = 0, diskInodes, memory, swap, cgroupMemory, processFds, systemFds, cgroupPids, pids, threads, pressure
+        /// A process's resident memory: not judged (file mappings grow it
+        /// harmlessly), it says who grows when memory runs out.
+        case processMemory
 
         static func < (a: Resource, b: Resource) -> Bool { a.rawValue < b.rawValue }
 
@@ -110,6 +113,7 @@ public final class ExhaustionDetector: Detector {
             case .pids: "pids"
             case .threads: "threads"
             case .pressure: "pressure"
+            case .processMemory: "process_memory"
             }
         }
 
@@ -129,15 +133,16 @@ public final class ExhaustionDetector: Detector {
             case .cgroupPids: (.cgroupPids, false)
             case .tasks: (.pids, false)
             case .threads: (.threads, false)
+            case .processRSS: (.processMemory, false)
             default: nil
             }
         }
 
-        var bytes: Bool { self == .diskSpace || self == .memory || self == .swap || self == .cgroupMemory }
+        var bytes: Bool { self == .diskSpace || self == .memory || self == .swap || self == .cgroupMemory || self == .processMemory }
 
         var unit: String {
             switch self {
-            case .diskSpace, .memory, .swap, .cgroupMemory: "bytes"
+            case .diskSpace, .memory, .swap, .cgroupMemory, .processMemory: "bytes"
             case .diskInodes: "inodes"
             case .processFds, .systemFds: "fds"
             case .cgroupPids, .pids, .threads, .pressure: "tasks"
@@ -249,7 +254,7 @@ public final class ExhaustionDetector: Detector {
                 pressure[resource] = p
             default:
                 guard let (resource, free) = Resource.of(kind) else { return }
-                let perProcess = resource == .processFds
+                let perProcess = resource == .processFds || resource == .processMemory
                 let name = perProcess ? "" : g.name
                 if !name.isEmpty, excluded(resource, name) { return }
                 let key = Key(resource: resource, name: name, pid: perProcess ? e.pid : 0)
@@ -270,6 +275,7 @@ public final class ExhaustionDetector: Detector {
         case .exit(let x) where x.isGroupExit:
             // Its number may come back as another process: its fds are not this one's.
             series[Key(resource: .processFds, name: "", pid: e.pid)] = nil
+            series[Key(resource: .processMemory, name: "", pid: e.pid)] = nil
         default:
             break
         }
@@ -309,7 +315,7 @@ public final class ExhaustionDetector: Detector {
             if let last = s.points.last, last.t < oldest { s.points.removeAll() }
             // Not sampled for a window (unmounted, exited, removed): forgotten.
             guard !s.points.isEmpty else { continue }
-            judge(key, &s, at: boundary, context: context)
+            if key.resource != .processMemory { judge(key, &s, at: boundary, context: context) }
             series[key] = s
         }
         judgePressure(at: boundary, context: context)
@@ -393,8 +399,16 @@ public final class ExhaustionDetector: Detector {
         }
         evidence += [("warning_horizon_ns", .uint(warningHorizonNs)), ("critical_horizon_ns", .uint(criticalHorizonNs))]
         if let from = a.limitChangedFrom { evidence.append(("limit_changed_from", .uint(from))) }
-        if r == .cgroupMemory, let charge = charges[key.name] { evidence.append(("charged_bytes", .uint(charge.bytes))) }
         var by = ""
+        if r == .cgroupMemory, let charge = charges[key.name] { evidence.append(("charged_bytes", .uint(charge.bytes))) }
+        if r == .memory {
+            let top = growers().prefix(topN)
+            evidence.append(("growing", .array(top.map { g in
+                .object([("pid", .uint(UInt64(g.pid))), ("comm", .string(context.processes.comm(g.pid))),
+                         ("rss_bytes", .uint(g.rss)), ("rate_per_second", .double(g.rate))])
+            })))
+            if let g = top.first { by = ", growing most: \(context.processes.comm(g.pid))[\(g.pid)] at \(formatBytes(wholeClamped(g.rate)))/s" }
+        }
         if r == .diskSpace || r == .diskInodes, let dev = devices[key.name]?.dev {
             let top = writers(dev)
             evidence.append(("device", .string("\(dev >> 20):\(dev & 0xfffff)")))
@@ -414,6 +428,18 @@ public final class ExhaustionDetector: Detector {
         }
         context.emit(Finding(ts: boundary, detector: name, severity: severity, pid: key.pid, tid: key.pid, comm: comm,
                              summary: summary(key, a, comm: comm) + by, evidence: .object(evidence)))
+    }
+
+    /// Processes whose resident memory grew over the window, fastest first
+    /// (Theil–Sen over their own points; a process needs min_samples of them).
+    private func growers() -> [(pid: UInt32, rss: UInt64, rate: Double)] {
+        var out: [(pid: UInt32, rss: UInt64, rate: Double)] = []
+        for (key, s) in series where key.resource == .processMemory {
+            guard let last = s.points.last,
+                  let t = TrendEstimator.fit(s.points.map { (t: $0.t, v: $0.used) }, minSamples: minSamples), t.slopePerSecond > 0 else { continue }
+            out.append((key.pid, wholeClamped(last.used), t.slopePerSecond))
+        }
+        return out.sorted { ($0.rate, $1.pid) > ($1.rate, $0.pid) }
     }
 
     /// The processes that wrote most to device `dev` in the last one or two windows.
@@ -450,7 +476,7 @@ public final class ExhaustionDetector: Detector {
         case .cgroupPids: return "Cgroup \(key.name) reaches pids.max \(limit) \(when): \(wholeClamped(a.current.used)) tasks, \(perSecond) more"
         case .pids: return "The system runs out of pids \(when): \(wholeClamped(a.current.used)) tasks of pid_max \(limit), \(perSecond) more"
         case .threads: return "The system reaches threads-max \(when): \(wholeClamped(a.current.used)) tasks of \(limit), \(perSecond) more"
-        case .pressure: return ""
+        case .pressure, .processMemory: return ""
         }
     }
 

@@ -184,6 +184,23 @@ final class ExhaustionTests: XCTestCase {
         XCTAssertTrue(w.summary.contains("written mostly by postgres[812] (91.667%"), w.summary)
     }
 
+    /// Memory running out names the processes whose resident memory grows
+    /// fastest; their RSS alone is never a finding (file mappings grow it).
+    func testMemoryRunningOutNamesTheProcessesThatGrow() throws {
+        let available = samples(.memAvailable, seconds: 20, limit: { _ in 4 << 30 }, value: { 500e6 - 10e6 * $0 })
+        let postgres = samples(.processRSS, seconds: 20, pid: 812, limit: { _ in 4 << 30 }, value: { 1e9 + 8e6 * $0 })
+        let logger = samples(.processRSS, seconds: 20, pid: 900, limit: { _ in 4 << 30 }, value: { 2e8 + 1e6 * $0 })
+        let flat = samples(.processRSS, seconds: 20, pid: 901, limit: { _ in 4 << 30 }, value: { _ in 3e9 })
+        let f = judge(merged(available, postgres, logger, flat))
+        let w = try XCTUnwrap(f.first)
+        XCTAssertEqual(f.count, 1, "one warning, none for the processes")
+        XCTAssertEqual(w.evidence["resource"]?.stringValue, "memory")
+        XCTAssertEqual(w.evidence["growing"]?.arrayValue?.compactMap { $0["pid"]?.uintValue }, [812, 900], "fastest first, the flat one left out")
+        XCTAssertTrue(w.summary.hasPrefix("Memory runs out in about 40 s: MemAvailable falls 9.537MiB/s"), w.summary)
+        XCTAssertTrue(w.summary.hasSuffix("growing most: postgres[812] at 7.629MiB/s"), w.summary)
+        XCTAssertEqual(judge(merged(postgres, logger)), [], "RSS growth alone")
+    }
+
     /// Sustained memory pressure is a warning, full pressure critical; CPU
     /// pressure is the scheduling detector's.
     func testSustainedMemoryPressureAndFullPressure() throws {
