@@ -22,7 +22,9 @@ import FlightboxEvents
 ///   stopped. A limit of none (0) or unlimited gives no prediction; a limit
 ///   that changes is taken as it is now.
 /// - Filesystem growth names the processes that wrote most to the file
-///   system in the last window (write summaries, matched by device).
+///   system in the last window (write summaries, matched by device); memory
+///   running out names the processes whose resident memory grows fastest
+///   (never judged alone: file mappings grow it harmlessly).
 /// - PSI `memory` and `io` `some avg10` at or above `psi_threshold` for
 ///   `psi_sustain` is a `warning` (pressure now, not a prediction),
 ///   `critical` when `full avg10` reaches `psi_full_threshold` as long.
