@@ -342,9 +342,9 @@ public final class ExhaustionDetector: Detector {
         }
         guard noise <= maxNoise, drop <= maxDrop * rise else { return nil }
         let limit = Double(last.limit)
-        // Already there (the line may lag a last jump): nothing left.
-        // The line's end, but never above what was seen: a fit may overshoot.
-        let level = min(trend.valueAtEnd, points.reduce(0) { max($0, $1.used) })
+        // From the line's end, but never above the last few points (a fit may
+        // overshoot); already at the limit (the line may lag a last jump): now.
+        let level = min(trend.valueAtEnd, points.suffix(3).reduce(0) { max($0, $1.used) })
         let seconds = last.used >= limit ? 0 : max(0, (limit - level) / trend.slopePerSecond)
         let changed = points.first(where: { $0.limit != last.limit })?.limit
         return Assessment(trend: trend, current: last, spanNs: span, noise: noise, maxDrop: drop / rise, seconds: seconds, limitChangedFrom: changed)
