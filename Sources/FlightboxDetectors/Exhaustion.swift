@@ -211,7 +211,8 @@ public final class ExhaustionDetector: Detector {
         var at: UInt64 = 0
     }
 
-    /// More keys than this are not followed (a hostile trace could name millions).
+    /// More keys than this (series, mounts, cgroups, writers per device) are
+    /// not followed: a hostile trace could name millions.
     static let maxKeys = 65_536
 
     public convenience init() { self.init(settings: ExhaustionDetector.spec.defaults) }
@@ -243,9 +244,11 @@ public final class ExhaustionDetector: Detector {
             guard let kind = g.gaugeKind else { return }
             switch kind {
             case .fsDevice:
-                devices[g.name] = (UInt32(truncatingIfNeeded: g.value), e.timestamp)
+                let name = g.name
+                if devices.count < ExhaustionDetector.maxKeys || devices[name] != nil { devices[name] = (UInt32(truncatingIfNeeded: g.value), e.timestamp) }
             case .cgroupMemory:
-                charges[g.name] = (g.value, e.timestamp)
+                let name = g.name
+                if charges.count < ExhaustionDetector.maxKeys || charges[name] != nil { charges[name] = (g.value, e.timestamp) }
             case .psiSome, .psiFull:
                 let resource = g.name
                 guard resource == "memory" || resource == "io" else { return }
@@ -270,7 +273,8 @@ public final class ExhaustionDetector: Detector {
                 }
             }
         case .writes(let w):
-            guard w.bytes > 0 else { return }
+            guard w.bytes > 0, writes[w.dev] != nil || writes.count < ExhaustionDetector.maxKeys,
+                  writes[w.dev]?[e.pid] != nil || (writes[w.dev]?.count ?? 0) < ExhaustionDetector.maxKeys else { return }
             if writesSince == 0 { writesSince = w.firstTs <= e.timestamp ? w.firstTs : e.timestamp }
             writes[w.dev, default: [:]][e.pid, default: 0] &+= w.bytes
             writerComms[e.pid] = context.processes.comm(e.pid)

@@ -39,7 +39,7 @@ struct GaugesBench: ParsableCommand {
         let intervalNs = parseDuration(interval)!
         print("gauge sampler: \(alive) processes in /proc (\(children.count) started, sleeping); \(samples) samples per mode; CPU time of the sampling thread")
         print("Every \(GaugeSampler.rescanEvery)th sample scans all of /proc (which processes to sample); the others read those chosen.")
-        print("mode                               records/sample  CPU ms/sample (median)  max (a scan)  mean    share of one core at \(interval) (mean)")
+        print("mode                                    records/sample  CPU ms/sample (median)  max (a scan)  mean    share of one core at \(interval) (mean)")
         let modes: [(String, GaugeSampler.Processes)] = [
             ("system-wide (fds >= 32, rss >= 64MiB)", .holdingAtLeast(32)),
             ("a followed process among them", .tree([UInt32(children.first ?? getpid())])),
@@ -58,7 +58,7 @@ struct GaugesBench: ParsableCommand {
             let med = cpu[cpu.count / 2]
             let share = mean * 1e6 / Double(intervalNs)
             func col(_ s: String, _ w: Int) -> String { s.padding(toLength: w, withPad: " ", startingAt: 0) }
-            print(col(name, 35) + col(String(records), 16) + col(String(format3: med), 24) + col(String(format3: cpu.last!), 14)
+            print(col(name, 40) + col(String(records), 16) + col(String(format3: med), 24) + col(String(format3: cpu.last!), 14)
                   + col(String(format3: mean), 8) + String(format3: share * 100) + "%")
         }
     }
