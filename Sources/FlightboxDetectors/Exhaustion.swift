@@ -38,6 +38,7 @@ public final class ExhaustionDetector: Detector {
     public let name = "exhaustion"
     public let exclusions: Exclusions
     public let tickPeriodNs: UInt64?
+    public var observedTypes: EventTypeSet { EventTypeSet(.gauge, .writes, .exit) }
 
     let windowNs: UInt64
     let stepNs: UInt64

@@ -12,6 +12,7 @@
 //   flightbox-load privilege DIR    setuid, capset, ptrace, memfd, mount, chmod +x, dup2 onto 2, ...
 //   flightbox-load spin MS CPU      busy for MS milliseconds, pinned to CPU
 //   flightbox-load serve N WORK SLEEP CPU  N requests pinned to CPU: WORK ms of CPU time each, SLEEP ms apart
+//   flightbox-load serve-read FILE N SLEEP CPU  N requests pinned to CPU: a pread of all of FILE each, SLEEP ms apart
 //   flightbox-load tcp N            N loopback connections, then one to a closed port
 //   flightbox-load tcp-outage N MS  N accepted loopback connects, then the listener closes: MS ms of refused ones
 //   flightbox-load retransmit MS    a SYN the listener drops, retransmitted; gives up after MS ms
@@ -54,7 +55,7 @@ nonisolated func getppidThread(_ arg: UnsafeMutableRawPointer?) -> UnsafeMutable
 }
 
 func usage() -> Never {
-    printError("usage: flightbox-load getppid N | read N [SIZE] | latency DIR | threads N [CALLS] | wait-getppid MS N | trickle N MS | direct-write DIR N SIZE | privilege DIR | spin MS CPU | serve N WORK SLEEP CPU | tcp N | tcp-outage N MS | retransmit MS | http MS | writes DIR | linger DIR | faults DIR PAGES | oom CGROUP MB | use KIND SHAPE RATE PERIOD SECONDS [FILE] | exit CODE | signal SIG\n")
+    printError("usage: flightbox-load getppid N | read N [SIZE] | latency DIR | threads N [CALLS] | wait-getppid MS N | trickle N MS | direct-write DIR N SIZE | privilege DIR | spin MS CPU | serve N WORK SLEEP CPU | serve-read FILE N SLEEP CPU | tcp N | tcp-outage N MS | retransmit MS | http MS | writes DIR | linger DIR | faults DIR PAGES | oom CGROUP MB | use KIND SHAPE RATE PERIOD SECONDS [FILE] | exit CODE | signal SIG\n")
     exit(2)
 }
 
@@ -204,6 +205,31 @@ case "serve":
     }
     print(slowest / 1_000_000)
     if x == 42 { print("") }
+
+case "serve-read":
+    // A service whose request is a read: pinned to CPU, N requests, each a
+    // pread of all of FILE (kept in memory, on tmpfs: the time is the
+    // kernel's copy, CPU time inside the syscall, so under contention the
+    // call itself is preempted), then a sleep of SLEEP ms. Prints the
+    // slowest request's wall time in ms.
+    guard args.count > 5, let n = Int(args[3]), let sleep = UInt32(args[4]), let cpu = Int32(args[5]) else { usage() }
+    check(fb_pin_to_cpu(cpu) == 0, "pin to cpu \(cpu)")
+    let fd = open(args[2], O_RDONLY)
+    check(fd >= 0, "open \(args[2])")
+    var st = stat()
+    check(fstat(fd, &st) == 0, "fstat")
+    let size = max(Int(st.st_size), 1)
+    let buf = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 4096)
+    // Touched once, so a request copies and never faults.
+    memset(buf, 0, size)
+    var slowest: UInt64 = 0
+    for _ in 0..<n {
+        let start = now()
+        check(pread(fd, buf, size, 0) == Int(st.st_size), "pread")
+        slowest = max(slowest, now() - start)
+        usleep(sleep * 1000)
+    }
+    print(slowest / 1_000_000)
 
 case "tcp":
     // N loopback connections, then one refused; prints "PORT REFUSED_PORT CONNECTIONS".

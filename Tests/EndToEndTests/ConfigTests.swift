@@ -19,7 +19,7 @@ final class ConfigTests: XCTestCase {
         let r = try Tool.flightbox("replay", fixture, "--config", bad)
         XCTAssertEqual(r.status, 2)
         XCTAssertEqual(r.stdout, "")
-        XCTAssertEqual(r.stderr, "flightbox: \(bad):3:5: syscall-latency: unknown key 'flor' (did you mean 'floor'?); known: enabled, min_samples, floor, buckets_above_p99, cooldown, critical, exclude\n")
+        XCTAssertEqual(r.stderr, "flightbox: \(bad):3:5: syscall-latency: unknown key 'flor' (did you mean 'floor'?); known: enabled, min_samples, floor, buckets_above_p99, cooldown, critical, storage_ceiling, storage_share, preempted_share, exclude\n")
         // Checked before the trace is opened: the config error, not a missing trace.
         let early = try Tool.flightbox("replay", scratch("no-such-trace.fbt"), "--config", bad)
         XCTAssertEqual(early.status, 2)
