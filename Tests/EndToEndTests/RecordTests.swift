@@ -232,7 +232,9 @@ final class FixtureTests: XCTestCase {
         let count = try FileManager.default.contentsOfDirectory(atPath: root).filter { FileManager.default.fileExists(atPath: "\(root)/\($0)/trace.fbt") }.count
         XCTAssertGreaterThanOrEqual(count, 4)
         XCTAssertTrue(r.stdout.contains("\(count) passed, 0 failed"), r.stdout)
-        for name in ["latency-outlier", "system-wide", "tcp-refused", "http-healthy", "oom-memcg", "reclaim-memcg", "build-healthy", "enospc-tmpfs", "emfile-leak", "cpu-hogs", "build-sched-healthy", "cold-cache-healthy", "preempted-read"] {
+        for name in ["latency-outlier", "system-wide", "tcp-refused", "http-healthy", "oom-memcg", "reclaim-memcg", "build-healthy", "enospc-tmpfs", "emfile-leak", "cpu-hogs", "build-sched-healthy", "cold-cache-healthy", "preempted-read",
+                     "exhaustion-memcg-leak", "exhaustion-tmpfs-fill", "exhaustion-fd-leak", "exhaustion-pids-cgroup", "exhaustion-healthy",
+                     "exhaustion-memory-pressure", "exhaustion-cpu-pressure"] {
             XCTAssertTrue(r.stdout.contains("PASS \(name) "), name)
         }
     }
