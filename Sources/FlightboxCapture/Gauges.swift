@@ -63,6 +63,7 @@ public final class GaugeSampler {
         var out: [[UInt8]] = []
         samples += 1
         sampleFilesystems(ts, &out)
+        sampleBlockDevices(ts, &out)
         sampleProcesses(ts, &out)
         sampleSystem(ts, &out)
         return out
@@ -91,6 +92,27 @@ public final class GaugeSampler {
             if stat(point, &sb) == 0 {
                 out.append(EventEncoder.gauge(ts: ts, kind: .fsDevice, value: UInt64(GaugeSampler.kernelDev(UInt64(sb.st_dev))), limit: 0, name: point))
             }
+        }
+    }
+
+    /// The block devices' names by dev_t, so a detector can say `vda`
+    /// rather than `254:0` (a block record carries only the number). Sampled
+    /// with the rest rather than once: loop devices come and go, and a trace
+    /// cut out of a ring still has them. Sorted by name.
+    func sampleBlockDevices(_ ts: UInt64, _ out: inout [[UInt8]]) {
+        guard let dir = opendir("/sys/block") else { return }
+        var names: [String] = []
+        while let ent = readdir(dir) {
+            let name = withUnsafeBytes(of: ent.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+            if !name.hasPrefix(".") { names.append(name) }
+        }
+        closedir(dir)
+        for name in names.sorted() {
+            guard let dev = readTextFile("/sys/block/\(name)/dev")?.split(separator: "\n").first?.split(separator: ":"), dev.count == 2,
+                  let major = UInt32(dev[0]), let minor = UInt32(dev[1]), major < 1 << 12, minor < 1 << 20,
+                  let sectors = readTextFile("/sys/block/\(name)/size").flatMap({ UInt64($0.split(separator: "\n").first ?? "") }),
+                  sectors > 0 else { continue }
+            out.append(EventEncoder.gauge(ts: ts, kind: .blockDevice, value: UInt64(major << 20 | minor), limit: sectors.multipliedReportingOverflow(by: 512).partialValue, name: name))
         }
     }
 

@@ -38,6 +38,17 @@ final class GaugesFamilyTests: XCTestCase {
         for kind in ["system_fds", "tasks", "mem_available", "load1"] {
             XCTAssertTrue(gauges.contains { $0["gauge"]?.stringValue == kind && ($0["fields"]?["limit"]?.uintValue ?? 0) > 0 }, kind)
         }
+        // Block devices by name, with their dev_t and size, as /sys/block has them.
+        let devices = gauges.filter { $0["gauge"]?.stringValue == "block_device" }
+        let sysBlock = (try? FileManager.default.contentsOfDirectory(atPath: "/sys/block")) ?? []
+        for name in sysBlock.sorted() {
+            guard let sectors = try? String(contentsOfFile: "/sys/block/\(name)/size", encoding: .utf8), let n = UInt64(sectors.trimmingCharacters(in: .whitespacesAndNewlines)), n > 0,
+                  let dev = try? String(contentsOfFile: "/sys/block/\(name)/dev", encoding: .utf8) else { continue }
+            let parts = dev.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: ":").compactMap { UInt64($0) }
+            let sampled = devices.first { $0["fields"]?["name"]?.stringValue == name }
+            XCTAssertEqual(sampled?["fields"]?["value"]?.uintValue, parts.count == 2 ? parts[0] << 20 | parts[1] : nil, name)
+            XCTAssertEqual(sampled?["fields"]?["limit"]?.uintValue, n * 512, name)
+        }
     }
 
     /// The gauges resource-exhaustion prediction needs beside those: a memory

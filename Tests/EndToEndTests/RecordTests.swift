@@ -237,7 +237,7 @@ final class FixtureTests: XCTestCase {
         XCTAssertTrue(r.stdout.contains("\(count) passed, 0 failed"), r.stdout)
         for name in ["latency-outlier", "system-wide", "tcp-refused", "http-healthy", "oom-memcg", "reclaim-memcg", "build-healthy", "enospc-tmpfs", "emfile-leak", "cpu-hogs", "build-sched-healthy", "cold-cache-healthy", "preempted-read",
                      "exhaustion-memcg-leak", "exhaustion-tmpfs-fill", "exhaustion-fd-leak", "exhaustion-pids-cgroup", "exhaustion-healthy",
-                     "exhaustion-memory-pressure", "exhaustion-cpu-pressure"] {
+                     "exhaustion-memory-pressure", "exhaustion-cpu-pressure", "block-slow-loop", "block-busy-healthy"] {
             XCTAssertTrue(r.stdout.contains("PASS \(name) "), name)
         }
     }
