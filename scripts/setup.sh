@@ -3,10 +3,11 @@
 # tracefs and bpffs when they are missing. Safe to run again.
 set -eu
 need=""
-# gcc, make and tar: the workload of `flightbox bench mixed` builds a C tree;
-# man-db: `man flightbox` (the page is installed below); chromium: the tests load
-# `flightbox report` pages in a real headless browser.
-for pkg in libbpf-dev libelf-dev libzstd-dev liblz4-dev zlib1g-dev bpftool linux-perf util-linux gcc make tar man-db chromium; do
+# gcc, make and tar: the workload of `flightbox bench mixed` builds a C tree.
+# libfuse3-dev and fuse3: flightbox-slowfs, the slow and failing disk of the block detector's tests;
+# e2fsprogs: a file system on it. man-db: `man flightbox` (the page is installed below);
+# chromium: the tests load `flightbox report` pages in a real headless browser.
+for pkg in libbpf-dev libelf-dev libzstd-dev liblz4-dev zlib1g-dev bpftool linux-perf util-linux gcc make tar libfuse3-dev fuse3 e2fsprogs man-db chromium; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need="$need $pkg"
 done
 if [ -n "$need" ]; then

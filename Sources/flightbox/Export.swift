@@ -31,7 +31,7 @@ struct Export: ParsableCommand {
         let meta = reader.metadata
         let arch = SyscallArch(schema: meta.schema, machine: meta.machine)
         let engine = DetectorEngine(detectors: try detectorConfiguration(file: fileConfig, trace: meta, path: file).makeDetectors(),
-                                    snapshot: reader.snapshot, arch: arch)
+                                    snapshot: reader.snapshot, arch: arch, clock: TraceClock(meta))
         let export = PerfettoExport(arch: arch, snapshot: reader.snapshot, options: PerfettoOptions(minSyscallNs: minNs))
         let progress = Progress(label: "export", total: reader.eventCount)
         reader.forEachEvent { e in

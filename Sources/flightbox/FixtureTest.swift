@@ -173,7 +173,8 @@ struct FixtureRun {
             }
         }
         let arch = SyscallArch(schema: reader.metadata.schema, machine: reader.metadata.machine)
-        let engine = DetectorEngine(detectors: try (configuration ?? .defaults).makeDetectors(), snapshot: reader.snapshot, arch: arch)
+        let engine = DetectorEngine(detectors: try (configuration ?? .defaults).makeDetectors(), snapshot: reader.snapshot, arch: arch,
+                                    clock: TraceClock(reader.metadata))
         reader.forEachEvent { engine.process($0) }
         engine.finish()
         let findings = engine.findings

@@ -28,7 +28,7 @@ struct Report: ParsableCommand {
         let name = String(file.split(separator: "/").last ?? Substring(file))
         let report = HTMLReport(title: name, metadata: meta, snapshot: reader.snapshot, arch: arch)
         let engine = DetectorEngine(detectors: try detectorConfiguration(file: fileConfig, trace: meta, path: file).makeDetectors(),
-                                    snapshot: reader.snapshot, arch: arch) { report.add(finding: $0) }
+                                    snapshot: reader.snapshot, arch: arch, clock: TraceClock(meta)) { report.add(finding: $0) }
         let progress = Progress(label: "report", total: reader.eventCount)
         reader.forEachEvent { e in
             report.add(e)
