@@ -41,6 +41,8 @@ let package = Package(
             name: "FlightboxConfig",
             dependencies: ["FlightboxDetectors", "FlightboxFormat", .product(name: "Yams", package: "Yams")]
         ),
+        // Looking at a trace: the Perfetto export (protobuf written by hand, see Protobuf.swift) and the HTML report.
+        .target(name: "FlightboxReport", dependencies: ["FlightboxEvents", "FlightboxFormat", "FlightboxDetectors"]),
         // The pipeline drain -> sequence -> write -> detect, for `record` and `flight`.
         .target(
             name: "FlightboxRecorder",
@@ -50,7 +52,7 @@ let package = Package(
             name: "flightbox",
             dependencies: [
                 "FlightboxEvents", "FlightboxFormat", "FlightboxCapture", "FlightboxDetectors", "FlightboxRecorder",
-                "FlightboxConfig",
+                "FlightboxConfig", "FlightboxReport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -80,6 +82,7 @@ let package = Package(
             name: "FlightboxRecorderTests",
             dependencies: ["FlightboxRecorder", "FlightboxDetectors", "FlightboxFormat", "FlightboxEvents"]
         ),
+        .testTarget(name: "FlightboxReportTests", dependencies: ["FlightboxReport", "FlightboxDetectors", "FlightboxFormat", "FlightboxEvents"]),
         .testTarget(
             name: "EndToEndTests",
             dependencies: ["FlightboxFormat", "FlightboxEvents", "flightbox", "flightbox-load", "flightbox-slowfs"]

@@ -57,7 +57,11 @@ public enum SwiftEmitter {
         o += "    /// The record's own fields (not the header's) as JSON, keyed by their schema names.\n"
         o += "    public var fieldsJSON: JSON? {\n        switch payload {\n"
         for r in h.events { o += "        case .\(ident(r.name))(let r): r.fieldsJSON\n" }
-        o += "        case .unknown: nil\n        }\n    }\n}\n\n"
+        o += "        case .unknown: nil\n        }\n    }\n\n"
+        o += "    /// `fieldsJSON` serialized straight into `out` (the same bytes, no tree); false for an unknown type.\n"
+        o += "    @discardableResult\n    public func writeFieldsJSON(into out: inout [UInt8]) -> Bool {\n        switch payload {\n"
+        for r in h.events { o += "        case .\(ident(r.name))(let r): r.writeFieldsJSON(into: &out)\n" }
+        o += "        case .unknown: return false\n        }\n        return true\n    }\n}\n\n"
 
         o += samples(h)
         o += schema(h)
@@ -112,6 +116,7 @@ public enum SwiftEmitter {
             o += "            (\"\(f.trailing!.name)\", \(f.trailing!.kind == "strings" ? ".array(\(n).map { .string($0) })" : ".string(\(n))")),\n"
         }
         o += "        ])\n    }\n\n"
+        o += writer(r)
         // Encoder.
         let params = r.schemaFields.filter { $0.trailing == nil }
         o += "    /// The wire bytes of a record with these values; lengths of variable parts are set from them.\n"
@@ -205,6 +210,44 @@ public enum SwiftEmitter {
             for f in r.schemaFields { o += "        (\"\(r.name)\", \"\(f.name)\", MemoryLayout<\(r.cName)>.offset(of: \\\(r.cName).\(f.name))!),\n" }
         }
         o += "    ]\n}\n"
+        return o
+    }
+
+    /// `writeFieldsJSON(into:)`: `fieldsJSON`'s bytes without building the
+    /// tree, for `events --format json` on millions of events.
+    static func writer(_ r: EventHeader.Record) -> String {
+        var o = "    /// `fieldsJSON` serialized straight into `out`: the same bytes, no tree.\n"
+        o += "    public func writeFieldsJSON(into out: inout [UInt8]) {\n"
+        var separator = "{"
+        func key(_ name: String) {
+            o += "        out.append(contentsOf: \"\(separator)\\\"\(name)\\\":\".utf8)\n"
+            separator = ","
+        }
+        for f in r.schemaFields {
+            key(f.name)
+            let n = camel(f.name)
+            switch (f.scalar, f.count) {
+            case ("char", _?): o += "        JSON.escape(\(n), into: &out)\n"
+            case ("u8", _?): o += "        JSON.appendHex(\(n), into: &out)\n"
+            case (let sc, let count?):
+                let put = sc.hasPrefix("s") ? "JSON.appendInt(Int64(\(n)(i)), into: &out)" : "JSON.appendDecimal(UInt64(\(n)(i)), into: &out)"
+                o += "        out.append(91)\n        for i in 0..<\(count) {\n            if i > 0 { out.append(44) }\n            \(put)\n        }\n        out.append(93)\n"
+            case (let sc, nil):
+                o += sc.hasPrefix("s") ? "        JSON.appendInt(Int64(\(n)), into: &out)\n" : "        JSON.appendDecimal(UInt64(\(n)), into: &out)\n"
+            }
+        }
+        for f in r.trailing {
+            let tr = f.trailing!
+            key(tr.name)
+            let n = camel(tr.name)
+            if tr.kind == "strings" {
+                o += "        out.append(91)\n        for (i, s) in \(n).enumerated() {\n            if i > 0 { out.append(44) }\n            JSON.escape(s, into: &out)\n        }\n        out.append(93)\n"
+            } else {
+                o += "        JSON.escape(\(n), into: &out)\n"
+            }
+        }
+        o += separator == "{" ? "        out.append(contentsOf: \"{}\".utf8)\n" : "        out.append(125)\n"
+        o += "    }\n\n"
         return o
     }
 

@@ -49,6 +49,101 @@ extension Event {
         return .object(kv)
     }
 
+    /// `json(comm:arch:)` serialized straight into `out`: the same bytes
+    /// (a test compares them for every type), without building the tree, so
+    /// `events --format json` keeps up with millions of events.
+    public func writeJSON(into out: inout [UInt8], comm: String? = nil, arch: SyscallArch = .host) {
+        func key(_ k: StaticString) {
+            out.append(contentsOf: UnsafeRawBufferPointer(start: k.utf8Start, count: k.utf8CodeUnitCount))
+        }
+        func string(_ k: StaticString, _ v: String) {
+            key(k)
+            JSON.escape(v, into: &out)
+        }
+        func bool(_ k: StaticString, _ v: Bool) {
+            key(k)
+            out.append(contentsOf: v ? JSON.trueBytes : JSON.falseBytes)
+        }
+        key("{\"seq\":")
+        JSON.appendDecimal(sequence, into: &out)
+        key(",\"ts_ns\":")
+        JSON.appendDecimal(timestamp, into: &out)
+        if let t = type {
+            string(",\"type\":", t.name)
+        } else {
+            string(",\"type\":", "unknown_\(rawType)")
+        }
+        key(",\"cpu\":")
+        JSON.appendDecimal(UInt64(cpu), into: &out)
+        key(",\"flags\":")
+        JSON.appendDecimal(UInt64(flags), into: &out)
+        key(",\"pid\":")
+        JSON.appendDecimal(UInt64(pid), into: &out)
+        key(",\"tid\":")
+        JSON.appendDecimal(UInt64(tid), into: &out)
+        if let comm { string(",\"comm\":", comm) }
+        switch payload {
+        case .syscall(let r):
+            string(",\"syscall\":", r.displayName(arch: arch))
+            bool(",\"compat\":", r.isCompat)
+            string(",\"fd_kind_name\":", r.fdKindValue.name)
+        case .fork(let r):
+            bool(",\"thread\":", r.isThread)
+        case .exec(let r):
+            bool(",\"truncated\":", r.isTruncated)
+        case .exit(let r):
+            key(",\"exit_code\":")
+            JSON.appendInt(Int64(r.exitCode), into: &out)
+            key(",\"signal\":")
+            JSON.appendInt(Int64(r.exitSignal), into: &out)
+            bool(",\"process_exit\":", r.isGroupExit)
+        case .file(let r):
+            string(",\"op_name\":", r.opValue?.name ?? "op\(r.op)")
+            bool(",\"truncated\":", r.isTruncated)
+        case .signal(let r):
+            string(",\"op_name\":", r.opName)
+            string(",\"signame\":", signalName(r.sig))
+            string(",\"result_name\":", signalResultName(r.result))
+        case .block(let r):
+            string(",\"op_name\":", r.opName)
+            string(",\"device\":", deviceName(r.dev))
+        case .privilege(let r):
+            string(",\"op_name\":", r.opName)
+            string(",\"syscall\":", syscallName(r.nr, arch: arch))
+            key(",\"strings\":[")
+            for (i, s) in r.strings.enumerated() {
+                if i > 0 { out.append(44) }
+                JSON.escape(s, into: &out)
+            }
+            out.append(93)
+        case .sched(let r):
+            string(",\"kind_name\":", r.isRunqueueWait ? "runqueue" : "offcpu")
+        case .gauge(let r):
+            string(",\"gauge\":", r.gaugeKind?.name ?? "kind\(r.kind)")
+        case .tcp(let r):
+            string(",\"kind_name\":", r.kindName)
+            string(",\"src_ip\":", r.sourceAddress)
+            string(",\"dst_ip\":", r.destinationAddress)
+            string(",\"old_state_name\":", tcpStateName(r.oldstate))
+            string(",\"new_state_name\":", tcpStateName(r.newstate))
+        case .writes(let r):
+            string(",\"device\":", deviceName(r.dev))
+            string(",\"fd_kind_name\":", r.fdKindValue.name)
+            string(",\"reason_name\":", r.reasonName)
+        case .reclaim(let r):
+            string(",\"scope\":", r.isMemcg ? "memcg" : "system")
+        case .loss, .faults, .oom:
+            break
+        case .unknown:
+            key(",\"size\":")
+            JSON.appendInt(Int64(size), into: &out)
+        }
+        let mark = out.count
+        key(",\"fields\":")
+        if !writeFieldsJSON(into: &out) { out.removeSubrange(mark...) }
+        out.append(125)
+    }
+
     /// One human-readable line; `ts` is already formatted by the caller.
     public func text(ts: String, comm: String?, arch: SyscallArch = .host) -> String {
         let who = "\(comm ?? "?")[\(pid)/\(tid)]"

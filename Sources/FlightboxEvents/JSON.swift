@@ -96,6 +96,22 @@ public indirect enum JSON: Equatable, Sendable {
         }
     }
 
+    static func appendInt(_ v: Int64, into out: inout [UInt8]) {
+        if v < 0 { out.append(UInt8(ascii: "-")) }
+        appendDecimal(v.magnitude, into: &out)
+    }
+
+    /// Lower-case hex, two digits a byte, quoted (as `hexString`).
+    static func appendHex(_ p: UnsafeRawBufferPointer, into out: inout [UInt8]) {
+        out.append(UInt8(ascii: "\""))
+        for b in p {
+            let hi = b >> 4, lo = b & 15
+            out.append(hi < 10 ? 48 + hi : 87 + hi)
+            out.append(lo < 10 ? 48 + lo : 87 + lo)
+        }
+        out.append(UInt8(ascii: "\""))
+    }
+
     static func escape(_ s: String, into out: inout [UInt8]) {
         out.append(UInt8(ascii: "\""))
         var s = s

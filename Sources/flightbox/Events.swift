@@ -56,7 +56,7 @@ struct Events: ParsableCommand {
             if let wanted, e.rawType != wanted { return }
             let comm = names.comm(e.pid)
             if format == .json {
-                out.line(e.json(comm: comm, arch: arch))
+                out.line { e.writeJSON(into: &$0, comm: comm, arch: arch) }
             } else {
                 out.line(e.text(ts: formatOffset(e.timestamp, from: base), comm: comm, arch: arch))
             }
@@ -89,7 +89,12 @@ struct Replay: ParsableCommand {
         let engine = DetectorEngine(detectors: list, snapshot: reader.snapshot, arch: arch, clock: TraceClock(meta)) { f in
             out.line(format == .json ? f.jsonLine : formatFinding(f, metadata: meta))
         }
-        reader.forEachEvent(from: from, to: to) { engine.process($0) }
+        let progress = Progress(label: "replay", total: reader.eventCount)
+        reader.forEachEvent(from: from, to: to) { e in
+            engine.process(e)
+            progress.step()
+        }
+        progress.done()
         engine.finish()
         out.flush()
         FileHandleStderr.write("flightbox: \(engine.eventsSeen) events replayed, \(engine.findings.count) findings\n")

@@ -37,10 +37,13 @@ struct Repair: ParsableCommand {
             // Block by block, keeping sequence numbers: what was lost stays a visible gap.
             // Each record keeps its own number (the reader gives every number
             // once): where numbers jump, the writer leaves the gap visible.
+            let progress = Progress(label: "repair", total: reader.eventCount)
+            defer { progress.done() }
             for entry in reader.eventBlocks.sorted(by: { ($0.firstSequence, $0.offset) < ($1.firstSequence, $1.offset) }) {
                 var failure: Error?
                 reader.decodeBlock(entry) { e in
                     guard failure == nil else { return }
+                    progress.step()
                     do {
                         if e.sequence != writer.nextSequence { try writer.skip(toSequence: e.sequence) }
                         try writer.append(e.bytes)

@@ -38,6 +38,8 @@ struct ReplayBench: ParsableCommand {
         var seconds: [[[Double]]] = corpora.map { _ in modes.map { _ in [] } }
         var events: [Int] = corpora.map { _ in 0 }
         var findings: [Int] = corpora.map { _ in 0 }
+        let outputs = OutputKind.allCases
+        var outputSeconds: [[[Double]]] = corpora.map { _ in outputs.map { _ in [] } }
         for round in 1...rounds {
             FileHandleStderr.write("flightbox bench replay: round \(round)/\(rounds)\n")
             for (c, (_, path)) in corpora.enumerated() {
@@ -47,6 +49,7 @@ struct ReplayBench: ParsableCommand {
                     events[c] = n
                     if m == 1 { findings[c] = f }
                 }
+                for (k, kind) in outputs.enumerated() { outputSeconds[c][k].append(try format(path, kind)) }
             }
         }
         print("replay on cpu \(cpu), median of \(rounds) rounds, modes interleaved; detectors with their defaults")
@@ -62,6 +65,14 @@ struct ReplayBench: ParsableCommand {
                 print("\(label.padding(36)) \(String(format3: t).padding(8)) \(String(format3: rate).padding(11)) \(String(format3: t / decode).padding(9)) \(cost)")
             }
         }
+        print("")
+        print("`flightbox events` output, formatting into the output buffer (write(2) left out), M events/s:")
+        print("corpus  " + outputs.map { $0.rawValue.padding(14) }.joined())
+        for (c, (name, _)) in corpora.enumerated() {
+            print(name.padding(8) + outputs.indices.map { String(format3: Double(events[c]) / BenchModes.median(outputSeconds[c][$0]) / 1e6).padding(14) }.joined())
+        }
+        let stormJSON = Double(events[0]) / BenchModes.median(outputSeconds[0][OutputKind.allCases.firstIndex(of: .json)!]) / 1e6
+        print("target: events --format json >= 1 M events/s on the storm: \(String(format3: stormJSON)) (\(stormJSON >= 1 ? "met" : "not met"))")
         let stormAll = Double(events[0]) / BenchModes.median(seconds[0][1]) / 1e6
         let stormCost = (BenchModes.median(seconds[0][1]) - BenchModes.median(seconds[0][0])) / BenchModes.median(seconds[0][0])
         print("")
@@ -95,6 +106,43 @@ struct ReplayBench: ParsableCommand {
             if sum == 42 { print("") }
         }
         return (n, found, Double(monotonicNow() - t0) / 1e9)
+    }
+
+    enum OutputKind: String, CaseIterable {
+        case text
+        /// The JSON tree serialized (how `events --format json` worked before).
+        case jsonTree = "json (tree)"
+        /// Straight into the buffer (`Event.writeJSON`), what `events` does.
+        case json
+    }
+
+    /// `flightbox events FILE --format KIND` but for the write(2): names
+    /// followed, each event formatted into a 64 KiB buffer. Returns seconds.
+    func format(_ path: String, _ kind: OutputKind) throws -> Double {
+        let t0 = monotonicNow()
+        let reader = try openTrace(path)
+        let names = ProcessTable(snapshot: reader.snapshot)
+        let arch = SyscallArch(schema: reader.metadata.schema, machine: reader.metadata.machine)
+        let base = reader.firstTimestamp ?? 0
+        var buf: [UInt8] = []
+        buf.reserveCapacity(1 << 17)
+        var bytes = 0
+        reader.forEachEvent { e in
+            names.apply(e)
+            let comm = names.comm(e.pid)
+            switch kind {
+            case .text: buf.append(contentsOf: e.text(ts: formatOffset(e.timestamp, from: base), comm: comm, arch: arch).utf8)
+            case .jsonTree: e.json(comm: comm, arch: arch).write(into: &buf)
+            case .json: e.writeJSON(into: &buf, comm: comm, arch: arch)
+            }
+            buf.append(10)
+            if buf.count >= 1 << 16 {
+                bytes += buf.count
+                buf.removeAll(keepingCapacity: true)
+            }
+        }
+        if bytes == 42 { print("") }
+        return Double(monotonicNow() - t0) / 1e9
     }
 
     /// Runs the replays on one CPU: re-executes itself under taskset(1)

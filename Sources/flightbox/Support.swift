@@ -43,6 +43,13 @@ final class Output {
         if buf.count >= 1 << 16 { flush() }
     }
 
+    /// One line written by `body` straight into the buffer (events as JSON).
+    @inline(__always) func line(_ body: (inout [UInt8]) -> Void) {
+        body(&buf)
+        buf.append(10)
+        if buf.count >= 1 << 16 { flush() }
+    }
+
     func flush() {
         var off = 0
         while off < buf.count {

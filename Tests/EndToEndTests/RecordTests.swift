@@ -227,29 +227,51 @@ final class BadInputTests: XCTestCase {
 }
 
 final class FixtureTests: XCTestCase {
+    static let root = Tool.packageRoot + "/fixtures"
+
+    /// Every folder of fixtures/ (discovered, not listed: a new fixture is a new folder).
+    static func names() throws -> [String] {
+        try FileManager.default.contentsOfDirectory(atPath: root).filter { !$0.hasPrefix(".") && $0 != "README.md" }.sorted()
+    }
+
     /// Every fixture replays to exactly its checked findings.
     func testFixturesReplayToTheirExpectedFindings() throws {
-        let r = try Tool.flightbox("test", Tool.packageRoot + "/fixtures")
+        let r = try Tool.flightbox("test", FixtureTests.root)
         XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
-        let root = Tool.packageRoot + "/fixtures"
-        let count = try FileManager.default.contentsOfDirectory(atPath: root).filter { FileManager.default.fileExists(atPath: "\(root)/\($0)/trace.fbt") }.count
-        XCTAssertGreaterThanOrEqual(count, 4)
-        XCTAssertTrue(r.stdout.contains("\(count) passed, 0 failed"), r.stdout)
-        for name in ["latency-outlier", "system-wide", "tcp-refused", "http-healthy", "oom-memcg", "reclaim-memcg", "build-healthy", "enospc-tmpfs", "emfile-leak", "cpu-hogs", "build-sched-healthy", "cold-cache-healthy", "preempted-read",
-                     "exhaustion-memcg-leak", "exhaustion-tmpfs-fill", "exhaustion-fd-leak", "exhaustion-pids-cgroup", "exhaustion-healthy",
-                     "exhaustion-memory-pressure", "exhaustion-cpu-pressure", "block-slow-loop", "block-busy-healthy"] {
+        let names = try FixtureTests.names()
+        XCTAssertGreaterThanOrEqual(names.count, 22)
+        XCTAssertTrue(r.stdout.contains("\(names.count) passed, 0 failed"), r.stdout)
+        for name in names {
             XCTAssertTrue(r.stdout.contains("PASS \(name) "), name)
+            // A fixture documents why its findings are right.
+            let readme = try String(contentsOfFile: FixtureTests.root + "/README.md", encoding: .utf8)
+            XCTAssertTrue(readme.contains("\n## \(name)\n"), "fixtures/README.md has no section for \(name)")
         }
     }
 
-    /// A fixture is its scenario, its trace and its checked findings; nothing
-    /// else belongs there (a fuzzer's corpus was once committed into one).
+    /// A fixture is its scenario, its trace and its checked expectations;
+    /// nothing else belongs there (a fuzzer's corpus was once committed into one).
     func testFixturesHoldOnlyWhatAFixtureIs() throws {
-        let root = Tool.packageRoot + "/fixtures"
-        for dir in try FileManager.default.contentsOfDirectory(atPath: root) where dir != "README.md" {
-            let files = Set(try FileManager.default.contentsOfDirectory(atPath: root + "/" + dir))
-            XCTAssertEqual(files.subtracting(["scenario.sh", "trace.fbt", "expected-findings.jsonl", "README.md"]), [], "fixtures/\(dir)")
+        let allowed: Set<String> = ["scenario.sh", "trace.fbt", "expected-findings.jsonl", "expect.yaml", "config.yaml", "README.md"]
+        for dir in try FixtureTests.names() {
+            let files = Set(try FileManager.default.contentsOfDirectory(atPath: FixtureTests.root + "/" + dir))
+            XCTAssertEqual(files.subtracting(allowed), [], "fixtures/\(dir)")
+            XCTAssertTrue(files.contains("trace.fbt") && files.contains("scenario.sh"), "fixtures/\(dir)")
+            XCTAssertFalse(files.isDisjoint(with: ["expected-findings.jsonl", "expect.yaml"]), "fixtures/\(dir) has no expectation")
         }
+    }
+
+    /// The size budget of fixtures/README.md: 2 MB a trace, 10 MB in all.
+    func testFixturesKeepToTheirSizeBudget() throws {
+        var total: UInt64 = 0
+        for dir in try FixtureTests.names() {
+            for file in try FileManager.default.contentsOfDirectory(atPath: FixtureTests.root + "/" + dir) {
+                let size = (try FileManager.default.attributesOfItem(atPath: "\(FixtureTests.root)/\(dir)/\(file)")[.size] as? NSNumber)?.uint64Value ?? 0
+                XCTAssertLessThanOrEqual(size, 2_000_000, "fixtures/\(dir)/\(file) is over the 2 MB budget: cut it to its window with `flightbox cut`")
+                total += size
+            }
+        }
+        XCTAssertLessThanOrEqual(total, 10_000_000, "fixtures/ is over its 10 MB budget")
     }
 }
 

@@ -151,6 +151,26 @@ public struct SyscallRecord: EventRecord {
         ])
     }
 
+    /// `fieldsJSON` serialized straight into `out`: the same bytes, no tree.
+    public func writeFieldsJSON(into out: inout [UInt8]) {
+        out.append(contentsOf: "{\"duration_ns\":".utf8)
+        JSON.appendDecimal(UInt64(durationNs), into: &out)
+        out.append(contentsOf: ",\"ret\":".utf8)
+        JSON.appendInt(Int64(ret), into: &out)
+        out.append(contentsOf: ",\"args\":".utf8)
+        out.append(91)
+        for i in 0..<3 {
+            if i > 0 { out.append(44) }
+            JSON.appendDecimal(UInt64(args(i)), into: &out)
+        }
+        out.append(93)
+        out.append(contentsOf: ",\"nr\":".utf8)
+        JSON.appendDecimal(UInt64(nr), into: &out)
+        out.append(contentsOf: ",\"fd_kind\":".utf8)
+        JSON.appendDecimal(UInt64(fdKind), into: &out)
+        out.append(125)
+    }
+
     /// The wire bytes of a record with these values; lengths of variable parts are set from them.
     public static func encode(ts: UInt64, cpu: UInt16 = 0, flags: UInt16 = 0, pid: UInt32 = 0, tid: UInt32 = 0, durationNs: UInt64 = 0, ret: Int64 = 0, args: [UInt64] = [], nr: UInt32 = 0, fdKind: UInt8 = 0) -> [UInt8] {
         var b = EventEncoder.header(type: .syscall, size: 72, ts: ts, cpu: cpu, flags: flags, pid: pid, tid: tid)
@@ -181,6 +201,17 @@ public struct ForkRecord: EventRecord {
             ("child_tid", .uint(UInt64(childTid))),
             ("comm", .string(comm)),
         ])
+    }
+
+    /// `fieldsJSON` serialized straight into `out`: the same bytes, no tree.
+    public func writeFieldsJSON(into out: inout [UInt8]) {
+        out.append(contentsOf: "{\"child_pid\":".utf8)
+        JSON.appendDecimal(UInt64(childPid), into: &out)
+        out.append(contentsOf: ",\"child_tid\":".utf8)
+        JSON.appendDecimal(UInt64(childTid), into: &out)
+        out.append(contentsOf: ",\"comm\":".utf8)
+        JSON.escape(comm, into: &out)
+        out.append(125)
     }
 
     /// The wire bytes of a record with these values; lengths of variable parts are set from them.
@@ -229,6 +260,34 @@ public struct ExecRecord: EventRecord {
         ])
     }
 
+    /// `fieldsJSON` serialized straight into `out`: the same bytes, no tree.
+    public func writeFieldsJSON(into out: inout [UInt8]) {
+        out.append(contentsOf: "{\"old_tid\":".utf8)
+        JSON.appendDecimal(UInt64(oldTid), into: &out)
+        out.append(contentsOf: ",\"ppid\":".utf8)
+        JSON.appendDecimal(UInt64(ppid), into: &out)
+        out.append(contentsOf: ",\"uid\":".utf8)
+        JSON.appendDecimal(UInt64(uid), into: &out)
+        out.append(contentsOf: ",\"filename_len\":".utf8)
+        JSON.appendDecimal(UInt64(filenameLen), into: &out)
+        out.append(contentsOf: ",\"argv_len\":".utf8)
+        JSON.appendDecimal(UInt64(argvLen), into: &out)
+        out.append(contentsOf: ",\"argc\":".utf8)
+        JSON.appendDecimal(UInt64(argc), into: &out)
+        out.append(contentsOf: ",\"comm\":".utf8)
+        JSON.escape(comm, into: &out)
+        out.append(contentsOf: ",\"filename\":".utf8)
+        JSON.escape(filename, into: &out)
+        out.append(contentsOf: ",\"argv\":".utf8)
+        out.append(91)
+        for (i, s) in argv.enumerated() {
+            if i > 0 { out.append(44) }
+            JSON.escape(s, into: &out)
+        }
+        out.append(93)
+        out.append(125)
+    }
+
     /// The wire bytes of a record with these values; lengths of variable parts are set from them.
     public static func encode(ts: UInt64, cpu: UInt16 = 0, flags: UInt16 = 0, pid: UInt32 = 0, tid: UInt32 = 0, oldTid: UInt32 = 0, ppid: UInt32 = 0, uid: UInt32 = 0, argc: UInt16 = 0, comm: String = "", filename: [UInt8] = [], argv: [UInt8] = []) -> [UInt8] {
         var b = EventEncoder.header(type: .exec, size: 64 + filename.count + argv.count, ts: ts, cpu: cpu, flags: flags, pid: pid, tid: tid)
@@ -270,6 +329,19 @@ public struct ExitRecord: EventRecord {
         ])
     }
 
+    /// `fieldsJSON` serialized straight into `out`: the same bytes, no tree.
+    public func writeFieldsJSON(into out: inout [UInt8]) {
+        out.append(contentsOf: "{\"status\":".utf8)
+        JSON.appendInt(Int64(status), into: &out)
+        out.append(contentsOf: ",\"ppid\":".utf8)
+        JSON.appendDecimal(UInt64(ppid), into: &out)
+        out.append(contentsOf: ",\"lifetime_ns\":".utf8)
+        JSON.appendDecimal(UInt64(lifetimeNs), into: &out)
+        out.append(contentsOf: ",\"comm\":".utf8)
+        JSON.escape(comm, into: &out)
+        out.append(125)
+    }
+
     /// The wire bytes of a record with these values; lengths of variable parts are set from them.
     public static func encode(ts: UInt64, cpu: UInt16 = 0, flags: UInt16 = 0, pid: UInt32 = 0, tid: UInt32 = 0, status: Int32 = 0, ppid: UInt32 = 0, lifetimeNs: UInt64 = 0, comm: String = "") -> [UInt8] {
         var b = EventEncoder.header(type: .exit, size: 56, ts: ts, cpu: cpu, flags: flags, pid: pid, tid: tid)
@@ -298,6 +370,15 @@ public struct LossRecord: EventRecord {
             ("lost", .uint(UInt64(lost))),
             ("first_ts", .uint(UInt64(firstTs))),
         ])
+    }
+
+    /// `fieldsJSON` serialized straight into `out`: the same bytes, no tree.
+    public func writeFieldsJSON(into out: inout [UInt8]) {
+        out.append(contentsOf: "{\"lost\":".utf8)
+        JSON.appendDecimal(UInt64(lost), into: &out)
+        out.append(contentsOf: ",\"first_ts\":".utf8)
+        JSON.appendDecimal(UInt64(firstTs), into: &out)
+        out.append(125)
     }
 
     /// The wire bytes of a record with these values; lengths of variable parts are set from them.
@@ -346,6 +427,29 @@ public struct FileRecord: EventRecord {
             ("path", .string(path)),
             ("path2", .string(path2)),
         ])
+    }
+
+    /// `fieldsJSON` serialized straight into `out`: the same bytes, no tree.
+    public func writeFieldsJSON(into out: inout [UInt8]) {
+        out.append(contentsOf: "{\"ret\":".utf8)
+        JSON.appendInt(Int64(ret), into: &out)
+        out.append(contentsOf: ",\"op\":".utf8)
+        JSON.appendDecimal(UInt64(op), into: &out)
+        out.append(contentsOf: ",\"dirfd\":".utf8)
+        JSON.appendInt(Int64(dirfd), into: &out)
+        out.append(contentsOf: ",\"open_flags\":".utf8)
+        JSON.appendDecimal(UInt64(openFlags), into: &out)
+        out.append(contentsOf: ",\"mode\":".utf8)
+        JSON.appendDecimal(UInt64(mode), into: &out)
+        out.append(contentsOf: ",\"path_len\":".utf8)
+        JSON.appendDecimal(UInt64(pathLen), into: &out)
+        out.append(contentsOf: ",\"path2_len\":".utf8)
+        JSON.appendDecimal(UInt64(path2Len), into: &out)
+        out.append(contentsOf: ",\"path\":".utf8)
+        JSON.escape(path, into: &out)
+        out.append(contentsOf: ",\"path2\":".utf8)
+        JSON.escape(path2, into: &out)
+        out.append(125)
     }
 
     /// The wire bytes of a record with these values; lengths of variable parts are set from them.
@@ -402,6 +506,29 @@ public struct SignalRecord: EventRecord {
         ])
     }
 
+    /// `fieldsJSON` serialized straight into `out`: the same bytes, no tree.
+    public func writeFieldsJSON(into out: inout [UInt8]) {
+        out.append(contentsOf: "{\"sig\":".utf8)
+        JSON.appendInt(Int64(sig), into: &out)
+        out.append(contentsOf: ",\"code\":".utf8)
+        JSON.appendInt(Int64(code), into: &out)
+        out.append(contentsOf: ",\"op\":".utf8)
+        JSON.appendDecimal(UInt64(op), into: &out)
+        out.append(contentsOf: ",\"result\":".utf8)
+        JSON.appendInt(Int64(result), into: &out)
+        out.append(contentsOf: ",\"target_pid\":".utf8)
+        JSON.appendDecimal(UInt64(targetPid), into: &out)
+        out.append(contentsOf: ",\"target_tid\":".utf8)
+        JSON.appendDecimal(UInt64(targetTid), into: &out)
+        out.append(contentsOf: ",\"sender_uid\":".utf8)
+        JSON.appendDecimal(UInt64(senderUid), into: &out)
+        out.append(contentsOf: ",\"group\":".utf8)
+        JSON.appendDecimal(UInt64(group), into: &out)
+        out.append(contentsOf: ",\"target_comm\":".utf8)
+        JSON.escape(targetComm, into: &out)
+        out.append(125)
+    }
+
     /// The wire bytes of a record with these values; lengths of variable parts are set from them.
     public static func encode(ts: UInt64, cpu: UInt16 = 0, flags: UInt16 = 0, pid: UInt32 = 0, tid: UInt32 = 0, sig: Int32 = 0, code: Int32 = 0, op: UInt32 = 0, result: Int32 = 0, targetPid: UInt32 = 0, targetTid: UInt32 = 0, senderUid: UInt32 = 0, group: UInt32 = 0, targetComm: String = "") -> [UInt8] {
         var b = EventEncoder.header(type: .signal, size: 72, ts: ts, cpu: cpu, flags: flags, pid: pid, tid: tid)
@@ -449,6 +576,25 @@ public struct BlockRecord: EventRecord {
             ("error", .int(Int64(error))),
             ("comm", .string(comm)),
         ])
+    }
+
+    /// `fieldsJSON` serialized straight into `out`: the same bytes, no tree.
+    public func writeFieldsJSON(into out: inout [UInt8]) {
+        out.append(contentsOf: "{\"latency_ns\":".utf8)
+        JSON.appendDecimal(UInt64(latencyNs), into: &out)
+        out.append(contentsOf: ",\"sector\":".utf8)
+        JSON.appendDecimal(UInt64(sector), into: &out)
+        out.append(contentsOf: ",\"dev\":".utf8)
+        JSON.appendDecimal(UInt64(dev), into: &out)
+        out.append(contentsOf: ",\"bytes\":".utf8)
+        JSON.appendDecimal(UInt64(bytes), into: &out)
+        out.append(contentsOf: ",\"op\":".utf8)
+        JSON.appendDecimal(UInt64(op), into: &out)
+        out.append(contentsOf: ",\"error\":".utf8)
+        JSON.appendInt(Int64(error), into: &out)
+        out.append(contentsOf: ",\"comm\":".utf8)
+        JSON.escape(comm, into: &out)
+        out.append(125)
     }
 
     /// The wire bytes of a record with these values; lengths of variable parts are set from them.
@@ -522,6 +668,44 @@ public struct PrivilegeRecord: EventRecord {
         ])
     }
 
+    /// `fieldsJSON` serialized straight into `out`: the same bytes, no tree.
+    public func writeFieldsJSON(into out: inout [UInt8]) {
+        out.append(contentsOf: "{\"ret\":".utf8)
+        JSON.appendInt(Int64(ret), into: &out)
+        out.append(contentsOf: ",\"nr\":".utf8)
+        JSON.appendDecimal(UInt64(nr), into: &out)
+        out.append(contentsOf: ",\"op\":".utf8)
+        JSON.appendDecimal(UInt64(op), into: &out)
+        out.append(contentsOf: ",\"args\":".utf8)
+        out.append(91)
+        for i in 0..<4 {
+            if i > 0 { out.append(44) }
+            JSON.appendDecimal(UInt64(args(i)), into: &out)
+        }
+        out.append(93)
+        out.append(contentsOf: ",\"uid\":".utf8)
+        JSON.appendDecimal(UInt64(uid), into: &out)
+        out.append(contentsOf: ",\"euid\":".utf8)
+        JSON.appendDecimal(UInt64(euid), into: &out)
+        out.append(contentsOf: ",\"old_uid\":".utf8)
+        JSON.appendDecimal(UInt64(oldUid), into: &out)
+        out.append(contentsOf: ",\"old_euid\":".utf8)
+        JSON.appendDecimal(UInt64(oldEuid), into: &out)
+        out.append(contentsOf: ",\"str_len\":".utf8)
+        JSON.appendDecimal(UInt64(strLen), into: &out)
+        out.append(contentsOf: ",\"str2_len\":".utf8)
+        JSON.appendDecimal(UInt64(str2Len), into: &out)
+        out.append(contentsOf: ",\"str3_len\":".utf8)
+        JSON.appendDecimal(UInt64(str3Len), into: &out)
+        out.append(contentsOf: ",\"str\":".utf8)
+        JSON.escape(str, into: &out)
+        out.append(contentsOf: ",\"str2\":".utf8)
+        JSON.escape(str2, into: &out)
+        out.append(contentsOf: ",\"str3\":".utf8)
+        JSON.escape(str3, into: &out)
+        out.append(125)
+    }
+
     /// The wire bytes of a record with these values; lengths of variable parts are set from them.
     public static func encode(ts: UInt64, cpu: UInt16 = 0, flags: UInt16 = 0, pid: UInt32 = 0, tid: UInt32 = 0, ret: Int64 = 0, nr: UInt32 = 0, op: UInt32 = 0, args: [UInt64] = [], uid: UInt32 = 0, euid: UInt32 = 0, oldUid: UInt32 = 0, oldEuid: UInt32 = 0, str: [UInt8] = [], str2: [UInt8] = [], str3: [UInt8] = []) -> [UInt8] {
         var b = EventEncoder.header(type: .privilege, size: 96 + str.count + str2.count + str3.count, ts: ts, cpu: cpu, flags: flags, pid: pid, tid: tid)
@@ -569,6 +753,19 @@ public struct SchedRecord: EventRecord {
         ])
     }
 
+    /// `fieldsJSON` serialized straight into `out`: the same bytes, no tree.
+    public func writeFieldsJSON(into out: inout [UInt8]) {
+        out.append(contentsOf: "{\"wait_ns\":".utf8)
+        JSON.appendDecimal(UInt64(waitNs), into: &out)
+        out.append(contentsOf: ",\"kind\":".utf8)
+        JSON.appendDecimal(UInt64(kind), into: &out)
+        out.append(contentsOf: ",\"prev_state\":".utf8)
+        JSON.appendDecimal(UInt64(prevState), into: &out)
+        out.append(contentsOf: ",\"comm\":".utf8)
+        JSON.escape(comm, into: &out)
+        out.append(125)
+    }
+
     /// The wire bytes of a record with these values; lengths of variable parts are set from them.
     public static func encode(ts: UInt64, cpu: UInt16 = 0, flags: UInt16 = 0, pid: UInt32 = 0, tid: UInt32 = 0, waitNs: UInt64 = 0, kind: UInt32 = 0, prevState: UInt32 = 0, comm: String = "") -> [UInt8] {
         var b = EventEncoder.header(type: .sched, size: 56, ts: ts, cpu: cpu, flags: flags, pid: pid, tid: tid)
@@ -605,6 +802,21 @@ public struct GaugeRecord: EventRecord {
             ("name_len", .uint(UInt64(nameLen))),
             ("name", .string(name)),
         ])
+    }
+
+    /// `fieldsJSON` serialized straight into `out`: the same bytes, no tree.
+    public func writeFieldsJSON(into out: inout [UInt8]) {
+        out.append(contentsOf: "{\"value\":".utf8)
+        JSON.appendDecimal(UInt64(value), into: &out)
+        out.append(contentsOf: ",\"limit\":".utf8)
+        JSON.appendDecimal(UInt64(limit), into: &out)
+        out.append(contentsOf: ",\"kind\":".utf8)
+        JSON.appendDecimal(UInt64(kind), into: &out)
+        out.append(contentsOf: ",\"name_len\":".utf8)
+        JSON.appendDecimal(UInt64(nameLen), into: &out)
+        out.append(contentsOf: ",\"name\":".utf8)
+        JSON.escape(name, into: &out)
+        out.append(125)
     }
 
     /// The wire bytes of a record with these values; lengths of variable parts are set from them.
@@ -652,6 +864,29 @@ public struct TCPRecord: EventRecord {
             ("oldstate", .uint(UInt64(oldstate))),
             ("newstate", .uint(UInt64(newstate))),
         ])
+    }
+
+    /// `fieldsJSON` serialized straight into `out`: the same bytes, no tree.
+    public func writeFieldsJSON(into out: inout [UInt8]) {
+        out.append(contentsOf: "{\"latency_ns\":".utf8)
+        JSON.appendDecimal(UInt64(latencyNs), into: &out)
+        out.append(contentsOf: ",\"saddr\":".utf8)
+        JSON.appendHex(saddr, into: &out)
+        out.append(contentsOf: ",\"daddr\":".utf8)
+        JSON.appendHex(daddr, into: &out)
+        out.append(contentsOf: ",\"sport\":".utf8)
+        JSON.appendDecimal(UInt64(sport), into: &out)
+        out.append(contentsOf: ",\"dport\":".utf8)
+        JSON.appendDecimal(UInt64(dport), into: &out)
+        out.append(contentsOf: ",\"family\":".utf8)
+        JSON.appendDecimal(UInt64(family), into: &out)
+        out.append(contentsOf: ",\"kind\":".utf8)
+        JSON.appendDecimal(UInt64(kind), into: &out)
+        out.append(contentsOf: ",\"oldstate\":".utf8)
+        JSON.appendDecimal(UInt64(oldstate), into: &out)
+        out.append(contentsOf: ",\"newstate\":".utf8)
+        JSON.appendDecimal(UInt64(newstate), into: &out)
+        out.append(125)
     }
 
     /// The wire bytes of a record with these values; lengths of variable parts are set from them.
@@ -716,6 +951,35 @@ public struct WritesRecord: EventRecord {
         ])
     }
 
+    /// `fieldsJSON` serialized straight into `out`: the same bytes, no tree.
+    public func writeFieldsJSON(into out: inout [UInt8]) {
+        out.append(contentsOf: "{\"first_ts\":".utf8)
+        JSON.appendDecimal(UInt64(firstTs), into: &out)
+        out.append(contentsOf: ",\"last_ts\":".utf8)
+        JSON.appendDecimal(UInt64(lastTs), into: &out)
+        out.append(contentsOf: ",\"bytes\":".utf8)
+        JSON.appendDecimal(UInt64(bytes), into: &out)
+        out.append(contentsOf: ",\"time_ns\":".utf8)
+        JSON.appendDecimal(UInt64(timeNs), into: &out)
+        out.append(contentsOf: ",\"ino\":".utf8)
+        JSON.appendDecimal(UInt64(ino), into: &out)
+        out.append(contentsOf: ",\"dev\":".utf8)
+        JSON.appendDecimal(UInt64(dev), into: &out)
+        out.append(contentsOf: ",\"fd\":".utf8)
+        JSON.appendInt(Int64(fd), into: &out)
+        out.append(contentsOf: ",\"calls\":".utf8)
+        JSON.appendDecimal(UInt64(calls), into: &out)
+        out.append(contentsOf: ",\"errors\":".utf8)
+        JSON.appendDecimal(UInt64(errors), into: &out)
+        out.append(contentsOf: ",\"reason\":".utf8)
+        JSON.appendDecimal(UInt64(reason), into: &out)
+        out.append(contentsOf: ",\"fd_kind\":".utf8)
+        JSON.appendDecimal(UInt64(fdKind), into: &out)
+        out.append(contentsOf: ",\"name\":".utf8)
+        JSON.escape(name, into: &out)
+        out.append(125)
+    }
+
     /// The wire bytes of a record with these values; lengths of variable parts are set from them.
     public static func encode(ts: UInt64, cpu: UInt16 = 0, flags: UInt16 = 0, pid: UInt32 = 0, tid: UInt32 = 0, firstTs: UInt64 = 0, lastTs: UInt64 = 0, bytes: UInt64 = 0, timeNs: UInt64 = 0, ino: UInt64 = 0, dev: UInt32 = 0, fd: Int32 = 0, calls: UInt32 = 0, errors: UInt32 = 0, reason: UInt32 = 0, fdKind: UInt8 = 0, name: String = "") -> [UInt8] {
         var b = EventEncoder.header(type: .writes, size: 152, ts: ts, cpu: cpu, flags: flags, pid: pid, tid: tid)
@@ -771,6 +1035,27 @@ public struct FaultsRecord: EventRecord {
         ])
     }
 
+    /// `fieldsJSON` serialized straight into `out`: the same bytes, no tree.
+    public func writeFieldsJSON(into out: inout [UInt8]) {
+        out.append(contentsOf: "{\"first_ts\":".utf8)
+        JSON.appendDecimal(UInt64(firstTs), into: &out)
+        out.append(contentsOf: ",\"user\":".utf8)
+        JSON.appendDecimal(UInt64(user), into: &out)
+        out.append(contentsOf: ",\"kernel\":".utf8)
+        JSON.appendDecimal(UInt64(kernel), into: &out)
+        out.append(contentsOf: ",\"major\":".utf8)
+        JSON.appendDecimal(UInt64(major), into: &out)
+        out.append(contentsOf: ",\"minor\":".utf8)
+        JSON.appendDecimal(UInt64(minor), into: &out)
+        out.append(contentsOf: ",\"last_addr\":".utf8)
+        JSON.appendDecimal(UInt64(lastAddr), into: &out)
+        out.append(contentsOf: ",\"last_ip\":".utf8)
+        JSON.appendDecimal(UInt64(lastIp), into: &out)
+        out.append(contentsOf: ",\"comm\":".utf8)
+        JSON.escape(comm, into: &out)
+        out.append(125)
+    }
+
     /// The wire bytes of a record with these values; lengths of variable parts are set from them.
     public static func encode(ts: UInt64, cpu: UInt16 = 0, flags: UInt16 = 0, pid: UInt32 = 0, tid: UInt32 = 0, firstTs: UInt64 = 0, user: UInt64 = 0, kernel: UInt64 = 0, major: UInt64 = 0, minor: UInt64 = 0, lastAddr: UInt64 = 0, lastIp: UInt64 = 0, comm: String = "") -> [UInt8] {
         var b = EventEncoder.header(type: .faults, size: 96, ts: ts, cpu: cpu, flags: flags, pid: pid, tid: tid)
@@ -807,6 +1092,19 @@ public struct ReclaimRecord: EventRecord {
             ("order", .uint(UInt64(order))),
             ("gfp_flags", .uint(UInt64(gfpFlags))),
         ])
+    }
+
+    /// `fieldsJSON` serialized straight into `out`: the same bytes, no tree.
+    public func writeFieldsJSON(into out: inout [UInt8]) {
+        out.append(contentsOf: "{\"duration_ns\":".utf8)
+        JSON.appendDecimal(UInt64(durationNs), into: &out)
+        out.append(contentsOf: ",\"reclaimed\":".utf8)
+        JSON.appendDecimal(UInt64(reclaimed), into: &out)
+        out.append(contentsOf: ",\"order\":".utf8)
+        JSON.appendDecimal(UInt64(order), into: &out)
+        out.append(contentsOf: ",\"gfp_flags\":".utf8)
+        JSON.appendDecimal(UInt64(gfpFlags), into: &out)
+        out.append(125)
     }
 
     /// The wire bytes of a record with these values; lengths of variable parts are set from them.
@@ -861,6 +1159,37 @@ public struct OOMRecord: EventRecord {
             ("trigger_comm", .string(triggerComm)),
             ("memcg", .string(memcg)),
         ])
+    }
+
+    /// `fieldsJSON` serialized straight into `out`: the same bytes, no tree.
+    public func writeFieldsJSON(into out: inout [UInt8]) {
+        out.append(contentsOf: "{\"total_vm\":".utf8)
+        JSON.appendDecimal(UInt64(totalVm), into: &out)
+        out.append(contentsOf: ",\"anon_rss\":".utf8)
+        JSON.appendDecimal(UInt64(anonRss), into: &out)
+        out.append(contentsOf: ",\"file_rss\":".utf8)
+        JSON.appendDecimal(UInt64(fileRss), into: &out)
+        out.append(contentsOf: ",\"shmem_rss\":".utf8)
+        JSON.appendDecimal(UInt64(shmemRss), into: &out)
+        out.append(contentsOf: ",\"pgtables_bytes\":".utf8)
+        JSON.appendDecimal(UInt64(pgtablesBytes), into: &out)
+        out.append(contentsOf: ",\"memcg_id\":".utf8)
+        JSON.appendDecimal(UInt64(memcgId), into: &out)
+        out.append(contentsOf: ",\"uid\":".utf8)
+        JSON.appendDecimal(UInt64(uid), into: &out)
+        out.append(contentsOf: ",\"oom_score_adj\":".utf8)
+        JSON.appendInt(Int64(oomScoreAdj), into: &out)
+        out.append(contentsOf: ",\"trigger_pid\":".utf8)
+        JSON.appendDecimal(UInt64(triggerPid), into: &out)
+        out.append(contentsOf: ",\"trigger_tid\":".utf8)
+        JSON.appendDecimal(UInt64(triggerTid), into: &out)
+        out.append(contentsOf: ",\"comm\":".utf8)
+        JSON.escape(comm, into: &out)
+        out.append(contentsOf: ",\"trigger_comm\":".utf8)
+        JSON.escape(triggerComm, into: &out)
+        out.append(contentsOf: ",\"memcg\":".utf8)
+        JSON.escape(memcg, into: &out)
+        out.append(125)
     }
 
     /// The wire bytes of a record with these values; lengths of variable parts are set from them.
@@ -950,6 +1279,31 @@ extension Event {
         case .oom(let r): r.fieldsJSON
         case .unknown: nil
         }
+    }
+
+    /// `fieldsJSON` serialized straight into `out` (the same bytes, no tree); false for an unknown type.
+    @discardableResult
+    public func writeFieldsJSON(into out: inout [UInt8]) -> Bool {
+        switch payload {
+        case .syscall(let r): r.writeFieldsJSON(into: &out)
+        case .fork(let r): r.writeFieldsJSON(into: &out)
+        case .exec(let r): r.writeFieldsJSON(into: &out)
+        case .exit(let r): r.writeFieldsJSON(into: &out)
+        case .loss(let r): r.writeFieldsJSON(into: &out)
+        case .file(let r): r.writeFieldsJSON(into: &out)
+        case .signal(let r): r.writeFieldsJSON(into: &out)
+        case .block(let r): r.writeFieldsJSON(into: &out)
+        case .privilege(let r): r.writeFieldsJSON(into: &out)
+        case .sched(let r): r.writeFieldsJSON(into: &out)
+        case .gauge(let r): r.writeFieldsJSON(into: &out)
+        case .tcp(let r): r.writeFieldsJSON(into: &out)
+        case .writes(let r): r.writeFieldsJSON(into: &out)
+        case .faults(let r): r.writeFieldsJSON(into: &out)
+        case .reclaim(let r): r.writeFieldsJSON(into: &out)
+        case .oom(let r): r.writeFieldsJSON(into: &out)
+        case .unknown: return false
+        }
+        return true
     }
 }
 
