@@ -116,14 +116,17 @@ public final class DetectorContext {
     /// The timestamp of the stream's first event (0 before it).
     @exclusivity(unchecked) public internal(set) var firstTimestamp: UInt64 = 0
     public let processes: ProcessTable
+    /// The trace's process snapshot: the processes running when it began.
+    public let snapshot: ProcessSnapshot?
     /// The architecture the events were recorded on: what their syscall numbers mean.
     public let arch: SyscallArch
     /// `arch`'s syscall table, looked up once rather than per event.
     public let syscalls: SyscallTable
     @exclusivity(unchecked) var emitted: [Finding] = []
 
-    init(processes: ProcessTable, arch: SyscallArch) {
+    init(processes: ProcessTable, snapshot: ProcessSnapshot?, arch: SyscallArch) {
         self.processes = processes
+        self.snapshot = snapshot
         self.arch = arch
         syscalls = arch.table
     }
@@ -182,7 +185,7 @@ public final class DetectorEngine {
     /// the trace's on replay (`SyscallArch(schema:machine:)` of its metadata).
     public init(detectors: [Detector], snapshot: ProcessSnapshot?, arch: SyscallArch = .host, onFinding: ((Finding) -> Void)? = nil) {
         self.detectors = detectors
-        context = DetectorContext(processes: ProcessTable(snapshot: snapshot), arch: arch)
+        context = DetectorContext(processes: ProcessTable(snapshot: snapshot), snapshot: snapshot, arch: arch)
         nextBoundary = detectors.map { _ in nil }
         periods = detectors.map { d in d.tickPeriodNs.flatMap { $0 > 0 ? $0 : nil } }
         self.onFinding = onFinding
@@ -338,7 +341,7 @@ struct Observer {
 /// The built-in detectors: the one place a detector is registered.
 public enum DetectorRegistry {
     /// Every detector's declaration, in the order they run and are listed.
-    public static let all: [DetectorSpec] = [SyscallLatencyDetector.spec, MemoryDetector.spec, TCPAnomalyDetector.spec, SchedulingDetector.spec, SyscallErrorsDetector.spec]
+    public static let all: [DetectorSpec] = [SyscallLatencyDetector.spec, MemoryDetector.spec, TCPAnomalyDetector.spec, SchedulingDetector.spec, SyscallErrorsDetector.spec, SecurityDetector.spec]
 
     public static var names: [String] { all.map(\.name) }
 
