@@ -82,7 +82,7 @@ public enum DefaultRules {
   tags: [T1548.003, privilege_escalation, persistence]
 
 - rule: Write to ld.so.preload
-  desc: /etc/ld.so.preload opened for writing: every dynamically linked program would load the listed library.
+  desc: /etc/ld.so.preload opened for writing, so every dynamically linked program would load the listed library.
   condition: open_write and fd.name = /etc/ld.so.preload and not proc.name in (package_managers)
   output: "%proc.name (%proc.exe, uid %user.uid) opened %fd.name for writing; parent %proc.pname"
   priority: critical
@@ -140,7 +140,7 @@ public enum DefaultRules {
   tags: [T1059.004, T1190, execution]
 
 - rule: Shell connected out
-  desc: A shell opened a TCP connection itself (bash's /dev/tcp): the classic reverse-shell one-liner.
+  desc: A shell opened a TCP connection itself (bash's /dev/tcp), the classic reverse-shell one-liner.
   condition: evt.type = connect and shell_procs
   output: "%proc.name (%proc.cmdline) connected to %net.dip:%net.dport; parent %proc.pname"
   priority: critical
@@ -171,7 +171,7 @@ public enum DefaultRules {
 
 - rule: Write to another process's memory
   desc: process_vm_writev into another process.
-  condition: evt.type = process_vm_writev and not evt.failed and target.pid != proc.pid and not proc.name in (debuggers)
+  condition: evt.type = process_vm_writev and not evt.failed and not target.is_self and not proc.name in (debuggers)
   output: "%proc.name (%proc.exe) wrote into the memory of %target.name[%target.pid]"
   priority: critical
   tags: [T1055, defense_evasion, privilege_escalation]

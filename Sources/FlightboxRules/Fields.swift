@@ -209,6 +209,7 @@ public enum Fields {
         FieldInfo(name: "dup.oldfd", type: .int, doc: "dup_stdio: the fd duplicated"),
         FieldInfo(name: "dup.newfd", type: .int, doc: "dup_stdio: the fd 0, 1 or 2 it replaced"),
         FieldInfo(name: "target.pid", type: .int, doc: "ptrace, process_vm_writev, signal: the target process"),
+        FieldInfo(name: "target.is_self", type: .bool, doc: "the target process is the caller itself"),
         FieldInfo(name: "target.name", type: .string, doc: "the target process's command name"),
         FieldInfo(name: "ptrace.request", type: .int, doc: "ptrace request (16 PTRACE_ATTACH, 0x4206 PTRACE_SEIZE, 4/5 POKETEXT/POKEDATA)"),
         FieldInfo(name: "bpf.cmd", type: .int, doc: "bpf(2) command (5 BPF_PROG_LOAD)"),
@@ -295,6 +296,9 @@ public enum Fields {
                 default: return nil
                 }
             })
+        case "target.is_self":
+            guard case .success(.int(let target)) = access("target.pid", index: nil) else { preconditionFailure() }
+            return .success(.bool { i in target(i).map { $0 == Int64(i.event.pid) } })
         case "target.name":
             return .success(.string { i in
                 let pid: UInt32?

@@ -14,8 +14,12 @@ struct FixtureTest: ParsableCommand {
     @Argument(help: "Folder of fixtures, each a folder with trace.fbt and expected-findings.jsonl (and optionally config.yaml).") var directory: String = "fixtures"
     @Option(help: "Detector configuration file (YAML) for every fixture, instead of each fixture's config.yaml or its trace's stored configuration.") var config: String?
 
+    @Option(name: .customLong("rules"), help: ArgumentHelp("Security rules file (YAML, repeatable) for every fixture, over the built-in rules, instead of a fixture's rules.yaml or its trace's stored rules.", valueName: "file"))
+    var rules: [String] = []
+
     func run() throws {
         let fileConfig = try config.map(loadDetectorConfiguration)
+        let ruleSources = rules.isEmpty ? nil : try loadRuleSources(rules)
         guard let dir = opendir(directory) else { throw fail("cannot open \(directory): \(String(cString: strerror(errno)))") }
         var names: [String] = []
         while let ent = readdir(dir) {
@@ -33,7 +37,9 @@ struct FixtureTest: ParsableCommand {
             let own = fileConfig == nil && access("\(base)/config.yaml", F_OK) == 0 ? try loadDetectorConfiguration("\(base)/config.yaml") : nil
             let reader = try openTrace("\(base)/trace.fbt")
             let arch = SyscallArch(schema: reader.metadata.schema, machine: reader.metadata.machine)
-            let configuration = try detectorConfiguration(file: fileConfig ?? own, trace: reader.metadata, path: "\(base)/trace.fbt")
+            // A fixture's own rules.yaml stands where --rules would.
+            let ownRules = ruleSources == nil && access("\(base)/rules.yaml", F_OK) == 0 ? try loadRuleSources(["\(base)/rules.yaml"]) : nil
+            let configuration = withRules(ruleSources ?? ownRules, try detectorConfiguration(file: fileConfig ?? own, trace: reader.metadata, path: "\(base)/trace.fbt"))
             let engine = DetectorEngine(detectors: try configuration.makeDetectors(), snapshot: reader.snapshot, arch: arch)
             reader.forEachEvent { engine.process($0) }
             engine.finish()
