@@ -46,6 +46,7 @@ public final class SecurityDetector: Detector {
     struct Incident {
         let root: String
         let rootComm: String
+        let rootPid: UInt32
         var steps: [Step]
         var last: UInt64
         var dropped = 0
@@ -148,7 +149,7 @@ public final class SecurityDetector: Detector {
             incidents[key] = inc
         } else {
             if incidents.count >= SecurityDetector.maxOpenIncidents { close(upTo: .max, context: context, all: true) }
-            incidents[key] = Incident(root: key, rootComm: r?.comm.string ?? step.comm, steps: [step], last: step.ts)
+            incidents[key] = Incident(root: key, rootComm: r?.comm.string ?? step.comm, rootPid: r?.pid ?? step.pid, steps: [step], last: step.ts)
         }
     }
 
@@ -173,8 +174,8 @@ public final class SecurityDetector: Detector {
             for s in inc.steps { for t in s.techniques where !techniques.contains(t) { techniques.append(t) } }
             let names = inc.steps.map(\.rule).reduce(into: [String]()) { if $0.last != $1 { $0.append($1) } }
             context.emit(Finding(
-                ts: last.ts, detector: name, severity: .critical, pid: first.pid, tid: first.pid, comm: first.comm,
-                summary: "incident: \(rules.count) rules in one lineage (root \(inc.rootComm), exec \(inc.root)) within \(SettingValue.durationText(last.ts - first.ts)): \(names.joined(separator: " -> "))",
+                ts: last.ts, detector: name, severity: .critical, pid: inc.rootPid, tid: inc.rootPid, comm: inc.rootComm,
+                summary: "incident: \(rules.count) rules in one lineage (root \(inc.rootComm)[\(inc.rootPid)], exec \(inc.root)) within \(String(format3: Double(last.ts - first.ts) / 1e9))s: \(names.joined(separator: " -> "))",
                 evidence: .object([
                     ("rule", .string("incident")), ("root_exec_id", .string(inc.root)), ("root_comm", .string(inc.rootComm)),
                     ("mitre", .array(techniques.map { .string($0) })), ("first_ts_ns", .uint(first.ts)), ("last_ts_ns", .uint(last.ts)),
