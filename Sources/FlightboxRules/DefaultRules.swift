@@ -189,5 +189,6 @@ public enum DefaultRules {
   output: "%proc.name (%proc.exe, uid %user.uid) loaded a BPF program; parent %proc.pname"
   priority: warning
   tags: [T1014, defense_evasion]
+
 """#
 }

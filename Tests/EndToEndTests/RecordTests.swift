@@ -232,7 +232,7 @@ final class FixtureTests: XCTestCase {
         let count = try FileManager.default.contentsOfDirectory(atPath: root).filter { FileManager.default.fileExists(atPath: "\(root)/\($0)/trace.fbt") }.count
         XCTAssertGreaterThanOrEqual(count, 4)
         XCTAssertTrue(r.stdout.contains("\(count) passed, 0 failed"), r.stdout)
-        for name in ["latency-outlier", "system-wide", "tcp-refused", "http-healthy", "oom-memcg", "reclaim-memcg", "build-healthy", "enospc-tmpfs", "emfile-leak", "cpu-hogs", "build-sched-healthy", "cold-cache-healthy", "preempted-read"] {
+        for name in ["latency-outlier", "system-wide", "tcp-refused", "http-healthy", "oom-memcg", "reclaim-memcg", "build-healthy", "enospc-tmpfs", "emfile-leak", "cpu-hogs", "build-sched-healthy", "cold-cache-healthy", "preempted-read", "security-attack", "admin-healthy"] {
             XCTAssertTrue(r.stdout.contains("PASS \(name) "), name)
         }
     }

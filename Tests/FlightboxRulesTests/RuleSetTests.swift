@@ -1,8 +1,215 @@
 import XCTest
+import FlightboxEvents
+import FlightboxFormat
 @testable import FlightboxRules
 
 final class RuleSetTests: XCTestCase {
+    // MARK: synthetic events
+
+    func exec(_ ts: UInt64, pid: UInt32, ppid: UInt32, comm: String, exe: String, argv: [String], uid: UInt32 = 0) -> [UInt8] {
+        ExecRecord.encode(ts: ts, pid: pid, tid: pid, ppid: ppid, uid: uid, argc: UInt16(argv.count), comm: comm,
+                          filename: Array(exe.utf8), argv: argv.flatMap { Array($0.utf8) + [0] })
+    }
+    func fork(_ ts: UInt64, parent: UInt32, child: UInt32, comm: String) -> [UInt8] {
+        ForkRecord.encode(ts: ts, pid: parent, tid: parent, childPid: child, childTid: child, comm: comm)
+    }
+    func exit(_ ts: UInt64, pid: UInt32) -> [UInt8] { ExitRecord.encode(ts: ts, flags: exitGroupFlag, pid: pid, tid: pid) }
+    func open(_ ts: UInt64, pid: UInt32, path: String, flags: UInt32 = 0, ret: Int64 = 3) -> [UInt8] {
+        FileRecord.encode(ts: ts, pid: pid, tid: pid, ret: ret, op: 1, dirfd: -100, openFlags: flags, path: Array(path.utf8))
+    }
+    func setid(_ ts: UInt64, pid: UInt32, old: UInt32, new: UInt32) -> [UInt8] {
+        PrivilegeRecord.encode(ts: ts, pid: pid, tid: pid, ret: 0, nr: 105, op: 1, args: [0, 0, 0, 0], uid: new, euid: new, oldUid: old, oldEuid: 0)
+    }
+
+    let snapshot = ProcessSnapshot(timestamp: 0, processes: [
+        ProcessRecord(pid: 1, ppid: 0, uid: 0, comm: "systemd", exe: "/usr/lib/systemd/systemd", argv: ["/sbin/init"]),
+        ProcessRecord(pid: 100, ppid: 1, uid: 0, comm: "nginx", exe: "/usr/sbin/nginx", argv: ["nginx"]),
+    ])
+
+    /// Runs `records` through an engine with `rules` (over nothing else) and returns "rule pid" per match.
+    func matches(_ yaml: String, _ records: [[UInt8]], snapshot: ProcessSnapshot? = nil) throws -> [String] {
+        let set = try RuleSet(sources: [RuleSource(name: "t.yaml", text: yaml)])
+        let engine = RuleEngine(rules: set, snapshot: snapshot ?? self.snapshot)
+        var out: [String] = []
+        for (i, r) in records.enumerated() {
+            r.withUnsafeBytes { engine.process(Event.validated($0, sequence: UInt64(i))!) { rule, input in out.append("\(rule.name) \(input.event.pid) \(rule.render(input))") } }
+        }
+        return out
+    }
+
+    func error(_ yaml: String) -> RuleError? {
+        do { _ = try RuleSet(sources: [RuleSource(name: "t.yaml", text: yaml)]); return nil } catch { return error }
+    }
+
+    // MARK: the built-in rules
+
     func testBuiltInRulesCompile() {
-        XCTAssertGreaterThan(RuleSet.builtIn().rules.count, 10)
+        let set = RuleSet.builtIn()
+        XCTAssertGreaterThanOrEqual(set.rules.count, 15)
+        for r in set.rules {
+            XCTAssertFalse(r.techniques.isEmpty, "\(r.name) has no MITRE technique")
+            XCTAssertNotEqual(r.kinds, .all, "\(r.name) does not constrain evt.type")
+        }
+    }
+
+    func testEmbeddedDefaultRulesMatchTheFile() throws {
+        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("rules/default.yaml")
+        XCTAssertEqual(try String(contentsOf: url, encoding: .utf8), DefaultRules.text)
+    }
+
+    // MARK: parser and type checker errors: one error, file, line, column
+
+    func testUnknownFieldIsReportedAtItsColumn() {
+        let e = error("- rule: R\n  condition: evt.type = open and fd.nme = /x\n  output: x\n  priority: warning\n")
+        XCTAssertEqual(e, RuleError(file: "t.yaml", line: 2, column: 34, reason: "unknown field 'fd.nme' (fields of that class include 'fd.name')"))
+    }
+
+    func testSyntaxErrorInAFoldedConditionIsOnItsLine() {
+        let yaml = "- rule: R\n  condition: >\n    evt.type = open and\n    (fd.name = /x or\n  output: x\n  priority: warning\n"
+        let e = error(yaml)
+        XCTAssertEqual(e?.line, 4)
+        XCTAssertTrue(e?.reason.contains("unexpected end") ?? false, "\(String(describing: e))")
+    }
+
+    func testTypeErrors() {
+        let head = "- rule: R\n  condition: "
+        let tail = "\n  output: x\n  priority: warning\n"
+        XCTAssertEqual(error(head + "evt.type = open and net.dport = http" + tail)?.reason, "'net.dport' is a number; 'http' is not")
+        XCTAssertEqual(error(head + "evt.type = open and fd.name > 3" + tail)?.reason, "'>' compares numbers; 'fd.name' is a string")
+        XCTAssertEqual(error(head + "evt.type = execve" + tail)?.column, 25)
+        XCTAssertTrue(error(head + "evt.type = exec and proc.name" + tail)?.reason.contains("compare it with an operator") ?? false)
+        XCTAssertTrue(error(head + "evt.type = exec and proc.name in shells" + tail)?.reason.contains("'in' needs a list") ?? false)
+        XCTAssertTrue(error(head + "evt.type = exec and no_such_macro" + tail)?.reason.contains("unknown macro 'no_such_macro'") ?? false)
+        XCTAssertTrue(error(head + "evt.type = exec and proc.aname[99] = sh" + tail)?.reason.contains("out of range") ?? false)
+    }
+
+    func testStructuralErrors() {
+        XCTAssertEqual(error("- rule: R\n  condition: evt.type = exec\n  priority: warning\n")?.reason, "rule 'R': needs 'output'")
+        XCTAssertEqual(error("- rule: R\n  condition: evt.type = exec\n  output: x\n  priority: loud\n")?.line, 4)
+        let k = error("- rule: R\n  condition: evt.type = exec\n  output: x\n  priority: info\n  colour: red\n")
+        XCTAssertEqual(k?.line, 5)
+        XCTAssertEqual(k?.column, 3)
+        XCTAssertEqual(error("- macro: a\n  condition: b\n- macro: b\n  condition: a\n- rule: R\n  condition: evt.type = exec and a\n  output: x\n  priority: info\n")?.reason,
+                       "macro 'a' refers to itself (a -> b -> a)")
+        XCTAssertTrue(error("- rule: R\n  condition: evt.type = exec\n  output: \"%proc.nam\"\n  priority: info\n")?.reason.hasPrefix("output: unknown field") ?? false)
+        XCTAssertEqual(error("rule: R\n")?.line, 1)
+        XCTAssertTrue(error("- rule: R\n  condition: 'a\n")?.reason.hasPrefix("malformed YAML") ?? false)
+    }
+
+    // MARK: evaluation
+
+    func testOperatorsListsMacrosAndExceptions() throws {
+        let yaml = """
+        - list: secrets
+          items: [/etc/shadow, /etc/gshadow]
+        - list: more_secrets
+          items: [secrets, /etc/sudoers]
+        - macro: reading
+          condition: evt.type = open and not fd.write
+        - rule: Secret
+          condition: reading and fd.name in (more_secrets)
+          output: "%proc.name read %fd.name"
+          priority: warning
+          tags: [T1003.008]
+          exceptions:
+            - name: trusted
+              condition: proc.name = sshd
+        - rule: Keys
+          condition: evt.type = open and (fd.name glob "*/.ssh/id_*" and not fd.name endswith .pub)
+          output: "%fd.name"
+          priority: warning
+        - rule: Writes
+          condition: evt.type = open and fd.write and fd.name startswith /etc/ and fd.name contains cron
+          output: "%fd.name"
+          priority: warning
+        """
+        let m = try matches(yaml, [
+            exec(1, pid: 200, ppid: 1, comm: "cat", exe: "/usr/bin/cat", argv: ["cat"]),
+            open(2, pid: 200, path: "/etc/shadow"),
+            open(3, pid: 200, path: "/etc/sudoers"),
+            open(4, pid: 200, path: "/etc/shadow", flags: 1), // a write: not `reading`
+            open(5, pid: 200, path: "/root/.ssh/id_ed25519"),
+            open(6, pid: 200, path: "/root/.ssh/id_ed25519.pub"),
+            open(7, pid: 200, path: "/etc/cron.d/job", flags: 0o101),
+            exec(8, pid: 201, ppid: 1, comm: "sshd", exe: "/usr/sbin/sshd", argv: ["sshd"]),
+            open(9, pid: 201, path: "/etc/shadow"),
+        ])
+        XCTAssertEqual(m, ["Secret 200 cat read /etc/shadow", "Secret 200 cat read /etc/sudoers", "Keys 200 /root/.ssh/id_ed25519", "Writes 200 /etc/cron.d/job"])
+    }
+
+    func testAncestorsAndIntegers() throws {
+        let yaml = """
+        - rule: Shell from nginx
+          condition: evt.type = exec and proc.name in (sh, bash) and proc.aname = nginx and proc.aname[2] = nginx
+          output: "%proc.pname > %proc.name (%proc.cmdline) depth %proc.depth"
+          priority: critical
+        - rule: Root
+          condition: evt.type = setid and user.old_uid != 0 and user.uid = 0 and user.old_uid >= 1000
+          output: "%user.old_uid -> %user.uid"
+          priority: critical
+        """
+        let m = try matches(yaml, [
+            fork(1, parent: 100, child: 300, comm: "nginx"),
+            exec(2, pid: 300, ppid: 100, comm: "php", exe: "/usr/bin/php", argv: ["php"]),
+            fork(3, parent: 300, child: 301, comm: "php"),
+            exec(4, pid: 301, ppid: 300, comm: "sh", exe: "/bin/sh", argv: ["sh", "-c", "id"]),
+            exec(5, pid: 302, ppid: 1, comm: "sh", exe: "/bin/sh", argv: ["sh"]), // not under nginx
+            setid(6, pid: 301, old: 1000, new: 0),
+            setid(7, pid: 301, old: 0, new: 0),
+        ])
+        XCTAssertEqual(m, ["Shell from nginx 301 php > sh (sh -c id) depth 3", "Root 301 1000 -> 0"])
+    }
+
+    // MARK: lineage
+
+    func testLineageFromASnapshotAndPidReuse() throws {
+        let t = LineageTable(snapshot: snapshot)
+        XCTAssertEqual(t.execution(100)?.parent?.comm.string, "systemd")
+        XCTAssertEqual(t.execution(100)?.execId.string, "0:100")
+        let recs = [fork(10, parent: 100, child: 500, comm: "nginx"), exec(20, pid: 500, ppid: 100, comm: "sh", exe: "/bin/sh", argv: ["sh"]),
+                    exit(30, pid: 500), fork(40, parent: 1, child: 500, comm: "systemd"),
+                    exec(50, pid: 500, ppid: 1, comm: "cron", exe: "/usr/sbin/cron", argv: ["cron"])]
+        var ids: [String] = []
+        for (i, r) in recs.enumerated() {
+            r.withUnsafeBytes { b in
+                let e = Event.validated(b, sequence: UInt64(i))!
+                t.apply(e)
+                t.retire(e)
+                if let x = t.execution(500) { ids.append(x.execId.string) }
+            }
+        }
+        // A fork, an exec (new image), exit, the pid reused: four executions, four ids.
+        XCTAssertEqual(ids, ["10:500", "20:500", "40:500", "50:500"])
+        let cron = t.execution(500)!
+        XCTAssertEqual(cron.chain().map(\.comm.string), ["cron", "systemd"])
+        XCTAssertEqual(cron.startSeq, 4)
+    }
+
+    func testLineageSurvivesAParentCycleInTheSnapshot() {
+        let t = LineageTable(snapshot: ProcessSnapshot(timestamp: 0, processes: [
+            ProcessRecord(pid: 7, ppid: 8, uid: 0, comm: "a", exe: "", argv: []),
+            ProcessRecord(pid: 8, ppid: 7, uid: 0, comm: "b", exe: "", argv: []),
+        ]))
+        XCTAssertEqual(t.execution(7)?.chain().count, 2)
+    }
+
+    func testDroppedExecutableIsTracked() throws {
+        let yaml = "- rule: Dropped\n  condition: evt.type = exec and proc.exe_written\n  output: \"%proc.exe\"\n  priority: warning\n"
+        let m = try matches(yaml, [
+            open(1, pid: 100, path: "payload", flags: 0o101),
+            exec(2, pid: 100, ppid: 1, comm: "payload", exe: "./payload", argv: ["./payload"]),
+            exec(3, pid: 100, ppid: 1, comm: "ls", exe: "/bin/ls", argv: ["ls"]),
+        ])
+        XCTAssertEqual(m, ["Dropped 100 ./payload"])
+    }
+
+    func testGlob() {
+        func g(_ s: String, _ p: String) -> Bool { Array(s.utf8).withUnsafeBytes { ByteMatch.glob($0, Array(p.utf8)) } }
+        XCTAssertTrue(g("/home/a/.ssh/id_rsa", "*/.ssh/id_*"))
+        XCTAssertTrue(g("/proc/12/fd/3", "/proc/*/fd/*"))
+        XCTAssertFalse(g("/proc/12/maps", "/proc/*/fd/*"))
+        XCTAssertTrue(g("abc", "a?c"))
+        XCTAssertFalse(g("abcd", "a?c"))
     }
 }
