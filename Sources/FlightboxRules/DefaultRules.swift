@@ -190,5 +190,24 @@ public enum DefaultRules {
   priority: warning
   tags: [T1014, defense_evasion]
 
+# --- Reverse shells ---------------------------------------------------------
+
+- list: inet_daemons
+  items: [inetd, xinetd, systemd, tcpserver, s6-tcpserver, socat]
+
+- rule: Reverse shell
+  desc: A shell or interpreter started with its stdin or stdout on a TCP/IP socket (nc -e, socat exec, bash /dev/tcp, python pty.spawn after dup2), outside an inetd-style launcher.
+  condition: evt.type = exec and (proc.name in (shell_binaries) or proc.name in (interpreter_binaries)) and (proc.stdin_type in (ipv4, ipv6) or proc.stdout_type in (ipv4, ipv6)) and not proc.pname in (inet_daemons)
+  output: "%proc.name (%proc.cmdline) started with stdin %proc.stdin_type, stdout %proc.stdout_type; parent %proc.pname (%proc.pcmdline)"
+  priority: critical
+  tags: [T1059.004, T1071, execution, command_and_control]
+
+- rule: Stdio redirected to a network socket
+  desc: A process duplicated a TCP/IP socket onto its stdin, stdout or stderr (the step before exec in most reverse shells), outside an inetd-style launcher.
+  condition: evt.type = dup_stdio and not evt.failed and fd.type in (ipv4, ipv6) and not proc.name in (inet_daemons)
+  output: "%proc.name (%proc.cmdline) duplicated fd %dup.oldfd (%fd.type socket) onto fd %dup.newfd; parent %proc.pname"
+  priority: warning
+  tags: [T1059, execution]
+
 """#
 }

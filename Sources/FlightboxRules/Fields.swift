@@ -204,6 +204,9 @@ public enum Fields {
         FieldInfo(name: "fd.name", type: .string, doc: "path of open, unlink, rename (old name), chmod_exec; memfd name; mount target"),
         FieldInfo(name: "fd.name2", type: .string, doc: "new name of a rename; mount source"),
         FieldInfo(name: "fd.write", type: .bool, doc: "an open for writing (O_WRONLY, O_RDWR, O_CREAT or O_TRUNC)"),
+        FieldInfo(name: "fd.type", type: .string, doc: "dup_stdio: what now sits on the fd: " + Fields.fdTypeNames.dropFirst().joined(separator: ", ") + " (ipv4, ipv6, unix for sockets)"),
+        FieldInfo(name: "proc.stdin_type", type: .string, doc: "exec: what fd 0 of the new image is (same values as fd.type; none when closed)"),
+        FieldInfo(name: "proc.stdout_type", type: .string, doc: "exec: what fd 1 of the new image is"),
         FieldInfo(name: "fd.flags", type: .int, doc: "open(2) flags"),
         FieldInfo(name: "fd.fstype", type: .string, doc: "mount: the file system type"),
         FieldInfo(name: "dup.oldfd", type: .int, doc: "dup_stdio: the fd duplicated"),
@@ -281,6 +284,17 @@ public enum Fields {
                 guard i.kind == .open, let f = i.event.as(FileRecord.self) else { return nil }
                 return f.openFlags & (3 | 0o100 | 0o1000) != 0 // O_WRONLY|O_RDWR, O_CREAT, O_TRUNC
             })
+        case "fd.type":
+            return .success(.string { i in
+                guard i.kind == .dupStdio, let p = i.event.as(PrivilegeRecord.self), p.fdKind != 0 else { return nil }
+                return fdType(kind: p.fdKind, family: p.sockFamily)
+            })
+        case "proc.stdin_type", "proc.stdout_type":
+            let stdin = name == "proc.stdin_type"
+            return .success(.string { i in
+                guard i.kind == .exec, let x = i.event.as(ExecRecord.self) else { return nil }
+                return stdin ? fdType(kind: x.stdinKind, family: x.stdinFamily) : fdType(kind: x.stdoutKind, family: x.stdoutFamily)
+            })
         case "fd.flags": return .success(.int { $0.event.as(FileRecord.self).map { Int64($0.openFlags) } })
         case "fd.fstype": return .success(.string { i in i.kind == .mount ? i.event.as(PrivilegeRecord.self)?.str3Bytes : nil })
         case "dup.oldfd": return .success(privArg(.dupStdio, 0))
@@ -323,6 +337,17 @@ public enum Fields {
     }
 
     struct FieldProblem: Error { let reason: String }
+
+    /// `enum fb_fd_kind` by number, as fd.type names them (0: nothing open or unknown).
+    static let fdTypeNames = ["none", "file", "directory", "char", "block", "pipe", "socket", "symlink", "anon", "bad"]
+    static let fdTypes: [Bytes] = fdTypeNames.map(Bytes.init)
+    static let socketTypes: [UInt16: Bytes] = [1: Bytes("unix"), 2: Bytes("ipv4"), 10: Bytes("ipv6")]
+
+    /// A record predating these fields reads kind 0: the field is absent then.
+    static func fdType(kind: UInt8, family: UInt16) -> UnsafeRawBufferPointer? {
+        if kind == 6, let s = socketTypes[family] { return s.buffer }
+        return Int(kind) < fdTypes.count ? fdTypes[Int(kind)].buffer : nil
+    }
 
     static let kindNames: [Bytes] = SecurityEventKind.allCases.map { Bytes($0.name) }
 
