@@ -80,7 +80,7 @@ public final class SecurityDetector: Detector {
 
     public func observe(_ event: Event, context: DetectorContext) {
         if engine == nil { engine = RuleEngine(rules: ruleSet, snapshot: context.snapshot) }
-        engine!.process(event) { rule, input in report(rule, input, context: context) }
+        engine!.process(event) { rule, input, agg in report(rule, input, agg, context: context) }
     }
 
     static func severity(_ p: Priority) -> Severity {
@@ -91,20 +91,34 @@ public final class SecurityDetector: Detector {
         }
     }
 
-    private func report(_ rule: CompiledRule, _ input: RuleInput, context: DetectorContext) {
+    private func report(_ rule: CompiledRule, _ input: RuleInput, _ agg: AggregateMatch?, context: DetectorContext) {
         let e = input.event
         let proc = input.proc
         let execId = proc?.execId.string ?? "0:\(e.pid)"
-        let key = rule.name + "\u{0}" + execId
+        // Once per rule and execution; an aggregate rule once per group.
+        let key = rule.name + "\u{0}" + (agg?.key ?? execId)
         if reported.count >= SecurityDetector.maxReported { reported.removeAll(keepingCapacity: true) }
         guard reported.insert(key).inserted else { return }
         let severity = SecurityDetector.severity(rule.priority)
-        let summary = rule.render(input)
+        let summary = rule.render(input, agg)
         var events: [JSON] = []
         if let s = proc?.startSeq, s != e.sequence {
             events.append(.object([("seq", .uint(s)), ("ts_ns", .uint(proc!.startNs)), ("type", .string("exec"))]))
         }
+        if let agg {
+            // The events counted (the first 64), then the one that reached the count.
+            for s in agg.sequences.dropLast().prefix(64) { events.append(.object([("seq", .uint(s)), ("type", .string(input.kind.name))])) }
+        }
         events.append(.object([("seq", .uint(e.sequence)), ("ts_ns", .uint(e.timestamp)), ("type", .string(input.kind.name))]))
+        var aggregate: [(String, JSON)] = []
+        if let agg, let a = rule.aggregate {
+            aggregate = [("aggregate", .object([
+                ("by", .array(a.byNames.map { .string($0) })), ("key", .string(agg.key.split(separator: "\u{1F}", omittingEmptySubsequences: false).joined(separator: " "))),
+                ("count", .uint(UInt64(agg.count))), ("distinct", a.distinctName.map { .string($0) } ?? .null),
+                ("values", .array(agg.values.prefix(64).map { .string($0) })), ("window_ns", .uint(a.window)),
+                ("first_ts_ns", .uint(agg.firstTs)),
+            ]))]
+        }
         let comm = proc?.comm.string ?? context.processes.comm(e.pid)
         context.emit(Finding(
             ts: e.timestamp, detector: name, severity: severity, pid: e.pid, tid: e.tid, comm: comm,
@@ -115,7 +129,7 @@ public final class SecurityDetector: Detector {
                 ("exec_id", .string(execId)), ("exe", .string(proc?.exe.string ?? "")),
                 ("cmdline", .string(proc?.cmdline.string ?? "")), ("uid", .uint(UInt64(proc?.uid ?? 0))),
                 ("lineage", SecurityDetector.lineage(proc)), ("events", .array(events)),
-            ])))
+            ] + aggregate)))
         addStep(Step(ts: e.timestamp, seq: e.sequence, rule: rule.name, severity: severity, techniques: rule.techniques,
                      pid: e.pid, comm: comm, execId: execId, summary: summary), proc: proc, context: context)
     }

@@ -209,5 +209,31 @@ public enum DefaultRules {
   priority: warning
   tags: [T1059, execution]
 
+# --- Discovery: rules over many events (aggregate) -----------------------------
+
+- rule: Port scan
+  desc: One process had connections refused on many distinct ports within a short window (a connect scan; Falco cannot express this).
+  condition: evt.type = refused
+  aggregate:
+    by: [proc.exec_id]
+    distinct: net.dport
+    count: 20
+    window: 10s
+  output: "%proc.name (%proc.cmdline) was refused on %agg.count ports of %net.dip within 10s: %agg.values"
+  priority: warning
+  tags: [T1046, discovery]
+
+- rule: Connect sweep
+  desc: One process had connections refused by many distinct hosts within a short window (a host sweep).
+  condition: evt.type = refused
+  aggregate:
+    by: [proc.exec_id]
+    distinct: net.dip
+    count: 20
+    window: 10s
+  output: "%proc.name (%proc.cmdline) was refused by %agg.count hosts within 10s: %agg.values"
+  priority: warning
+  tags: [T1046, discovery]
+
 """#
 }

@@ -41,8 +41,22 @@ struct RuleDefinition {
     var tags: [String]
     var exceptions: [(String, Expr, TextLocator)]
     var enabled: Bool
+    var aggregate: AggregateDefinition?
     let file: String
     let line: Int
+}
+
+/// `aggregate:` — a rule over many events: it matches when, within
+/// `window`, one group (`by`, the process's exec_id by default) has had
+/// `count` matching events (with `distinct`: `count` different values of
+/// that field). State is bounded: at most `count` entries per group and
+/// `Aggregate.maxGroups` groups per rule.
+struct AggregateDefinition {
+    let by: [(String, Int?)]
+    let distinct: (String, Int?)?
+    let count: Int
+    let window: UInt64
+    let locator: TextLocator
 }
 
 /// One rule, compiled.
@@ -56,11 +70,14 @@ public final class CompiledRule {
     public let kinds: KindSet
     public let condition: Condition
     let output: [OutputPart]
+    /// Set for a rule over many events (`aggregate:`).
+    public let aggregate: Aggregate?
     public let file: String
     public let line: Int
 
     init(name: String, desc: String, priority: Priority, tags: [String], kinds: KindSet, condition: @escaping Condition,
-         output: [OutputPart], file: String, line: Int) {
+         output: [OutputPart], aggregate: Aggregate?, file: String, line: Int) {
+        self.aggregate = aggregate
         self.name = name
         self.desc = desc
         self.priority = priority
@@ -83,11 +100,13 @@ public final class CompiledRule {
     }
 
     /// The output template with the event's fields filled in.
-    public func render(_ input: RuleInput) -> String {
+    public func render(_ input: RuleInput, _ agg: AggregateMatch? = nil) -> String {
         var s = ""
         for part in output {
             switch part {
             case .text(let t): s += t
+            case .aggCount: s += agg.map { String($0.count) } ?? ""
+            case .aggValues: s += agg?.values.joined(separator: ",") ?? ""
             case .field(let access):
                 switch access {
                 case .string(let get): s += get(input).map { String(decoding: $0, as: UTF8.self) } ?? "<NA>"
@@ -105,6 +124,8 @@ public final class CompiledRule {
 enum OutputPart {
     case text(String)
     case field(FieldAccess)
+    /// An aggregate rule's count and distinct values (empty for other rules).
+    case aggCount, aggValues
 }
 
 /// A set of compiled rules, loaded from sources in order. Later sources
@@ -120,7 +141,8 @@ public struct RuleSet {
     public static let itemKeys = ["list", "macro", "rule"]
     public static let listKeys = ["list", "items", "append"]
     public static let macroKeys = ["macro", "condition"]
-    public static let ruleKeys = ["rule", "desc", "condition", "output", "priority", "tags", "exceptions", "enabled"]
+    public static let ruleKeys = ["rule", "desc", "condition", "output", "priority", "tags", "exceptions", "enabled", "aggregate"]
+    public static let aggregateKeys = ["by", "distinct", "count", "window"]
     /// Bounds that keep loading and evaluation cheap whatever a file says.
     public static let maxRules = 1024
     public static let maxConditionBytes = 16 << 10
@@ -270,10 +292,47 @@ struct Loader {
                         exceptions.append((exName, exCond.0, exCond.1))
                     }
                 }
+                var aggregate: AggregateDefinition?
+                if let agNode = fields["aggregate"]?.value {
+                    guard case .mapping(let am) = agNode else { throw err(agNode, "rule '\(name)': aggregate: expected a mapping of \(RuleSet.aggregateKeys.joined(separator: ", "))") }
+                    var by: [(String, Int?)] = [("proc.exec_id", nil)]
+                    var distinct: (String, Int?)?
+                    var count: Int?
+                    var window: UInt64?
+                    func fieldName(_ n: Node) throws(RuleError) -> (String, Int?) {
+                        let text = try string(n, "aggregate field")
+                        guard case .success(.name(let f, let index, _)) = ExpressionParser.parse(text) else { throw err(n, "aggregate: '\(text)' is not a field name") }
+                        switch Fields.access(f, index: index) {
+                        case .success(.string), .success(.int): return (f, index)
+                        case .success: throw err(n, "aggregate: '\(f)' must be a string or a number")
+                        case .failure(let p): throw err(n, "aggregate: \(p.reason)")
+                        }
+                    }
+                    for (k, v) in am {
+                        switch try string(k, "key") {
+                        case "by":
+                            guard case .sequence(let seq) = v, !seq.isEmpty, seq.count <= 4 else { throw err(v, "aggregate: by: a list of 1 to 4 fields") }
+                            by = []
+                            for n in seq { by.append(try fieldName(n)) }
+                        case "distinct": distinct = try fieldName(v)
+                        case "count":
+                            guard let c = Int(try string(v, "count")), c >= 2, c <= Aggregate.maxCount else { throw err(v, "aggregate: count is a whole number from 2 to \(Aggregate.maxCount)") }
+                            count = c
+                        case "window":
+                            guard let w = Aggregate.parseDuration(try string(v, "window")), w >= 1_000_000, w <= 86_400_000_000_000 else {
+                                throw err(v, "aggregate: window is a duration from 1ms to 24h such as 10s")
+                            }
+                            window = w
+                        case let other: throw err(k, "aggregate: unknown key '\(other)'; known: \(RuleSet.aggregateKeys.joined(separator: ", "))")
+                        }
+                    }
+                    guard let count, let window else { throw err(agNode, "rule '\(name)': aggregate needs 'count' and 'window'") }
+                    aggregate = AggregateDefinition(by: by, distinct: distinct, count: count, window: window, locator: locator(agNode, ""))
+                }
                 let def = RuleDefinition(
                     name: name, desc: desc, condition: cond,
                     output: (out, locator(outNode, out)), priority: prio, tags: tags, exceptions: exceptions, enabled: enabled,
-                    file: file, line: head.key.mark?.line ?? 1)
+                    aggregate: aggregate, file: file, line: head.key.mark?.line ?? 1)
                 if let i = rules.firstIndex(where: { $0.name == name }) { rules[i] = def } else { rules.append(def) }
                 guard rules.count <= RuleSet.maxRules else { throw err(head.value, "more than \(RuleSet.maxRules) rules") }
             }
@@ -296,10 +355,19 @@ struct Loader {
             }
             let output = try Loader.template(def.output.0, def.output.1)
             guard def.enabled else { continue }
+            let aggregate = def.aggregate.map { a in
+                Aggregate(by: a.by.map { Loader.accessor($0) }, byNames: a.by.map { $0.0 }, distinct: a.distinct.map { Loader.accessor($0) },
+                          distinctName: a.distinct?.0, count: a.count, window: a.window)
+            }
             out.append(CompiledRule(name: def.name, desc: def.desc, priority: def.priority, tags: def.tags, kinds: c.kinds,
-                                    condition: condition, output: output, file: def.file, line: def.line))
+                                    condition: condition, output: output, aggregate: aggregate, file: def.file, line: def.line))
         }
         return out
+    }
+
+    static func accessor(_ f: (String, Int?)) -> FieldAccess {
+        guard case .success(let a) = Fields.access(f.0, index: f.1) else { preconditionFailure("checked when parsed") }
+        return a
     }
 
     /// `%field` and `%proc.aname[2]` in an output become the event's values.
@@ -321,6 +389,11 @@ struct Loader {
             if i < b.count, b[i] == 91, let close = b[i...].firstIndex(of: 93), let n = Int(String(decoding: b[(i + 1)..<close], as: UTF8.self)) {
                 index = n
                 i = close + 1
+            }
+            if name == "agg.count" || name == "agg.values" {
+                if !lit.isEmpty { parts.append(.text(String(decoding: lit, as: UTF8.self))); lit = [] }
+                parts.append(name == "agg.count" ? .aggCount : .aggValues)
+                continue
             }
             switch Fields.access(name, index: index) {
             case .success(let a):
@@ -361,9 +434,10 @@ public final class RuleEngine {
         return t
     }
 
-    /// Processes one event; calls `onMatch` for each rule it matches, in rule order.
+    /// Processes one event; calls `onMatch` for each rule it matches, in
+    /// rule order (for an aggregate rule: when its group reaches its count).
     @inline(__always)
-    public func process(_ e: Event, onMatch: (CompiledRule, RuleInput) -> Void) {
+    public func process(_ e: Event, onMatch: (CompiledRule, RuleInput, AggregateMatch?) -> Void) {
         guard let kind = SecurityEventKind.of(e) else { return }
         switch kind {
         case .fork, .exec: lineage.apply(e)
@@ -379,7 +453,13 @@ public final class RuleEngine {
         if !candidates.isEmpty {
             // A fork is the parent's act: its fields are the parent's.
             let input = RuleInput(event: e, kind: kind, proc: lineage.execution(e.pid), lineage: lineage, scratch: scratch)
-            for i in candidates where rules[i].condition(input) { onMatch(rules[i], input) }
+            for i in candidates where rules[i].condition(input) {
+                if let a = rules[i].aggregate {
+                    if let m = a.add(input) { onMatch(rules[i], input, m) }
+                } else {
+                    onMatch(rules[i], input, nil)
+                }
+            }
         }
         if kind == .exit { lineage.retire(e) }
     }

@@ -32,7 +32,7 @@ final class RuleSetTests: XCTestCase {
         let engine = RuleEngine(rules: set, snapshot: snapshot ?? self.snapshot)
         var out: [String] = []
         for (i, r) in records.enumerated() {
-            r.withUnsafeBytes { engine.process(Event.validated($0, sequence: UInt64(i))!) { rule, input in out.append("\(rule.name) \(input.event.pid) \(rule.render(input))") } }
+            r.withUnsafeBytes { engine.process(Event.validated($0, sequence: UInt64(i))!) { rule, input, agg in out.append("\(rule.name) \(input.event.pid) \(rule.render(input, agg))") } }
         }
         return out
     }
@@ -211,5 +211,43 @@ final class RuleSetTests: XCTestCase {
         XCTAssertFalse(g("/proc/12/maps", "/proc/*/fd/*"))
         XCTAssertTrue(g("abc", "a?c"))
         XCTAssertFalse(g("abcd", "a?c"))
+    }
+}
+
+extension RuleSetTests {
+    func refused(_ ts: UInt64, pid: UInt32, port: UInt16, host: UInt8 = 1) -> [UInt8] {
+        TCPRecord.encode(ts: ts, pid: pid, tid: pid, daddr: [127, 0, 0, host] + [UInt8](repeating: 0, count: 12), dport: port, family: 2, kind: 1, oldstate: 2, newstate: 7)
+    }
+
+    func testAggregateCountsDistinctValuesInAWindow() throws {
+        let yaml = """
+        - rule: Scan
+          condition: evt.type = refused
+          aggregate:
+            distinct: net.dport
+            count: 3
+            window: 1s
+          output: "%agg.count ports: %agg.values"
+          priority: warning
+        """
+        let s: UInt64 = 1_000_000_000
+        let m = try matches(yaml, [
+            exec(1, pid: 400, ppid: 1, comm: "nmap", exe: "/usr/bin/nmap", argv: ["nmap"]),
+            refused(s, pid: 400, port: 1), refused(s + 1, pid: 400, port: 1), // the same port twice: one value
+            refused(s + 2, pid: 400, port: 2),
+            refused(3 * s, pid: 400, port: 3), // ports 1 and 2 fell out of the window
+            refused(3 * s + 1, pid: 400, port: 4), refused(3 * s + 2, pid: 400, port: 5),
+            refused(3 * s + 3, pid: 401, port: 6), // another process: its own group
+        ])
+        XCTAssertEqual(m, ["Scan 400 3 ports: 3,4,5"])
+    }
+
+    func testAggregateErrors() {
+        XCTAssertEqual(error("- rule: R\n  condition: evt.type = refused\n  aggregate: {count: 1, window: 1s}\n  output: x\n  priority: info\n")?.reason,
+                       "aggregate: count is a whole number from 2 to 10000")
+        XCTAssertEqual(error("- rule: R\n  condition: evt.type = refused\n  aggregate: {count: 5, window: 1s, distinct: fd.write}\n  output: x\n  priority: info\n")?.reason,
+                       "aggregate: 'fd.write' must be a string or a number")
+        XCTAssertEqual(error("- rule: R\n  condition: evt.type = refused\n  aggregate: {count: 5}\n  output: x\n  priority: info\n")?.reason,
+                       "rule 'R': aggregate needs 'count' and 'window'")
     }
 }
