@@ -130,8 +130,10 @@ public enum FieldType: String, Sendable {
 public struct RuleInput {
     public let event: Event
     public let kind: SecurityEventKind
-    public let proc: Execution?
-    public let lineage: LineageTable
+    // Unowned: the lineage table keeps them alive while an event is judged,
+    // and a strong reference cost a retain and a release per field read.
+    public unowned(unsafe) let proc: Execution?
+    public unowned(unsafe) let lineage: LineageTable
     /// 128 bytes the evaluator may format addresses into (owned by the rule engine).
     let scratch: UnsafeMutableRawBufferPointer
 

@@ -51,6 +51,25 @@ public final class Execution {
     public let exeWritten: Bool
     public internal(set) var exited = false
 
+    /// A forked child: it runs its parent's image, so it shares the
+    /// parent's strings (a fork allocates only its own name and id).
+    init(forkOf image: Execution?, pid: UInt32, startNs: UInt64, startSeq: UInt64, parent: Execution?, comm: String) {
+        self.pid = pid
+        self.startNs = startNs
+        self.startSeq = startSeq
+        self.parent = parent
+        uid = image?.uid ?? 0
+        self.comm = Bytes(comm)
+        exe = image?.exe ?? Bytes("")
+        argv = image?.argv ?? []
+        cmdline = image?.cmdline ?? Bytes("")
+        args = image?.args ?? Bytes("")
+        depth = parent.map { $0.depth + 1 } ?? 0
+        fromSnapshot = false
+        exeWritten = image?.exeWritten ?? false
+        execId = Bytes("\(startNs):\(pid)")
+    }
+
     init(pid: UInt32, startNs: UInt64, startSeq: UInt64?, parent: Execution?, uid: UInt32, comm: String, exe: String, argv: [String],
          fromSnapshot: Bool, exeWritten: Bool) {
         self.pid = pid
@@ -127,9 +146,7 @@ public final class LineageTable {
             guard let f = e.as(ForkRecord.self), !f.isThread else { return }
             let parent = current[e.pid]
             // The child runs its parent's image until it execs.
-            current[f.childPid] = Execution(
-                pid: f.childPid, startNs: e.timestamp, startSeq: e.sequence, parent: parent, uid: parent?.uid ?? 0, comm: f.comm,
-                exe: parent?.exe.string ?? "", argv: parent?.argv ?? [], fromSnapshot: false, exeWritten: parent?.exeWritten ?? false)
+            current[f.childPid] = Execution(forkOf: parent, pid: f.childPid, startNs: e.timestamp, startSeq: e.sequence, parent: parent, comm: f.comm)
         case EventType.exec.rawValue:
             guard let x = e.as(ExecRecord.self) else { return }
             let old = current[e.pid]

@@ -414,17 +414,33 @@ struct Loader {
 public final class RuleEngine {
     public let lineage: LineageTable
     public let rules: [CompiledRule]
-    /// Per kind, the indices of the rules that can match it.
-    private let byKind: [[Int]]
+    /// Per kind, the rules that can match it, `table[starts[k] ..< starts[k + 1]]`:
+    /// unretained references in buffers the engine owns (`rules` keeps them
+    /// alive), so the hot path does no reference counting for them.
+    private let table: UnsafeMutablePointer<Unmanaged<CompiledRule>>
+    private let starts: UnsafeMutablePointer<Int>
     private let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 128, alignment: 8)
 
     public init(rules: RuleSet, snapshot: ProcessSnapshot?) {
         lineage = LineageTable(snapshot: snapshot)
         self.rules = rules.rules
-        byKind = SecurityEventKind.allCases.map { k in rules.rules.indices.filter { rules.rules[$0].kinds.contains(k) } }
+        var list: [Unmanaged<CompiledRule>] = []
+        let kinds = SecurityEventKind.allCases
+        starts = .allocate(capacity: kinds.count + 1)
+        for k in kinds {
+            starts[k.rawValue] = list.count
+            for r in rules.rules where r.kinds.contains(k) { list.append(.passUnretained(r)) }
+        }
+        starts[kinds.count] = list.count
+        table = .allocate(capacity: max(list.count, 1))
+        table.initialize(from: list, count: list.count)
     }
 
-    deinit { scratch.deallocate() }
+    deinit {
+        scratch.deallocate()
+        table.deallocate()
+        starts.deallocate()
+    }
 
     /// The record types the engine needs: lifecycle always (the lineage),
     /// file and privilege (written paths for `proc.exe_written`), and what the rules match.
@@ -449,15 +465,18 @@ public final class RuleEngine {
             if let p = e.as(PrivilegeRecord.self), p.ret >= 0, p.strLen > 0 { lineage.noteWritten(p.str, at: e.timestamp) }
         default: break
         }
-        let candidates = byKind[kind.rawValue]
-        if !candidates.isEmpty {
+        let from = starts[kind.rawValue], to = starts[kind.rawValue + 1]
+        if from < to {
             // A fork is the parent's act: its fields are the parent's.
             let input = RuleInput(event: e, kind: kind, proc: lineage.execution(e.pid), lineage: lineage, scratch: scratch)
-            for i in candidates where rules[i].condition(input) {
-                if let a = rules[i].aggregate {
-                    if let m = a.add(input) { onMatch(rules[i], input, m) }
+            for i in from..<to {
+                let matched = table[i]._withUnsafeGuaranteedRef { $0.condition(input) }
+                guard matched else { continue }
+                let rule = table[i].takeUnretainedValue()
+                if let a = rule.aggregate {
+                    if let m = a.add(input) { onMatch(rule, input, m) }
                 } else {
-                    onMatch(rules[i], input, nil)
+                    onMatch(rule, input, nil)
                 }
             }
         }
