@@ -72,7 +72,7 @@ let package = Package(
         .testTarget(name: "FlightboxEventsTests", dependencies: ["FlightboxEvents"]),
         .testTarget(name: "FlightboxCodegenTests", dependencies: ["FlightboxCodegen", "FlightboxEvents"]),
         .testTarget(name: "FlightboxFormatTests", dependencies: ["FlightboxFormat", "FlightboxEvents"]),
-        .testTarget(name: "FlightboxDetectorsTests", dependencies: ["FlightboxDetectors", "FlightboxFormat", "FlightboxEvents"]),
+        .testTarget(name: "FlightboxDetectorsTests", dependencies: ["FlightboxDetectors", "FlightboxRules", "FlightboxFormat", "FlightboxEvents"]),
         .testTarget(name: "FlightboxRulesTests", dependencies: ["FlightboxRules", "FlightboxDetectors", "FlightboxFormat", "FlightboxEvents"]),
         .testTarget(name: "FlightboxConfigTests", dependencies: ["FlightboxConfig", "FlightboxDetectors", "FlightboxFormat", "FlightboxEvents"]),
         .testTarget(
