@@ -34,8 +34,9 @@ public final class Execution {
     /// Sequence number of the exec or fork event that began it (nil: from the snapshot).
     public let startSeq: UInt64?
     /// The execution that forked this process (for an exec: the parent
-    /// execution of the image it replaced). nil at the top of what is known.
-    public let parent: Execution?
+    /// execution of the image it replaced). nil at the top of what is known,
+    /// or past `LineageTable.maxDepth` generations (the chain is cut there).
+    public internal(set) var parent: Execution?
     public let uid: UInt32
     public let comm: Bytes
     public let exe: Bytes
@@ -43,7 +44,7 @@ public final class Execution {
     /// argv joined by spaces, as Falco's proc.cmdline (without the program name: `args`).
     public let cmdline: Bytes
     public let args: Bytes
-    /// Steps from the top of the known lineage (0: no known parent).
+    /// Steps from the top of the known lineage when it began (0: no known parent).
     public let depth: Int
     /// True when the image came from the snapshot rather than an exec seen in the trace.
     public let fromSnapshot: Bool
@@ -138,6 +139,19 @@ public final class LineageTable {
 
     public func execution(_ pid: UInt32) -> Execution? { current[pid] }
 
+    /// Generations kept above any execution. A process that forks and exits
+    /// in a loop (a respawner, a hostile trace) would otherwise grow one
+    /// chain without end, and releasing it would recurse as deep.
+    public static let maxDepth = 256
+
+    /// Cuts the chain above `e` at `maxDepth` generations.
+    private func bound(_ e: Execution) {
+        guard e.depth > LineageTable.maxDepth, e.depth % LineageTable.maxDepth == 1 else { return }
+        var a: Execution? = e
+        for _ in 0..<LineageTable.maxDepth { a = a?.parent }
+        a?.parent = nil
+    }
+
     /// Applies a fork, exec or exit; other events are ignored. Call before
     /// evaluating a fork or exec (rules see the new image) and after an exit.
     public func apply(_ e: Event) {
@@ -146,7 +160,9 @@ public final class LineageTable {
             guard let f = e.as(ForkRecord.self), !f.isThread else { return }
             let parent = current[e.pid]
             // The child runs its parent's image until it execs.
-            current[f.childPid] = Execution(forkOf: parent, pid: f.childPid, startNs: e.timestamp, startSeq: e.sequence, parent: parent, comm: f.comm)
+            let child = Execution(forkOf: parent, pid: f.childPid, startNs: e.timestamp, startSeq: e.sequence, parent: parent, comm: f.comm)
+            bound(child)
+            current[f.childPid] = child
         case EventType.exec.rawValue:
             guard let x = e.as(ExecRecord.self) else { return }
             let old = current[e.pid]
@@ -154,9 +170,11 @@ public final class LineageTable {
             // or the exec's ppid when the fork was not seen.
             let parent = old?.parent ?? current[x.ppid]
             let exe = x.filename
-            current[e.pid] = Execution(
+            let image = Execution(
                 pid: e.pid, startNs: e.timestamp, startSeq: e.sequence, parent: parent, uid: x.uid, comm: x.comm, exe: exe,
                 argv: x.argv, fromSnapshot: false, exeWritten: wasWritten(exe))
+            bound(image)
+            current[e.pid] = image
         default:
             return
         }

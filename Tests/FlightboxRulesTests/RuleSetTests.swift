@@ -194,6 +194,25 @@ final class RuleSetTests: XCTestCase {
         XCTAssertEqual(t.execution(7)?.chain().count, 2)
     }
 
+    func testAForkAndExitLoopKeepsABoundedChain() {
+        let t = LineageTable(snapshot: snapshot)
+        var parent: UInt32 = 100
+        for k in 0..<5000 {
+            let child = UInt32(1000 + k)
+            for r in [fork(UInt64(k * 10), parent: parent, child: child, comm: "respawn"), exit(UInt64(k * 10 + 1), pid: parent)] {
+                r.withUnsafeBytes { b in
+                    let e = Event.validated(b, sequence: UInt64(k))!
+                    t.apply(e)
+                    t.retire(e)
+                }
+            }
+            parent = child
+        }
+        let chain = t.execution(parent)!.chain(limit: 100_000)
+        XCTAssertLessThanOrEqual(chain.count, 2 * LineageTable.maxDepth + 1)
+        XCTAssertGreaterThanOrEqual(chain.count, LineageTable.maxDepth)
+    }
+
     func testDroppedExecutableIsTracked() throws {
         let yaml = "- rule: Dropped\n  condition: evt.type = exec and proc.exe_written\n  output: \"%proc.exe\"\n  priority: warning\n"
         let m = try matches(yaml, [
