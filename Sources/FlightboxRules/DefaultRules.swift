@@ -148,6 +148,20 @@ public enum DefaultRules {
 
 # --- Privilege escalation and injection ----------------------------------------
 
+- rule: Write to another process's memory file
+  desc: /proc/PID/mem of another process opened for writing (code injection without ptrace).
+  condition: open_write and fd.name glob "/proc/*/mem" and not fd.name startswith /proc/self/ and not proc.name in (debuggers)
+  output: "%proc.name (%proc.exe, uid %user.uid) opened %fd.name for writing; parent %proc.pname"
+  priority: critical
+  tags: [T1055.009, defense_evasion, privilege_escalation]
+
+- rule: Container escape through a kernel callback
+  desc: core_pattern or a cgroup release_agent opened for writing, which makes the kernel run a program of the writer's choosing as root.
+  condition: open_write and (fd.name = /proc/sys/kernel/core_pattern or fd.name endswith /release_agent) and not proc.name in (systemd, systemd-coredump, apport, abrt-hook-ccpp) and not proc.name in (package_managers)
+  output: "%proc.name (%proc.exe, uid %user.uid) opened %fd.name for writing; parent %proc.pname"
+  priority: critical
+  tags: [T1611, privilege_escalation]
+
 - rule: Setuid to root by a non-root process
   desc: A process whose real uid was not root made itself root with a setuid-family call, and is not a known setuid program.
   condition: evt.type = setid and not evt.failed and user.old_uid != 0 and user.uid = 0 and not proc.exe in (known_setuid_programs)

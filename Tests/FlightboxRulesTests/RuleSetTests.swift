@@ -270,3 +270,105 @@ extension RuleSetTests {
                        "rule 'R': aggregate needs 'count' and 'window'")
     }
 }
+
+/// Every built-in rule, on a synthetic stream that should fire it and one
+/// that should not (the benign neighbour a careless rule would also catch).
+final class BuiltInRuleTests: XCTestCase {
+    let t = Synth()
+
+    func priv(_ ts: UInt64, pid: UInt32, op: UInt32, ret: Int64 = 0, args: [UInt64] = [0, 0, 0, 0], uid: UInt32 = 0, oldUid: UInt32 = 0,
+              str: String = "", fdKind: UInt8 = 0, family: UInt16 = 0) -> [UInt8] {
+        PrivilegeRecord.encode(ts: ts, pid: pid, tid: pid, ret: ret, nr: 0, op: op, args: args, uid: uid, euid: uid, oldUid: oldUid, oldEuid: 0,
+                               fdKind: fdKind, sockFamily: family, str: Array(str.utf8))
+    }
+    func connect(_ ts: UInt64, pid: UInt32) -> [UInt8] {
+        TCPRecord.encode(ts: ts, pid: pid, tid: pid, daddr: [10, 0, 0, 9] + [UInt8](repeating: 0, count: 12), dport: 4444, family: 2, kind: 1, oldstate: 7, newstate: 2)
+    }
+    func run(_ comm: String, exe: String = "", parent: String = "bash", _ events: (UInt32) -> [[UInt8]]) throws -> [String] {
+        // pid 100 is nginx in the snapshot; 60 a bash under it or not.
+        let pexe = "/usr/bin/" + parent
+        let recs = [t.exec(1, pid: 60, ppid: 1, comm: parent, exe: pexe, argv: [parent]), t.fork(2, parent: 60, child: 70, comm: parent),
+                    t.exec(3, pid: 70, ppid: 60, comm: comm, exe: exe.isEmpty ? "/usr/bin/" + comm : exe, argv: [comm])] + events(70)
+        let set = RuleSet.builtIn()
+        let engine = RuleEngine(rules: set, snapshot: t.snapshot)
+        var out: [String] = []
+        for (i, r) in recs.enumerated() {
+            r.withUnsafeBytes { engine.process(Event.validated($0, sequence: UInt64(i))!) { rule, _, _ in out.append(rule.name) } }
+        }
+        return out
+    }
+
+    func testEachBuiltInRuleFiresAndItsNeighbourDoesNot() throws {
+        let w: UInt32 = 0o1101 // O_WRONLY|O_CREAT|O_TRUNC
+        let cases: [(String, [String], [String])] = [
+            ("Read shadow password file", try run("cat") { [t.open(9, pid: $0, path: "/etc/shadow")] }, try run("sshd") { [t.open(9, pid: $0, path: "/etc/shadow")] }),
+            ("Read SSH private key", try run("python3") { [t.open(9, pid: $0, path: "/root/.ssh/id_rsa")] }, try run("python3") { [t.open(9, pid: $0, path: "/root/.ssh/id_rsa.pub")] }),
+            ("Write to sudoers", try run("sh") { [t.open(9, pid: $0, path: "/etc/sudoers.d/evil", flags: w)] }, try run("sh") { [t.open(9, pid: $0, path: "/etc/sudoers.d/evil")] }),
+            ("Write to ld.so.preload", try run("sh") { [t.open(9, pid: $0, path: "/etc/ld.so.preload", flags: w)] }, try run("dpkg") { [t.open(9, pid: $0, path: "/etc/ld.so.preload", flags: w)] }),
+            ("Modify PAM configuration", try run("sh") { [t.open(9, pid: $0, path: "/etc/pam.d/sshd", flags: w)] }, try run("sh") { [t.open(9, pid: $0, path: "/etc/pam.d/sshd")] }),
+            ("Write to cron", try run("sh") { [t.open(9, pid: $0, path: "/etc/cron.d/job", flags: w)] }, try run("crontab") { [t.open(9, pid: $0, path: "/var/spool/cron/root", flags: w)] }),
+            ("Write to SSH authorized keys", try run("sh") { [t.open(9, pid: $0, path: "/root/.ssh/authorized_keys", flags: 0o2101)] }, try run("sh") { [t.open(9, pid: $0, path: "/root/.ssh/authorized_keys")] }),
+            ("Write to password database", try run("python3") { [t.open(9, pid: $0, path: "/etc/passwd", flags: w)] }, try run("useradd") { [t.open(9, pid: $0, path: "/etc/passwd", flags: w)] }),
+            ("Fileless execution", try run("x", exe: "/dev/fd/3") { _ in [] }, try run("x", exe: "/usr/bin/x") { _ in [] }),
+            ("Dropped executable run", try run("sh") { [t.open(9, pid: $0, path: "/tmp/p", flags: w), t.exec(10, pid: $0, ppid: 60, comm: "p", exe: "/tmp/p", argv: ["p"])] },
+             try run("make") { [t.open(9, pid: $0, path: "/tmp/p", flags: w), t.fork(10, parent: $0, child: 71, comm: "make"),
+                                t.exec(11, pid: 71, ppid: $0, comm: "p", exe: "/tmp/p", argv: ["p"])] }),
+            ("Shell spawned by a network service", try run("sh", parent: "nginx") { _ in [] }, try run("sh", parent: "bash") { _ in [] }),
+            ("Shell connected out", try run("bash") { [connect(9, pid: $0)] }, try run("curl") { [connect(9, pid: $0)] }),
+            ("Write to another process's memory file", try run("python3") { [t.open(9, pid: $0, path: "/proc/42/mem", flags: 2)] }, try run("python3") { [t.open(9, pid: $0, path: "/proc/self/mem", flags: 2)] }),
+            ("Container escape through a kernel callback", try run("sh") { [t.open(9, pid: $0, path: "/sys/fs/cgroup/x/release_agent", flags: w)] }, try run("sh") { [t.open(9, pid: $0, path: "/sys/fs/cgroup/x/release_agent")] }),
+            ("Setuid to root by a non-root process", try run("x") { [priv(9, pid: $0, op: 1, uid: 0, oldUid: 1000)] }, try run("sudo", exe: "/usr/bin/sudo") { [priv(9, pid: $0, op: 1, uid: 0, oldUid: 1000)] }),
+            ("Ptrace attach to another process", try run("x") { [priv(9, pid: $0, op: 3, args: [16, 42, 0, 0])] }, try run("gdb") { [priv(9, pid: $0, op: 3, args: [16, 42, 0, 0])] }),
+            ("Ptrace code injection", try run("x") { [priv(9, pid: $0, op: 3, args: [5, 42, 0, 0])] }, try run("x") { [priv(9, pid: $0, op: 3, args: [2, 42, 0, 0])] }),
+            ("Write to another process's memory", try run("x") { [priv(9, pid: $0, op: 4, ret: 8, args: [42, 0, 0, 0])] }, try run("x") { [priv(9, pid: $0, op: 4, ret: 8, args: [70, 0, 0, 0])] }),
+            ("Kernel module loaded", try run("x") { [priv(9, pid: $0, op: 5)] }, try run("modprobe") { [priv(9, pid: $0, op: 5)] }),
+            ("BPF program loaded by an unexpected process", try run("x") { [priv(9, pid: $0, op: 6, ret: 5, args: [5, 0, 0, 0])] }, try run("x") { [priv(9, pid: $0, op: 6, ret: 5, args: [1, 0, 0, 0])] }),
+            ("Stdio redirected to a network socket", try run("python3") { [priv(9, pid: $0, op: 10, ret: 1, args: [3, 1, 0, 0], fdKind: 6, family: 2)] },
+             try run("python3") { [priv(9, pid: $0, op: 10, ret: 1, args: [3, 1, 0, 0], fdKind: 6, family: 1)] }),
+        ]
+        for (rule, positive, negative) in cases {
+            XCTAssertTrue(positive.contains(rule), "\(rule) did not fire: \(positive)")
+            XCTAssertFalse(negative.contains(rule), "\(rule) fired on its neighbour: \(negative)")
+        }
+        let tested = Set(cases.map(\.0) + ["Reverse shell", "Port scan", "Connect sweep"])
+        XCTAssertEqual(Set(RuleSet.builtIn().rules.map(\.name)).subtracting(tested), [], "a built-in rule without a case here")
+    }
+
+    func testReverseShellAtExecAndItsNeighbours() throws {
+        func shell(stdin: (UInt8, UInt16), comm: String = "sh", parent: String = "python3") throws -> [String] {
+            let recs = [t.fork(0, parent: 200, child: 60, comm: "bash"), t.exec(1, pid: 60, ppid: 200, comm: parent, exe: "/usr/bin/" + parent, argv: [parent]),
+                        ExecRecord.encode(ts: 2, pid: 60, tid: 60, ppid: 1, argc: 1, stdinKind: stdin.0, stdoutKind: stdin.0, stdinFamily: stdin.1,
+                                          stdoutFamily: stdin.1, comm: comm, filename: Array("/bin/\(comm)".utf8), argv: Array(comm.utf8) + [0])]
+            // The exec replaces python's image in the same pid: the shell's parent is the snapshot's bash.
+            let engine = RuleEngine(rules: RuleSet.builtIn(), snapshot: t.snapshot)
+            var out: [String] = []
+            for (i, r) in recs.enumerated() { r.withUnsafeBytes { engine.process(Event.validated($0, sequence: UInt64(i))!) { rule, _, _ in out.append(rule.name) } } }
+            return out
+        }
+        XCTAssertEqual(try shell(stdin: (6, 2)), ["Reverse shell"])
+        XCTAssertEqual(try shell(stdin: (6, 10)), ["Reverse shell"])
+        XCTAssertEqual(try shell(stdin: (6, 1)), [], "a Unix socket (systemd, ssh sessions)")
+        XCTAssertEqual(try shell(stdin: (5, 0)), [], "a pipe")
+        XCTAssertEqual(try shell(stdin: (6, 2), comm: "id"), [], "not a shell")
+        XCTAssertEqual(try shell(stdin: (0, 0)), [], "a trace recorded before the field existed")
+    }
+}
+
+/// The synthetic records of RuleSetTests, for other test classes.
+struct Synth {
+    let snapshot = ProcessSnapshot(timestamp: 0, processes: [
+        ProcessRecord(pid: 1, ppid: 0, uid: 0, comm: "systemd", exe: "/usr/lib/systemd/systemd", argv: ["/sbin/init"]),
+        ProcessRecord(pid: 100, ppid: 1, uid: 0, comm: "nginx", exe: "/usr/sbin/nginx", argv: ["nginx"]),
+        ProcessRecord(pid: 200, ppid: 1, uid: 1000, comm: "bash", exe: "/usr/bin/bash", argv: ["-bash"]),
+    ])
+    func exec(_ ts: UInt64, pid: UInt32, ppid: UInt32, comm: String, exe: String, argv: [String]) -> [UInt8] {
+        ExecRecord.encode(ts: ts, pid: pid, tid: pid, ppid: ppid, argc: UInt16(argv.count), comm: comm,
+                          filename: Array(exe.utf8), argv: argv.flatMap { Array($0.utf8) + [0] })
+    }
+    func fork(_ ts: UInt64, parent: UInt32, child: UInt32, comm: String) -> [UInt8] {
+        ForkRecord.encode(ts: ts, pid: parent, tid: parent, childPid: child, childTid: child, comm: comm)
+    }
+    func open(_ ts: UInt64, pid: UInt32, path: String, flags: UInt32 = 0) -> [UInt8] {
+        FileRecord.encode(ts: ts, pid: pid, tid: pid, ret: 3, op: 1, dirfd: -100, openFlags: flags, path: Array(path.utf8))
+    }
+}
