@@ -23,6 +23,11 @@ public final class Aggregate {
     public let distinctName: String?
     public let count: Int
     public let window: UInt64
+    /// `regular`: match only when the gaps between the counted events vary
+    /// by at most this share of their mean (coefficient of variation), with
+    /// a mean gap of at least `minPeriod` — a beacon, not a burst.
+    public let regular: Double?
+    public static let minPeriod: UInt64 = 1_000_000_000
     private var groups: [String: Group] = [:]
     /// Matching events not counted because every group slot was busy.
     public private(set) var overflow: UInt64 = 0
@@ -32,7 +37,8 @@ public final class Aggregate {
         var newest: UInt64 = 0
     }
 
-    init(by: [FieldAccess], byNames: [String], distinct: FieldAccess?, distinctName: String?, count: Int, window: UInt64) {
+    init(by: [FieldAccess], byNames: [String], distinct: FieldAccess?, distinctName: String?, count: Int, window: UInt64, regular: Double?) {
+        self.regular = regular
         self.by = by
         self.byNames = byNames
         self.distinct = distinct
@@ -89,6 +95,14 @@ public final class Aggregate {
         g.entries.append((ts, i.event.sequence, value))
         if g.entries.count > count { g.entries.removeFirst(g.entries.count - count) }
         guard g.entries.count >= count else { return nil }
+        if let limit = regular {
+            // Gaps in arrival order; a beacon's are nearly equal.
+            var gaps: [Double] = []
+            for k in 1..<g.entries.count { gaps.append(Double(g.entries[k].ts &- g.entries[k - 1].ts)) }
+            let mean = gaps.reduce(0, +) / Double(gaps.count)
+            let variance = gaps.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(gaps.count)
+            guard mean >= Double(Aggregate.minPeriod), variance.squareRoot() <= limit * mean else { return nil }
+        }
         let m = AggregateMatch(count: g.entries.count, values: distinct == nil ? [] : g.entries.map(\.value), key: key,
                                firstTs: g.entries.map(\.ts).min() ?? ts, sequences: g.entries.map(\.seq))
         groups[key] = nil

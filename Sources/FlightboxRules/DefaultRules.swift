@@ -249,5 +249,17 @@ public enum DefaultRules {
   priority: warning
   tags: [T1046, discovery]
 
+- rule: Beaconing
+  desc: One process connected to the same remote address and port at a regular period (gaps within 10% of their mean, at least 1 s apart), the pattern of a command-and-control implant polling home. Loopback is left out; monitoring agents that push on a timer look the same and belong in an exception.
+  condition: evt.type = connect and not net.dip startswith 127. and not net.dip = "0:0:0:0:0:0:0:1"
+  aggregate:
+    by: [proc.exec_id, net.dip, net.dport]
+    count: 8
+    window: 1h
+    regular: 0.1
+  output: "%proc.name (%proc.cmdline) connected to %net.dip:%net.dport %agg.count times at a regular period"
+  priority: notice
+  tags: [T1071, command_and_control]
+
 """#
 }

@@ -56,6 +56,7 @@ struct AggregateDefinition {
     let distinct: (String, Int?)?
     let count: Int
     let window: UInt64
+    let regular: Double?
     let locator: TextLocator
 }
 
@@ -142,7 +143,7 @@ public struct RuleSet {
     public static let listKeys = ["list", "items", "append"]
     public static let macroKeys = ["macro", "condition"]
     public static let ruleKeys = ["rule", "desc", "condition", "output", "priority", "tags", "exceptions", "enabled", "aggregate"]
-    public static let aggregateKeys = ["by", "distinct", "count", "window"]
+    public static let aggregateKeys = ["by", "distinct", "count", "window", "regular"]
     /// Bounds that keep loading and evaluation cheap whatever a file says.
     public static let maxRules = 1024
     public static let maxConditionBytes = 16 << 10
@@ -299,6 +300,7 @@ struct Loader {
                     var distinct: (String, Int?)?
                     var count: Int?
                     var window: UInt64?
+                    var regular: Double?
                     func fieldName(_ n: Node) throws(RuleError) -> (String, Int?) {
                         let text = try string(n, "aggregate field")
                         guard case .success(.name(let f, let index, _)) = ExpressionParser.parse(text) else { throw err(n, "aggregate: '\(text)' is not a field name") }
@@ -323,11 +325,16 @@ struct Loader {
                                 throw err(v, "aggregate: window is a duration from 1ms to 24h such as 10s")
                             }
                             window = w
+                        case "regular":
+                            guard let r = Double(try string(v, "regular")), r > 0, r <= 1 else { throw err(v, "aggregate: regular is a share from 0 to 1 such as 0.1") }
+                            regular = r
                         case let other: throw err(k, "aggregate: unknown key '\(other)'; known: \(RuleSet.aggregateKeys.joined(separator: ", "))")
                         }
                     }
                     guard let count, let window else { throw err(agNode, "rule '\(name)': aggregate needs 'count' and 'window'") }
-                    aggregate = AggregateDefinition(by: by, distinct: distinct, count: count, window: window, locator: locator(agNode, ""))
+                    if regular != nil, distinct != nil { throw err(agNode, "rule '\(name)': aggregate: 'regular' times repeats of one thing; it excludes 'distinct'") }
+                    if regular != nil, count < 4 { throw err(agNode, "rule '\(name)': aggregate: 'regular' needs a count of at least 4") }
+                    aggregate = AggregateDefinition(by: by, distinct: distinct, count: count, window: window, regular: regular, locator: locator(agNode, ""))
                 }
                 let def = RuleDefinition(
                     name: name, desc: desc, condition: cond,
@@ -357,7 +364,7 @@ struct Loader {
             guard def.enabled else { continue }
             let aggregate = def.aggregate.map { a in
                 Aggregate(by: a.by.map { Loader.accessor($0) }, byNames: a.by.map { $0.0 }, distinct: a.distinct.map { Loader.accessor($0) },
-                          distinctName: a.distinct?.0, count: a.count, window: a.window)
+                          distinctName: a.distinct?.0, count: a.count, window: a.window, regular: a.regular)
             }
             out.append(CompiledRule(name: def.name, desc: def.desc, priority: def.priority, tags: def.tags, kinds: c.kinds,
                                     condition: condition, output: output, aggregate: aggregate, file: def.file, line: def.line))

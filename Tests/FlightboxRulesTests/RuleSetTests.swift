@@ -330,7 +330,7 @@ final class BuiltInRuleTests: XCTestCase {
             XCTAssertTrue(positive.contains(rule), "\(rule) did not fire: \(positive)")
             XCTAssertFalse(negative.contains(rule), "\(rule) fired on its neighbour: \(negative)")
         }
-        let tested = Set(cases.map(\.0) + ["Reverse shell", "Port scan", "Connect sweep"])
+        let tested = Set(cases.map(\.0) + ["Reverse shell", "Port scan", "Connect sweep", "Beaconing"])
         XCTAssertEqual(Set(RuleSet.builtIn().rules.map(\.name)).subtracting(tested), [], "a built-in rule without a case here")
     }
 
@@ -370,5 +370,37 @@ struct Synth {
     }
     func open(_ ts: UInt64, pid: UInt32, path: String, flags: UInt32 = 0) -> [UInt8] {
         FileRecord.encode(ts: ts, pid: pid, tid: pid, ret: 3, op: 1, dirfd: -100, openFlags: flags, path: Array(path.utf8))
+    }
+}
+
+extension BuiltInRuleTests {
+    func connect(_ ts: UInt64, pid: UInt32, host: [UInt8], port: UInt16 = 443) -> [UInt8] {
+        TCPRecord.encode(ts: ts, pid: pid, tid: pid, daddr: host + [UInt8](repeating: 0, count: 12), dport: port, family: 2, kind: 1, oldstate: 7, newstate: 2)
+    }
+
+    func beacons(_ times: [UInt64], host: [UInt8] = [10, 0, 0, 9]) throws -> [String] {
+        try run("implant") { pid in times.map { connect($0, pid: pid, host: host) } }
+    }
+
+    func testBeaconingIsARegularPeriodNotABurst() throws {
+        let s: UInt64 = 1_000_000_000
+        // Every 60 s with up to 2 s of jitter: a beacon at the 8th connect.
+        let regular = (0..<10).map { UInt64($0) * 60 * s + UInt64(($0 * 7) % 3) * s }
+        XCTAssertEqual(try beacons(regular).filter { $0 == "Beaconing" }.count, 1)
+        // The same count at irregular gaps (a person browsing): nothing.
+        let irregular: [UInt64] = [0, 5, 70, 71, 300, 302, 900, 1500, 1501, 2000].map { $0 * s }
+        XCTAssertEqual(try beacons(irregular).filter { $0 == "Beaconing" }, [])
+        // Many connects in a burst (under the 1 s minimum period): nothing.
+        XCTAssertEqual(try beacons((0..<10).map { UInt64($0) * 100_000_000 }).filter { $0 == "Beaconing" }, [])
+        // Loopback: nothing.
+        XCTAssertEqual(try beacons(regular, host: [127, 0, 0, 1]).filter { $0 == "Beaconing" }, [])
+    }
+}
+
+extension RuleSetTests {
+    func testRegularAggregateErrors() {
+        XCTAssertEqual(error("- rule: R\n  condition: evt.type = connect\n  aggregate: {count: 5, window: 1h, regular: 0.1, distinct: net.dport}\n  output: x\n  priority: info\n")?.reason,
+                       "rule 'R': aggregate: 'regular' times repeats of one thing; it excludes 'distinct'")
+        XCTAssertEqual(error("- rule: R\n  condition: evt.type = connect\n  aggregate: {count: 5, window: 1h, regular: 2}\n  output: x\n  priority: info\n")?.line, 3)
     }
 }
