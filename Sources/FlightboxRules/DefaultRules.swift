@@ -67,7 +67,7 @@ public enum DefaultRules {
 
 - rule: Read SSH private key
   desc: A process other than ssh tools read a private key under .ssh or /etc/ssh.
-  condition: open_read and (fd.name glob "*/.ssh/id_*" or fd.name glob "/etc/ssh/ssh_host_*_key") and not fd.name endswith .pub and not proc.name in (ssh, sshd, ssh-agent, ssh-add, ssh-keygen, ssh-keysign, scp, sftp, git, rsync) and not proc.name in (package_managers)
+  condition: open_read and (fd.name contains /.ssh/id_ or (fd.name startswith /etc/ssh/ssh_host_ and fd.name endswith _key)) and not fd.name endswith .pub and not proc.name in (ssh, sshd, ssh-agent, ssh-add, ssh-keygen, ssh-keysign, scp, sftp, git, rsync) and not proc.name in (package_managers)
   output: "%proc.name (%proc.exe, uid %user.uid) read the SSH private key %fd.name; parent %proc.pname"
   priority: warning
   tags: [T1552.004, credential_access]
