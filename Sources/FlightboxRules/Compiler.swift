@@ -24,12 +24,6 @@ public struct TextLocator: Sendable {
         self.value = Array(value.utf8)
     }
 
-    /// A locator for text that is not in a file (tests, the stored rules' names).
-    public static func plain(_ text: String, file: String) -> TextLocator {
-        let bytes = Array(text.utf8)
-        return TextLocator(file: file, fileBytes: bytes, lineStarts: TextLocator.lineStarts(bytes), line: 1, column: 1, value: text)
-    }
-
     static func lineStarts(_ bytes: [UInt8]) -> [Int] {
         var out = [0]
         for (i, b) in bytes.enumerated() where b == 10 { out.append(i + 1) }

@@ -21,8 +21,8 @@ public final class Bytes: @unchecked Sendable {
 
 /// One execution of a program: a process image between its exec (or the
 /// fork that made it, or its first sight in the snapshot) and its next exec
-/// or its exit. Immutable apart from `exited`, so an execution can be kept
-/// as a finding's ancestor after its pid is reused.
+/// or its exit. Immutable (but for the cut of a too-long chain), so an
+/// execution can be kept as a finding's ancestor after its pid is reused.
 public final class Execution {
     public let pid: UInt32
     /// Unique across pid reuse within a trace, like Tetragon's exec_id:
@@ -50,7 +50,6 @@ public final class Execution {
     public let fromSnapshot: Bool
     /// The exe was written, created or made executable in this trace before the exec.
     public let exeWritten: Bool
-    public internal(set) var exited = false
 
     /// A forked child: it runs its parent's image, so it shares the
     /// parent's strings (a fork allocates only its own name and id).
@@ -184,7 +183,6 @@ public final class LineageTable {
     /// ancestors of its children and in findings).
     public func retire(_ e: Event) {
         guard e.rawType == EventType.exit.rawValue, let x = e.as(ExitRecord.self), x.isGroupExit else { return }
-        current[e.pid]?.exited = true
         current[e.pid] = nil
     }
 

@@ -449,14 +449,6 @@ public final class RuleEngine {
         starts.deallocate()
     }
 
-    /// The record types the engine needs: lifecycle always (the lineage),
-    /// file and privilege (written paths for `proc.exe_written`), and what the rules match.
-    public var recordTypes: [EventType] {
-        var t: [EventType] = [.fork, .exec, .exit, .file, .privilege]
-        for r in rules.reduce(KindSet.none, { $0.union($1.kinds) }).recordTypes where !t.contains(r) { t.append(r) }
-        return t
-    }
-
     /// Processes one event; calls `onMatch` for each rule it matches, in
     /// rule order (for an aggregate rule: when its group reaches its count).
     @inline(__always)
