@@ -94,6 +94,9 @@ enum fb_gauge_kind {
 	FB_GAUGE_THREADS = 14,      /* value: tasks (threads) alive, limit: kernel.threads-max */
 	FB_GAUGE_PSI_SOME_AVG60 = 15, /* name: cpu, memory or io; value: avg60 in 1/100 %, limit 10000 */
 	FB_GAUGE_PSI_FULL_AVG60 = 16, /* as above, for "full" */
+	FB_GAUGE_FS_DEVICE = 17,    /* name: mount point; value: the file system's kernel dev_t (major << 20 | minor, as write summaries name it), limit 0: maps writes to the mount */
+	FB_GAUGE_CGROUP_MEMORY_ANON = 18, /* name: cgroup path; value: anonymous + shmem bytes charged (memory.stat anon+shmem, v1 total_rss+total_shmem): what reclaim cannot drop without swap; limit: as cgroup_memory */
+	FB_GAUGE_BLOCK_DEVICE = 19, /* name: a block device as in /sys/block (vda, nvme0n1, loop0); value: its kernel dev_t (major << 20 | minor), limit: its size in bytes; devices of size 0 are left out */
 };
 
 enum fb_sched_kind {

@@ -122,16 +122,37 @@ public final class DetectorContext {
     public let arch: SyscallArch
     /// `arch`'s syscall table, looked up once rather than per event.
     public let syscalls: SyscallTable
+    /// The trace's clock mapping (its metadata, the same live and on replay),
+    /// for findings that state a time of day; nil when there is none.
+    public let clock: TraceClock?
     @exclusivity(unchecked) var emitted: [Finding] = []
 
-    init(processes: ProcessTable, snapshot: ProcessSnapshot?, arch: SyscallArch) {
+    init(processes: ProcessTable, snapshot: ProcessSnapshot?, arch: SyscallArch, clock: TraceClock? = nil) {
         self.processes = processes
         self.snapshot = snapshot
         self.arch = arch
+        self.clock = clock
         syscalls = arch.table
     }
 
     public func emit(_ finding: Finding) { emitted.append(finding) }
+}
+
+/// CLOCK_MONOTONIC and CLOCK_REALTIME read together when the trace began
+/// (`TraceMetadata.clockNs` and `realtimeNs`): maps event time to wall time.
+public struct TraceClock: Equatable, Sendable {
+    public var monotonicNs: UInt64
+    public var realtimeNs: UInt64
+
+    public init(monotonicNs: UInt64, realtimeNs: UInt64) {
+        self.monotonicNs = monotonicNs
+        self.realtimeNs = realtimeNs
+    }
+
+    public init(_ metadata: TraceMetadata) { self.init(monotonicNs: metadata.clockNs, realtimeNs: metadata.realtimeNs) }
+
+    /// Wall-clock ns since the epoch of event time `ts` (as `TraceMetadata.wallClock`).
+    public func wallClockNs(_ ts: UInt64) -> Int64 { Int64(bitPattern: realtimeNs &+ ts &- monotonicNs) }
 }
 
 /// pid -> what we know of the process, from the snapshot and the stream.
@@ -183,9 +204,10 @@ public final class DetectorEngine {
 
     /// `arch`: the numbering of the events' syscalls, this machine's live and
     /// the trace's on replay (`SyscallArch(schema:machine:)` of its metadata).
-    public init(detectors: [Detector], snapshot: ProcessSnapshot?, arch: SyscallArch = .host, onFinding: ((Finding) -> Void)? = nil) {
+    public init(detectors: [Detector], snapshot: ProcessSnapshot?, arch: SyscallArch = .host, clock: TraceClock? = nil,
+                onFinding: ((Finding) -> Void)? = nil) {
         self.detectors = detectors
-        context = DetectorContext(processes: ProcessTable(snapshot: snapshot), snapshot: snapshot, arch: arch)
+        context = DetectorContext(processes: ProcessTable(snapshot: snapshot), snapshot: snapshot, arch: arch, clock: clock)
         nextBoundary = detectors.map { _ in nil }
         periods = detectors.map { d in d.tickPeriodNs.flatMap { $0 > 0 ? $0 : nil } }
         self.onFinding = onFinding
@@ -341,7 +363,7 @@ struct Observer {
 /// The built-in detectors: the one place a detector is registered.
 public enum DetectorRegistry {
     /// Every detector's declaration, in the order they run and are listed.
-    public static let all: [DetectorSpec] = [SyscallLatencyDetector.spec, MemoryDetector.spec, TCPAnomalyDetector.spec, SchedulingDetector.spec, SyscallErrorsDetector.spec, SecurityDetector.spec]
+    public static let all: [DetectorSpec] = [SyscallLatencyDetector.spec, MemoryDetector.spec, TCPAnomalyDetector.spec, SchedulingDetector.spec, SyscallErrorsDetector.spec, ExhaustionDetector.spec, BlockDetector.spec, SecurityDetector.spec]
 
     public static var names: [String] { all.map(\.name) }
 

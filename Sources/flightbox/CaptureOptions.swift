@@ -197,7 +197,9 @@ func gaugeSampler(options: CaptureOptions, config: CaptureConfig) -> GaugeSample
 }
 
 /// The live detector engine: the detectors of a configuration, seeded with
-/// the trace's process snapshot, calling `onFinding` for each finding.
-func detectorEngine(_ detectors: [Detector], snapshot: ProcessSnapshot, onFinding: @escaping (Finding) -> Void) -> DetectorEngine {
-    DetectorEngine(detectors: detectors, snapshot: snapshot, onFinding: onFinding)
+/// the trace's process snapshot and clock mapping (as replay seeds them from
+/// the file), calling `onFinding` for each finding.
+func detectorEngine(_ detectors: [Detector], snapshot: ProcessSnapshot, metadata: TraceMetadata,
+                    onFinding: @escaping (Finding) -> Void) -> DetectorEngine {
+    DetectorEngine(detectors: detectors, snapshot: snapshot, clock: TraceClock(metadata), onFinding: onFinding)
 }

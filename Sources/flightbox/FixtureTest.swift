@@ -40,7 +40,8 @@ struct FixtureTest: ParsableCommand {
             // A fixture's own rules.yaml stands where --rules would.
             let ownRules = ruleSources == nil && access("\(base)/rules.yaml", F_OK) == 0 ? try loadRuleSources(["\(base)/rules.yaml"]) : nil
             let configuration = withRules(ruleSources ?? ownRules, try detectorConfiguration(file: fileConfig ?? own, trace: reader.metadata, path: "\(base)/trace.fbt"))
-            let engine = DetectorEngine(detectors: try configuration.makeDetectors(), snapshot: reader.snapshot, arch: arch)
+            let engine = DetectorEngine(detectors: try configuration.makeDetectors(), snapshot: reader.snapshot, arch: arch,
+                                        clock: TraceClock(reader.metadata))
             reader.forEachEvent { engine.process($0) }
             engine.finish()
             let actual = engine.findings.map(\.jsonLine)

@@ -123,7 +123,7 @@ struct Record: ParsableCommand {
 
         let findingsOut = Output(fd: findingsFd)
         let json = findings != nil
-        let engine: DetectorEngine? = detect ? detectorEngine(detectorList, snapshot: snapshot) { f in
+        let engine: DetectorEngine? = detect ? detectorEngine(detectorList, snapshot: snapshot, metadata: metadata) { f in
             findingsOut.line(json ? f.jsonLine : formatFinding(f, metadata: metadata))
         } : nil
 

@@ -113,6 +113,27 @@ final class ConfigFileTests: XCTestCase {
                        "3:11: syscall-latency.floor: expected a duration such as 1ms or 10s, found nothing")
     }
 
+    /// The block detector's thresholds and device exclusions come from the file.
+    func testBlockSettings() throws {
+        let c = try parse("""
+        detectors:
+          block:
+            factor: 4
+            busy_depth: 0.5
+            min_latency: 500us
+            exclude:
+              device: [vda, "7:0"]
+        """)
+        let block = try XCTUnwrap(c["block"])
+        XCTAssertEqual(block.ratio("factor"), 4)
+        XCTAssertEqual(block.ratio("busy_depth"), 0.5)
+        XCTAssertEqual(block.duration("min_latency"), 500_000)
+        XCTAssertEqual(block.duration("window"), 1_000_000_000, "the rest at their defaults")
+        XCTAssertEqual(block.exclude.devices, ["vda", "7:0"])
+        XCTAssertEqual(failure("detectors:\n  block:\n    factor: 0.5\n"),
+                       "3:13: block.factor: 0.5 is out of range (1.0 to 1000000.0)")
+    }
+
     func testOutOfRange() {
         XCTAssertEqual(failure("detectors:\n  syscall-latency:\n    min_samples: 0\n"),
                        "3:18: syscall-latency.min_samples: 0 is out of range (1 to 1000000000)")
