@@ -34,7 +34,12 @@ let package = Package(
             dependencies: ["FlightboxEvents", "FlightboxFormat", "CLibBPF", "CFlightboxBPF", "CFlightboxSys"],
             plugins: ["FlightboxBPFBuild"]
         ),
-        .target(name: "FlightboxDetectors", dependencies: ["FlightboxEvents", "FlightboxFormat"]),
+        // The security rule language: lineage, parser, type checker, evaluator, the built-in rules.
+        .target(
+            name: "FlightboxRules",
+            dependencies: ["FlightboxEvents", "FlightboxFormat", "CFlightboxEvents", .product(name: "Yams", package: "Yams")]
+        ),
+        .target(name: "FlightboxDetectors", dependencies: ["FlightboxEvents", "FlightboxFormat", "FlightboxRules"]),
         // The configuration file (YAML, read with Yams' node API for line and column):
         // the one module that parses it, so the detectors themselves never see YAML.
         .target(
@@ -52,7 +57,7 @@ let package = Package(
             name: "flightbox",
             dependencies: [
                 "FlightboxEvents", "FlightboxFormat", "FlightboxCapture", "FlightboxDetectors", "FlightboxRecorder",
-                "FlightboxConfig", "FlightboxReport",
+                "FlightboxConfig", "FlightboxReport", "FlightboxRules",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -72,7 +77,8 @@ let package = Package(
         .testTarget(name: "FlightboxEventsTests", dependencies: ["FlightboxEvents"]),
         .testTarget(name: "FlightboxCodegenTests", dependencies: ["FlightboxCodegen", "FlightboxEvents"]),
         .testTarget(name: "FlightboxFormatTests", dependencies: ["FlightboxFormat", "FlightboxEvents"]),
-        .testTarget(name: "FlightboxDetectorsTests", dependencies: ["FlightboxDetectors", "FlightboxFormat", "FlightboxEvents"]),
+        .testTarget(name: "FlightboxDetectorsTests", dependencies: ["FlightboxDetectors", "FlightboxRules", "FlightboxFormat", "FlightboxEvents"]),
+        .testTarget(name: "FlightboxRulesTests", dependencies: ["FlightboxRules", "FlightboxDetectors", "FlightboxFormat", "FlightboxEvents"]),
         .testTarget(name: "FlightboxConfigTests", dependencies: ["FlightboxConfig", "FlightboxDetectors", "FlightboxFormat", "FlightboxEvents"]),
         .testTarget(
             name: "FlightboxCaptureTests",

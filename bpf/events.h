@@ -196,8 +196,10 @@ struct fb_exec {
 	__u16 filename_len; /* @trailing filename bytes */
 	__u16 argv_len;     /* @trailing argv strings */
 	__u16 argc; /* arguments captured in argv */
-	__u16 _pad0;
-	__u32 _pad1;
+	__u8 stdin_kind;     /* enum fb_fd_kind of fd 0 in the new image (0: none open) */
+	__u8 stdout_kind;    /* enum fb_fd_kind of fd 1 in the new image (0: none open) */
+	__u16 stdin_family;  /* socket address family of fd 0 (1 AF_UNIX, 2 AF_INET, 10 AF_INET6), 0 if not a socket */
+	__u16 stdout_family; /* socket address family of fd 1, 0 if not a socket */
 	char comm[FB_COMM_LEN]; /* the command name after the exec */
 };
 
@@ -284,7 +286,10 @@ struct fb_priv {
 	__u16 str_len;  /* @trailing str bytes; memfd name, mount source, chmod path */
 	__u16 str2_len; /* @trailing str2 bytes; mount target */
 	__u16 str3_len; /* @trailing str3 bytes; mount file system type */
-	__u16 _pad;
+	__u8 fd_kind;   /* dup onto fd 0-2: enum fb_fd_kind of the file now on that fd (0 otherwise) */
+	__u8 _pad;
+	__u16 sock_family; /* dup onto fd 0-2 of a socket: its address family (1 AF_UNIX, 2 AF_INET, 10 AF_INET6) */
+	__u8 _pad1[6];
 };
 
 /* @event FB_EV_SCHED sched
@@ -467,7 +472,7 @@ _Static_assert(sizeof(struct fb_config) == 88, "fb_config size");
 _Static_assert(sizeof(struct fb_sched) == 56, "fb_sched wire size");
 _Static_assert(sizeof(struct fb_gauge) == 48, "fb_gauge wire size");
 _Static_assert(sizeof(struct fb_tcp) == 80, "fb_tcp wire size");
-_Static_assert(sizeof(struct fb_priv) == 96, "fb_priv wire size");
+_Static_assert(sizeof(struct fb_priv) == 104, "fb_priv wire size");
 _Static_assert(sizeof(struct fb_file) == 56, "fb_file wire size");
 _Static_assert(sizeof(struct fb_signal) == 72, "fb_signal wire size");
 _Static_assert(sizeof(struct fb_block) == 72, "fb_block wire size");

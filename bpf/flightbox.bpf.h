@@ -266,6 +266,72 @@ static __always_inline struct fb_sweep fb_sweep_start(__u64 *ctx)
 	return c;
 }
 
+#define S_IFMT 00170000
+#define S_IFSOCK 0140000
+#define S_IFLNK 0120000
+#define S_IFREG 0100000
+#define S_IFBLK 0060000
+#define S_IFDIR 0040000
+#define S_IFCHR 0020000
+#define S_IFIFO 0010000
+
+/* The file open on `fd` in `task`, NULL if none. */
+static __always_inline struct file *fd_file(struct task_struct *task, __u64 fd, bool *bad)
+{
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	struct file **fds;
+	struct file *f = NULL;
+
+	*bad = false;
+	if (!fdt)
+		return NULL;
+	*bad = true;
+	if (fd >= BPF_CORE_READ(fdt, max_fds))
+		return NULL;
+	fds = BPF_CORE_READ(fdt, fd);
+	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]))
+		return NULL;
+	return f;
+}
+
+static __always_inline __u8 mode_kind(umode_t mode)
+{
+	switch (mode & S_IFMT) {
+	case S_IFREG: return FB_FD_REGULAR;
+	case S_IFDIR: return FB_FD_DIRECTORY;
+	case S_IFCHR: return FB_FD_CHAR;
+	case S_IFBLK: return FB_FD_BLOCK;
+	case S_IFIFO: return FB_FD_FIFO;
+	case S_IFSOCK: return FB_FD_SOCKET;
+	case S_IFLNK: return FB_FD_SYMLINK;
+	default: return FB_FD_ANON;
+	}
+}
+
+static __always_inline __u8 fd_kind(struct task_struct *task, __u64 fd)
+{
+	bool bad;
+	struct file *f = fd_file(task, fd, &bad);
+
+	if (!f)
+		return bad ? FB_FD_BAD : FB_FD_UNRESOLVED;
+	return mode_kind(BPF_CORE_READ(f, f_inode, i_mode));
+}
+
+/* The address family of the socket open on `file` (AF_UNIX 1, AF_INET 2,
+ * AF_INET6 10), 0 if it is not a socket. */
+static __always_inline __u16 fb_sock_family(struct file *f)
+{
+	struct socket *sock;
+
+	if (!f || (BPF_CORE_READ(f, f_inode, i_mode) & S_IFMT) != S_IFSOCK)
+		return 0;
+	sock = BPF_CORE_READ(f, private_data);
+	if (!sock)
+		return 0;
+	return BPF_CORE_READ(sock, sk, __sk_common.skc_family);
+}
+
 static __always_inline void fb_fill_header(struct fb_header *h, __u16 type, __u16 size,
 					   __u64 ts, __u32 pid, __u32 tid)
 {

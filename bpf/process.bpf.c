@@ -70,8 +70,17 @@ int BPF_PROG(fb_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm 
 	b->e.ppid = BPF_CORE_READ(p, real_parent, tgid);
 	b->e.uid = (__u32)bpf_get_current_uid_gid();
 	b->e.argc = bprm->argc;
-	b->e._pad0 = 0;
-	b->e._pad1 = 0;
+	{
+		/* What stdin and stdout are in the new image: a shell whose stdio is a
+		 * network socket is a reverse shell. */
+		bool bad;
+		struct file *in = fd_file(p, 0, &bad), *out = fd_file(p, 1, &bad);
+
+		b->e.stdin_kind = in ? mode_kind(BPF_CORE_READ(in, f_inode, i_mode)) : 0;
+		b->e.stdout_kind = out ? mode_kind(BPF_CORE_READ(out, f_inode, i_mode)) : 0;
+		b->e.stdin_family = fb_sock_family(in);
+		b->e.stdout_family = fb_sock_family(out);
+	}
 	bpf_probe_read_kernel_str(b->e.comm, sizeof(b->e.comm), p->comm);
 	fb_fill_header(&b->e.h, FB_EV_EXEC, 0, now, tgid, p->pid);
 

@@ -60,14 +60,6 @@ static __always_inline void entry_args(struct pt_regs *regs, __u32 compat, __u64
 #define ARG4(regs) ((regs)->regs[4])
 #endif
 
-#define S_IFMT 00170000
-#define S_IFSOCK 0140000
-#define S_IFLNK 0120000
-#define S_IFREG 0100000
-#define S_IFBLK 0060000
-#define S_IFDIR 0040000
-#define S_IFCHR 0020000
-#define S_IFIFO 0010000
 
 struct {
 	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
@@ -168,7 +160,18 @@ static __always_inline void emit_priv(struct fb_batch *b, struct fb_pending *p, 
 	e->euid = task->cred->euid.val;
 	e->old_uid = p->old_uid;
 	e->old_euid = p->old_euid;
+	e->fd_kind = 0;
 	e->_pad = 0;
+	e->sock_family = 0;
+	__builtin_memset(e->_pad1, 0, sizeof(e->_pad1));
+	if (op == FB_PRIV_DUP_STDIO && ret >= 0) {
+		/* After the call the new fd is the duplicated file: what now sits on stdio. */
+		bool bad;
+		struct file *f = fd_file(task, fd, &bad);
+
+		e->fd_kind = f ? mode_kind(BPF_CORE_READ(f, f_inode, i_mode)) : (bad ? FB_FD_BAD : FB_FD_UNRESOLVED);
+		e->sock_family = fb_sock_family(f);
+	}
 	n1 = read_priv_str((void *)e + sizeof(*e), s1);
 	if (s2)
 		n2 = read_priv_str((void *)e + sizeof(*e) + n1, s2);
@@ -242,49 +245,6 @@ static __always_inline void emit_file(struct fb_batch *b, struct fb_pending *p, 
 	e->h.size = sizeof(*e) + n1 + n2;
 	b->used += sizeof(*e) + n1 + n2;
 	b->count++;
-}
-
-/* The file open on `fd` in `task`, NULL if none. */
-static __always_inline struct file *fd_file(struct task_struct *task, __u64 fd, bool *bad)
-{
-	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
-	struct file **fds;
-	struct file *f = NULL;
-
-	*bad = false;
-	if (!fdt)
-		return NULL;
-	*bad = true;
-	if (fd >= BPF_CORE_READ(fdt, max_fds))
-		return NULL;
-	fds = BPF_CORE_READ(fdt, fd);
-	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]))
-		return NULL;
-	return f;
-}
-
-static __always_inline __u8 mode_kind(umode_t mode)
-{
-	switch (mode & S_IFMT) {
-	case S_IFREG: return FB_FD_REGULAR;
-	case S_IFDIR: return FB_FD_DIRECTORY;
-	case S_IFCHR: return FB_FD_CHAR;
-	case S_IFBLK: return FB_FD_BLOCK;
-	case S_IFIFO: return FB_FD_FIFO;
-	case S_IFSOCK: return FB_FD_SOCKET;
-	case S_IFLNK: return FB_FD_SYMLINK;
-	default: return FB_FD_ANON;
-	}
-}
-
-static __always_inline __u8 fd_kind(struct task_struct *task, __u64 fd)
-{
-	bool bad;
-	struct file *f = fd_file(task, fd, &bad);
-
-	if (!f)
-		return bad ? FB_FD_BAD : FB_FD_UNRESOLVED;
-	return mode_kind(BPF_CORE_READ(f, f_inode, i_mode));
 }
 
 /* A write summary in progress, per process and fd. fd_kind 0 marks an fd

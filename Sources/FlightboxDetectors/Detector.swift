@@ -116,6 +116,8 @@ public final class DetectorContext {
     /// The timestamp of the stream's first event (0 before it).
     @exclusivity(unchecked) public internal(set) var firstTimestamp: UInt64 = 0
     public let processes: ProcessTable
+    /// The trace's process snapshot: the processes running when it began.
+    public let snapshot: ProcessSnapshot?
     /// The architecture the events were recorded on: what their syscall numbers mean.
     public let arch: SyscallArch
     /// `arch`'s syscall table, looked up once rather than per event.
@@ -125,8 +127,9 @@ public final class DetectorContext {
     public let clock: TraceClock?
     @exclusivity(unchecked) var emitted: [Finding] = []
 
-    init(processes: ProcessTable, arch: SyscallArch, clock: TraceClock? = nil) {
+    init(processes: ProcessTable, snapshot: ProcessSnapshot?, arch: SyscallArch, clock: TraceClock? = nil) {
         self.processes = processes
+        self.snapshot = snapshot
         self.arch = arch
         self.clock = clock
         syscalls = arch.table
@@ -204,7 +207,7 @@ public final class DetectorEngine {
     public init(detectors: [Detector], snapshot: ProcessSnapshot?, arch: SyscallArch = .host, clock: TraceClock? = nil,
                 onFinding: ((Finding) -> Void)? = nil) {
         self.detectors = detectors
-        context = DetectorContext(processes: ProcessTable(snapshot: snapshot), arch: arch, clock: clock)
+        context = DetectorContext(processes: ProcessTable(snapshot: snapshot), snapshot: snapshot, arch: arch, clock: clock)
         nextBoundary = detectors.map { _ in nil }
         periods = detectors.map { d in d.tickPeriodNs.flatMap { $0 > 0 ? $0 : nil } }
         self.onFinding = onFinding
@@ -360,7 +363,7 @@ struct Observer {
 /// The built-in detectors: the one place a detector is registered.
 public enum DetectorRegistry {
     /// Every detector's declaration, in the order they run and are listed.
-    public static let all: [DetectorSpec] = [SyscallLatencyDetector.spec, MemoryDetector.spec, TCPAnomalyDetector.spec, SchedulingDetector.spec, SyscallErrorsDetector.spec, ExhaustionDetector.spec, BlockDetector.spec]
+    public static let all: [DetectorSpec] = [SyscallLatencyDetector.spec, MemoryDetector.spec, TCPAnomalyDetector.spec, SchedulingDetector.spec, SyscallErrorsDetector.spec, ExhaustionDetector.spec, BlockDetector.spec, SecurityDetector.spec]
 
     public static var names: [String] { all.map(\.name) }
 

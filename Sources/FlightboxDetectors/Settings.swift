@@ -1,4 +1,5 @@
 import FlightboxEvents
+import FlightboxRules
 
 // The declarative settings model. Every detector declares its parameters in
 // its `DetectorSpec` (name, kind, default, allowed range, one line of doc);
@@ -343,6 +344,10 @@ public struct DetectorSettings: Equatable, Sendable {
     public var enabled: Bool
     public private(set) var values: [String: SettingValue]
     public var exclude: Exclusions
+    /// The `security` detector's rule sources, in load order (empty: the
+    /// built-in rules). Stored whole in the trace, so replay compiles the
+    /// rules that ran live even after the files or the built-ins changed.
+    public var rules: [RuleSource] = []
 
     public init(spec: DetectorSpec) {
         self.spec = spec
@@ -394,11 +399,12 @@ public struct DetectorSettings: Equatable, Sendable {
 
     /// Stable JSON: enabled, the parameters in declaration order, exclude.
     public var json: JSON {
-        .object([("enabled", .bool(enabled))] + spec.parameters.map { ($0.name, value($0.name).json) } + [("exclude", exclude.json)])
+        .object([("enabled", .bool(enabled))] + spec.parameters.map { ($0.name, value($0.name).json) } + [("exclude", exclude.json)]
+            + (rules.isEmpty ? [] : [("rules", .array(rules.map { .object([("name", .string($0.name)), ("text", .string($0.text))]) }))]))
     }
 
     public static func == (a: DetectorSettings, b: DetectorSettings) -> Bool {
-        a.spec.name == b.spec.name && a.enabled == b.enabled && a.values == b.values && a.exclude == b.exclude
+        a.spec.name == b.spec.name && a.enabled == b.enabled && a.values == b.values && a.exclude == b.exclude && a.rules == b.rules
     }
 }
 
@@ -534,6 +540,16 @@ public struct DetectorConfiguration: Equatable, Sendable {
                 }
                 s.exclude = Exclusions(comms: try strings("comm"), pids: pids, cgroups: try strings("cgroup"),
                                        endpoints: try strings("endpoint"), devices: try strings("device"))
+            }
+            if let r = body["rules"] {
+                guard let list = r.arrayValue else { throw StoredError(reason: "\(name).rules: not a list") }
+                s.rules = try list.map { item in
+                    guard let n = item["name"]?.stringValue, let t = item["text"]?.stringValue else {
+                        throw StoredError(reason: "\(name).rules: each entry needs name and text")
+                    }
+                    return RuleSource(name: n, text: t)
+                }
+                do { _ = try RuleSet(sources: s.rules) } catch { throw StoredError(reason: "\(name).rules: \(error)") }
             }
             self[name] = s
         }

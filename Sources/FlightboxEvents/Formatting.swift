@@ -155,7 +155,8 @@ extension Event {
         case .fork(let r):
             what = "\(r.isThread ? "clone thread" : "fork") -> \(r.childPid)/\(r.childTid) \(r.comm)"
         case .exec(let r):
-            what = "exec \(r.filename) argv=\(r.argv)\(r.isTruncated ? " (truncated)" : "") uid=\(r.uid)"
+            let stdio = r.stdinKind == 0 && r.stdoutKind == 0 ? "" : " stdin=\(stdioText(r.stdinKind, r.stdinFamily)) stdout=\(stdioText(r.stdoutKind, r.stdoutFamily))"
+            what = "exec \(r.filename) argv=\(r.argv)\(r.isTruncated ? " (truncated)" : "") uid=\(r.uid)\(stdio)"
         case .exit(let r):
             let how = r.exitSignal != 0 ? "killed by signal \(r.exitSignal)" : "code \(r.exitCode)"
             what = "\(r.isGroupExit ? "process exit" : "thread exit") \(how) after \(formatDuration(r.lifetimeNs))"
@@ -177,7 +178,9 @@ extension Event {
                 : "off CPU \(formatDuration(r.waitNs)) (\(r.prevState & 2 != 0 ? "uninterruptible" : "sleeping"))"
         case .privilege(let r):
             let strs = r.strings.joined(separator: " ")
-            what = "\(r.opName): \(syscallName(r.nr, arch: arch))(0x\(String(r.args(0), radix: 16)), 0x\(String(r.args(1), radix: 16))) = \(returnText(r.ret)) uid \(r.oldUid)->\(r.uid) euid \(r.oldEuid)->\(r.euid)\(strs.isEmpty ? "" : " " + strs)"
+            // A dup onto stdio says what now sits there (a socket with its family).
+            let onto = r.fdKind == 0 ? "" : " now \(stdioText(r.fdKind, r.sockFamily))"
+            what = "\(r.opName): \(syscallName(r.nr, arch: arch))(0x\(String(r.args(0), radix: 16)), 0x\(String(r.args(1), radix: 16))) = \(returnText(r.ret)) uid \(r.oldUid)->\(r.uid) euid \(r.oldEuid)->\(r.euid)\(strs.isEmpty ? "" : " " + strs)\(onto)"
         case .block(let r):
             what = "block \(r.opName) dev \(deviceName(r.dev)) sector \(r.sector) \(r.bytes) bytes <\(formatDuration(r.latencyNs))>\(r.error != 0 ? " error \(r.error)" : "")"
         case .signal(let r):
@@ -251,5 +254,18 @@ public func signalResultName(_ r: Int32) -> String {
     case 3: "overflow"
     case 4: "info lost"
     default: "result \(r)"
+    }
+}
+
+/// An fd kind as text, a socket with its family: "fifo", "socket/inet".
+func stdioText(_ kind: UInt8, _ family: UInt16) -> String {
+    guard kind != 0 else { return "none" }
+    let name = FdKind(rawValue: kind)?.name ?? "kind\(kind)"
+    guard kind == 6 else { return name }
+    switch family {
+    case 1: return "socket/unix"
+    case 2: return "socket/inet"
+    case 10: return "socket/inet6"
+    default: return "socket/family\(family)"
     }
 }

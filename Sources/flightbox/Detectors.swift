@@ -1,6 +1,10 @@
 import ArgumentParser
+#if canImport(Glibc)
+import Glibc
+#endif
 import FlightboxConfig
 import FlightboxDetectors
+import FlightboxRules
 import FlightboxEvents
 import FlightboxFormat
 
@@ -56,4 +60,25 @@ func detectorConfiguration(file: DetectorConfiguration?, trace: TraceMetadata, p
     do { return try DetectorConfiguration(json: stored) } catch {
         throw fail("\(path): the detector configuration stored in the trace is unusable (\(error)); pass --config FILE to run another", code: 1)
     }
+}
+
+/// `--rules FILE...` read and checked against the built-in rules they
+/// refine: a bad rule is one usage error with file, line and column.
+func loadRuleSources(_ paths: [String]) throws -> [RuleSource] {
+    var sources = [DefaultRules.source]
+    for path in paths {
+        guard let text = readText(path) else { throw fail("\(path): cannot read: \(String(cString: strerror(errno)))", code: 2) }
+        sources.append(RuleSource(name: path, text: text))
+    }
+    do { _ = try RuleSet(sources: sources) } catch { throw fail(error.description, code: 2) }
+    return sources
+}
+
+/// The configuration with the security detector running `sources` (unchanged when nil).
+func withRules(_ sources: [RuleSource]?, _ config: DetectorConfiguration) -> DetectorConfiguration {
+    guard let sources, var s = config["security"] else { return config }
+    var c = config
+    s.rules = sources
+    c["security"] = s
+    return c
 }

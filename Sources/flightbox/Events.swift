@@ -73,6 +73,8 @@ struct Replay: ParsableCommand {
     @Argument(help: "Trace file.") var file: String
     @Option(help: "Detectors, comma-separated: \(DetectorRegistry.names.joined(separator: ",")) (default: every enabled one).") var detectors: String?
     @Option(help: "Detector configuration file (YAML), instead of the one stored in the trace by `record --detect`.") var config: String?
+    @Option(name: .customLong("rules"), help: ArgumentHelp("Security rules file (YAML, repeatable), over the built-in rules, instead of the rules stored in the trace.", valueName: "file"))
+    var rules: [String] = []
     @OptionGroup var window: Window
     @Option(help: "text or json (one finding per line).") var format: OutputFormat = .text
 
@@ -80,8 +82,9 @@ struct Replay: ParsableCommand {
         // Checked before the trace is opened: a bad file is one usage error.
         let names = try detectorNames(detectors)
         let fileConfig = try config.map(loadDetectorConfiguration)
+        let ruleSources = rules.isEmpty ? nil : try loadRuleSources(rules)
         let reader = try openTrace(file)
-        let list = try detectorConfiguration(file: fileConfig, trace: reader.metadata, path: file).makeDetectors(only: names)
+        let list = try withRules(ruleSources, detectorConfiguration(file: fileConfig, trace: reader.metadata, path: file)).makeDetectors(only: names)
         let (from, to) = try window.resolve(reader)
         let out = Output()
         let meta = reader.metadata

@@ -7,6 +7,7 @@ import FlightboxConfig
 import FlightboxDetectors
 import FlightboxEvents
 import FlightboxFormat
+import FlightboxRules
 
 /// `flightbox test [DIR|FIXTURE]`: replays fixtures (folders holding trace.fbt)
 /// and checks their findings against what the fixture claims: the exact golden
@@ -27,6 +28,8 @@ struct FixtureTest: ParsableCommand {
     @Option(help: "Also write the results as JUnit XML to this file.") var junit: String?
     @Flag(help: "Rewrite expected-findings.jsonl with the findings that came, showing the changes (expect.yaml, a claim written by hand, is never rewritten).") var update = false
     @Option(help: "Fixtures replayed at once (default: one per CPU).") var jobs: Int?
+    @Option(name: .customLong("rules"), help: ArgumentHelp("Security rules file (YAML, repeatable) for every fixture, over the built-in rules, instead of a fixture's rules.yaml or its trace's stored rules.", valueName: "file"))
+    var rules: [String] = []
 
     func validate() throws {
         if let jobs { try checkRange(jobs, 1...1024, flag: "--jobs") }
@@ -34,10 +37,11 @@ struct FixtureTest: ParsableCommand {
 
     func run() throws {
         let fileConfig = try config.map(loadDetectorConfiguration)
+        let ruleSources = rules.isEmpty ? nil : try loadRuleSources(rules)
         let fixtures = try discoverFixtures(path)
         let started = monotonicSeconds()
         let results = runInParallel(count: fixtures.count, jobs: jobs ?? Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) { i in
-            FixtureRun(name: fixtures[i].name, folder: fixtures[i].folder, config: fileConfig, update: update).run()
+            FixtureRun(name: fixtures[i].name, folder: fixtures[i].folder, config: fileConfig, rules: ruleSources, update: update).run()
         }
         let elapsed = monotonicSeconds() - started
         // In name order whatever finished first: the output is the same on every run.
@@ -127,6 +131,8 @@ struct FixtureRun {
     let name: String
     let folder: String
     let config: DetectorConfiguration?
+    /// --rules, over the built-in rules (nil: the fixture's rules.yaml, else the trace's stored rules).
+    let rules: [RuleSource]?
     let update: Bool
 
     struct Result {
@@ -173,7 +179,9 @@ struct FixtureRun {
             }
         }
         let arch = SyscallArch(schema: reader.metadata.schema, machine: reader.metadata.machine)
-        let engine = DetectorEngine(detectors: try (configuration ?? .defaults).makeDetectors(), snapshot: reader.snapshot, arch: arch,
+        // A fixture's own rules.yaml stands where --rules would.
+        let ownRules = rules == nil && access("\(folder)/rules.yaml", F_OK) == 0 ? try loadRuleSources(["\(folder)/rules.yaml"]) : nil
+        let engine = DetectorEngine(detectors: try withRules(rules ?? ownRules, configuration ?? .defaults).makeDetectors(), snapshot: reader.snapshot, arch: arch,
                                     clock: TraceClock(reader.metadata))
         reader.forEachEvent { engine.process($0) }
         engine.finish()

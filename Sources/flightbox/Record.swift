@@ -39,6 +39,9 @@ struct Record: ParsableCommand {
     @Option(help: "With --detect: detector configuration file (YAML; see `flightbox detectors --default-config`). Stored in the trace, so replay runs the same.")
     var config: String?
 
+    @Option(name: .customLong("rules"), help: ArgumentHelp("With --detect: security rules file (YAML, repeatable), over the built-in rules; stored in the trace: see rules/default.yaml.", valueName: "file"))
+    var rules: [String] = []
+
     @Argument(parsing: .postTerminator, help: "Command to run and record, after --.")
     var command: [String] = []
 
@@ -48,13 +51,16 @@ struct Record: ParsableCommand {
         if detect == false, findings != nil { throw ValidationError("--findings needs --detect") }
         if detect == false, detectors != nil { throw ValidationError("--detectors needs --detect") }
         if detect == false, config != nil { throw ValidationError("--config needs --detect") }
+        if detect == false, !rules.isEmpty { throw ValidationError("--rules needs --detect") }
         if detect { _ = try detectorNames(detectors) }
     }
 
     func run() throws {
         var config = try capture.captureConfig()
         // A bad configuration file is a usage error, before anything is created or attached.
-        let detectorConfig = try self.config.map(loadDetectorConfiguration) ?? .defaults
+        // The rules that run are stored whole (the built-ins included), so
+        // replay runs them even after the files or the built-ins change.
+        let detectorConfig = withRules(try loadRuleSources(rules), try self.config.map(loadDetectorConfiguration) ?? .defaults)
         let names = try detectorNames(detectors)
         let detectorList = try detect ? detectorConfig.makeDetectors(only: names) : []
 

@@ -76,7 +76,7 @@ public enum EventType: UInt16, CaseIterable, Sendable {
         case .file: 56
         case .signal: 72
         case .block: 72
-        case .privilege: 96
+        case .privilege: 104
         case .sched: 56
         case .gauge: 48
         case .tcp: 80
@@ -238,6 +238,14 @@ public struct ExecRecord: EventRecord {
     @inlinable public var argvLen: UInt16 { event.base.loadUnaligned(fromByteOffset: 38, as: UInt16.self) }
     /// arguments captured in argv
     @inlinable public var argc: UInt16 { event.base.loadUnaligned(fromByteOffset: 40, as: UInt16.self) }
+    /// enum fb_fd_kind of fd 0 in the new image (0: none open)
+    @inlinable public var stdinKind: UInt8 { event.base.loadUnaligned(fromByteOffset: 42, as: UInt8.self) }
+    /// enum fb_fd_kind of fd 1 in the new image (0: none open)
+    @inlinable public var stdoutKind: UInt8 { event.base.loadUnaligned(fromByteOffset: 43, as: UInt8.self) }
+    /// socket address family of fd 0 (1 AF_UNIX, 2 AF_INET, 10 AF_INET6), 0 if not a socket
+    @inlinable public var stdinFamily: UInt16 { event.base.loadUnaligned(fromByteOffset: 44, as: UInt16.self) }
+    /// socket address family of fd 1, 0 if not a socket
+    @inlinable public var stdoutFamily: UInt16 { event.base.loadUnaligned(fromByteOffset: 46, as: UInt16.self) }
     /// the command name after the exec
     public var comm: String { event.cString(at: 48, maxLength: 16) }
     @inlinable public var filenameBytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: event.base + 64, count: Int(filenameLen)) }
@@ -254,6 +262,10 @@ public struct ExecRecord: EventRecord {
             ("filename_len", .uint(UInt64(filenameLen))),
             ("argv_len", .uint(UInt64(argvLen))),
             ("argc", .uint(UInt64(argc))),
+            ("stdin_kind", .uint(UInt64(stdinKind))),
+            ("stdout_kind", .uint(UInt64(stdoutKind))),
+            ("stdin_family", .uint(UInt64(stdinFamily))),
+            ("stdout_family", .uint(UInt64(stdoutFamily))),
             ("comm", .string(comm)),
             ("filename", .string(filename)),
             ("argv", .array(argv.map { .string($0) })),
@@ -274,6 +286,14 @@ public struct ExecRecord: EventRecord {
         JSON.appendDecimal(UInt64(argvLen), into: &out)
         out.append(contentsOf: ",\"argc\":".utf8)
         JSON.appendDecimal(UInt64(argc), into: &out)
+        out.append(contentsOf: ",\"stdin_kind\":".utf8)
+        JSON.appendDecimal(UInt64(stdinKind), into: &out)
+        out.append(contentsOf: ",\"stdout_kind\":".utf8)
+        JSON.appendDecimal(UInt64(stdoutKind), into: &out)
+        out.append(contentsOf: ",\"stdin_family\":".utf8)
+        JSON.appendDecimal(UInt64(stdinFamily), into: &out)
+        out.append(contentsOf: ",\"stdout_family\":".utf8)
+        JSON.appendDecimal(UInt64(stdoutFamily), into: &out)
         out.append(contentsOf: ",\"comm\":".utf8)
         JSON.escape(comm, into: &out)
         out.append(contentsOf: ",\"filename\":".utf8)
@@ -289,12 +309,16 @@ public struct ExecRecord: EventRecord {
     }
 
     /// The wire bytes of a record with these values; lengths of variable parts are set from them.
-    public static func encode(ts: UInt64, cpu: UInt16 = 0, flags: UInt16 = 0, pid: UInt32 = 0, tid: UInt32 = 0, oldTid: UInt32 = 0, ppid: UInt32 = 0, uid: UInt32 = 0, argc: UInt16 = 0, comm: String = "", filename: [UInt8] = [], argv: [UInt8] = []) -> [UInt8] {
+    public static func encode(ts: UInt64, cpu: UInt16 = 0, flags: UInt16 = 0, pid: UInt32 = 0, tid: UInt32 = 0, oldTid: UInt32 = 0, ppid: UInt32 = 0, uid: UInt32 = 0, argc: UInt16 = 0, stdinKind: UInt8 = 0, stdoutKind: UInt8 = 0, stdinFamily: UInt16 = 0, stdoutFamily: UInt16 = 0, comm: String = "", filename: [UInt8] = [], argv: [UInt8] = []) -> [UInt8] {
         var b = EventEncoder.header(type: .exec, size: 64 + filename.count + argv.count, ts: ts, cpu: cpu, flags: flags, pid: pid, tid: tid)
         EventEncoder.put(&b, 24, oldTid)
         EventEncoder.put(&b, 28, ppid)
         EventEncoder.put(&b, 32, uid)
         EventEncoder.put(&b, 40, argc)
+        EventEncoder.put(&b, 42, stdinKind)
+        EventEncoder.put(&b, 43, stdoutKind)
+        EventEncoder.put(&b, 44, stdinFamily)
+        EventEncoder.put(&b, 46, stdoutFamily)
         EventEncoder.putString(&b, 48, comm, max: 16)
         var at = 64
         EventEncoder.put(&b, 36, UInt16(truncatingIfNeeded: filename.count))
@@ -638,14 +662,18 @@ public struct PrivilegeRecord: EventRecord {
     @inlinable public var strLen: UInt16 { event.base.loadUnaligned(fromByteOffset: 88, as: UInt16.self) }
     @inlinable public var str2Len: UInt16 { event.base.loadUnaligned(fromByteOffset: 90, as: UInt16.self) }
     @inlinable public var str3Len: UInt16 { event.base.loadUnaligned(fromByteOffset: 92, as: UInt16.self) }
+    /// dup onto fd 0-2: enum fb_fd_kind of the file now on that fd (0 otherwise)
+    @inlinable public var fdKind: UInt8 { event.base.loadUnaligned(fromByteOffset: 94, as: UInt8.self) }
+    /// dup onto fd 0-2 of a socket: its address family (1 AF_UNIX, 2 AF_INET, 10 AF_INET6)
+    @inlinable public var sockFamily: UInt16 { event.base.loadUnaligned(fromByteOffset: 96, as: UInt16.self) }
     /// memfd name, mount source, chmod path
-    @inlinable public var strBytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: event.base + 96, count: Int(strLen)) }
+    @inlinable public var strBytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: event.base + 104, count: Int(strLen)) }
     public var str: String { String(decoding: strBytes, as: UTF8.self) }
     /// mount target
-    @inlinable public var str2Bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: event.base + 96 + Int(strLen), count: Int(str2Len)) }
+    @inlinable public var str2Bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: event.base + 104 + Int(strLen), count: Int(str2Len)) }
     public var str2: String { String(decoding: str2Bytes, as: UTF8.self) }
     /// mount file system type
-    @inlinable public var str3Bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: event.base + 96 + Int(strLen) + Int(str2Len), count: Int(str3Len)) }
+    @inlinable public var str3Bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: event.base + 104 + Int(strLen) + Int(str2Len), count: Int(str3Len)) }
     public var str3: String { String(decoding: str3Bytes, as: UTF8.self) }
 
     /// Every field by its schema name, raw; variable parts decoded.
@@ -662,6 +690,8 @@ public struct PrivilegeRecord: EventRecord {
             ("str_len", .uint(UInt64(strLen))),
             ("str2_len", .uint(UInt64(str2Len))),
             ("str3_len", .uint(UInt64(str3Len))),
+            ("fd_kind", .uint(UInt64(fdKind))),
+            ("sock_family", .uint(UInt64(sockFamily))),
             ("str", .string(str)),
             ("str2", .string(str2)),
             ("str3", .string(str3)),
@@ -697,6 +727,10 @@ public struct PrivilegeRecord: EventRecord {
         JSON.appendDecimal(UInt64(str2Len), into: &out)
         out.append(contentsOf: ",\"str3_len\":".utf8)
         JSON.appendDecimal(UInt64(str3Len), into: &out)
+        out.append(contentsOf: ",\"fd_kind\":".utf8)
+        JSON.appendDecimal(UInt64(fdKind), into: &out)
+        out.append(contentsOf: ",\"sock_family\":".utf8)
+        JSON.appendDecimal(UInt64(sockFamily), into: &out)
         out.append(contentsOf: ",\"str\":".utf8)
         JSON.escape(str, into: &out)
         out.append(contentsOf: ",\"str2\":".utf8)
@@ -707,8 +741,8 @@ public struct PrivilegeRecord: EventRecord {
     }
 
     /// The wire bytes of a record with these values; lengths of variable parts are set from them.
-    public static func encode(ts: UInt64, cpu: UInt16 = 0, flags: UInt16 = 0, pid: UInt32 = 0, tid: UInt32 = 0, ret: Int64 = 0, nr: UInt32 = 0, op: UInt32 = 0, args: [UInt64] = [], uid: UInt32 = 0, euid: UInt32 = 0, oldUid: UInt32 = 0, oldEuid: UInt32 = 0, str: [UInt8] = [], str2: [UInt8] = [], str3: [UInt8] = []) -> [UInt8] {
-        var b = EventEncoder.header(type: .privilege, size: 96 + str.count + str2.count + str3.count, ts: ts, cpu: cpu, flags: flags, pid: pid, tid: tid)
+    public static func encode(ts: UInt64, cpu: UInt16 = 0, flags: UInt16 = 0, pid: UInt32 = 0, tid: UInt32 = 0, ret: Int64 = 0, nr: UInt32 = 0, op: UInt32 = 0, args: [UInt64] = [], uid: UInt32 = 0, euid: UInt32 = 0, oldUid: UInt32 = 0, oldEuid: UInt32 = 0, fdKind: UInt8 = 0, sockFamily: UInt16 = 0, str: [UInt8] = [], str2: [UInt8] = [], str3: [UInt8] = []) -> [UInt8] {
+        var b = EventEncoder.header(type: .privilege, size: 104 + str.count + str2.count + str3.count, ts: ts, cpu: cpu, flags: flags, pid: pid, tid: tid)
         EventEncoder.put(&b, 24, ret)
         EventEncoder.put(&b, 32, nr)
         EventEncoder.put(&b, 36, op)
@@ -717,7 +751,9 @@ public struct PrivilegeRecord: EventRecord {
         EventEncoder.put(&b, 76, euid)
         EventEncoder.put(&b, 80, oldUid)
         EventEncoder.put(&b, 84, oldEuid)
-        var at = 96
+        EventEncoder.put(&b, 94, fdKind)
+        EventEncoder.put(&b, 96, sockFamily)
+        var at = 104
         EventEncoder.put(&b, 88, UInt16(truncatingIfNeeded: str.count))
         b.replaceSubrange(at..<(at + str.count), with: str)
         at += str.count
@@ -1313,13 +1349,13 @@ extension EventEncoder {
         switch type {
         case .syscall: SyscallRecord.encode(ts: ts, cpu: 1, pid: pid, tid: tid, durationNs: 2, ret: 3, args: (0..<3).map { UInt64(truncatingIfNeeded: $0 + 4) }, nr: 5, fdKind: 6)
         case .fork: ForkRecord.encode(ts: ts, cpu: 1, pid: pid, tid: tid, childPid: 2, childTid: 3, comm: "comm")
-        case .exec: ExecRecord.encode(ts: ts, cpu: 1, pid: pid, tid: tid, oldTid: 2, ppid: 3, uid: 4, argc: 5, comm: "comm", filename: Array("filename".utf8), argv: Array("argv-1\0argv-2\0".utf8))
+        case .exec: ExecRecord.encode(ts: ts, cpu: 1, pid: pid, tid: tid, oldTid: 2, ppid: 3, uid: 4, argc: 5, stdinKind: 6, stdoutKind: 7, stdinFamily: 8, stdoutFamily: 9, comm: "comm", filename: Array("filename".utf8), argv: Array("argv-1\0argv-2\0".utf8))
         case .exit: ExitRecord.encode(ts: ts, cpu: 1, pid: pid, tid: tid, status: 2, ppid: 3, lifetimeNs: 4, comm: "comm")
         case .loss: LossRecord.encode(ts: ts, cpu: 1, pid: pid, tid: tid, lost: 2, firstTs: 3)
         case .file: FileRecord.encode(ts: ts, cpu: 1, pid: pid, tid: tid, ret: 2, op: 3, dirfd: 4, openFlags: 5, mode: 6, path: Array("path".utf8), path2: Array("path2".utf8))
         case .signal: SignalRecord.encode(ts: ts, cpu: 1, pid: pid, tid: tid, sig: 2, code: 3, op: 4, result: 5, targetPid: 6, targetTid: 7, senderUid: 8, group: 9, targetComm: "target_comm")
         case .block: BlockRecord.encode(ts: ts, cpu: 1, pid: pid, tid: tid, latencyNs: 2, sector: 3, dev: 4, bytes: 5, op: 6, error: 7, comm: "comm")
-        case .privilege: PrivilegeRecord.encode(ts: ts, cpu: 1, pid: pid, tid: tid, ret: 2, nr: 3, op: 4, args: (0..<4).map { UInt64(truncatingIfNeeded: $0 + 5) }, uid: 6, euid: 7, oldUid: 8, oldEuid: 9, str: Array("str".utf8), str2: Array("str2".utf8), str3: Array("str3".utf8))
+        case .privilege: PrivilegeRecord.encode(ts: ts, cpu: 1, pid: pid, tid: tid, ret: 2, nr: 3, op: 4, args: (0..<4).map { UInt64(truncatingIfNeeded: $0 + 5) }, uid: 6, euid: 7, oldUid: 8, oldEuid: 9, fdKind: 10, sockFamily: 11, str: Array("str".utf8), str2: Array("str2".utf8), str3: Array("str3".utf8))
         case .sched: SchedRecord.encode(ts: ts, cpu: 1, pid: pid, tid: tid, waitNs: 2, kind: 3, prevState: 4, comm: "comm")
         case .gauge: GaugeRecord.encode(ts: ts, cpu: 1, pid: pid, tid: tid, value: 2, limit: 3, kind: 4, name: Array("name".utf8))
         case .tcp: TCPRecord.encode(ts: ts, cpu: 1, pid: pid, tid: tid, latencyNs: 2, saddr: (0..<16).map { UInt8(truncatingIfNeeded: $0 + 3) }, daddr: (0..<16).map { UInt8(truncatingIfNeeded: $0 + 4) }, sport: 5, dport: 6, family: 7, kind: 8, oldstate: 9, newstate: 10)
@@ -1364,6 +1400,10 @@ extension EventSchema {
             FieldDescriptor(name: "filename_len", kind: "u16", offset: 36, size: 2),
             FieldDescriptor(name: "argv_len", kind: "u16", offset: 38, size: 2),
             FieldDescriptor(name: "argc", kind: "u16", offset: 40, size: 2),
+            FieldDescriptor(name: "stdin_kind", kind: "u8", offset: 42, size: 1),
+            FieldDescriptor(name: "stdout_kind", kind: "u8", offset: 43, size: 1),
+            FieldDescriptor(name: "stdin_family", kind: "u16", offset: 44, size: 2),
+            FieldDescriptor(name: "stdout_family", kind: "u16", offset: 46, size: 2),
             FieldDescriptor(name: "comm", kind: "char[16]", offset: 48, size: 16),
         ], trailing: [("filename", "filename_len", "bytes"), ("argv", "argv_len", "nul-terminated strings")]),
         TypeDescriptor(id: 4, name: "exit", fixedSize: 56, fields: [
@@ -1405,7 +1445,7 @@ extension EventSchema {
             FieldDescriptor(name: "error", kind: "s32", offset: 52, size: 4),
             FieldDescriptor(name: "comm", kind: "char[16]", offset: 56, size: 16),
         ], trailing: []),
-        TypeDescriptor(id: 9, name: "privilege", fixedSize: 96, fields: [
+        TypeDescriptor(id: 9, name: "privilege", fixedSize: 104, fields: [
             FieldDescriptor(name: "ret", kind: "s64", offset: 24, size: 8),
             FieldDescriptor(name: "nr", kind: "u32", offset: 32, size: 4),
             FieldDescriptor(name: "op", kind: "u32", offset: 36, size: 4),
@@ -1417,6 +1457,8 @@ extension EventSchema {
             FieldDescriptor(name: "str_len", kind: "u16", offset: 88, size: 2),
             FieldDescriptor(name: "str2_len", kind: "u16", offset: 90, size: 2),
             FieldDescriptor(name: "str3_len", kind: "u16", offset: 92, size: 2),
+            FieldDescriptor(name: "fd_kind", kind: "u8", offset: 94, size: 1),
+            FieldDescriptor(name: "sock_family", kind: "u16", offset: 96, size: 2),
         ], trailing: [("str", "str_len", "bytes"), ("str2", "str2_len", "bytes"), ("str3", "str3_len", "bytes")]),
         TypeDescriptor(id: 10, name: "sched", fixedSize: 56, fields: [
             FieldDescriptor(name: "wait_ns", kind: "u64", offset: 24, size: 8),
@@ -1519,6 +1561,10 @@ extension EventSchema {
         ("exec", "filename_len", MemoryLayout<fb_exec>.offset(of: \fb_exec.filename_len)!),
         ("exec", "argv_len", MemoryLayout<fb_exec>.offset(of: \fb_exec.argv_len)!),
         ("exec", "argc", MemoryLayout<fb_exec>.offset(of: \fb_exec.argc)!),
+        ("exec", "stdin_kind", MemoryLayout<fb_exec>.offset(of: \fb_exec.stdin_kind)!),
+        ("exec", "stdout_kind", MemoryLayout<fb_exec>.offset(of: \fb_exec.stdout_kind)!),
+        ("exec", "stdin_family", MemoryLayout<fb_exec>.offset(of: \fb_exec.stdin_family)!),
+        ("exec", "stdout_family", MemoryLayout<fb_exec>.offset(of: \fb_exec.stdout_family)!),
         ("exec", "comm", MemoryLayout<fb_exec>.offset(of: \fb_exec.comm)!),
         ("exit", "(size)", MemoryLayout<fb_exit>.size),
         ("exit", "status", MemoryLayout<fb_exit>.offset(of: \fb_exit.status)!),
@@ -1566,6 +1612,8 @@ extension EventSchema {
         ("privilege", "str_len", MemoryLayout<fb_priv>.offset(of: \fb_priv.str_len)!),
         ("privilege", "str2_len", MemoryLayout<fb_priv>.offset(of: \fb_priv.str2_len)!),
         ("privilege", "str3_len", MemoryLayout<fb_priv>.offset(of: \fb_priv.str3_len)!),
+        ("privilege", "fd_kind", MemoryLayout<fb_priv>.offset(of: \fb_priv.fd_kind)!),
+        ("privilege", "sock_family", MemoryLayout<fb_priv>.offset(of: \fb_priv.sock_family)!),
         ("sched", "(size)", MemoryLayout<fb_sched>.size),
         ("sched", "wait_ns", MemoryLayout<fb_sched>.offset(of: \fb_sched.wait_ns)!),
         ("sched", "kind", MemoryLayout<fb_sched>.offset(of: \fb_sched.kind)!),

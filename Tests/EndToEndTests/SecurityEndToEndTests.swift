@@ -1,0 +1,74 @@
+import XCTest
+import FlightboxEvents
+
+/// The security detector and the capture it relies on, for real.
+final class SecurityEndToEndTests: XCTestCase {
+    /// An exec records what its stdin and stdout are; a socket's family is
+    /// known (here a Unix socketpair on stdin, /dev/null on stdout).
+    func testExecRecordsWhatStdioIs() throws {
+        try requireBPF()
+        let trace = scratch("stdio.fbt")
+        let script = "import os, socket; a, b = socket.socketpair(); os.dup2(a.fileno(), 0); n = os.open('/dev/null', os.O_WRONLY); os.dup2(n, 1); os.execv('/bin/true', ['true'])"
+        let r = try Tool.run(Tool.flightbox, ["record", "-o", trace, "--probes", "process,privilege", "--", "python3", "-c", script])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let exec = try eventsJSON(trace, ["--type", "exec"]).last { $0["fields"]?["comm"]?.stringValue == "true" }
+        XCTAssertEqual(exec?["fields"]?["stdin_kind"]?.uintValue, 6, "a socket")
+        XCTAssertEqual(exec?["fields"]?["stdin_family"]?.uintValue, 1, "AF_UNIX")
+        XCTAssertEqual(exec?["fields"]?["stdout_kind"]?.uintValue, 3, "/dev/null is a character device")
+        XCTAssertEqual(exec?["fields"]?["stdout_family"]?.uintValue, 0)
+        // The last two dups of that process are python's (a python3 that is a
+        // shell shim made its own redirections in the same pid before its exec).
+        let pid = exec?["pid"]?.uintValue
+        let dups = try eventsJSON(trace, ["--type", "privilege"]).filter { $0["fields"]?["op"]?.uintValue == 10 && $0["pid"]?.uintValue == pid }
+        XCTAssertEqual(dups.suffix(2).map { $0["fields"]?["fd_kind"]?.uintValue ?? 99 }, [6, 3])
+        XCTAssertEqual(dups.suffix(2).map { $0["fields"]?["sock_family"]?.uintValue ?? 99 }, [1, 0])
+        // A Unix socket on stdin is not a reverse shell: no security finding.
+        let replay = try Tool.flightbox("replay", trace, "--detectors", "security", "--format", "json")
+        XCTAssertEqual(replay.stdout, "")
+    }
+
+    /// A reverse shell to a loopback listener, live and on replay: the same
+    /// bytes, with the rule, its technique, the lineage and the evidence events.
+    func testReverseShellLiveAndReplayAreByteIdentical() throws {
+        try requireBPF()
+        let trace = scratch("revshell.fbt"), live = scratch("revshell.jsonl")
+        let script = """
+        import os, socket, sys
+        l = socket.socket(); l.bind(("127.0.0.1", 0)); l.listen(1)
+        port = l.getsockname()[1]
+        if os.fork() == 0:
+            s = socket.create_connection(("127.0.0.1", port))
+            for fd in (0, 1, 2): os.dup2(s.fileno(), fd)
+            os.execv("/bin/sh", ["sh", "-i"])
+        c, _ = l.accept(); c.sendall(b"exit\\n")
+        while c.recv(4096): pass
+        os.wait()
+        """
+        let r = try Tool.run(Tool.flightbox, ["record", "-o", trace, "--probes", "process,privilege,tcp,files", "--detect", "--detectors", "security",
+                                              "--findings", live, "--", "python3", "-c", script])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let liveText = try String(contentsOfFile: live, encoding: .utf8)
+        let replay = try Tool.flightbox("replay", trace, "--format", "json")
+        XCTAssertEqual(replay.stdout, liveText)
+        let findings = try replay.lines.map { try JSONParser.parse($0) }
+        let rules = findings.compactMap { $0["evidence"]?["rule"]?.stringValue }
+        XCTAssertEqual(rules, ["Stdio redirected to a network socket", "Reverse shell", "incident"], replay.stdout)
+        let shell = findings[1]
+        XCTAssertEqual(shell["severity"]?.stringValue, "critical")
+        XCTAssertEqual(shell["comm"]?.stringValue, "sh")
+        XCTAssertEqual(shell["evidence"]?["mitre"]?.arrayValue?.first?.stringValue, "T1059.004")
+        XCTAssertEqual(shell["evidence"]?["lineage"]?.arrayValue?.first?["comm"]?.stringValue, "python3")
+        XCTAssertEqual(shell["evidence"]?["events"]?.arrayValue?.last?["type"]?.stringValue, "exec")
+        XCTAssertNotNil(shell["evidence"]?["events"]?.arrayValue?.last?["seq"]?.uintValue)
+    }
+
+    /// A bad rules file is one usage error naming file, line and column, before anything runs.
+    func testBadRulesFileIsOneError() throws {
+        let rules = scratch("bad-rules.yaml")
+        try "- rule: R\n  condition: evt.type = open and fd.nme = /x\n  output: x\n  priority: warning\n".write(toFile: rules, atomically: true, encoding: .utf8)
+        let r = try Tool.flightbox("record", "-o", scratch("never.fbt"), "--detect", "--rules", rules, "--duration", "1s")
+        XCTAssertEqual(r.status, 2)
+        XCTAssertEqual(r.stderr, "flightbox: \(rules):2:34: unknown field 'fd.nme' (fields of that class include 'fd.name')\n")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: scratch("never.fbt")))
+    }
+}
