@@ -205,14 +205,15 @@ public final class FlightDumps {
         }
     }
 
-    /// `dump-<UTC time>-<kind>-<n>.fbt`: names sort by time.
+    /// `dump-<UTC time to the ms>-<n>-<kind>.fbt`: names sort by time.
     static func name(wallClockNs: Int64, kind: Trigger.Kind, number: UInt64) -> String {
         var secs = time_t(wallClockNs / 1_000_000_000)
         var t = tm()
         gmtime_r(&secs, &t)
         func p(_ v: Int32, _ w: Int) -> String { let s = String(v); return String(repeating: "0", count: max(0, w - s.count)) + s }
-        let stamp = "\(p(t.tm_year + 1900, 4))\(p(t.tm_mon + 1, 2))\(p(t.tm_mday, 2))T\(p(t.tm_hour, 2))\(p(t.tm_min, 2))\(p(t.tm_sec, 2))Z"
-        return "dump-\(stamp)-\(kind.rawValue)-\(number).fbt"
+        let ms = Int32(wallClockNs / 1_000_000 % 1000)
+        let stamp = "\(p(t.tm_year + 1900, 4))\(p(t.tm_mon + 1, 2))\(p(t.tm_mday, 2))T\(p(t.tm_hour, 2))\(p(t.tm_min, 2))\(p(t.tm_sec, 2)).\(p(ms, 3))Z"
+        return "dump-\(stamp)-\(number)-\(kind.rawValue).fbt"
     }
 
     // MARK: Writing

@@ -134,12 +134,18 @@ public final class SegmentRing: EventWriter {
         return droppedSequence &- 1
     }
 
-    /// Seals the open block; then closes the segment if it is due, starts one
-    /// if none is open (after a full disk), and removes what is too old or
-    /// over the budget.
+    /// Seals the open block, then does what `maintain` does.
     public func flush() throws {
-        let now = clock.now()
         write { try $0.flush() }
+        maintain(now: clock.now())
+    }
+
+    /// Closes the open segment if it is due (by age or size) and starts the
+    /// next, starts one if none is open (after a full disk), and removes what
+    /// is too old or over the budget. Called between records: after each
+    /// poll (the recorder's housekeeping) keeps segments to their length
+    /// within a poll; `flush()` calls it too.
+    public func maintain(now: UInt64) {
         if let w = current, let seg = currentSegment {
             if w.bytesWritten >= configuration.segmentBytes { rotateDue = true }
             // An empty segment is not closed: it would only hold a snapshot.
@@ -152,9 +158,15 @@ public final class SegmentRing: EventWriter {
         evict(now: now)
     }
 
-    /// Closes the open segment (index, footer, fsync).
+    /// Closes the open segment (index, footer, fsync); one that holds no
+    /// event (started at the last rotation) is removed instead.
     public func close() throws {
         let now = clock.now()
+        if let w = current, w.nextSequence == 0, let seg = currentSegment {
+            current = nil
+            currentSegment = nil
+            unlink(seg.path)
+        }
         closeCurrent(now: now)
         evict(now: now)
     }

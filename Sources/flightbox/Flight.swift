@@ -203,6 +203,7 @@ struct FlightRun: ParsableCommand {
             source: BPFCaptureSource(bpf), writer: ring, engine: engine, sampler: gaugeSampler(options: options, config: config),
             observer: { e in state.observe(e) },
             housekeeping: { now in
+                ring.maintain(now: now)
                 let signals = fb_dump_signals_count()
                 if signals != signalsSeen {
                     signalsSeen = signals
