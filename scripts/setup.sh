@@ -20,3 +20,8 @@ fi
 if [ -d /sys/fs/bpf ] && ! mountpoint -q /sys/fs/bpf; then
     mount -t bpf bpf /sys/fs/bpf 2>/dev/null || true
 fi
+# The flight recorder's metrics are checked with Prometheus' own text parser.
+if ! python3 -c "import prometheus_client" >/dev/null 2>&1; then
+    echo "flightbox setup: installing prometheus_client (pip)"
+    python3 -m pip install -q prometheus_client 2>/dev/null || python3 -m pip install -q --break-system-packages prometheus_client
+fi

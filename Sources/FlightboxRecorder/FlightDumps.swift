@@ -135,6 +135,10 @@ public final class FlightDumps {
     public private(set) var statistics = Statistics()
     /// Told about each dump started, written or failed, for a line on stderr.
     public var notice: ((String) -> Void)?
+    /// Frees space when writing a dump meets a full disk (the ring's oldest
+    /// segment: the segments a dump reads are mapped, so it may); false when
+    /// nothing is left to free.
+    public var makeRoom: (() -> Bool)?
 
     public init(configuration: Configuration, clock: any RecorderClock = MonotonicClock(), notice: ((String) -> Void)? = nil) throws {
         self.configuration = configuration
@@ -295,7 +299,15 @@ public final class FlightDumps {
             r.decodeBlock(entry) { e in
                 guard failure == nil else { return }
                 do {
-                    try w.writer.append(e.bytes)
+                    while true {
+                        do {
+                            try w.writer.append(e.bytes)
+                            break
+                        } catch let error as TraceError where error.isDiskFull {
+                            // The block is still in memory: writing again after a removal loses nothing.
+                            guard makeRoom?() == true else { throw error }
+                        }
+                    }
                     let ts = e.timestamp
                     if w.firstTs.map({ ts < $0 }) ?? true { w.firstTs = ts }
                     if w.lastTs.map({ ts > $0 }) ?? true { w.lastTs = ts }

@@ -87,6 +87,7 @@ public final class SegmentRing: EventWriter {
     private var currentSegment: Segment?
     private var nextNumber: UInt64 = 1
     private var rotateDue = false
+    private var appendsSinceCheck = 0
     private var closedBytesWritten: UInt64 = 0
     /// Segments from this number on are kept from age eviction (a dump still
     /// needs them); the size budget still applies.
@@ -122,6 +123,14 @@ public final class SegmentRing: EventWriter {
             do {
                 let s = try w.append(record)
                 statistics.eventsWritten += 1
+                // Due segments close after the record that makes them due, so
+                // the next record is numbered in the next segment; a poll that
+                // drains a flooded ring for long does not stretch a segment.
+                appendsSinceCheck &+= 1
+                if w.bytesWritten >= configuration.segmentBytes || appendsSinceCheck >= 1024 {
+                    appendsSinceCheck = 0
+                    maintain(now: clock.now())
+                }
                 return s
             } catch let e as TraceError where e.isDiskFull {
                 // append seals a full block before taking the record: the block
@@ -195,6 +204,14 @@ public final class SegmentRing: EventWriter {
             return
         }
         rotate(now: clock.now())
+    }
+
+    /// Removes the oldest closed segment, for another writer in the
+    /// directory that met a full disk (a dump, the status file): the ring's
+    /// own segments go first. False when none is left.
+    public func freeSpace() -> Bool {
+        statistics.diskFull += 1
+        return evictOldest(.diskFull)
     }
 
     /// The name of segment `number`: names sort in ring order.

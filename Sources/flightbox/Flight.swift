@@ -168,6 +168,7 @@ struct FlightRun: ParsableCommand {
         do { dumps = try FlightDumps(configuration: dumpConfig, notice: { FileHandleStderr.write("flightbox: \($0)\n") }) } catch let e as TraceError {
             throw fail(e.description)
         }
+        dumps.makeRoom = { ring.freeSpace() }
 
         let state = FlightState(directory: dir, ring: ring, dumps: dumps, capture: bpf)
         let out = Output()
@@ -274,30 +275,38 @@ func writePidFile(_ path: String) {
 }
 
 /// Writes `bytes` beside `path` and renames it there, after fsync: readers
-/// see the old file or the new one, never half of one.
+/// see the old file or the new one, never half of one. On a full disk,
+/// `makeRoom` may free space (the ring's oldest segment) for another try.
 @discardableResult
-func writeFileAtomically(_ path: String, _ bytes: [UInt8], mode: mode_t = 0o644) -> Bool {
+func writeFileAtomically(_ path: String, _ bytes: [UInt8], mode: mode_t = 0o644, makeRoom: (() -> Bool)? = nil) -> Bool {
+    while true {
+        let e = writeFileAtomicallyOnce(path, bytes, mode: mode)
+        if e == 0 { return true }
+        guard e == ENOSPC || e == EDQUOT, makeRoom?() == true else { return false }
+    }
+}
+
+/// One try of `writeFileAtomically`: 0 or the errno that stopped it.
+private func writeFileAtomicallyOnce(_ path: String, _ bytes: [UInt8], mode: mode_t) -> Int32 {
     let (dir, name) = { () -> (String, String) in
         guard let slash = path.lastIndex(of: "/") else { return (".", path) }
         return (String(path[..<slash]).isEmpty ? "/" : String(path[..<slash]), String(path[path.index(after: slash)...]))
     }()
     let tmp = "\(dir)/.\(name).\(getpid()).tmp"
     let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
-    guard fd >= 0 else { return false }
+    guard fd >= 0 else { return errno }
     var off = 0
-    var ok = true
+    var failure: Int32 = 0
     while off < bytes.count {
         let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + off, $0.count - off) }
         if n < 0, errno == EINTR { continue }
-        if n <= 0 { ok = false; break }
+        if n <= 0 { failure = n == 0 ? ENOSPC : errno; break }
         off += n
     }
     fchmod(fd, mode)
-    if ok, fsync(fd) != 0 { ok = false }
+    if failure == 0, fsync(fd) != 0 { failure = errno }
     close(fd)
-    guard ok, rename(tmp, path) == 0 else {
-        unlink(tmp)
-        return false
-    }
-    return true
+    if failure == 0, rename(tmp, path) != 0 { failure = errno }
+    if failure != 0 { unlink(tmp) }
+    return failure
 }

@@ -42,7 +42,7 @@ final class FlightMetrics {
     /// Writes the text for node_exporter's textfile collector: a temporary
     /// file beside `path`, renamed over it, so a scrape never reads half.
     func write(to path: String) {
-        writeFileAtomically(path, text())
+        writeFileAtomically(path, text(), makeRoom: { self.state.ring.freeSpace() })
     }
 
     private func refresh() {
@@ -52,8 +52,11 @@ final class FlightMetrics {
         let segments = s.ring.segments
         let usage = ProcessUsage.current()
         count("flightbox_events_total", "Events written into segments.", [], Double(s.events))
-        for (cpu, n) in s.lossesByCPU { count("flightbox_lost_events_total", "Events the kernel could not deliver, by CPU.", [("cpu", String(cpu))], Double(n)) }
-        if s.lossesByCPU.isEmpty { count("flightbox_lost_events_total", "Events the kernel could not deliver, by CPU.", [("cpu", "all")], 0) }
+        // Every CPU, losses or not, so a rate over the series starts at 0.
+        let cpus = max(Int(sysconf(Int32(_SC_NPROCESSORS_CONF))), Int(s.lossesByCPU.keys.max() ?? 0) + 1)
+        for cpu in 0..<cpus {
+            count("flightbox_lost_events_total", "Events the kernel could not deliver, by CPU.", [("cpu", String(cpu))], Double(s.lossesByCPU[UInt16(cpu)] ?? 0))
+        }
         count("flightbox_bytes_written_total", "Bytes written into segments.", [], Double(r.bytesWritten))
         count("flightbox_segments_started_total", "Segments started.", [], Double(r.segmentsStarted))
         for why in SegmentRing.Eviction.allCases {

@@ -116,7 +116,7 @@ final class FlightState {
     func writeStatus(running: Bool) {
         var text = statusJSON(running: running).serialized()
         text += "\n"
-        writeFileAtomically(FlightFiles.status(directory), Array(text.utf8))
+        writeFileAtomically(FlightFiles.status(directory), Array(text.utf8), makeRoom: { self.ring.freeSpace() })
     }
 }
 
