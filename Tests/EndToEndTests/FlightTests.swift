@@ -362,3 +362,21 @@ final class FlightTests: XCTestCase {
         XCTAssertTrue(second.stderr.contains("is in use by another flight recorder (pid \(r.pid))"), second.stderr)
     }
 }
+
+/// The soak benchmark's short version: disk within budget, RSS flat, every
+/// written event found in the segments, dumps on request.
+final class FlightSoakTests: XCTestCase {
+    func testShortSoak() throws {
+        try requireBPF()
+        let dir = try scratchDirectory("flight-soak")
+        let r = try Tool.run("/usr/bin/env", ["python3", Tool.packageRoot + "/scripts/soak-flight.py", "--duration", "20s", "--segment", "2s",
+                                              "--keep", "6s", "--max-size", "8M", "--rate", "50000", "--dump-every", "8s",
+                                              "--bin", Tool.binDir, "--dir", dir + "/d"], timeout: 120)
+        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+        let figures = try JSONParser.parse(String(r.stdout.prefix { $0 != "F" }))
+        XCTAssertGreaterThan(figures["events_written"]?.uintValue ?? 0, 500_000)
+        XCTAssertEqual(figures["events_written"], figures["events_in_segments"])
+        XCTAssertGreaterThan(figures["segments_evicted"]?["age"]?.uintValue ?? 0, 0)
+        XCTAssertGreaterThanOrEqual(figures["dumps_written"]?.uintValue ?? 0, 1)
+    }
+}
