@@ -107,6 +107,9 @@ struct FlightRun: ParsableCommand {
     }
 
     func run() throws {
+        // SIGUSR1 is counted from the start: its default action would kill
+        // the recorder that someone (systemctl kill -s USR1) asks for a dump.
+        fb_dump_signals_install()
         let config = try capture.captureConfig()
         let detectorConfig = try self.config.map(loadDetectorConfiguration) ?? .defaults
         let names = try detectorNames(detectors)
@@ -193,8 +196,8 @@ struct FlightRun: ParsableCommand {
         writePidFile(FlightFiles.pid(dir))
 
         StopSignals.install()
-        fb_dump_signals_install()
-        var signalsSeen = fb_dump_signals_count()
+        // A dump asked for while the probes loaded is taken at the first turn.
+        var signalsSeen: Int32 = 0
         let statusEvery = parseDuration(statusInterval)!
         var nextStatus: UInt64 = 0
         let exporter = FlightMetrics(state: state)
