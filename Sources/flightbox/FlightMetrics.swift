@@ -17,18 +17,22 @@ final class FlightMetrics {
         self.state = state
     }
 
+    /// The whole name as the metric name (the unit is in it already).
+    private func descriptor(_ name: String, _ help: String) -> MetricNameDescriptor {
+        MetricNameDescriptor(metricName: name, unitName: "", helpText: help)
+    }
+
     /// Brings a counter to `total` (counters only grow: a smaller total is ignored).
     private func count(_ name: String, _ help: String, _ labels: [(String, String)] = [], _ total: Double) {
         let key = name + labels.map { "\u{0}\($0.0)=\($0.1)" }.joined()
-        let (counter, last) = counters[key] ?? (labels.isEmpty ? registry.makeCounter(name: name, help: help)
-                                                                : registry.makeCounter(name: name, labels: labels, help: help), 0)
+        let (counter, last) = counters[key] ?? (registry.makeCounter(descriptor: descriptor(name, help), labels: labels), 0)
         if total > last { counter.increment(by: total - last) }
         counters[key] = (counter, max(total, last))
     }
 
     private func gauge(_ name: String, _ help: String, _ labels: [(String, String)] = [], _ value: Double) {
         let key = name + labels.map { "\u{0}\($0.0)=\($0.1)" }.joined()
-        let g = gauges[key] ?? (labels.isEmpty ? registry.makeGauge(name: name, help: help) : registry.makeGauge(name: name, labels: labels, help: help))
+        let g = gauges[key] ?? registry.makeGauge(descriptor: descriptor(name, help), labels: labels)
         g.set(value)
         gauges[key] = g
     }
