@@ -36,8 +36,10 @@ public final class FlightDumps {
         /// Waited after the post window, for the events of its last moments
         /// that are still in the kernel's ring or a per-CPU batch.
         public var settleNs: UInt64 = 1_000_000_000
-        /// Live findings remembered for dumps' metadata.
+        /// Live findings remembered for dumps' metadata: at most this many,
+        /// none older (in event time) than `findingsRetainNs` before the newest.
         public var findingsKept: Int = 10_000
+        public var findingsRetainNs: UInt64 = 600_000_000_000
         public var codec: Codec = .zstd
         public var level: Int32 = 3
 
@@ -155,6 +157,11 @@ public final class FlightDumps {
     /// Remembers a live finding, for the metadata of the dumps that cover it.
     public func observe(_ finding: Finding) {
         if recentFindings.count >= configuration.findingsKept { recentFindings.removeFirst(recentFindings.count / 2) }
+        // No dump reaches further back than the ring keeps.
+        if let first = recentFindings.first, finding.ts > configuration.findingsRetainNs, first.ts < finding.ts - configuration.findingsRetainNs {
+            let cutoff = finding.ts - configuration.findingsRetainNs
+            recentFindings.removeFirst(recentFindings.firstIndex { $0.ts >= cutoff } ?? recentFindings.count)
+        }
         recentFindings.append(finding)
     }
 

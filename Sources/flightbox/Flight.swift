@@ -165,6 +165,7 @@ struct FlightRun: ParsableCommand {
         dumpConfig.maxPostNs = max(dumpConfig.postNs, keepNs - dumpConfig.preNs)
         dumpConfig.minIntervalNs = parseDuration(dumpInterval)!
         dumpConfig.maxDumps = maxDumps
+        dumpConfig.findingsRetainNs = keepNs + ringConfig.segmentNs
         dumpConfig.codec = capture.blockCodec
         dumpConfig.level = capture.level
         let dumps: FlightDumps
