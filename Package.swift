@@ -59,6 +59,9 @@ let package = Package(
         ),
         // A workload with exactly known syscalls, for tests, fixtures and `flightbox bench`.
         .executableTarget(name: "flightbox-load", dependencies: ["CFlightboxLoad"]),
+        // A FUSE file system whose one file backs a loop device that can be made
+        // slow or failing on demand, for the block detector's tests and fixture.
+        .executableTarget(name: "flightbox-slowfs", linkerSettings: [.linkedLibrary("fuse3")]),
         // Generates what derives from bpf/events.h (`swift run flightbox-codegen`).
         .target(name: "FlightboxCodegen"),
         .executableTarget(name: "flightbox-codegen", dependencies: ["FlightboxCodegen"]),
@@ -82,7 +85,7 @@ let package = Package(
         ),
         .testTarget(
             name: "EndToEndTests",
-            dependencies: ["FlightboxFormat", "FlightboxEvents", "flightbox", "flightbox-load"]
+            dependencies: ["FlightboxFormat", "FlightboxEvents", "flightbox", "flightbox-load", "flightbox-slowfs"]
         ),
     ],
     // Every module, tests included, in Swift 6 language mode: strict concurrency checking.

@@ -94,6 +94,9 @@ enum fb_gauge_kind {
 	FB_GAUGE_THREADS = 14,      /* value: tasks (threads) alive, limit: kernel.threads-max */
 	FB_GAUGE_PSI_SOME_AVG60 = 15, /* name: cpu, memory or io; value: avg60 in 1/100 %, limit 10000 */
 	FB_GAUGE_PSI_FULL_AVG60 = 16, /* as above, for "full" */
+	FB_GAUGE_FS_DEVICE = 17,    /* name: mount point; value: the file system's kernel dev_t (major << 20 | minor, as write summaries name it), limit 0: maps writes to the mount */
+	FB_GAUGE_CGROUP_MEMORY_ANON = 18, /* name: cgroup path; value: anonymous + shmem bytes charged (memory.stat anon+shmem, v1 total_rss+total_shmem): what reclaim cannot drop without swap; limit: as cgroup_memory */
+	FB_GAUGE_BLOCK_DEVICE = 19, /* name: a block device as in /sys/block (vda, nvme0n1, loop0); value: its kernel dev_t (major << 20 | minor), limit: its size in bytes; devices of size 0 are left out */
 };
 
 enum fb_sched_kind {
@@ -431,6 +434,7 @@ enum fb_filter_mode {
 	FB_FILTER_PID = 1,     /* one thread group */
 	FB_FILTER_COMM = 2,    /* task comm equals config comm */
 	FB_FILTER_TRACKED = 3, /* thread groups in the tracked map, children followed */
+	FB_FILTER_CGROUP = 4,  /* tasks in cgroup cgroup_id or one below it */
 };
 
 /* Set in each program's .rodata before load. */
@@ -447,6 +451,9 @@ struct fb_config {
 	__u32 _pad;
 	__u64 sched_runq_min_ns;   /* shortest run-queue wait reported */
 	__u64 sched_offcpu_min_ns; /* shortest off-CPU wait reported */
+	__u64 cgroup_id;    /* FB_FILTER_CGROUP: the cgroup's id (its kernfs node id) */
+	__u32 cgroup_level; /* its depth in its hierarchy, the root being 0 */
+	__s32 cgroup_ssid;  /* the v1 hierarchy of this controller (enum cgroup_subsys_id); -1: the unified (v2) one */
 };
 
 #ifndef __bpf__
@@ -456,7 +463,7 @@ _Static_assert(sizeof(struct fb_fork) == 48, "fb_fork wire size");
 _Static_assert(sizeof(struct fb_exec) == 64, "fb_exec wire size");
 _Static_assert(sizeof(struct fb_exit) == 56, "fb_exit wire size");
 _Static_assert(sizeof(struct fb_loss) == 40, "fb_loss wire size");
-_Static_assert(sizeof(struct fb_config) == 72, "fb_config size");
+_Static_assert(sizeof(struct fb_config) == 88, "fb_config size");
 _Static_assert(sizeof(struct fb_sched) == 56, "fb_sched wire size");
 _Static_assert(sizeof(struct fb_gauge) == 48, "fb_gauge wire size");
 _Static_assert(sizeof(struct fb_tcp) == 80, "fb_tcp wire size");

@@ -85,6 +85,42 @@ static __always_inline bool fb_comm_is_target(const char *comm)
 	return true;
 }
 
+/* Deepest a task may be below the filter's cgroup and still be seen in it;
+ * systemd and container runtimes nest a few levels. */
+#define FB_CGROUP_MAX_BELOW 32
+
+/* True when task `t` is in the filter's cgroup or one below it, in the
+ * filter's hierarchy: the unified one (css_set->dfl_cgrp) or, on cgroup v1,
+ * the hierarchy of controller fb_cfg.cgroup_ssid. `t` is a BTF pointer
+ * (every caller is a tp_btf program), so the walk is plain loads the verifier
+ * guards, not a helper call per step: this runs for every event of every
+ * task, the filtered-out ones included. It climbs from the task's cgroup to
+ * the filter's depth (css->parent; cgroup->ancestors[] is a flexible array,
+ * which BTF loads cannot index) and compares that cgroup's id: no climb for a
+ * task in the cgroup itself, none for one less deep. Both fb_cfg values are
+ * read-only constants, so the index is known to the verifier. */
+static __always_inline bool fb_in_cgroup(struct task_struct *t)
+{
+	struct css_set *cs = t->cgroups;
+	struct cgroup_subsys_state *css;
+	struct cgroup *cg;
+	int up;
+
+	if (fb_cfg.cgroup_ssid < 0)
+		cg = cs->dfl_cgrp;
+	else
+		cg = cs->subsys[fb_cfg.cgroup_ssid & 31]->cgroup;
+	if (!cg)
+		return false;
+	up = cg->level - (int)fb_cfg.cgroup_level;
+	if (up < 0 || up > FB_CGROUP_MAX_BELOW)
+		return false;
+	css = &cg->self;
+	for (int i = 0; i < FB_CGROUP_MAX_BELOW && i < up; i++)
+		css = css->parent;
+	return css->cgroup->kn->id == fb_cfg.cgroup_id;
+}
+
 /* True when events of task `t` (NULL: the current task) in thread group
  * `tgid` are not wanted. The comm is read only in FB_FILTER_COMM mode. */
 static __always_inline bool fb_skip_tgid(__u32 tgid, struct task_struct *t)
@@ -104,6 +140,8 @@ static __always_inline bool fb_skip_tgid(__u32 tgid, struct task_struct *t)
 		return !fb_comm_is_target(comm);
 	case FB_FILTER_TRACKED:
 		return !bpf_map_lookup_elem(&tracked, &tgid);
+	case FB_FILTER_CGROUP:
+		return !fb_in_cgroup(t ? t : bpf_get_current_task_btf());
 	default:
 		return false;
 	}

@@ -71,9 +71,10 @@ ARCHES = {
 }
 
 # Classes: bit values are shared by C and Swift and stored nowhere else.
-CLASSES_BITS = [("fd", 1), ("file", 2), ("privilege", 4), ("write", 8), ("close", 16), ("wait", 32)]
+CLASSES_BITS = [("fd", 1), ("file", 2), ("privilege", 4), ("write", 8), ("close", 16), ("wait", 32), ("storage", 64)]
 C_NAMES = {"fd": "FB_SC_FD", "file": "FB_SC_FILE", "privilege": "FB_SC_PRIV", "write": "FB_SC_WRITE",
-           "close": "FB_SC_CLOSE", "wait": "FB_SC_WAIT"}
+           "close": "FB_SC_CLOSE", "wait": "FB_SC_WAIT",
+           "storage": "FB_SC_STORAGE"}
 # Argument kinds each class takes, in the column order of its C X-macro; and what must be there.
 KINDS = {
     "close": ["fd", "oldfd"],

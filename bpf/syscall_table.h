@@ -28,6 +28,13 @@
 /* Blocks by design whatever its arguments (sleeps, waits, polls, selects, epoll, futexes, signal
  * waits, accept, ...): the syscall-latency detector never judges these. */
 #define FB_SC_WAIT 32
+/* Reads file data or metadata of a file system, or waits for its writeback: on a healthy machine
+ * such a call waits for the disk when the page cache is cold (or by design, fsync), so a few ms
+ * are the storage's latency, not the call's; the syscall-latency detector leaves those to the
+ * block I/O family. Fd calls here count only on a regular file, a directory or a block device.
+ * Buffered writes are not here: they copy into the page cache and wait for the disk only when it
+ * cannot keep up. */
+#define FB_SC_STORAGE 64
 
 /* Every syscall number of every architecture is below this. */
 #define FB_SC_NR_MAX 512
@@ -419,21 +426,27 @@
 #define FB_NR_file_setattr 469
 
 #define FB_SC_CLASSES \
-	[FB_NR_read] = FB_SC_FD, \
+	[FB_NR_read] = FB_SC_FD | FB_SC_STORAGE, \
 	[FB_NR_write] = FB_SC_FD | FB_SC_WRITE, \
-	[FB_NR_open] = FB_SC_FILE, \
+	[FB_NR_open] = FB_SC_FILE | FB_SC_STORAGE, \
 	[FB_NR_close] = FB_SC_CLOSE, \
+	[FB_NR_stat] = FB_SC_STORAGE, \
+	[FB_NR_fstat] = FB_SC_STORAGE, \
+	[FB_NR_lstat] = FB_SC_STORAGE, \
 	[FB_NR_poll] = FB_SC_WAIT, \
 	[FB_NR_ioctl] = FB_SC_FD, \
-	[FB_NR_pread64] = FB_SC_FD, \
+	[FB_NR_pread64] = FB_SC_FD | FB_SC_STORAGE, \
 	[FB_NR_pwrite64] = FB_SC_FD | FB_SC_WRITE, \
-	[FB_NR_readv] = FB_SC_FD, \
+	[FB_NR_readv] = FB_SC_FD | FB_SC_STORAGE, \
 	[FB_NR_writev] = FB_SC_FD | FB_SC_WRITE, \
+	[FB_NR_access] = FB_SC_STORAGE, \
 	[FB_NR_select] = FB_SC_WAIT, \
 	[FB_NR_sched_yield] = FB_SC_WAIT, \
+	[FB_NR_msync] = FB_SC_STORAGE, \
 	[FB_NR_dup2] = FB_SC_PRIV | FB_SC_CLOSE, \
 	[FB_NR_pause] = FB_SC_WAIT, \
 	[FB_NR_nanosleep] = FB_SC_WAIT, \
+	[FB_NR_sendfile] = FB_SC_STORAGE, \
 	[FB_NR_connect] = FB_SC_FD, \
 	[FB_NR_accept] = FB_SC_FD | FB_SC_WAIT, \
 	[FB_NR_sendto] = FB_SC_FD, \
@@ -441,16 +454,23 @@
 	[FB_NR_sendmsg] = FB_SC_FD, \
 	[FB_NR_recvmsg] = FB_SC_FD, \
 	[FB_NR_vfork] = FB_SC_WAIT, \
+	[FB_NR_execve] = FB_SC_STORAGE, \
 	[FB_NR_wait4] = FB_SC_WAIT, \
 	[FB_NR_semop] = FB_SC_WAIT, \
 	[FB_NR_msgrcv] = FB_SC_WAIT, \
 	[FB_NR_flock] = FB_SC_FD | FB_SC_WAIT, \
-	[FB_NR_fsync] = FB_SC_FD, \
-	[FB_NR_fdatasync] = FB_SC_FD, \
+	[FB_NR_fsync] = FB_SC_FD | FB_SC_STORAGE, \
+	[FB_NR_fdatasync] = FB_SC_FD | FB_SC_STORAGE, \
 	[FB_NR_ftruncate] = FB_SC_FD, \
-	[FB_NR_rename] = FB_SC_FILE, \
-	[FB_NR_creat] = FB_SC_FILE, \
-	[FB_NR_unlink] = FB_SC_FILE, \
+	[FB_NR_getdents] = FB_SC_STORAGE, \
+	[FB_NR_rename] = FB_SC_FILE | FB_SC_STORAGE, \
+	[FB_NR_mkdir] = FB_SC_STORAGE, \
+	[FB_NR_rmdir] = FB_SC_STORAGE, \
+	[FB_NR_creat] = FB_SC_FILE | FB_SC_STORAGE, \
+	[FB_NR_link] = FB_SC_STORAGE, \
+	[FB_NR_unlink] = FB_SC_FILE | FB_SC_STORAGE, \
+	[FB_NR_symlink] = FB_SC_STORAGE, \
+	[FB_NR_readlink] = FB_SC_STORAGE, \
 	[FB_NR_chmod] = FB_SC_PRIV, \
 	[FB_NR_fchmod] = FB_SC_PRIV, \
 	[FB_NR_ptrace] = FB_SC_PRIV, \
@@ -466,44 +486,65 @@
 	[FB_NR_rt_sigtimedwait] = FB_SC_WAIT, \
 	[FB_NR_rt_sigsuspend] = FB_SC_WAIT, \
 	[FB_NR_sigaltstack] = FB_SC_WAIT, \
+	[FB_NR_statfs] = FB_SC_STORAGE, \
+	[FB_NR_fstatfs] = FB_SC_STORAGE, \
+	[FB_NR_sync] = FB_SC_STORAGE, \
 	[FB_NR_mount] = FB_SC_PRIV, \
 	[FB_NR_init_module] = FB_SC_PRIV, \
+	[FB_NR_readahead] = FB_SC_STORAGE, \
+	[FB_NR_getxattr] = FB_SC_STORAGE, \
+	[FB_NR_lgetxattr] = FB_SC_STORAGE, \
+	[FB_NR_fgetxattr] = FB_SC_STORAGE, \
+	[FB_NR_listxattr] = FB_SC_STORAGE, \
+	[FB_NR_llistxattr] = FB_SC_STORAGE, \
+	[FB_NR_flistxattr] = FB_SC_STORAGE, \
 	[FB_NR_futex] = FB_SC_WAIT, \
 	[FB_NR_io_getevents] = FB_SC_WAIT, \
-	[FB_NR_getdents64] = FB_SC_FD, \
+	[FB_NR_getdents64] = FB_SC_FD | FB_SC_STORAGE, \
 	[FB_NR_restart_syscall] = FB_SC_WAIT, \
 	[FB_NR_semtimedop] = FB_SC_WAIT, \
+	[FB_NR_fadvise64] = FB_SC_STORAGE, \
 	[FB_NR_clock_nanosleep] = FB_SC_WAIT, \
 	[FB_NR_epoll_wait] = FB_SC_FD | FB_SC_WAIT, \
 	[FB_NR_mq_timedreceive] = FB_SC_WAIT, \
 	[FB_NR_waitid] = FB_SC_WAIT, \
-	[FB_NR_openat] = FB_SC_FILE, \
-	[FB_NR_unlinkat] = FB_SC_FILE, \
-	[FB_NR_renameat] = FB_SC_FILE, \
+	[FB_NR_openat] = FB_SC_FILE | FB_SC_STORAGE, \
+	[FB_NR_mkdirat] = FB_SC_STORAGE, \
+	[FB_NR_newfstatat] = FB_SC_STORAGE, \
+	[FB_NR_unlinkat] = FB_SC_FILE | FB_SC_STORAGE, \
+	[FB_NR_renameat] = FB_SC_FILE | FB_SC_STORAGE, \
+	[FB_NR_linkat] = FB_SC_STORAGE, \
+	[FB_NR_symlinkat] = FB_SC_STORAGE, \
+	[FB_NR_readlinkat] = FB_SC_STORAGE, \
 	[FB_NR_fchmodat] = FB_SC_PRIV, \
+	[FB_NR_faccessat] = FB_SC_STORAGE, \
 	[FB_NR_pselect6] = FB_SC_WAIT, \
 	[FB_NR_ppoll] = FB_SC_WAIT, \
 	[FB_NR_splice] = FB_SC_FD, \
-	[FB_NR_sync_file_range] = FB_SC_FD, \
+	[FB_NR_sync_file_range] = FB_SC_FD | FB_SC_STORAGE, \
 	[FB_NR_epoll_pwait] = FB_SC_FD | FB_SC_WAIT, \
 	[FB_NR_fallocate] = FB_SC_FD, \
 	[FB_NR_accept4] = FB_SC_FD | FB_SC_WAIT, \
 	[FB_NR_dup3] = FB_SC_PRIV | FB_SC_CLOSE, \
-	[FB_NR_preadv] = FB_SC_FD, \
+	[FB_NR_preadv] = FB_SC_FD | FB_SC_STORAGE, \
 	[FB_NR_pwritev] = FB_SC_FD | FB_SC_WRITE, \
 	[FB_NR_recvmmsg] = FB_SC_FD, \
+	[FB_NR_syncfs] = FB_SC_STORAGE, \
 	[FB_NR_sendmmsg] = FB_SC_FD, \
 	[FB_NR_process_vm_writev] = FB_SC_PRIV, \
 	[FB_NR_finit_module] = FB_SC_PRIV, \
-	[FB_NR_renameat2] = FB_SC_FILE, \
+	[FB_NR_renameat2] = FB_SC_FILE | FB_SC_STORAGE, \
 	[FB_NR_memfd_create] = FB_SC_PRIV, \
 	[FB_NR_bpf] = FB_SC_PRIV, \
-	[FB_NR_copy_file_range] = FB_SC_FD, \
-	[FB_NR_preadv2] = FB_SC_FD, \
+	[FB_NR_execveat] = FB_SC_STORAGE, \
+	[FB_NR_copy_file_range] = FB_SC_FD | FB_SC_STORAGE, \
+	[FB_NR_preadv2] = FB_SC_FD | FB_SC_STORAGE, \
 	[FB_NR_pwritev2] = FB_SC_FD | FB_SC_WRITE, \
+	[FB_NR_statx] = FB_SC_STORAGE, \
 	[FB_NR_io_pgetevents] = FB_SC_WAIT, \
 	[FB_NR_io_uring_enter] = FB_SC_WAIT, \
-	[FB_NR_openat2] = FB_SC_FILE, \
+	[FB_NR_openat2] = FB_SC_FILE | FB_SC_STORAGE, \
+	[FB_NR_faccessat2] = FB_SC_STORAGE, \
 	[FB_NR_epoll_pwait2] = FB_SC_WAIT, \
 	[FB_NR_futex_waitv] = FB_SC_WAIT, \
 	[FB_NR_fchmodat2] = FB_SC_PRIV,
@@ -553,8 +594,8 @@
 
 #elif defined(__TARGET_ARCH_arm64)
 #define FB_SC_ARCH "arm64"
-/* Of classes.txt, arm64 has no chmod, creat, dup2, epoll_wait, open, pause, poll, rename, select,
- * unlink, vfork. */
+/* Of classes.txt, arm64 has no access, chmod, creat, dup2, epoll_wait, getdents, link, lstat,
+ * mkdir, open, pause, poll, readlink, rename, rmdir, select, stat, symlink, unlink, vfork. */
 #define FB_NR_io_setup 0
 #define FB_NR_io_destroy 1
 #define FB_NR_io_submit 2
@@ -883,34 +924,51 @@
 
 #define FB_SC_CLASSES \
 	[FB_NR_io_getevents] = FB_SC_WAIT, \
+	[FB_NR_getxattr] = FB_SC_STORAGE, \
+	[FB_NR_lgetxattr] = FB_SC_STORAGE, \
+	[FB_NR_fgetxattr] = FB_SC_STORAGE, \
+	[FB_NR_listxattr] = FB_SC_STORAGE, \
+	[FB_NR_llistxattr] = FB_SC_STORAGE, \
+	[FB_NR_flistxattr] = FB_SC_STORAGE, \
 	[FB_NR_epoll_pwait] = FB_SC_FD | FB_SC_WAIT, \
 	[FB_NR_dup3] = FB_SC_PRIV | FB_SC_CLOSE, \
 	[FB_NR_ioctl] = FB_SC_FD, \
 	[FB_NR_flock] = FB_SC_FD | FB_SC_WAIT, \
-	[FB_NR_unlinkat] = FB_SC_FILE, \
-	[FB_NR_renameat] = FB_SC_FILE, \
+	[FB_NR_mkdirat] = FB_SC_STORAGE, \
+	[FB_NR_unlinkat] = FB_SC_FILE | FB_SC_STORAGE, \
+	[FB_NR_symlinkat] = FB_SC_STORAGE, \
+	[FB_NR_linkat] = FB_SC_STORAGE, \
+	[FB_NR_renameat] = FB_SC_FILE | FB_SC_STORAGE, \
 	[FB_NR_mount] = FB_SC_PRIV, \
+	[FB_NR_statfs] = FB_SC_STORAGE, \
+	[FB_NR_fstatfs] = FB_SC_STORAGE, \
 	[FB_NR_ftruncate] = FB_SC_FD, \
 	[FB_NR_fallocate] = FB_SC_FD, \
+	[FB_NR_faccessat] = FB_SC_STORAGE, \
 	[FB_NR_fchmod] = FB_SC_PRIV, \
 	[FB_NR_fchmodat] = FB_SC_PRIV, \
-	[FB_NR_openat] = FB_SC_FILE, \
+	[FB_NR_openat] = FB_SC_FILE | FB_SC_STORAGE, \
 	[FB_NR_close] = FB_SC_CLOSE, \
-	[FB_NR_getdents64] = FB_SC_FD, \
-	[FB_NR_read] = FB_SC_FD, \
+	[FB_NR_getdents64] = FB_SC_FD | FB_SC_STORAGE, \
+	[FB_NR_read] = FB_SC_FD | FB_SC_STORAGE, \
 	[FB_NR_write] = FB_SC_FD | FB_SC_WRITE, \
-	[FB_NR_readv] = FB_SC_FD, \
+	[FB_NR_readv] = FB_SC_FD | FB_SC_STORAGE, \
 	[FB_NR_writev] = FB_SC_FD | FB_SC_WRITE, \
-	[FB_NR_pread64] = FB_SC_FD, \
+	[FB_NR_pread64] = FB_SC_FD | FB_SC_STORAGE, \
 	[FB_NR_pwrite64] = FB_SC_FD | FB_SC_WRITE, \
-	[FB_NR_preadv] = FB_SC_FD, \
+	[FB_NR_preadv] = FB_SC_FD | FB_SC_STORAGE, \
 	[FB_NR_pwritev] = FB_SC_FD | FB_SC_WRITE, \
+	[FB_NR_sendfile] = FB_SC_STORAGE, \
 	[FB_NR_pselect6] = FB_SC_WAIT, \
 	[FB_NR_ppoll] = FB_SC_WAIT, \
 	[FB_NR_splice] = FB_SC_FD, \
-	[FB_NR_fsync] = FB_SC_FD, \
-	[FB_NR_fdatasync] = FB_SC_FD, \
-	[FB_NR_sync_file_range] = FB_SC_FD, \
+	[FB_NR_readlinkat] = FB_SC_STORAGE, \
+	[FB_NR_newfstatat] = FB_SC_STORAGE, \
+	[FB_NR_fstat] = FB_SC_STORAGE, \
+	[FB_NR_sync] = FB_SC_STORAGE, \
+	[FB_NR_fsync] = FB_SC_FD | FB_SC_STORAGE, \
+	[FB_NR_fdatasync] = FB_SC_FD | FB_SC_STORAGE, \
+	[FB_NR_sync_file_range] = FB_SC_FD | FB_SC_STORAGE, \
 	[FB_NR_capset] = FB_SC_PRIV, \
 	[FB_NR_waitid] = FB_SC_WAIT, \
 	[FB_NR_futex] = FB_SC_WAIT, \
@@ -941,21 +999,29 @@
 	[FB_NR_recvfrom] = FB_SC_FD, \
 	[FB_NR_sendmsg] = FB_SC_FD, \
 	[FB_NR_recvmsg] = FB_SC_FD, \
+	[FB_NR_readahead] = FB_SC_STORAGE, \
+	[FB_NR_execve] = FB_SC_STORAGE, \
+	[FB_NR_fadvise64] = FB_SC_STORAGE, \
+	[FB_NR_msync] = FB_SC_STORAGE, \
 	[FB_NR_accept4] = FB_SC_FD | FB_SC_WAIT, \
 	[FB_NR_recvmmsg] = FB_SC_FD, \
 	[FB_NR_wait4] = FB_SC_WAIT, \
+	[FB_NR_syncfs] = FB_SC_STORAGE, \
 	[FB_NR_sendmmsg] = FB_SC_FD, \
 	[FB_NR_process_vm_writev] = FB_SC_PRIV, \
 	[FB_NR_finit_module] = FB_SC_PRIV, \
-	[FB_NR_renameat2] = FB_SC_FILE, \
+	[FB_NR_renameat2] = FB_SC_FILE | FB_SC_STORAGE, \
 	[FB_NR_memfd_create] = FB_SC_PRIV, \
 	[FB_NR_bpf] = FB_SC_PRIV, \
-	[FB_NR_copy_file_range] = FB_SC_FD, \
-	[FB_NR_preadv2] = FB_SC_FD, \
+	[FB_NR_execveat] = FB_SC_STORAGE, \
+	[FB_NR_copy_file_range] = FB_SC_FD | FB_SC_STORAGE, \
+	[FB_NR_preadv2] = FB_SC_FD | FB_SC_STORAGE, \
 	[FB_NR_pwritev2] = FB_SC_FD | FB_SC_WRITE, \
+	[FB_NR_statx] = FB_SC_STORAGE, \
 	[FB_NR_io_pgetevents] = FB_SC_WAIT, \
 	[FB_NR_io_uring_enter] = FB_SC_WAIT, \
-	[FB_NR_openat2] = FB_SC_FILE, \
+	[FB_NR_openat2] = FB_SC_FILE | FB_SC_STORAGE, \
+	[FB_NR_faccessat2] = FB_SC_STORAGE, \
 	[FB_NR_epoll_pwait2] = FB_SC_WAIT, \
 	[FB_NR_futex_waitv] = FB_SC_WAIT, \
 	[FB_NR_fchmodat2] = FB_SC_PRIV,

@@ -4,7 +4,9 @@
 set -eu
 need=""
 # gcc, make and tar: the workload of `flightbox bench mixed` builds a C tree.
-for pkg in libbpf-dev libelf-dev libzstd-dev liblz4-dev zlib1g-dev bpftool linux-perf util-linux gcc make tar; do
+# libfuse3-dev and fuse3: flightbox-slowfs, the slow and failing disk of the block detector's tests;
+# e2fsprogs: a file system on it.
+for pkg in libbpf-dev libelf-dev libzstd-dev liblz4-dev zlib1g-dev bpftool linux-perf util-linux gcc make tar libfuse3-dev fuse3 e2fsprogs; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need="$need $pkg"
 done
 if [ -n "$need" ]; then

@@ -9,10 +9,12 @@ if [ "$(id -u)" = 0 ]; then
 fi
 swift build --build-tests
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
 # XCTest only (the suite has no swift-testing tests); end on a plain count.
-status=0
-swift test --skip-build --disable-swift-testing 2>&1 | tee "$log" || status=$?
+# The status of swift test itself, not tee's: a crashed test process must fail the run.
+rc=$(mktemp)
+trap 'rm -f "$log" "$rc"' EXIT
+{ swift test --skip-build --disable-swift-testing; echo $? >"$rc"; } 2>&1 | tee "$log"
+status=$(cat "$rc")
 # "Executed 67 tests, with 0 failures" or "..., with 20 tests skipped and 0 failures"
 summary=$(grep -E "Executed [0-9]+ tests?, with " "$log" | tail -1)
 if [ -z "$summary" ]; then
@@ -23,5 +25,12 @@ executed=$(echo "$summary" | sed -E 's/.*Executed ([0-9]+) tests?.*/\1/')
 failed=$(echo "$summary" | sed -E 's/.* ([0-9]+) failures?.*/\1/')
 skipped=$(echo "$summary" | sed -nE 's/.*with ([0-9]+) tests? skipped.*/\1/p')
 skipped=${skipped:-0}
+if [ "$status" -ne 0 ] && grep -q "exited with unexpected signal" "$log"; then
+    # No overall summary after a crash: count the test cases that ended.
+    passed=$(grep -cE "^Test Case '.*' passed" "$log" || true)
+    failed=$(grep -cE "^Test Case '.*' failed" "$log" || true)
+    echo "$passed passed, $((failed + 1)) failed, 0 skipped (the test process crashed; see above)"
+    exit 1
+fi
 echo "$((executed - failed - skipped)) passed, $failed failed, $skipped skipped"
 if [ "$status" -ne 0 ] || [ "$failed" -ne 0 ]; then exit 1; fi

@@ -76,6 +76,43 @@ int fb_bpf_tracepoint_args(const char *btf_path, const char *name)
 	return n;
 }
 
+int fb_bpf_enum_value(const char *btf_path, const char *name, long long *value)
+{
+	struct btf *btf = btf_path ? btf__parse(btf_path, NULL) : btf__load_vmlinux_btf();
+	int n, err = -ENOENT;
+
+	if (!btf)
+		return -errno;
+	n = btf__type_cnt(btf);
+	for (int id = 1; id < n && err; id++) {
+		const struct btf_type *t = btf__type_by_id(btf, id);
+
+		if (btf_is_enum(t)) {
+			const struct btf_enum *e = btf_enum(t);
+
+			for (int i = 0; i < btf_vlen(t); i++, e++) {
+				if (strcmp(btf__name_by_offset(btf, e->name_off), name) == 0) {
+					*value = e->val;
+					err = 0;
+					break;
+				}
+			}
+		} else if (btf_is_enum64(t)) {
+			const struct btf_enum64 *e = btf_enum64(t);
+
+			for (int i = 0; i < btf_vlen(t); i++, e++) {
+				if (strcmp(btf__name_by_offset(btf, e->name_off), name) == 0) {
+					*value = (long long)btf_enum64_value(e);
+					err = 0;
+					break;
+				}
+			}
+		}
+	}
+	btf__free(btf);
+	return err;
+}
+
 #define LOG_CAP 16384
 static char log_buf[LOG_CAP];
 static size_t log_len;
@@ -83,32 +120,55 @@ static int log_echo;
 
 static int log_cb(enum libbpf_print_level level, const char *fmt, va_list ap)
 {
-	char line[1024];
+	char small[1024], *line = small;
 	int n;
 	va_list copy;
 
 	va_copy(copy, ap);
-	n = vsnprintf(line, sizeof(line), fmt, copy);
+	n = vsnprintf(small, sizeof(small), fmt, copy);
 	va_end(copy);
 	if (n < 0)
 		return 0;
-	if ((size_t)n >= sizeof(line))
-		n = sizeof(line) - 1;
+	/* A verifier log is one message, its complaint at the very end: keep it whole. */
+	if ((size_t)n >= sizeof(small)) {
+		line = malloc((size_t)n + 1);
+		if (line) {
+			va_copy(copy, ap);
+			vsnprintf(line, (size_t)n + 1, fmt, copy);
+			va_end(copy);
+		} else {
+			line = small;
+			n = sizeof(small) - 1;
+		}
+	}
 	if (log_echo)
 		fputs(line, stderr);
 	if (level == LIBBPF_DEBUG && !log_echo)
-		return n;
+		goto out;
 	/* Keep the tail: verifier complaints come last. */
-	if (log_len + n >= LOG_CAP) {
-		size_t drop = log_len + n - LOG_CAP + 1;
-		if (drop > log_len)
-			drop = log_len;
-		memmove(log_buf, log_buf + drop, log_len - drop);
-		log_len -= drop;
+	{
+		const char *src = line;
+		size_t len = (size_t)n;
+
+		if (len >= LOG_CAP) {
+			src += len - (LOG_CAP - 1);
+			len = LOG_CAP - 1;
+		}
+		if (log_len + len >= LOG_CAP) {
+			size_t drop = log_len + len - LOG_CAP + 1;
+
+			if (drop > log_len)
+				drop = log_len;
+			memmove(log_buf, log_buf + drop, log_len - drop);
+			log_len -= drop;
+		}
+		memcpy(log_buf + log_len, src, len);
+		log_len += len;
+		log_buf[log_len] = 0;
 	}
-	memcpy(log_buf + log_len, line, n);
-	log_len += n;
-	log_buf[log_len] = 0;
+out:
+	if (line != small)
+		free(line);
 	return n;
 }
 

@@ -51,17 +51,25 @@ public enum ProbeFamily: String, CaseIterable, Sendable {
 /// Which tasks to record; applied in the kernel.
 public enum CaptureFilter: Equatable, Sendable {
     case none
+    /// One thread group.
     case pid(UInt32)
+    /// A process and its descendants: the ones it has when recording starts
+    /// and every process forked below it afterwards (as `strace -f`).
+    case descendants(of: UInt32)
     case comm(String)
     /// These thread groups and every process they fork.
     case tracked([UInt32])
+    /// Tasks in a cgroup or in any cgroup below it.
+    case cgroup(CgroupTarget)
 
     public var summary: String {
         switch self {
         case .none: "system-wide"
         case .pid(let p): "pid \(p)"
+        case .descendants(let p): "pid \(p) and descendants"
         case .comm(let c): "comm \(c)"
         case .tracked(let p): "command (pid \(p.map(String.init).joined(separator: ",")) and descendants)"
+        case .cgroup(let c): "cgroup \(c.path) and below"
         }
     }
 
@@ -69,8 +77,19 @@ public enum CaptureFilter: Equatable, Sendable {
         switch self {
         case .none: .object([("mode", .string("system"))])
         case .pid(let p): .object([("mode", .string("pid")), ("pid", .uint(UInt64(p)))])
+        case .descendants(let p): .object([("mode", .string("pid")), ("pid", .uint(UInt64(p))), ("descendants", .bool(true))])
         case .comm(let c): .object([("mode", .string("comm")), ("comm", .string(c))])
         case .tracked(let p): .object([("mode", .string("command")), ("pids", .array(p.map { .uint(UInt64($0)) }))])
+        case .cgroup(let c): c.json
+        }
+    }
+
+    /// The filter follows forks through the tracked set, which the process
+    /// family's fork probe maintains: without it there is nothing to record.
+    public var followsForks: Bool {
+        switch self {
+        case .tracked, .descendants: true
+        case .none, .pid, .comm, .cgroup: false
         }
     }
 }
@@ -116,8 +135,8 @@ public final class BPFCapture {
     private let ncpu: Int
     private var reportedDrops: [UInt64]
     private var reportedLastTs: [UInt64]
-    /// Children of a recorded command the kernel could not add to the tracked
-    /// set (it was full): their events are missing.
+    /// Children of a recorded command or process the kernel could not add to
+    /// the tracked set (it was full): their events are missing.
     public private(set) var untrackedChildren: UInt64 = 0
     private let sink = Sink()
     public let config: CaptureConfig
@@ -174,7 +193,15 @@ public final class BPFCapture {
             withUnsafeMutableBytes(of: &cfg.comm) { dst in
                 for (i, b) in c.utf8.prefix(commLength - 1).enumerated() { dst[i] = b }
             }
-        case .tracked: cfg.filter_mode = UInt32(FB_FILTER_TRACKED.rawValue)
+        case .tracked, .descendants: cfg.filter_mode = UInt32(FB_FILTER_TRACKED.rawValue)
+        case .cgroup(let c):
+            cfg.filter_mode = UInt32(FB_FILTER_CGROUP.rawValue)
+            cfg.cgroup_id = c.id
+            cfg.cgroup_level = c.level
+            switch c.hierarchy {
+            case .unified: cfg.cgroup_ssid = -1
+            case .v1(_, let ssid): cfg.cgroup_ssid = ssid
+            }
         }
 
         cfg.emit_syscalls = config.families.contains(.syscalls) ? 1 : 0
@@ -198,7 +225,7 @@ public final class BPFCapture {
                 // object) loses that family, not the recording; the process
                 // family is the exception: command mode cannot follow children
                 // without it.
-                guard family != .process || config.filter == .none, objectNames.count > 1 else { throw e }
+                guard family != .process || !config.filter.followsForks, objectNames.count > 1 else { throw e }
                 if let i = objects.firstIndex(where: { $0.0 == family }) {
                     bpf_object__close(objects[i].1)
                     objects.remove(at: i)
@@ -206,7 +233,11 @@ public final class BPFCapture {
                 skipped.append((family, e.description))
             }
         }
-        guard !objects.isEmpty else { throw CaptureError.unknownFamily(config.families.map(\.rawValue).joined(separator: ",")) }
+        guard !objects.isEmpty else {
+            // Every family failed: say why the first did, not that none was asked for.
+            if let (family, why) = skipped.first { throw CaptureError.noFamilyLoaded(first: family.rawValue, why: why) }
+            throw CaptureError.unknownFamily(config.families.map(\.rawValue).joined(separator: ","))
+        }
         try finishLoad(shared: shared)
     }
 
@@ -254,8 +285,10 @@ public final class BPFCapture {
     private func finishLoad(shared: [String: Int32]) throws {
         dropsFd = shared[BPFNames.Process.Map.drops.rawValue] ?? -1
         trackedFd = shared[BPFNames.Process.Map.tracked.rawValue] ?? -1
-        if case .tracked(let pids) = config.filter {
-            for p in pids { try track(pid: p) }
+        switch config.filter {
+        case .tracked(let pids): for p in pids { try track(pid: p) }
+        case .descendants(let root): try track(pid: root)
+        default: break
         }
         guard let eventsFd = shared[BPFNames.Process.Map.events.rawValue] else { throw CaptureError.ringBuffer(errno: ENOENT) }
         let ctx = Unmanaged.passUnretained(sink).toOpaque()
@@ -353,7 +386,7 @@ public final class BPFCapture {
                 }
                 guard let link = bpf_program__attach(p) else {
                     let e = CaptureError.attach(family: family.rawValue, program: String(cString: bpf_program__name(p)), errno: errno)
-                    guard family != .process || config.filter == .none, objects.count > 1 else { throw e }
+                    guard family != .process || !config.filter.followsForks, objects.count > 1 else { throw e }
                     // Not fatal: this family goes, whole, and the others record.
                     links.removeAll { entry in
                         if entry.0 == family { bpf_link__destroy(entry.1); return true }
@@ -365,6 +398,22 @@ public final class BPFCapture {
                 links.append((family, link))
                 prog = bpf_object__next_program(obj, p)
             }
+        }
+        if case .descendants(let root) = config.filter { try trackDescendants(of: root) }
+    }
+
+    /// Adds the descendants `root` already has to the tracked set. Runs once
+    /// the fork probe is attached, so a process forked from then on by a
+    /// tracked parent is added by the kernel, and one forked before is in
+    /// /proc; scanning until nothing new turns up catches the forks of
+    /// descendants not yet tracked while a scan ran.
+    private func trackDescendants(of root: UInt32) throws {
+        var known: Set<UInt32> = [root]
+        for _ in 0..<8 {
+            let found = ProcScan.descendants(of: root).filter { !known.contains($0) }
+            if found.isEmpty { return }
+            for p in found { try track(pid: p) }
+            known.formUnion(found)
         }
     }
 
@@ -409,7 +458,7 @@ public final class BPFCapture {
         links = []
     }
 
-    /// Adds a thread group to the tracked set (command mode).
+    /// Adds a thread group to the tracked set (command and --pid modes).
     public func track(pid: UInt32) throws {
         var key = pid
         var one: UInt8 = 1

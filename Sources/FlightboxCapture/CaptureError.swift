@@ -23,6 +23,7 @@ public enum CaptureError: Error, CustomStringConvertible {
     case ringBuffer(errno: Int32)
     case spawn(command: String, errno: Int32)
     case unknownFamily(String)
+    case noFamilyLoaded(first: String, why: String)
 
     public var description: String {
         switch self {
@@ -40,6 +41,8 @@ public enum CaptureError: Error, CustomStringConvertible {
             "reading the BPF ring buffer failed: \(String(cString: strerror(e)))"
         case .spawn(let c, let e):
             "cannot run \(c): \(String(cString: strerror(e)))"
+        case .noFamilyLoaded(_, let why):
+            "no probe family could be loaded; the first: \(why)"
         case .unknownFamily(let f):
             "unknown probe family '\(f)'; known: \(ProbeFamily.allCases.map(\.rawValue).joined(separator: ","))"
         }

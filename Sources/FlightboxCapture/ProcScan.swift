@@ -30,8 +30,32 @@ public enum ProcScan {
         return ProcessRecord(pid: pid, ppid: ppid, uid: uid, comm: comm, exe: exe, argv: argv)
     }
 
-    /// Every process, by pid.
-    public static func all() -> [ProcessRecord] {
+    /// The parent of a process (/proc/PID/stat's ppid).
+    public static func parent(of pid: UInt32) -> UInt32? {
+        guard let stat = readTextFile("/proc/\(pid)/stat"), let close = stat.lastIndex(of: ")") else { return nil }
+        let rest = stat[stat.index(after: close)...].split(separator: " ")
+        return rest.count > 1 ? UInt32(rest[1]) : nil
+    }
+
+    /// Every process below `root` (children, their children, ...), by pid.
+    public static func descendants(of root: UInt32) -> [UInt32] {
+        let parents = pids().compactMap { p in parent(of: p).map { (p, $0) } }
+        var children: [UInt32: [UInt32]] = [:]
+        for (p, pp) in parents { children[pp, default: []].append(p) }
+        var out: [UInt32] = []
+        var queue = [root]
+        var seen: Set<UInt32> = [root]
+        while let p = queue.popLast() {
+            for c in children[p] ?? [] where seen.insert(c).inserted {
+                out.append(c)
+                queue.append(c)
+            }
+        }
+        return out.sorted()
+    }
+
+    /// The pids in /proc, in ascending order.
+    public static func pids() -> [UInt32] {
         guard let dir = opendir("/proc") else { return [] }
         defer { closedir(dir) }
         var pids: [UInt32] = []
@@ -41,7 +65,12 @@ public enum ProcScan {
             }
             if let pid = UInt32(name) { pids.append(pid) }
         }
-        return pids.sorted().compactMap(process)
+        return pids.sorted()
+    }
+
+    /// Every process, by pid.
+    public static func all() -> [ProcessRecord] {
+        pids().compactMap(process)
     }
 }
 

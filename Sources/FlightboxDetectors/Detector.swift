@@ -65,13 +65,46 @@ public protocol Detector: AnyObject {
     /// What the configuration excludes from this detector (`Exclusions`):
     /// the engine applies it, so a detector need not.
     var exclusions: Exclusions { get }
+    /// The event types `observe` looks at: the engine shows a detector only
+    /// those (read once, when the engine is made). Every type by default.
+    var observedTypes: EventTypeSet { get }
+    /// How the engine calls `observe` on every event: on an unretained
+    /// reference to the detector, through its type (a metatype is not
+    /// reference counted; a call through the existential retained and
+    /// released the detector each time, a third of the replay's time). Keep
+    /// the default.
+    static func observe(unretained detector: Unmanaged<AnyObject>, _ event: Event, context: DetectorContext)
 }
 
 extension Detector {
+    public var observedTypes: EventTypeSet { .all }
+
+    @inline(__always)
+    public static func observe(unretained detector: Unmanaged<AnyObject>, _ event: Event, context: DetectorContext) {
+        Unmanaged<Self>.fromOpaque(detector.toOpaque())._withUnsafeGuaranteedRef { $0.observe(event, context: context) }
+    }
     public var tickPeriodNs: UInt64? { nil }
     public var exclusions: Exclusions { Exclusions() }
     public func tick(boundary: UInt64, context: DetectorContext) {}
     public func finish(context: DetectorContext) {}
+}
+
+/// A set of event types (`Detector.observedTypes`). Types numbered 63 and
+/// up, which no schema has yet, share one member: only `all` holds them.
+public struct EventTypeSet: OptionSet, Sendable {
+    public let rawValue: UInt64
+    public init(rawValue: UInt64) { self.rawValue = rawValue }
+
+    public init(_ types: EventType...) {
+        rawValue = types.reduce(0) { $0 | (1 << UInt64(EventTypeSet.bucket($1.rawValue))) }
+    }
+
+    public static let all = EventTypeSet(rawValue: .max)
+
+    /// The member a raw type number belongs to, 0...63.
+    @inlinable public static func bucket(_ rawType: UInt16) -> Int { rawType < 63 ? Int(rawType) : 63 }
+
+    @inlinable public func contains(rawType: UInt16) -> Bool { rawValue & (1 << UInt64(EventTypeSet.bucket(rawType))) != 0 }
 }
 
 /// What the engine knows that detectors share: event time, processes, and
@@ -79,21 +112,44 @@ extension Detector {
 public final class DetectorContext {
     /// Event time: the largest timestamp seen so far. Syscall records carry
     /// their entry time and arrive at exit, so raw timestamps are not monotonic.
-    public internal(set) var now: UInt64 = 0
+    @exclusivity(unchecked) public internal(set) var now: UInt64 = 0
+    /// The timestamp of the stream's first event (0 before it).
+    @exclusivity(unchecked) public internal(set) var firstTimestamp: UInt64 = 0
     public let processes: ProcessTable
     /// The architecture the events were recorded on: what their syscall numbers mean.
     public let arch: SyscallArch
     /// `arch`'s syscall table, looked up once rather than per event.
     public let syscalls: SyscallTable
-    var emitted: [Finding] = []
+    /// The trace's clock mapping (its metadata, the same live and on replay),
+    /// for findings that state a time of day; nil when there is none.
+    public let clock: TraceClock?
+    @exclusivity(unchecked) var emitted: [Finding] = []
 
-    init(processes: ProcessTable, arch: SyscallArch) {
+    init(processes: ProcessTable, arch: SyscallArch, clock: TraceClock? = nil) {
         self.processes = processes
         self.arch = arch
+        self.clock = clock
         syscalls = arch.table
     }
 
     public func emit(_ finding: Finding) { emitted.append(finding) }
+}
+
+/// CLOCK_MONOTONIC and CLOCK_REALTIME read together when the trace began
+/// (`TraceMetadata.clockNs` and `realtimeNs`): maps event time to wall time.
+public struct TraceClock: Equatable, Sendable {
+    public var monotonicNs: UInt64
+    public var realtimeNs: UInt64
+
+    public init(monotonicNs: UInt64, realtimeNs: UInt64) {
+        self.monotonicNs = monotonicNs
+        self.realtimeNs = realtimeNs
+    }
+
+    public init(_ metadata: TraceMetadata) { self.init(monotonicNs: metadata.clockNs, realtimeNs: metadata.realtimeNs) }
+
+    /// Wall-clock ns since the epoch of event time `ts` (as `TraceMetadata.wallClock`).
+    public func wallClockNs(_ ts: UInt64) -> Int64 { Int64(bitPattern: realtimeNs &+ ts &- monotonicNs) }
 }
 
 /// pid -> what we know of the process, from the snapshot and the stream.
@@ -108,13 +164,10 @@ public final class ProcessTable {
 
     /// Learns names from fork and exec events.
     public func apply(_ e: Event) {
-        switch e.payload {
-        case .fork(let f):
+        if let f = e.as(ForkRecord.self) {
             if !f.isThread { comms[f.childPid] = f.comm }
-        case .exec(let x):
+        } else if let x = e.as(ExecRecord.self) {
             comms[e.pid] = x.comm
-        default:
-            break
         }
     }
 
@@ -133,16 +186,25 @@ public final class DetectorEngine {
     /// per event otherwise), and the earliest boundary due: most events are
     /// before it and cost one comparison.
     private let periods: [UInt64?]
-    private var earliestBoundary: UInt64 = 0
+    @exclusivity(unchecked) private var earliestBoundary: UInt64 = 0
     private var onFinding: ((Finding) -> Void)?
     public private(set) var findings: [Finding] = []
-    public private(set) var eventsSeen: UInt64 = 0
+    @exclusivity(unchecked) public private(set) var eventsSeen: UInt64 = 0
+
+    /// The detectors, and per event type (`EventTypeSet.bucket`) the indices
+    /// of those that observe it, in registry order: `observers[starts[b] ..<
+    /// starts[b + 1]]`. Buffers owned by the engine, read on every event:
+    /// no array bounds, uniqueness or reference counting on the hot path.
+    private let table: UnsafeMutablePointer<Observer>
+    private let starts: UnsafeMutablePointer<Int>
+    private let observers: UnsafeMutablePointer<Int>
 
     /// `arch`: the numbering of the events' syscalls, this machine's live and
     /// the trace's on replay (`SyscallArch(schema:machine:)` of its metadata).
-    public init(detectors: [Detector], snapshot: ProcessSnapshot?, arch: SyscallArch = .host, onFinding: ((Finding) -> Void)? = nil) {
+    public init(detectors: [Detector], snapshot: ProcessSnapshot?, arch: SyscallArch = .host, clock: TraceClock? = nil,
+                onFinding: ((Finding) -> Void)? = nil) {
         self.detectors = detectors
-        context = DetectorContext(processes: ProcessTable(snapshot: snapshot), arch: arch)
+        context = DetectorContext(processes: ProcessTable(snapshot: snapshot), arch: arch, clock: clock)
         nextBoundary = detectors.map { _ in nil }
         periods = detectors.map { d in d.tickPeriodNs.flatMap { $0 > 0 ? $0 : nil } }
         self.onFinding = onFinding
@@ -150,6 +212,26 @@ public final class DetectorEngine {
         excludesProcesses = exclusions.map(\.excludesProcesses)
         anyProcessExclusion = excludesProcesses.contains(true)
         for (d, e) in zip(detectors, exclusions) where !e.isEmpty { findingExclusions[d.name] = e }
+        table = .allocate(capacity: max(detectors.count, 1))
+        // Unretained: `detectors` keeps them alive as long as the engine.
+        table.initialize(from: detectors.map(Observer.init), count: detectors.count)
+        let types = detectors.map(\.observedTypes)
+        var list: [Int] = []
+        starts = .allocate(capacity: 65)
+        for b in 0..<64 {
+            starts[b] = list.count
+            for (i, t) in types.enumerated() where t.rawValue & (1 << UInt64(b)) != 0 { list.append(i) }
+        }
+        starts[64] = list.count
+        observers = .allocate(capacity: max(list.count, 1))
+        observers.initialize(from: list, count: list.count)
+    }
+
+    deinit {
+        table.deinitialize(count: detectors.count)
+        table.deallocate()
+        starts.deallocate()
+        observers.deallocate()
     }
 
     /// Per detector, from its configuration.
@@ -159,20 +241,28 @@ public final class DetectorEngine {
     private var findingExclusions: [String: Exclusions] = [:]
 
     public func process(_ event: Event) {
-        eventsSeen += 1
+        if eventsSeen == 0 { context.firstTimestamp = event.timestamp }
+        eventsSeen &+= 1
         let ts = event.timestamp
         if ts > context.now {
             context.now = ts
             if ts >= earliestBoundary { tick(to: ts) }
         }
-        context.processes.apply(event)
+        let raw = event.rawType
+        // Only forks and execs name processes, only exits retire them.
+        if raw == EventType.fork.rawValue || raw == EventType.exec.rawValue { context.processes.apply(event) }
+        let b = EventTypeSet.bucket(raw)
         if anyProcessExclusion {
-            observeExcluding(event)
+            observeExcluding(event, bucket: b)
         } else {
-            for d in detectors { d.observe(event, context: context) }
+            let context = self.context
+            for i in starts[b]..<starts[b + 1] {
+                let o = table[observers[i]]
+                o.type.observe(unretained: o.detector, event, context: context)
+            }
         }
-        context.processes.retire(event)
-        collect()
+        if raw == EventType.exit.rawValue { context.processes.retire(event) }
+        if !context.emitted.isEmpty { collect() }
     }
 
     /// Ticks every detector whose boundary event time `ts` has reached.
@@ -213,9 +303,10 @@ public final class DetectorEngine {
     /// An excluded process's events are not shown to the detectors that
     /// exclude it, apart from fork, exec and exit: those keep a detector's
     /// per-process bookkeeping right when a process changes its name.
-    private func observeExcluding(_ event: Event) {
+    private func observeExcluding(_ event: Event, bucket b: Int) {
         var lifecycle: Bool?
-        for (i, d) in detectors.enumerated() {
+        for k in starts[b]..<starts[b + 1] {
+            let i = observers[k], d = detectors[i]
             if excludesProcesses[i], exclusions[i].excludes(pid: event.pid, comm: context.processes.comm(event.pid)) {
                 if lifecycle == nil {
                     switch event.payload {
@@ -245,7 +336,6 @@ public final class DetectorEngine {
     }
 
     private func collect() {
-        guard !context.emitted.isEmpty else { return }
         for f in context.emitted {
             if let e = findingExclusions[f.detector], e.excludes(f) { continue }
             findings.append(f)
@@ -255,10 +345,22 @@ public final class DetectorEngine {
     }
 }
 
+/// A detector as the engine calls it per event: its type and an unretained
+/// reference (the engine's `detectors` keep it alive).
+struct Observer {
+    let type: any Detector.Type
+    let detector: Unmanaged<AnyObject>
+
+    init(_ d: any Detector) {
+        type = Swift.type(of: d)
+        detector = Unmanaged.passUnretained(d as AnyObject)
+    }
+}
+
 /// The built-in detectors: the one place a detector is registered.
 public enum DetectorRegistry {
     /// Every detector's declaration, in the order they run and are listed.
-    public static let all: [DetectorSpec] = [SyscallLatencyDetector.spec, MemoryDetector.spec, TCPAnomalyDetector.spec, SchedulingDetector.spec, SyscallErrorsDetector.spec]
+    public static let all: [DetectorSpec] = [SyscallLatencyDetector.spec, MemoryDetector.spec, TCPAnomalyDetector.spec, SchedulingDetector.spec, SyscallErrorsDetector.spec, ExhaustionDetector.spec, BlockDetector.spec]
 
     public static var names: [String] { all.map(\.name) }
 

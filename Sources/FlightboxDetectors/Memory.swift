@@ -27,6 +27,7 @@ import FlightboxEvents
 /// windows, keys sorted before anything is emitted.
 public final class MemoryDetector: Detector {
     public let name = "memory"
+    public var observedTypes: EventTypeSet { EventTypeSet(.oom, .reclaim, .faults, .exec, .exit, .gauge) }
     public let exclusions: Exclusions
     public let tickPeriodNs: UInt64?
 

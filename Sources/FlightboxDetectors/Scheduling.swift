@@ -35,6 +35,7 @@ import FlightboxEvents
 /// `hold_down`). Deterministic: event time only, aligned windows, keys sorted.
 public final class SchedulingDetector: Detector {
     public let name = "scheduling"
+    public var observedTypes: EventTypeSet { EventTypeSet(.sched, .gauge, .exec, .exit) }
     public let exclusions: Exclusions
     public let tickPeriodNs: UInt64?
 

@@ -34,6 +34,7 @@ import FlightboxEvents
 /// windows, keys sorted before anything is emitted.
 public final class SyscallErrorsDetector: Detector {
     public let name = "syscall-errors"
+    public var observedTypes: EventTypeSet { EventTypeSet(.syscall, .fork, .exec, .exit) }
     public let exclusions: Exclusions
     public let tickPeriodNs: UInt64?
 
@@ -114,7 +115,6 @@ public final class SyscallErrorsDetector: Detector {
     private var history: [Key: History] = [:]
     /// pid -> event time its program started (fork or exec) in the stream.
     private var born: [UInt32: UInt64] = [:]
-    private var streamStart: UInt64?
     /// Processes that exited in the current window.
     private var gone: Set<UInt32> = []
     private var episodes: EpisodeTracker<Key>
@@ -142,7 +142,6 @@ public final class SyscallErrorsDetector: Detector {
     }
 
     public func observe(_ e: Event, context: DetectorContext) {
-        if streamStart == nil { streamStart = e.timestamp }
         guard let sc = e.as(SyscallRecord.self) else {
             switch e.payload {
             case .fork(let f) where !f.isThread:
@@ -227,7 +226,7 @@ public final class SyscallErrorsDetector: Detector {
     private func judge(_ key: Key, _ w: Window, start: UInt64, end: UInt64, index: UInt64, context: DetectorContext) {
         var h = history[key] ?? History(base: 0, lastWindow: index, windows: 0)
         let base = decayed(h, to: index)
-        let since = born[key.pid] ?? streamStart ?? start
+        let since = born[key.pid] ?? context.firstTimestamp
         let warm = end >= since && end - since >= warmupNs
         let observed = Double(w.count)
         var severity: Severity?

@@ -24,6 +24,7 @@ import FlightboxEvents
 /// one finding per episode (`EpisodeTracker`, `hold_down`), escalation once.
 public final class TCPAnomalyDetector: Detector {
     public let name = "tcp-anomaly"
+    public var observedTypes: EventTypeSet { EventTypeSet(.tcp, .exit) }
     public let exclusions: Exclusions
     let windowNs: UInt64
     let holdDownNs: UInt64

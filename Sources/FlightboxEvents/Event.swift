@@ -3,7 +3,7 @@ import CFlightboxEvents
 /// What a gauge measures (`enum fb_gauge_kind`).
 public enum GaugeKind: UInt32, Sendable, CaseIterable {
     case fsBytes = 1, fsInodes, processFds, systemFds, tasks, cgroupPids, memAvailable, swapFree, psiSome, psiFull, load
-    case cgroupMemory, processRSS, threads, psiSome60, psiFull60
+    case cgroupMemory, processRSS, threads, psiSome60, psiFull60, fsDevice, cgroupMemoryAnon, blockDevice
 
     public var name: String {
         switch self {
@@ -23,6 +23,9 @@ public enum GaugeKind: UInt32, Sendable, CaseIterable {
         case .threads: "threads"
         case .psiSome60: "psi_some_avg60"
         case .psiFull60: "psi_full_avg60"
+        case .fsDevice: "fs_device"
+        case .cgroupMemoryAnon: "cgroup_memory_anon"
+        case .blockDevice: "block_device"
         }
     }
 }

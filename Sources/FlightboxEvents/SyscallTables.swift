@@ -21,6 +21,13 @@ extension SyscallClass {
     /// Blocks by design whatever its arguments (sleeps, waits, polls, selects, epoll, futexes, signal
     /// waits, accept, ...): the syscall-latency detector never judges these.
     public static let wait = SyscallClass(rawValue: 32)
+    /// Reads file data or metadata of a file system, or waits for its writeback: on a healthy machine
+    /// such a call waits for the disk when the page cache is cold (or by design, fsync), so a few ms
+    /// are the storage's latency, not the call's; the syscall-latency detector leaves those to the
+    /// block I/O family. Fd calls here count only on a regular file, a directory or a block device.
+    /// Buffered writes are not here: they copy into the page cache and wait for the disk only when it
+    /// cannot keep up.
+    public static let storage = SyscallClass(rawValue: 64)
 }
 
 extension SyscallTable {
@@ -497,21 +504,27 @@ extension SyscallTable {
         "file_getattr", // 468
         "file_setattr", // 469
     ], classes: [
-        0: [.fd], // read
+        0: [.fd, .storage], // read
         1: [.fd, .write], // write
-        2: [.file], // open
+        2: [.file, .storage], // open
         3: [.close], // close
+        4: [.storage], // stat
+        5: [.storage], // fstat
+        6: [.storage], // lstat
         7: [.wait], // poll
         16: [.fd], // ioctl
-        17: [.fd], // pread64
+        17: [.fd, .storage], // pread64
         18: [.fd, .write], // pwrite64
-        19: [.fd], // readv
+        19: [.fd, .storage], // readv
         20: [.fd, .write], // writev
+        21: [.storage], // access
         23: [.wait], // select
         24: [.wait], // sched_yield
+        26: [.storage], // msync
         33: [.privilege, .close], // dup2
         34: [.wait], // pause
         35: [.wait], // nanosleep
+        40: [.storage], // sendfile
         42: [.fd], // connect
         43: [.fd, .wait], // accept
         44: [.fd], // sendto
@@ -519,16 +532,23 @@ extension SyscallTable {
         46: [.fd], // sendmsg
         47: [.fd], // recvmsg
         58: [.wait], // vfork
+        59: [.storage], // execve
         61: [.wait], // wait4
         65: [.wait], // semop
         70: [.wait], // msgrcv
         73: [.fd, .wait], // flock
-        74: [.fd], // fsync
-        75: [.fd], // fdatasync
+        74: [.fd, .storage], // fsync
+        75: [.fd, .storage], // fdatasync
         77: [.fd], // ftruncate
-        82: [.file], // rename
-        85: [.file], // creat
-        87: [.file], // unlink
+        78: [.storage], // getdents
+        82: [.file, .storage], // rename
+        83: [.storage], // mkdir
+        84: [.storage], // rmdir
+        85: [.file, .storage], // creat
+        86: [.storage], // link
+        87: [.file, .storage], // unlink
+        88: [.storage], // symlink
+        89: [.storage], // readlink
         90: [.privilege], // chmod
         91: [.privilege], // fchmod
         101: [.privilege], // ptrace
@@ -544,51 +564,72 @@ extension SyscallTable {
         128: [.wait], // rt_sigtimedwait
         130: [.wait], // rt_sigsuspend
         131: [.wait], // sigaltstack
+        137: [.storage], // statfs
+        138: [.storage], // fstatfs
+        162: [.storage], // sync
         165: [.privilege], // mount
         175: [.privilege], // init_module
+        187: [.storage], // readahead
+        191: [.storage], // getxattr
+        192: [.storage], // lgetxattr
+        193: [.storage], // fgetxattr
+        194: [.storage], // listxattr
+        195: [.storage], // llistxattr
+        196: [.storage], // flistxattr
         202: [.wait], // futex
         208: [.wait], // io_getevents
-        217: [.fd], // getdents64
+        217: [.fd, .storage], // getdents64
         219: [.wait], // restart_syscall
         220: [.wait], // semtimedop
+        221: [.storage], // fadvise64
         230: [.wait], // clock_nanosleep
         232: [.fd, .wait], // epoll_wait
         243: [.wait], // mq_timedreceive
         247: [.wait], // waitid
-        257: [.file], // openat
-        263: [.file], // unlinkat
-        264: [.file], // renameat
+        257: [.file, .storage], // openat
+        258: [.storage], // mkdirat
+        262: [.storage], // newfstatat
+        263: [.file, .storage], // unlinkat
+        264: [.file, .storage], // renameat
+        265: [.storage], // linkat
+        266: [.storage], // symlinkat
+        267: [.storage], // readlinkat
         268: [.privilege], // fchmodat
+        269: [.storage], // faccessat
         270: [.wait], // pselect6
         271: [.wait], // ppoll
         275: [.fd], // splice
-        277: [.fd], // sync_file_range
+        277: [.fd, .storage], // sync_file_range
         281: [.fd, .wait], // epoll_pwait
         285: [.fd], // fallocate
         288: [.fd, .wait], // accept4
         292: [.privilege, .close], // dup3
-        295: [.fd], // preadv
+        295: [.fd, .storage], // preadv
         296: [.fd, .write], // pwritev
         299: [.fd], // recvmmsg
+        306: [.storage], // syncfs
         307: [.fd], // sendmmsg
         311: [.privilege], // process_vm_writev
         313: [.privilege], // finit_module
-        316: [.file], // renameat2
+        316: [.file, .storage], // renameat2
         319: [.privilege], // memfd_create
         321: [.privilege], // bpf
-        326: [.fd], // copy_file_range
-        327: [.fd], // preadv2
+        322: [.storage], // execveat
+        326: [.fd, .storage], // copy_file_range
+        327: [.fd, .storage], // preadv2
         328: [.fd, .write], // pwritev2
+        332: [.storage], // statx
         333: [.wait], // io_pgetevents
         426: [.wait], // io_uring_enter
-        437: [.file], // openat2
+        437: [.file, .storage], // openat2
+        439: [.storage], // faccessat2
         441: [.wait], // epoll_pwait2
         449: [.wait], // futex_waitv
         452: [.privilege], // fchmodat2
     ])
     /// arm64, from bpf/syscalls/arm64.tbl: names by number ("" where none).
-    /// Of classes.txt, arm64 has no chmod, creat, dup2, epoll_wait, open, pause, poll, rename, select,
-    /// unlink, vfork.
+    /// Of classes.txt, arm64 has no access, chmod, creat, dup2, epoll_wait, getdents, link, lstat,
+    /// mkdir, open, pause, poll, readlink, rename, rmdir, select, stat, symlink, unlink, vfork.
     public static let arm64 = SyscallTable(arch: .arm64, names: [
         "io_setup", // 0
         "io_destroy", // 1
@@ -1062,34 +1103,51 @@ extension SyscallTable {
         "file_setattr", // 469
     ], classes: [
         4: [.wait], // io_getevents
+        8: [.storage], // getxattr
+        9: [.storage], // lgetxattr
+        10: [.storage], // fgetxattr
+        11: [.storage], // listxattr
+        12: [.storage], // llistxattr
+        13: [.storage], // flistxattr
         22: [.fd, .wait], // epoll_pwait
         24: [.privilege, .close], // dup3
         29: [.fd], // ioctl
         32: [.fd, .wait], // flock
-        35: [.file], // unlinkat
-        38: [.file], // renameat
+        34: [.storage], // mkdirat
+        35: [.file, .storage], // unlinkat
+        36: [.storage], // symlinkat
+        37: [.storage], // linkat
+        38: [.file, .storage], // renameat
         40: [.privilege], // mount
+        43: [.storage], // statfs
+        44: [.storage], // fstatfs
         46: [.fd], // ftruncate
         47: [.fd], // fallocate
+        48: [.storage], // faccessat
         52: [.privilege], // fchmod
         53: [.privilege], // fchmodat
-        56: [.file], // openat
+        56: [.file, .storage], // openat
         57: [.close], // close
-        61: [.fd], // getdents64
-        63: [.fd], // read
+        61: [.fd, .storage], // getdents64
+        63: [.fd, .storage], // read
         64: [.fd, .write], // write
-        65: [.fd], // readv
+        65: [.fd, .storage], // readv
         66: [.fd, .write], // writev
-        67: [.fd], // pread64
+        67: [.fd, .storage], // pread64
         68: [.fd, .write], // pwrite64
-        69: [.fd], // preadv
+        69: [.fd, .storage], // preadv
         70: [.fd, .write], // pwritev
+        71: [.storage], // sendfile
         72: [.wait], // pselect6
         73: [.wait], // ppoll
         76: [.fd], // splice
-        82: [.fd], // fsync
-        83: [.fd], // fdatasync
-        84: [.fd], // sync_file_range
+        78: [.storage], // readlinkat
+        79: [.storage], // newfstatat
+        80: [.storage], // fstat
+        81: [.storage], // sync
+        82: [.fd, .storage], // fsync
+        83: [.fd, .storage], // fdatasync
+        84: [.fd, .storage], // sync_file_range
         91: [.privilege], // capset
         95: [.wait], // waitid
         98: [.wait], // futex
@@ -1120,21 +1178,29 @@ extension SyscallTable {
         207: [.fd], // recvfrom
         211: [.fd], // sendmsg
         212: [.fd], // recvmsg
+        213: [.storage], // readahead
+        221: [.storage], // execve
+        223: [.storage], // fadvise64
+        227: [.storage], // msync
         242: [.fd, .wait], // accept4
         243: [.fd], // recvmmsg
         260: [.wait], // wait4
+        267: [.storage], // syncfs
         269: [.fd], // sendmmsg
         271: [.privilege], // process_vm_writev
         273: [.privilege], // finit_module
-        276: [.file], // renameat2
+        276: [.file, .storage], // renameat2
         279: [.privilege], // memfd_create
         280: [.privilege], // bpf
-        285: [.fd], // copy_file_range
-        286: [.fd], // preadv2
+        281: [.storage], // execveat
+        285: [.fd, .storage], // copy_file_range
+        286: [.fd, .storage], // preadv2
         287: [.fd, .write], // pwritev2
+        291: [.storage], // statx
         292: [.wait], // io_pgetevents
         426: [.wait], // io_uring_enter
-        437: [.file], // openat2
+        437: [.file, .storage], // openat2
+        439: [.storage], // faccessat2
         441: [.wait], // epoll_pwait2
         449: [.wait], // futex_waitv
         452: [.privilege], // fchmodat2

@@ -12,6 +12,7 @@
 //   flightbox-load privilege DIR    setuid, capset, ptrace, memfd, mount, chmod +x, dup2 onto 2, ...
 //   flightbox-load spin MS CPU      busy for MS milliseconds, pinned to CPU
 //   flightbox-load serve N WORK SLEEP CPU  N requests pinned to CPU: WORK ms of CPU time each, SLEEP ms apart
+//   flightbox-load serve-read FILE N SLEEP CPU  N requests pinned to CPU: a pread of all of FILE each, SLEEP ms apart
 //   flightbox-load tcp N            N loopback connections, then one to a closed port
 //   flightbox-load tcp-outage N MS  N accepted loopback connects, then the listener closes: MS ms of refused ones
 //   flightbox-load retransmit MS    a SYN the listener drops, retransmitted; gives up after MS ms
@@ -20,6 +21,14 @@
 //   flightbox-load linger DIR       3 writes of 1000 bytes, 256 pages touched, then 2.5 s asleep; exits without close
 //   flightbox-load faults DIR PAGES PAGES major faults (file in DIR read back uncached), PAGES minor
 //   flightbox-load oom CGROUP MB    joins the memory cgroup (its directory), then touches MB MiB
+//   flightbox-load use KIND SHAPE RATE PERIOD SECONDS [FILE]
+//                                   holds a resource in a known shape over time (exhaustion fixtures):
+//                                   KIND memory (KiB, anonymous, touched), file (KiB written to FILE),
+//                                   fds (/dev/null opened), tasks (children that sleep);
+//                                   SHAPE leak (RATE units a second, never released), sawtooth (the same,
+//                                   all released every PERIOD s), burst (RATE x PERIOD units at once after
+//                                   PERIOD s, released 2 s later), flat (RATE x PERIOD units at once, held);
+//                                   for SECONDS s or until the resource runs out, in steps of 100 ms
 //   flightbox-load exit CODE        exits with CODE
 //   flightbox-load signal SIG       kills itself with signal SIG
 #if canImport(Glibc)
@@ -46,7 +55,7 @@ nonisolated func getppidThread(_ arg: UnsafeMutableRawPointer?) -> UnsafeMutable
 }
 
 func usage() -> Never {
-    printError("usage: flightbox-load getppid N | read N [SIZE] | latency DIR | threads N [CALLS] | wait-getppid MS N | trickle N MS | direct-write DIR N SIZE | privilege DIR | spin MS CPU | serve N WORK SLEEP CPU | tcp N | tcp-outage N MS | retransmit MS | http MS | writes DIR | linger DIR | faults DIR PAGES | oom CGROUP MB | exit CODE | signal SIG\n")
+    printError("usage: flightbox-load getppid N | read N [SIZE] | latency DIR | threads N [CALLS] | wait-getppid MS N | trickle N MS | direct-write DIR N SIZE | privilege DIR | spin MS CPU | serve N WORK SLEEP CPU | serve-read FILE N SLEEP CPU | tcp N | tcp-outage N MS | retransmit MS | http MS | writes DIR | linger DIR | faults DIR PAGES | oom CGROUP MB | use KIND SHAPE RATE PERIOD SECONDS [FILE] | exit CODE | signal SIG\n")
     exit(2)
 }
 
@@ -197,6 +206,31 @@ case "serve":
     print(slowest / 1_000_000)
     if x == 42 { print("") }
 
+case "serve-read":
+    // A service whose request is a read: pinned to CPU, N requests, each a
+    // pread of all of FILE (kept in memory, on tmpfs: the time is the
+    // kernel's copy, CPU time inside the syscall, so under contention the
+    // call itself is preempted), then a sleep of SLEEP ms. Prints the
+    // slowest request's wall time in ms.
+    guard args.count > 5, let n = Int(args[3]), let sleep = UInt32(args[4]), let cpu = Int32(args[5]) else { usage() }
+    check(fb_pin_to_cpu(cpu) == 0, "pin to cpu \(cpu)")
+    let fd = open(args[2], O_RDONLY)
+    check(fd >= 0, "open \(args[2])")
+    var st = stat()
+    check(fstat(fd, &st) == 0, "fstat")
+    let size = max(Int(st.st_size), 1)
+    let buf = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 4096)
+    // Touched once, so a request copies and never faults.
+    memset(buf, 0, size)
+    var slowest: UInt64 = 0
+    for _ in 0..<n {
+        let start = now()
+        check(pread(fd, buf, size, 0) == Int(st.st_size), "pread")
+        slowest = max(slowest, now() - start)
+        usleep(sleep * 1000)
+    }
+    print(slowest / 1_000_000)
+
 case "tcp":
     // N loopback connections, then one refused; prints "PORT REFUSED_PORT CONNECTIONS".
     guard let n = Int32(args[2]) else { usage() }
@@ -286,6 +320,96 @@ case "oom":
         chunks.append(c)
     }
     print("survived \(chunks.count) MiB")
+
+case "use":
+    guard args.count > 6, let rate = Double(args[4]), let period = Double(args[5]), let seconds = Double(args[6]), rate >= 0, period > 0
+    else { usage() }
+    let kind = args[2], shape = args[3]
+    guard ["memory", "file", "fds", "tasks"].contains(kind), ["leak", "sawtooth", "burst", "flat"].contains(shape),
+          kind != "file" || args.count > 7 else { usage() }
+    /// Units the shape holds `t` seconds in.
+    func target(_ t: Double) -> Int {
+        switch shape {
+        case "leak": Int(rate * t)
+        case "sawtooth": Int(rate * t.truncatingRemainder(dividingBy: period))
+        case "burst": t >= period && t < period + 2 ? Int(rate * period) : 0
+        default: Int(rate * period)
+        }
+    }
+    var held = 0
+    var maps: [(UnsafeMutableRawPointer, Int)] = []
+    var fds: [Int32] = []
+    var children: [pid_t] = []
+    var file: Int32 = -1
+    let chunk = UnsafeMutableRawPointer.allocate(byteCount: 1 << 16, alignment: 4096)
+    memset(chunk, 0x66, 1 << 16)
+    if kind == "file" {
+        file = open(args[7], O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0o600)
+        check(file >= 0, "open \(args[7])")
+    }
+    /// Takes `n` more units; false when the resource ran out.
+    func take(_ n: Int) -> Bool {
+        switch kind {
+        case "memory":
+            let size = n * 1024
+            guard let p = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), p != MAP_FAILED else { return false }
+            memset(p, 0x5a, size)
+            maps.append((p, size))
+        case "file":
+            var left = n * 1024
+            while left > 0 {
+                let w = write(file, chunk, min(left, 1 << 16))
+                if w < 0 { return false }
+                left -= w
+            }
+        case "fds":
+            for _ in 0..<n {
+                let fd = open("/dev/null", O_RDONLY)
+                if fd < 0 { return false }
+                fds.append(fd)
+            }
+        default:
+            for _ in 0..<n {
+                let c = fork()
+                if c < 0 { return false }
+                if c == 0 { while true { pause() } }
+                children.append(c)
+            }
+        }
+        held += n
+        return true
+    }
+    func releaseAll() {
+        for (p, size) in maps { munmap(p, size) }
+        maps.removeAll()
+        if file >= 0 { check(ftruncate(file, 0) == 0, "truncate") }
+        for fd in fds { close(fd) }
+        fds.removeAll()
+        for c in children { kill(c, SIGKILL) }
+        for c in children { var st: Int32 = 0; waitpid(c, &st, 0) }
+        children.removeAll()
+        held = 0
+    }
+    let start = now()
+    var tick: UInt64 = 0
+    while true {
+        let t = Double(now() - start) / 1e9
+        if t >= seconds { break }
+        let want = target(t)
+        if want < held { releaseAll() }
+        if want > held, !take(want - held) {
+            // Exhausted: say when (CLOCK_MONOTONIC, the trace's clock) and how much was held.
+            print("exhausted \(kind) at \(now()) ns after \(held) units: \(String(cString: strerror(errno)))")
+            releaseAll()
+            exit(0)
+        }
+        tick += 1
+        let next = start + tick * 100_000_000
+        let n = now()
+        if next > n { usleep(UInt32((next - n) / 1000)) }
+    }
+    print("held \(held) units at the end")
+    releaseAll()
 
 case "exit":
     guard let code = Int32(args[2]) else { usage() }

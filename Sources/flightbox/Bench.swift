@@ -13,7 +13,7 @@ import FlightboxFormat
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks, measured side by side in one run.",
-        subcommands: [StormBench.self, MixedBench.self, FormatBench.self, ReplayBench.self],
+        subcommands: [StormBench.self, MixedBench.self, FormatBench.self, ReplayBench.self, GaugesBench.self],
         defaultSubcommand: StormBench.self
     )
 }
@@ -26,6 +26,7 @@ struct StormBench: ParsableCommand {
     @Option(help: "Rounds (each runs every mode once).") var rounds: Int = 3
     @Option(help: "Codec for flightbox record.") var codec: String = "zstd"
     @Flag(help: "Leave perf out.") var noPerf = false
+    @Flag(help: "Also record with --cgroup of an empty cgroup, the storm outside it: what an event filtered out in the kernel costs.") var filtered = false
     @Option(help: "Folder for the traces written.") var dir: String = "/tmp"
 
     func validate() throws {
@@ -40,6 +41,16 @@ struct StormBench: ParsableCommand {
 
         var modes = [BenchModes.bare, BenchModes.floor, BenchModes.clockFloor, BenchModes.recorder]
         if perf != nil { modes.append(BenchModes.perf) }
+        // An empty cgroup of our own, in the first hierarchy --cgroup searches.
+        var emptyCgroup: String?
+        if filtered {
+            guard let root = CgroupTarget.searchedHierarchies().first else { throw fail("--filtered: no cgroup hierarchy is mounted") }
+            let path = root + "/flightbox-bench-\(getpid())"
+            guard mkdir(path, 0o755) == 0 || errno == EEXIST else { throw fail("--filtered: cannot create \(path): \(String(cString: strerror(errno)))") }
+            emptyCgroup = path
+            modes.append(BenchModes.filteredOut)
+        }
+        defer { if let emptyCgroup { rmdir(emptyCgroup) } }
         var samples: [String: [BenchSample]] = [:]
         let storm = { try timedStorm([load, "read", String(calls), String(size)]) }
         let trace = dir + "/flightbox-bench.fbt"
@@ -49,6 +60,11 @@ struct StormBench: ParsableCommand {
             samples[BenchModes.floor, default: []].append(try BenchModes.underFloor(allHooks: false, storm))
             samples[BenchModes.clockFloor, default: []].append(try BenchModes.underFloor(allHooks: false, clockReads: true, storm))
             samples[BenchModes.recorder, default: []].append(try BenchModes.underRecorder(me: me, trace: trace, codec: codec, storm))
+            if let emptyCgroup {
+                samples[BenchModes.filteredOut, default: []].append(try BenchModes.underRecorder(
+                    me: me, trace: dir + "/flightbox-bench-filtered.fbt", codec: codec, extra: ["--cgroup", emptyCgroup], storm))
+                unlink(dir + "/flightbox-bench-filtered.fbt")
+            }
             if let perf {
                 samples[BenchModes.perf, default: []].append(try BenchModes.underPerf(
                     perf, tracepoints: ["raw_syscalls:sys_enter", "raw_syscalls:sys_exit"], data: dir + "/flightbox-bench.perf.data", storm))
@@ -56,6 +72,12 @@ struct StormBench: ParsableCommand {
         }
         BenchModes.report("syscall storm: \(calls) read(2) calls of \(size) bytes; median of \(rounds) rounds, modes interleaved",
                           modes: modes, samples: samples, requests: false)
+        if let f = samples[BenchModes.filteredOut] {
+            let t = BenchModes.median(f.map(\.seconds))
+            let bare = BenchModes.median(samples[BenchModes.bare]!.map(\.seconds))
+            let rec = BenchModes.median(samples[BenchModes.recorder]!.map(\.seconds))
+            print("filtered out by --cgroup in the kernel: \(String(format3: t / bare))x bare, \(String(format3: t / rec))x the unfiltered recorder (\(f.last!.events) events kept)")
+        }
         try FamilyBytes.report(trace: trace, codec: codec, dir: dir)
         unlink(trace)
     }

@@ -25,6 +25,7 @@ enum BenchModes {
     static let floor = "floor (in-kernel count)"
     static let clockFloor = "floor + 2 clock reads"
     static let recorder = "flightbox record"
+    static let filteredOut = "record --cgroup (not it)"
     static let perf = "perf record"
 
     /// Under the floor; `allHooks` counts every tracepoint's hits as events,
@@ -41,8 +42,8 @@ enum BenchModes {
 
     /// Under `flightbox record` of the whole machine with the default
     /// families; the trace it wrote stays at `trace`.
-    static func underRecorder(me: String, trace: String, codec: String, _ workload: () throws -> BenchSample) throws -> BenchSample {
-        let rec = try Spawned([me, "record", "-o", trace, "--codec", codec])
+    static func underRecorder(me: String, trace: String, codec: String, extra: [String] = [], _ workload: () throws -> BenchSample) throws -> BenchSample {
+        let rec = try Spawned([me, "record", "-o", trace, "--codec", codec] + extra)
         try rec.waitForStderr("flightbox: recording")
         var s = try workload()
         kill(rec.pid, SIGINT)

@@ -12,11 +12,14 @@ import FlightboxRecorder
 /// per-family thresholds, and the block codec. Shared by `record` and
 /// `flight` (`@OptionGroup`), so both take the same flags the same way.
 struct CaptureOptions: ParsableArguments {
-    @Option(help: "Probe families, comma-separated: \(ProbeFamily.allCases.map(\.rawValue).joined(separator: ",")) (default: \(ProbeFamily.defaults.map(\.rawValue).joined(separator: ","))). With a command, process is always on, to follow its children.")
+    @Option(help: "Probe families, comma-separated: \(ProbeFamily.allCases.map(\.rawValue).joined(separator: ",")) (default: \(ProbeFamily.defaults.map(\.rawValue).joined(separator: ","))). With a command or --pid, process is always on, to follow children.")
     var probes: String?
 
-    @Option(help: "Record only this process (all its threads).")
+    @Option(help: "Record only this process (all its threads) and its descendants: the ones it has and the ones forked below it while recording (as strace -f).")
     var pid: UInt32?
+
+    @Option(help: ArgumentHelp("Record only tasks in this cgroup and the cgroups below it (a systemd service, a container), filtered in the kernel. An absolute path to a cgroup directory (/sys/fs/cgroup/..., any v1 or v2 hierarchy) or a path relative to the hierarchy (system.slice/nginx.service), looked up in the unified hierarchy first, then in the v1 ones.", valueName: "path"))
+    var cgroup: String?
 
     @Option(help: "Record only tasks with this command name (as in /proc/PID/comm).")
     var comm: String?
@@ -49,7 +52,7 @@ struct CaptureOptions: ParsableArguments {
     var verbose = false
 
     func validate() throws {
-        // --pid with --comm is refused by each command, which knows what else excludes them.
+        if filterFlags.count > 1 { throw ValidationError("--pid, --comm and --cgroup exclude each other") }
         guard let c = Codec(name: codec), c != .none else { throw ValidationError("--codec must be zstd or lz4") }
         if let levels = c.levels { try checkRange(level, levels, flag: "--level") }
         // The kernel takes a ring of up to 4 GiB less a few pages; 1 GiB is
@@ -66,7 +69,23 @@ struct CaptureOptions: ParsableArguments {
         }
         if let comm, comm.isEmpty || comm.utf8.count > 15 { throw ValidationError("--comm: kernel command names are 1 to 15 bytes") }
         if let pid { try checkProcess(pid) }
+        if let cgroup { _ = try resolveCgroup(cgroup) }
         _ = try families()
+    }
+
+    /// The filter flags given, for commands that refuse them with something
+    /// of their own (a command to run).
+    var filterFlags: [String] {
+        [pid.map { _ in "--pid" }, comm.map { _ in "--comm" }, cgroup.map { _ in "--cgroup" }].compactMap { $0 }
+    }
+
+    /// --cgroup as the cgroup the kernel compares; its errors are usage errors.
+    func resolveCgroup(_ path: String) throws -> CgroupTarget {
+        do { return try CgroupTarget.resolve(path, btfPath: btf) } catch let e as CgroupError {
+            throw ValidationError(e.description)
+        } catch let e as CaptureError {
+            throw ValidationError(e.description)
+        }
     }
 
     /// --probes as families: every name known, none twice, at least one.
@@ -110,9 +129,15 @@ struct CaptureOptions: ParsableArguments {
         config.verbose = verbose
         if let families = try families() { config.families = families }
         if let pid {
-            config.filter = .pid(pid)
+            config.filter = .descendants(of: pid)
         } else if let comm {
             config.filter = .comm(comm)
+        } else if let cgroup {
+            config.filter = .cgroup(try resolveCgroup(cgroup))
+        }
+        if config.filter.followsForks, !config.families.contains(.process) {
+            // Following descendants needs the fork probe.
+            config.families.append(.process)
         }
         return config
     }
@@ -168,18 +193,13 @@ func processSnapshot(at clockNs: UInt64) -> ProcessSnapshot {
 /// without the gauges family.
 func gaugeSampler(options: CaptureOptions, config: CaptureConfig) -> GaugeSampler? {
     guard config.families.contains(.gauges) else { return nil }
-    return GaugeSampler(intervalNs: options.gaugeIntervalNs, processes: {
-        switch config.filter {
-        case .none: .holdingAtLeast(32)
-        case .pid(let p): .tree([p])
-        case .tracked(let p): .tree(p)
-        case .comm(let c): .comm(c)
-        }
-    }())
+    return GaugeSampler(intervalNs: options.gaugeIntervalNs, processes: GaugeSampler.Processes(following: config.filter))
 }
 
 /// The live detector engine: the detectors of a configuration, seeded with
-/// the trace's process snapshot, calling `onFinding` for each finding.
-func detectorEngine(_ detectors: [Detector], snapshot: ProcessSnapshot, onFinding: @escaping (Finding) -> Void) -> DetectorEngine {
-    DetectorEngine(detectors: detectors, snapshot: snapshot, onFinding: onFinding)
+/// the trace's process snapshot and clock mapping (as replay seeds them from
+/// the file), calling `onFinding` for each finding.
+func detectorEngine(_ detectors: [Detector], snapshot: ProcessSnapshot, metadata: TraceMetadata,
+                    onFinding: @escaping (Finding) -> Void) -> DetectorEngine {
+    DetectorEngine(detectors: detectors, snapshot: snapshot, clock: TraceClock(metadata), onFinding: onFinding)
 }

@@ -86,7 +86,7 @@ struct Replay: ParsableCommand {
         let out = Output()
         let meta = reader.metadata
         let arch = SyscallArch(schema: meta.schema, machine: meta.machine)
-        let engine = DetectorEngine(detectors: list, snapshot: reader.snapshot, arch: arch) { f in
+        let engine = DetectorEngine(detectors: list, snapshot: reader.snapshot, arch: arch, clock: TraceClock(meta)) { f in
             out.line(format == .json ? f.jsonLine : formatFinding(f, metadata: meta))
         }
         reader.forEachEvent(from: from, to: to) { engine.process($0) }

@@ -34,7 +34,8 @@ struct FixtureTest: ParsableCommand {
             let reader = try openTrace("\(base)/trace.fbt")
             let arch = SyscallArch(schema: reader.metadata.schema, machine: reader.metadata.machine)
             let configuration = try detectorConfiguration(file: fileConfig ?? own, trace: reader.metadata, path: "\(base)/trace.fbt")
-            let engine = DetectorEngine(detectors: try configuration.makeDetectors(), snapshot: reader.snapshot, arch: arch)
+            let engine = DetectorEngine(detectors: try configuration.makeDetectors(), snapshot: reader.snapshot, arch: arch,
+                                        clock: TraceClock(reader.metadata))
             reader.forEachEvent { engine.process($0) }
             engine.finish()
             let actual = engine.findings.map(\.jsonLine)

@@ -43,8 +43,7 @@ struct Record: ParsableCommand {
     var command: [String] = []
 
     func validate() throws {
-        let modes = [capture.pid != nil, capture.comm != nil, !command.isEmpty].filter { $0 }.count
-        if modes > 1 { throw ValidationError("--pid, --comm and a command exclude each other") }
+        if let flag = capture.filterFlags.first, !command.isEmpty { throw ValidationError("\(flag) and a command exclude each other") }
         if let duration { _ = try parseDuration(duration, flag: "--duration") }
         if detect == false, findings != nil { throw ValidationError("--findings needs --detect") }
         if detect == false, detectors != nil { throw ValidationError("--detectors needs --detect") }
@@ -81,8 +80,8 @@ struct Record: ParsableCommand {
         var child: pid_t = 0
         var gate: Int32 = -1
         if !config.families.contains(.process), !command.isEmpty || config.families.allSatisfy({ $0 == .gauges }) {
-            // Following the command's descendants needs the fork probe, and the
-            // recorder's ring buffer needs one kernel family.
+            // Following the command's descendants needs the fork probe (--pid
+            // adds it too), and the recorder's ring buffer needs one kernel family.
             config.families.append(.process)
         }
         if !command.isEmpty {
@@ -118,7 +117,7 @@ struct Record: ParsableCommand {
 
         let findingsOut = Output(fd: findingsFd)
         let json = findings != nil
-        let engine: DetectorEngine? = detect ? detectorEngine(detectorList, snapshot: snapshot) { f in
+        let engine: DetectorEngine? = detect ? detectorEngine(detectorList, snapshot: snapshot, metadata: metadata) { f in
             findingsOut.line(json ? f.jsonLine : formatFinding(f, metadata: metadata))
         } : nil
 
@@ -144,7 +143,7 @@ struct Record: ParsableCommand {
         FileHandleStderr.write("flightbox: recorded \(events) events (\(lost) lost) in \(writer.eventBlocks) blocks, \(writer.bytesWritten) bytes (\(perEvent) bytes/event) to \(output)\n")
         if let engine { FileHandleStderr.write("flightbox: \(engine.findings.count) findings\n") }
         if bpf.untrackedChildren > 0 {
-            FileHandleStderr.write("flightbox: warning: \(bpf.untrackedChildren) child processes of the command could not be followed (tracked set full); their events are missing\n")
+            FileHandleStderr.write("flightbox: warning: \(bpf.untrackedChildren) child processes could not be followed (tracked set full); their events are missing\n")
         }
         if let error = outcome.error { throw fail(error.description) }
         if let code = outcome.commandExitCode, code != 0 { throw ExitCode(code) }

@@ -78,7 +78,8 @@ struct ReplayBench: ParsableCommand {
         var found = 0
         if let detectors {
             let meta = reader.metadata
-            let engine = DetectorEngine(detectors: detectors, snapshot: reader.snapshot, arch: SyscallArch(schema: meta.schema, machine: meta.machine))
+            let engine = DetectorEngine(detectors: detectors, snapshot: reader.snapshot, arch: SyscallArch(schema: meta.schema, machine: meta.machine),
+                                        clock: TraceClock(meta))
             reader.forEachEvent { e in
                 n += 1
                 engine.process(e)

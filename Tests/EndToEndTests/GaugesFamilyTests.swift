@@ -15,7 +15,7 @@ final class GaugesFamilyTests: XCTestCase {
         defer { _ = try? Tool.run("/bin/umount", [mnt]) }
         let trace = scratch("gauges.fbt")
         let r = try Tool.run(Tool.flightbox, ["record", "-o", trace, "--probes", "gauges", "--gauge-interval", "100ms", "--",
-                                              "/bin/sh", "-c", "sleep 0.5; head -c 3145728 /dev/zero > \(mnt)/f; sleep 0.5"])
+                                              "/bin/sh", "-c", "ulimit -n 300; sleep 0.5; head -c 3145728 /dev/zero > \(mnt)/f; sleep 0.5"])
         XCTAssertEqual(r.status, 0, r.stderr)
         let gauges = try eventsJSON(trace, ["--type", "gauge"])
         let space = gauges.filter { $0["gauge"]?.stringValue == "fs_bytes_available" && $0["fields"]?["name"]?.stringValue == mnt }
@@ -28,8 +28,26 @@ final class GaugesFamilyTests: XCTestCase {
         let fds = gauges.filter { $0["gauge"]?.stringValue == "process_fds" }
         XCTAssertFalse(fds.isEmpty, "the command's processes are sampled")
         XCTAssertTrue(fds.allSatisfy { ($0["fields"]?["limit"]?.uintValue ?? 0) > 0 && ($0["fields"]?["value"]?.uintValue ?? 0) > 0 })
+        XCTAssertTrue(fds.contains { $0["fields"]?["limit"]?.uintValue == 300 }, "each process's own soft RLIMIT_NOFILE (ulimit -n 300)")
+        // The mount's device as write summaries name it (kernel dev_t: major << 20 | minor).
+        let majMin = try Tool.run("/bin/mountpoint", ["-d", mnt]).stdout.split(separator: "\n").first?.split(separator: ":").compactMap { UInt64($0) } ?? []
+        XCTAssertEqual(majMin.count, 2)
+        let device = gauges.filter { $0["gauge"]?.stringValue == "fs_device" && $0["fields"]?["name"]?.stringValue == mnt }
+        XCTAssertFalse(device.isEmpty)
+        XCTAssertTrue(device.allSatisfy { $0["fields"]?["value"]?.uintValue == majMin[0] << 20 | majMin[1] }, "\(majMin)")
         for kind in ["system_fds", "tasks", "mem_available", "load1"] {
             XCTAssertTrue(gauges.contains { $0["gauge"]?.stringValue == kind && ($0["fields"]?["limit"]?.uintValue ?? 0) > 0 }, kind)
+        }
+        // Block devices by name, with their dev_t and size, as /sys/block has them.
+        let devices = gauges.filter { $0["gauge"]?.stringValue == "block_device" }
+        let sysBlock = (try? FileManager.default.contentsOfDirectory(atPath: "/sys/block")) ?? []
+        for name in sysBlock.sorted() {
+            guard let sectors = try? String(contentsOfFile: "/sys/block/\(name)/size", encoding: .utf8), let n = UInt64(sectors.trimmingCharacters(in: .whitespacesAndNewlines)), n > 0,
+                  let dev = try? String(contentsOfFile: "/sys/block/\(name)/dev", encoding: .utf8) else { continue }
+            let parts = dev.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: ":").compactMap { UInt64($0) }
+            let sampled = devices.first { $0["fields"]?["name"]?.stringValue == name }
+            XCTAssertEqual(sampled?["fields"]?["value"]?.uintValue, parts.count == 2 ? parts[0] << 20 | parts[1] : nil, name)
+            XCTAssertEqual(sampled?["fields"]?["limit"]?.uintValue, n * 512, name)
         }
     }
 
@@ -52,6 +70,11 @@ final class GaugesFamilyTests: XCTestCase {
         XCTAssertTrue(memory.contains { ($0["fields"]?["value"]?.uintValue ?? 0) > 0 }, "the command's memory is charged to it")
         XCTAssertTrue(gauges.filter { $0["gauge"]?.stringValue == "cgroup_memory" }.allSatisfy { ($0["fields"]?["limit"]?.uintValue ?? 0) < 1 << 62 },
                       "unlimited cgroups are not sampled")
+        let anon = memory.compactMap { m in gauges.first { $0["gauge"]?.stringValue == "cgroup_memory_anon" && $0["ts_ns"] == m["ts_ns"] && $0["fields"]?["name"]?.stringValue == name } }
+        XCTAssertEqual(anon.count, memory.count, "anonymous memory sampled with each charge")
+        XCTAssertTrue(zip(anon, memory).allSatisfy { a, m in
+            (a["fields"]?["value"]?.uintValue ?? .max) <= (m["fields"]?["value"]?.uintValue ?? 0) && a["fields"]?["limit"] == m["fields"]?["limit"]
+        }, "never more than the charge, which also counts page cache")
         let rss = gauges.filter { $0["gauge"]?.stringValue == "process_rss" }
         XCTAssertFalse(rss.isEmpty, "the followed command's resident memory")
         XCTAssertTrue(rss.allSatisfy { ($0["fields"]?["value"]?.uintValue ?? 0) > 0 && ($0["fields"]?["limit"]?.uintValue ?? 0) > ($0["fields"]?["value"]?.uintValue ?? 0) })

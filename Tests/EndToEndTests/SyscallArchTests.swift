@@ -26,9 +26,9 @@ final class SyscallArchTests: XCTestCase {
             ts += 10_000
             recs.append(EventEncoder.syscall(ts: ts, pid: 42, tid: 42, nr: 63, duration: 1_000 + UInt64(i % 3) * 1_000, fdKind: .regular))
         }
-        // arm64 nanosleep (101; x86_64's ptrace) waits by design; a slow read (63; x86_64's uname) is an outlier.
+        // arm64 nanosleep (101; x86_64's ptrace) waits by design; a slow read (63; x86_64's uname), past the storage ceiling, is an outlier.
         recs.append(EventEncoder.syscall(ts: ts + 1, pid: 42, tid: 42, nr: 101, duration: 5_000_000_000))
-        recs.append(EventEncoder.syscall(ts: ts + 2, pid: 42, tid: 42, nr: 63, duration: 50_000_000, ret: 4096, fdKind: .regular))
+        recs.append(EventEncoder.syscall(ts: ts + 2, pid: 42, tid: 42, nr: 63, duration: 150_000_000, ret: 4096, fdKind: .regular))
         try writeArm64Trace(trace, recs)
 
         let events = try eventsJSON(trace, ["--type", "syscall"])

@@ -62,10 +62,56 @@ final class ConfigurationTests: XCTestCase {
             (.pid(42), "pid 42", #"{"mode":"pid","pid":42}"#),
             (.comm("nginx"), "comm nginx", #"{"mode":"comm","comm":"nginx"}"#),
             (.tracked([7, 9]), "command (pid 7,9 and descendants)", #"{"mode":"command","pids":[7,9]}"#),
+            (.descendants(of: 42), "pid 42 and descendants", #"{"mode":"pid","pid":42,"descendants":true}"#),
+            (.cgroup(CgroupTarget(path: "/sys/fs/cgroup/system.slice/nginx.service", id: 4242, level: 2, hierarchy: .unified)),
+             "cgroup /sys/fs/cgroup/system.slice/nginx.service and below",
+             #"{"mode":"cgroup","path":"/sys/fs/cgroup/system.slice/nginx.service","id":4242,"level":2,"hierarchy":"v2"}"#),
+            (.cgroup(CgroupTarget(path: "/sys/fs/cgroup/pids/docker/abc", id: 77, level: 2, hierarchy: .v1(controller: "pids", ssid: 11))),
+             "cgroup /sys/fs/cgroup/pids/docker/abc and below",
+             #"{"mode":"cgroup","path":"/sys/fs/cgroup/pids/docker/abc","id":77,"level":2,"hierarchy":"v1","controller":"pids"}"#),
         ]
         for (filter, summary, json) in cases {
             XCTAssertEqual(filter.summary, summary)
             XCTAssertEqual(filter.json.serialized(), json)
+        }
+    }
+
+    /// mountinfo lines of cgroup mounts: v1 controllers from the superblock
+    /// options (not rw, not name=), v2, a bind-mounted subtree, escapes;
+    /// other filesystems are not cgroups.
+    func testCgroupMountsFromMountinfo() {
+        let v1 = CgroupMount.parse("39 31 0:36 / /sys/fs/cgroup/pids rw,nosuid,relatime shared:17 - cgroup cgroup rw,pids")
+        XCTAssertEqual(v1, CgroupMount(point: "/sys/fs/cgroup/pids", root: "/", unified: false, controllers: ["pids"], options: "rw,pids"))
+        let both = CgroupMount.parse("32 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct")
+        XCTAssertEqual(both?.controllers, ["cpu", "cpuacct"])
+        XCTAssertEqual(CgroupMount.parse("40 31 0:37 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,xattr,name=systemd")?.controllers, [])
+        let v2 = CgroupMount.parse("28 23 0:26 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate,memory_recursiveprot")
+        XCTAssertEqual(v2?.unified, true)
+        XCTAssertEqual(v2?.controllers, [])
+        let bound = CgroupMount.parse("612 600 0:26 /docker/abc /sys/fs/cgroup rw - cgroup2 cgroup2 rw")
+        XCTAssertEqual(bound?.root, "/docker/abc")
+        XCTAssertEqual(CgroupMount.parse(#"50 31 0:40 / /mnt/my\040cgroups rw - cgroup2 cgroup2 rw"#)?.point, "/mnt/my cgroups")
+        XCTAssertNil(CgroupMount.parse("31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755"))
+        XCTAssertNil(CgroupMount.parse("garbage"))
+        let mounts = [v1!, v2!]
+        XCTAssertEqual(CgroupMount.containing("/sys/fs/cgroup/pids/a/b", in: mounts)?.point, "/sys/fs/cgroup/pids")
+        XCTAssertEqual(CgroupMount.containing("/sys/fs/cgroup/pidsx", in: mounts)?.point, "/sys/fs/cgroup")
+        XCTAssertNil(CgroupMount.containing("/tmp", in: mounts))
+        XCTAssertEqual(CgroupTarget.kernelName("blkio"), "io")
+    }
+
+    /// The depth the kernel compares counts the mount's own root: a
+    /// bind-mounted subtree's cgroups are deeper than their path below the mount.
+    func testCgroupResolvesThisMachinesHierarchies() throws {
+        guard geteuid() == 0, access("/sys/kernel/btf/vmlinux", R_OK) == 0 else { throw XCTSkip("needs root and the kernel's BTF") }
+        for m in CgroupMount.all() where m.unified || !m.controllers.isEmpty {
+            let t = try CgroupTarget.resolve(m.point)
+            XCTAssertEqual(t.path, m.point)
+            XCTAssertEqual(Int(t.level), m.root.split(separator: "/").count)
+            if m.unified { XCTAssertEqual(t.hierarchy, .unified) } else if case .v1(let c, let ssid) = t.hierarchy {
+                XCTAssertTrue(m.controllers.contains(c))
+                XCTAssertGreaterThanOrEqual(ssid, 0)
+            } else { XCTFail("\(m.point): \(t.hierarchy)") }
         }
     }
 

@@ -84,7 +84,7 @@ final class ConfigFileTests: XCTestCase {
 
     func testUnknownKeysWithSuggestion() {
         XCTAssertEqual(failure("detectors:\n  syscall-latency:\n    flor: 2ms\n"),
-                       "3:5: syscall-latency: unknown key 'flor' (did you mean 'floor'?); known: enabled, min_samples, floor, buckets_above_p99, cooldown, critical, exclude")
+                       "3:5: syscall-latency: unknown key 'flor' (did you mean 'floor'?); known: enabled, min_samples, floor, buckets_above_p99, cooldown, critical, storage_ceiling, storage_share, preempted_share, exclude")
         XCTAssertEqual(failure("detector:\n  syscall-latency: {}\n"), "1:1: unknown top-level key 'detector' (did you mean 'detectors'?); known: detectors")
         XCTAssertEqual(failure("detectors:\n  syscall-latency:\n    exclude:\n      comms: [x]\n"),
                        "4:7: syscall-latency.exclude: unknown key 'comms' (did you mean 'comm'?); known: comm, pid, cgroup, endpoint, device")
@@ -111,6 +111,27 @@ final class ConfigFileTests: XCTestCase {
                        "4:13: syscall-latency.exclude.comm: expected a list such as [a, b], found a mapping")
         XCTAssertEqual(failure("detectors:\n  syscall-latency:\n    floor:\n"),
                        "3:11: syscall-latency.floor: expected a duration such as 1ms or 10s, found nothing")
+    }
+
+    /// The block detector's thresholds and device exclusions come from the file.
+    func testBlockSettings() throws {
+        let c = try parse("""
+        detectors:
+          block:
+            factor: 4
+            busy_depth: 0.5
+            min_latency: 500us
+            exclude:
+              device: [vda, "7:0"]
+        """)
+        let block = try XCTUnwrap(c["block"])
+        XCTAssertEqual(block.ratio("factor"), 4)
+        XCTAssertEqual(block.ratio("busy_depth"), 0.5)
+        XCTAssertEqual(block.duration("min_latency"), 500_000)
+        XCTAssertEqual(block.duration("window"), 1_000_000_000, "the rest at their defaults")
+        XCTAssertEqual(block.exclude.devices, ["vda", "7:0"])
+        XCTAssertEqual(failure("detectors:\n  block:\n    factor: 0.5\n"),
+                       "3:13: block.factor: 0.5 is out of range (1.0 to 1000000.0)")
     }
 
     func testOutOfRange() {

@@ -4,12 +4,12 @@ import FlightboxFormat
 @testable import FlightboxDetectors
 
 final class SettingsTests: XCTestCase {
-    /// Records with one slow read from each of pid 42 ("db") and pid 77 ("backup"), each after a baseline.
+    /// Records with one slow ioctl from each of pid 42 ("db") and pid 77 ("backup"), each after a baseline.
     func twoProcesses() -> (records: [[UInt8]], snapshot: ProcessSnapshot) {
         var ts: UInt64 = 1_000_000
-        var recs = fastCalls(200, nr: nrRead, from: &ts, pid: 42) + fastCalls(200, nr: nrRead, from: &ts, pid: 77)
-        recs.append(EventEncoder.syscall(ts: ts + 1, pid: 42, tid: 42, nr: nrRead, duration: 50_000_000, fdKind: .regular))
-        recs.append(EventEncoder.syscall(ts: ts + 2, pid: 77, tid: 77, nr: nrRead, duration: 50_000_000, fdKind: .regular))
+        var recs = fastCalls(200, nr: nrIoctl, from: &ts, pid: 42) + fastCalls(200, nr: nrIoctl, from: &ts, pid: 77)
+        recs.append(EventEncoder.syscall(ts: ts + 1, pid: 42, tid: 42, nr: nrIoctl, duration: 50_000_000, fdKind: .regular))
+        recs.append(EventEncoder.syscall(ts: ts + 2, pid: 77, tid: 77, nr: nrIoctl, duration: 50_000_000, fdKind: .regular))
         let snapshot = ProcessSnapshot(timestamp: 0, processes: [
             ProcessRecord(pid: 42, ppid: 1, uid: 0, comm: "db", exe: "/db", argv: []),
             ProcessRecord(pid: 77, ppid: 1, uid: 0, comm: "backup", exe: "/backup", argv: []),
@@ -70,9 +70,9 @@ final class SettingsTests: XCTestCase {
     /// execs out of it is judged afresh.
     func testExclusionFollowsExec() {
         var ts: UInt64 = 10
-        var recs = fastCalls(200, nr: nrRead, from: &ts, pid: 42)
+        var recs = fastCalls(200, nr: nrIoctl, from: &ts, pid: 42)
         recs.append(EventEncoder.exec(ts: ts + 1, pid: 42, tid: 42, ppid: 1, uid: 0, comm: "find", filename: "/usr/bin/find", argv: ["find"]))
-        recs.append(EventEncoder.syscall(ts: ts + 2, pid: 42, tid: 42, nr: nrRead, duration: 50_000_000, fdKind: .regular))
+        recs.append(EventEncoder.syscall(ts: ts + 2, pid: 42, tid: 42, nr: nrIoctl, duration: 50_000_000, fdKind: .regular))
         XCTAssertEqual(detect(recs).count, 1)
         XCTAssertEqual(detect(recs, detectors: detectors { $0.exclude = Exclusions(comms: ["find"]) }), [])
     }
@@ -97,7 +97,7 @@ final class SettingsTests: XCTestCase {
         c["syscall-latency"] = s
         let text = c.json.serialized()
         // Detectors in registry order: syscall-latency first, then the others with their defaults.
-        XCTAssertTrue(text.hasPrefix(#"{"syscall-latency":{"enabled":false,"min_samples":64,"floor":5000000,"buckets_above_p99":4,"cooldown":10000000000,"critical":1000000000,"exclude":{"comm":["find"],"pid":[7],"cgroup":["/a"],"endpoint":["h:1"],"device":["sda"]}},"#), text)
+        XCTAssertTrue(text.hasPrefix(#"{"syscall-latency":{"enabled":false,"min_samples":64,"floor":5000000,"buckets_above_p99":4,"cooldown":10000000000,"critical":1000000000,"storage_ceiling":100000000,"storage_share":0.500,"preempted_share":0.500,"exclude":{"comm":["find"],"pid":[7],"cgroup":["/a"],"endpoint":["h:1"],"device":["sda"]}},"#), text)
         XCTAssertEqual(text, c.json.serialized(), "stable")
         XCTAssertEqual(try DetectorConfiguration(json: JSONParser.parse(text)), c)
         // Unknown detectors and parameters (a newer recorder) are ignored; missing ones default.

@@ -139,7 +139,8 @@ final class EventTests: XCTestCase {
     func testGaugeKindsAreTheHeaders() {
         let c: [UInt32] = [FB_GAUGE_FS_BYTES, FB_GAUGE_FS_INODES, FB_GAUGE_PROC_FDS, FB_GAUGE_SYS_FDS, FB_GAUGE_TASKS, FB_GAUGE_CGROUP_PIDS,
                            FB_GAUGE_MEM_AVAILABLE, FB_GAUGE_SWAP_FREE, FB_GAUGE_PSI_SOME, FB_GAUGE_PSI_FULL, FB_GAUGE_LOAD,
-                           FB_GAUGE_CGROUP_MEMORY, FB_GAUGE_PROC_RSS, FB_GAUGE_THREADS, FB_GAUGE_PSI_SOME_AVG60, FB_GAUGE_PSI_FULL_AVG60].map(\.rawValue)
+                           FB_GAUGE_CGROUP_MEMORY, FB_GAUGE_PROC_RSS, FB_GAUGE_THREADS, FB_GAUGE_PSI_SOME_AVG60, FB_GAUGE_PSI_FULL_AVG60,
+                           FB_GAUGE_FS_DEVICE, FB_GAUGE_CGROUP_MEMORY_ANON, FB_GAUGE_BLOCK_DEVICE].map(\.rawValue)
         XCTAssertEqual(GaugeKind.allCases.map(\.rawValue), c)
         XCTAssertEqual(Set(GaugeKind.allCases.map(\.name)).count, GaugeKind.allCases.count)
     }

@@ -97,20 +97,25 @@ final class SyscallTableTests: XCTestCase {
                      "io_uring_enter", "restart_syscall", "vfork", "sched_yield", "flock", "sigaltstack"]
         XCTAssertEqual(t.numbers(in: .wait), waits.map { t.number(named: $0)! }.sorted())
         XCTAssertEqual(t.numbers(in: [.fd, .write]), [1, 18, 20, 296, 328])
-        XCTAssertEqual(t.classes(1), [.fd, .write])
+        XCTAssertEqual(t.classes(1), [.fd, .write], "write: buffered, not a storage wait")
+        XCTAssertEqual(t.classes(0), [.fd, .storage], "read")
+        XCTAssertEqual(t.classes(74), [.fd, .storage], "fsync")
         XCTAssertEqual(t.classes(39), [])
+        XCTAssertEqual(t.classes(16), [.fd], "ioctl: not a file-system call")
+        XCTAssertEqual(t.classes(217), [.fd, .storage], "getdents64")
+        XCTAssertEqual(t.classes(262), [.storage], "newfstatat: by path")
         XCTAssertEqual(t.classes(100_000), [])
     }
 
     /// The same classes by name on arm64, where the calls exist.
     func testArm64ClassesFollowTheNames() {
         let x86 = SyscallTable.x86_64, arm = SyscallTable.arm64
-        for cls: SyscallClass in [.fd, .file, .privilege, .write, .close, .wait] {
+        for cls: SyscallClass in [.fd, .file, .privilege, .write, .close, .wait, .storage] {
             let x86Names = Set(x86.numbers(in: cls).map { x86.name($0)! })
             let armNames = Set(arm.numbers(in: cls).map { arm.name($0)! })
             XCTAssertEqual(armNames, x86Names.filter { arm.number(named: $0) != nil })
         }
-        XCTAssertEqual(arm.classes(63), [.fd])
+        XCTAssertEqual(arm.classes(63), [.fd, .storage], "read")
         XCTAssertEqual(arm.classes(101), [.wait], "nanosleep")
         XCTAssertEqual(arm.classes(24), [.privilege, .close], "dup3")
         XCTAssertEqual(arm.numbers(in: .file).map { arm.name($0)! }, ["unlinkat", "renameat", "openat", "renameat2", "openat2"])

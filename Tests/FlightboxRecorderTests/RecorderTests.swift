@@ -34,8 +34,8 @@ final class RecorderTests: XCTestCase {
         var ts: UInt64 = 2_000_000_000
         var records = calls(300, from: &ts, nr: nrRead)
         ts += 10_000
-        // The outlier: a 50 ms read of a regular file after 300 of a few µs.
-        records.append(EventEncoder.syscall(ts: ts, pid: 42, tid: 43, nr: nrRead, duration: 50_000_000, ret: 4096, fdKind: .regular))
+        // The outlier: a 150 ms read of a regular file after 300 of a few µs (past the storage ceiling).
+        records.append(EventEncoder.syscall(ts: ts, pid: 42, tid: 43, nr: nrRead, duration: 150_000_000, ret: 4096, fdKind: .regular))
         records += calls(100, from: &ts, nr: nrRead)
         let clock = ManualClock(startNs: 2_000_000_000)
         var script = steps(records, perStep: 25)
@@ -57,7 +57,7 @@ final class RecorderTests: XCTestCase {
 
         let live = engine.findings.map(\.jsonLine)
         XCTAssertEqual(live.count, 1, "\(live)")
-        XCTAssertEqual(engine.findings.first?.evidence["latency_ns"]?.uintValue, 50_000_000)
+        XCTAssertEqual(engine.findings.first?.evidence["latency_ns"]?.uintValue, 150_000_000)
         XCTAssertEqual(engine.findings.first?.comm, "db")
         XCTAssertEqual(live, try replayFindings(path, detectors: DetectorRegistry.make(list: nil)))
     }
@@ -69,7 +69,7 @@ final class RecorderTests: XCTestCase {
         var ts: UInt64 = 2_000_000_000
         var records = calls(500, from: &ts, nr: nrRead)
         ts += 10_000
-        records.append(EventEncoder.syscall(ts: ts, pid: 42, tid: 42, nr: nrRead, duration: 80_000_000, fdKind: .regular))
+        records.append(EventEncoder.syscall(ts: ts, pid: 42, tid: 42, nr: nrRead, duration: 180_000_000, fdKind: .regular))
         records += calls(200, from: &ts, nr: nrRead)
         var script = steps(records, perStep: 20)
         script.insert(.losses([EventEncoder.loss(ts: 2_000_100_000, cpu: 0, lost: 3, firstTs: 2_000_090_000)]), at: 5)

@@ -14,6 +14,10 @@ int fb_bpf_set_config(struct bpf_object *obj, const struct fb_config *cfg);
  * counted), or -errno. `btf_path` NULL means the running kernel's. */
 int fb_bpf_tracepoint_args(const char *btf_path, const char *name);
 
+/* The value of enumerator `name` in the kernel's BTF (`btf_path` NULL: the
+ * running kernel's), in *value. Returns 0 or -errno (-ENOENT: no such name). */
+int fb_bpf_enum_value(const char *btf_path, const char *name, long long *value);
+
 /* Route libbpf's messages into a buffer instead of stderr; with `echo` set,
  * also print them (for --verbose). */
 void fb_bpf_capture_log(int echo);
