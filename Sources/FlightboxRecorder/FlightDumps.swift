@@ -271,6 +271,9 @@ public final class FlightDumps {
             ("triggers", .array(c.triggers.map(\.json))),
             ("pre_ns", .uint(configuration.preNs)), ("post_ns", .uint(configuration.postNs)),
             ("pre_start_ts_ns", .uint(c.preStart)), ("trigger_ts_ns", .uint(c.triggerTs)), ("post_end_ts_ns", .uint(c.postEnd)),
+            // Where the dump's events begin: the start of its first segment (at or before pre_start_ts_ns
+            // once the recorder has run --pre), whatever its first event's time.
+            ("start_ts_ns", .uint(first.startNs)),
             ("segments", .array(names.map { .string($0) })),
             ("live_findings", .array(findings.map(\.json))),
             ("replay", .string(FlightDumps.replayNote)),

@@ -84,7 +84,6 @@ struct FlightRun: ParsableCommand {
     @OptionGroup var capture: CaptureOptions
 
     func validate() throws {
-        if capture.pid != nil, capture.comm != nil { throw ValidationError("--pid and --comm exclude each other") }
         let keepNs = try parseDuration(keep, flag: "--keep", example: "10m")
         let segmentNs = try parseDuration(segment, flag: "--segment", example: "1m")
         let preNs = try parseDuration(pre, flag: "--pre", example: "5m")
@@ -146,15 +145,21 @@ struct FlightRun: ParsableCommand {
         ringConfig.maxBytes = maxBytes
         ringConfig.codec = capture.blockCodec
         ringConfig.level = capture.level
+        // One clock pair for the run: the live detectors map event time to
+        // wall-clock time with it, and so do replays of any segment or dump.
+        let clock = (monotonicNs: monotonicNow(), realtimeNs: realTimeNow())
         var firstSnapshot: ProcessSnapshot?
+        var firstMetadata: TraceMetadata?
         let ring: SegmentRing
         do {
             ring = try SegmentRing(configuration: ringConfig, header: { number in
+                let start = monotonicNow()
                 let metadata = captureMetadata(options: options, config: config, capture: bpf, detectors: detectorsJSON,
-                                               extra: [("flight_segment", .object([("number", .uint(number)), ("keep_ns", .uint(keepNs)),
-                                                                                    ("max_bytes", .uint(maxBytes))]))])
-                let snapshot = processSnapshot(at: metadata.clockNs)
-                if firstSnapshot == nil { firstSnapshot = snapshot }
+                                               extra: [("flight_segment", .object([("number", .uint(number)), ("start_ts_ns", .uint(start)),
+                                                                                    ("keep_ns", .uint(keepNs)), ("max_bytes", .uint(maxBytes))]))],
+                                               clock: clock)
+                let snapshot = processSnapshot(at: start)
+                if firstSnapshot == nil { firstSnapshot = snapshot; firstMetadata = metadata }
                 return (metadata, snapshot)
             }, notice: { FileHandleStderr.write("flightbox: \($0)\n") })
         } catch let e as TraceError { throw fail(e.description) }
@@ -176,9 +181,9 @@ struct FlightRun: ParsableCommand {
 
         let state = FlightState(directory: dir, ring: ring, dumps: dumps, capture: bpf)
         let out = Output()
-        let metadataForText = captureMetadata(options: options, config: config, capture: bpf)
-        let engine = detectorEngine(detectorList, snapshot: firstSnapshot ?? processSnapshot(at: monotonicNow())) { f in
-            out.line(formatFinding(f, metadata: metadataForText))
+        let metadata = firstMetadata ?? captureMetadata(options: options, config: config, capture: bpf, clock: clock)
+        let engine = detectorEngine(detectorList, snapshot: firstSnapshot ?? processSnapshot(at: monotonicNow()), metadata: metadata) { f in
+            out.line(formatFinding(f, metadata: metadata))
             out.flush()
             state.finding(f)
             dumps.observe(f)

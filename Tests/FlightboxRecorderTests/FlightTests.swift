@@ -151,12 +151,13 @@ final class FlightDumpTests: XCTestCase {
         dc.maxDumps = maxDumps
         dc.settleNs = 200_000_000
         let dumps = try FlightDumps(configuration: dc, clock: clock)
-        var steps = flightScript(polls: polls, perPoll: perPoll, nr: slowEvery == nil ? nrGetppid : nrRead)
+        var steps = flightScript(polls: polls, perPoll: perPoll)
         if let slowEvery {
-            // A read far slower than this process's usual: a syscall-latency finding.
+            // A getppid far slower than this process's usual (one that neither
+            // waits by design nor may wait for the disk): a syscall-latency finding.
             for i in stride(from: slowEvery, to: polls, by: slowEvery) {
                 let ts = 1_000_000_000 + UInt64(i) * 50_000_000 + 40_000_000
-                steps[i].records.append(EventEncoder.syscall(ts: ts, pid: 42, tid: 42, nr: nrRead, duration: 50_000_000, args: [3]))
+                steps[i].records.append(EventEncoder.syscall(ts: ts, pid: 42, tid: 42, nr: nrGetppid, duration: 50_000_000, args: [3]))
             }
         }
         var found: [Finding] = []
