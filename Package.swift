@@ -10,6 +10,8 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
+        // The flight recorder's metrics registry and Prometheus text exposition.
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // C libraries from Debian's -dev packages.
@@ -59,6 +61,7 @@ let package = Package(
                 "FlightboxEvents", "FlightboxFormat", "FlightboxCapture", "FlightboxDetectors", "FlightboxRecorder",
                 "FlightboxConfig", "FlightboxReport", "FlightboxRules",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
         // A workload with exactly known syscalls, for tests, fixtures and `flightbox bench`.

@@ -51,3 +51,8 @@ if command -v swift >/dev/null 2>&1 && (cd "$root" && swift build --product flig
 else
     echo "flightbox setup: flightbox did not build; shell completions and the man page are not installed"
 fi
+# The flight recorder's metrics are checked with Prometheus' own text parser.
+if ! python3 -c "import prometheus_client" >/dev/null 2>&1; then
+    echo "flightbox setup: installing prometheus_client (pip)"
+    python3 -m pip install -q prometheus_client 2>/dev/null || python3 -m pip install -q --break-system-packages prometheus_client
+fi

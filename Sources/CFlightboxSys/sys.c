@@ -7,6 +7,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -188,4 +193,121 @@ void fb_stop_signals_install(void)
 }
 
 int fb_stop_signals_count(void) { return stop_count; }
+
+/* Dump requests (SIGUSR1) for the flight recorder, counted the same way. */
+static volatile sig_atomic_t dump_count;
+
+static void on_dump_signal(int sig)
+{
+	(void)sig;
+	dump_count++;
+}
+
+void fb_dump_signals_install(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_dump_signal;
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = SA_RESTART;
+	sigaction(SIGUSR1, &sa, NULL);
+}
+
+int fb_dump_signals_count(void) { return dump_count; }
 int fb_stop_signal_last(void) { return stop_last; }
+
+/* The flight recorder's control socket (a unix stream socket in its
+ * directory) and its metrics listener (TCP on a loopback address): both
+ * non-blocking and close-on-exec, polled from the recorder's loop. */
+int fb_unix_listen(const char *path)
+{
+	struct sockaddr_un sa;
+	int fd;
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
+	strcpy(sa.sun_path, path);
+	/* A socket a killed recorder left behind is only a name. */
+	unlink(path);
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || chmod(path, 0600) != 0 || listen(fd, 8) != 0) {
+		int e = errno;
+		close(fd);
+		return -e;
+	}
+	return fd;
+}
+
+int fb_unix_connect(const char *path)
+{
+	struct sockaddr_un sa;
+	int fd;
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
+	strcpy(sa.sun_path, path);
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+		int e = errno;
+		close(fd);
+		return -e;
+	}
+	return fd;
+}
+
+int fb_tcp_listen(const char *address, int port)
+{
+	struct sockaddr_in6 sa6;
+	struct sockaddr_in sa4;
+	struct sockaddr *sa;
+	socklen_t len;
+	int fd, one = 1, family;
+
+	memset(&sa6, 0, sizeof(sa6));
+	memset(&sa4, 0, sizeof(sa4));
+	if (inet_pton(AF_INET, address, &sa4.sin_addr) == 1) {
+		/* Loopback only: metrics say what runs on the host. */
+		if ((ntohl(sa4.sin_addr.s_addr) >> 24) != 127)
+			return -EADDRNOTAVAIL;
+		sa4.sin_family = AF_INET;
+		sa4.sin_port = htons((uint16_t)port);
+		sa = (struct sockaddr *)&sa4;
+		len = sizeof(sa4);
+		family = AF_INET;
+	} else if (inet_pton(AF_INET6, address, &sa6.sin6_addr) == 1) {
+		if (!IN6_IS_ADDR_LOOPBACK(&sa6.sin6_addr))
+			return -EADDRNOTAVAIL;
+		sa6.sin6_family = AF_INET6;
+		sa6.sin6_port = htons((uint16_t)port);
+		sa = (struct sockaddr *)&sa6;
+		len = sizeof(sa6);
+		family = AF_INET6;
+	} else {
+		return -EINVAL;
+	}
+	fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, sa, len) != 0 || listen(fd, 16) != 0) {
+		int e = errno;
+		close(fd);
+		return -e;
+	}
+	return fd;
+}
+
+int fb_accept(int fd)
+{
+	int c = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
+	return c < 0 ? -errno : c;
+}

@@ -144,7 +144,16 @@ public final class BPFCapture {
     final class Sink {
         var body: ((UnsafeRawBufferPointer) -> Void)?
         var count = 0
+        /// Records after which the callback stops the read (-EINTR, which
+        /// `check` lets pass): libbpf 1.1 reads for as long as producers keep
+        /// writing, and a flooded ring would hold the caller's loop (its
+        /// timers, stop requests) for as long as the flood lasts.
+        var limit = Int.max
     }
+
+    /// Records one `poll` hands over at most (and the rest of the last batch):
+    /// some tens of milliseconds of work.
+    public static let pollBudget = 1 << 15
 
     public init(config: CaptureConfig) throws {
         self.config = config
@@ -296,7 +305,7 @@ public final class BPFCapture {
                 sink.count += 1
                 off += n
             }
-            return 0
+            return sink.count >= sink.limit ? -EINTR : 0
         }, ctx, nil)
         guard ring != nil else { throw CaptureError.ringBuffer(errno: errno) }
     }
@@ -462,7 +471,7 @@ public final class BPFCapture {
     /// `body` in ring order. Returns how many records were consumed.
     @discardableResult
     public func poll(timeoutMs: Int32, _ body: (UnsafeRawBufferPointer) -> Void) throws -> Int {
-        try feeding(body) {
+        try feeding(body, limit: BPFCapture.pollBudget) {
             try check(ring_buffer__poll(ring, timeoutMs))
             // Records submitted without a wake-up never make epoll report the
             // ring, so read it on every tick, not only when woken.
@@ -478,10 +487,11 @@ public final class BPFCapture {
 
     /// Runs `read` with `body` as the ring buffer callback's sink; returns the
     /// records it handed over.
-    private func feeding(_ body: (UnsafeRawBufferPointer) -> Void, _ read: () throws -> Void) throws -> Int {
+    private func feeding(_ body: (UnsafeRawBufferPointer) -> Void, limit: Int = .max, _ read: () throws -> Void) throws -> Int {
         try withoutActuallyEscaping(body) { b in
             sink.body = b
             sink.count = 0
+            sink.limit = limit
             defer { sink.body = nil }
             try read()
             return sink.count

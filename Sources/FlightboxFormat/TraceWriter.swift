@@ -263,6 +263,12 @@ public final class TraceWriter {
         try out.withUnsafeBytes { try writeAll(UnsafeRawBufferPointer(rebasing: $0[0..<(TraceLayout.blockHeaderSize + n)])) }
     }
 
+    /// Cuts the file back to the end of its last whole block.
+    private func cutBack() {
+        _ = ftruncate(fd, off_t(offset))
+        _ = lseek(fd, off_t(offset), SEEK_SET)
+    }
+
     private func writeAll(_ buf: UnsafeRawBufferPointer) throws {
         guard fd >= 0 else { throw TraceError.closed }
         var done = 0
@@ -272,12 +278,14 @@ public final class TraceWriter {
                 if errno == EINTR { continue }
                 let e = errno
                 // A partial block may have reached the disk: cut it off so the
-                // file ends on a whole block (readers would stop there anyway).
-                _ = ftruncate(fd, off_t(offset))
+                // file ends on a whole block (readers would stop there anyway),
+                // and write on from there if the caller tries again (the flight
+                // recorder, after freeing space), not past a hole.
+                cutBack()
                 if e == ENOSPC || e == EDQUOT { throw TraceError.diskFull(path: path) }
                 throw TraceError.writeFailed(path: path, errno: e)
             }
-            if n == 0 { _ = ftruncate(fd, off_t(offset)); throw TraceError.diskFull(path: path) }
+            if n == 0 { cutBack(); throw TraceError.diskFull(path: path) }
             done += n
             // A short write: keep going; on the next failure the partial block is cut above.
         }

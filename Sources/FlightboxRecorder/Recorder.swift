@@ -93,6 +93,7 @@ public final class Recorder {
     public let stop: any StopRequests
     public let configuration: Configuration
     private let observer: ((Event) -> Void)?
+    private let housekeeping: ((UInt64) -> Void)?
 
     private var writeError: (any Error)?
     private var rejected: UInt64 = 0
@@ -104,10 +105,13 @@ public final class Recorder {
     ///   - stop: SIGINT/SIGTERM (after `StopSignals.install()`) by default.
     ///   - observer: sees every written event after the engine, in sequence
     ///     order; the event is valid only during the call.
+    ///   - housekeeping: runs once per turn of the loop, after the periodic
+    ///     duties, with the clock's time (the flight recorder's triggers,
+    ///     dumps and status); never during shutdown.
     public init(source: any EventSource, writer: any EventWriter, engine: DetectorEngine? = nil,
                 sampler: (any PeriodicSampler)? = nil, clock: any RecorderClock = MonotonicClock(),
                 stop: any StopRequests = StopSignals(), configuration: Configuration = Configuration(),
-                observer: ((Event) -> Void)? = nil) {
+                observer: ((Event) -> Void)? = nil, housekeeping: ((UInt64) -> Void)? = nil) {
         self.source = source
         self.writer = writer
         self.engine = engine
@@ -116,6 +120,7 @@ public final class Recorder {
         self.stop = stop
         self.configuration = configuration
         self.observer = observer
+        self.housekeeping = housekeeping
     }
 
     /// The hot path: one record from the source, or made in user space.
@@ -183,6 +188,7 @@ public final class Recorder {
                 do { try writer.flush() } catch { writeError = error }
                 lastWriterFlush = now
             }
+            housekeeping?(now)
             if source.isExhausted {
                 reason = .sourceExhausted
                 break

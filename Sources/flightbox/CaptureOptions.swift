@@ -160,10 +160,13 @@ func startCapture(_ config: CaptureConfig) throws -> BPFCapture {
 /// A trace's metadata for a capture starting now: the host, the clock pair
 /// that maps event time to wall-clock time, and the capture's settings
 /// (`extra` adds fields of its own, e.g. a flight segment's).
+/// `clock`, when given, is the (CLOCK_MONOTONIC, CLOCK_REALTIME) pair to
+/// store instead of one read now: a flight recorder's segments share the pair
+/// its live detectors map time with, so their replays map it alike.
 func captureMetadata(options: CaptureOptions, config: CaptureConfig, capture: BPFCapture, command: [String] = [],
-                     detectors: JSON? = nil, extra: [(String, JSON)] = []) -> TraceMetadata {
-    let clockNs = monotonicNow()
-    let realNs = realTimeNow()
+                     detectors: JSON? = nil, extra: [(String, JSON)] = [], clock: (monotonicNs: UInt64, realtimeNs: UInt64)? = nil) -> TraceMetadata {
+    let clockNs = clock?.monotonicNs ?? monotonicNow()
+    let realNs = clock?.realtimeNs ?? realTimeNow()
     var uts = utsname()
     uname(&uts)
     func field<T>(_ v: T) -> String { withUnsafeBytes(of: v) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) } }

@@ -88,7 +88,7 @@ func runInParallel<T>(count: Int, jobs: Int, _ body: @escaping (Int) -> T) -> [T
 final class ParallelWork<T>: @unchecked Sendable {
     private let slots: UnsafeMutableBufferPointer<T?>
     private let body: (Int) -> T
-    private let next = Counter()
+    private let next = TicketCounter()
 
     init(count: Int, body: @escaping (Int) -> T) {
         slots = .allocate(capacity: count)
@@ -113,7 +113,7 @@ final class ParallelWork<T>: @unchecked Sendable {
 }
 
 /// A shared counter handing out each number once.
-final class Counter: @unchecked Sendable {
+final class TicketCounter: @unchecked Sendable {
     private var value = 0
     private var lock = pthread_mutex_t()
     init() { pthread_mutex_init(&lock, nil) }

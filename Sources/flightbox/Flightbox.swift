@@ -9,7 +9,7 @@ struct Flightbox: ParsableCommand {
         commandName: "flightbox",
         abstract: "A flight recorder for Linux: kernel events via eBPF into an indexed trace, with detectors live and on replay.",
         version: "0.1.0",
-        subcommands: [Record.self, Inspect.self, Events.self, Replay.self, Repair.self, Cut.self, Export.self, Report.self, FixtureTest.self, Detectors.self, Bench.self]
+        subcommands: [Record.self, Flight.self, Dump.self, Inspect.self, Events.self, Replay.self, Repair.self, Cut.self, Export.self, Report.self, FixtureTest.self, Detectors.self, Bench.self]
     )
 
     /// ArgumentParser's own loop, except that a usage error (a value it cannot

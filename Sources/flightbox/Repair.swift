@@ -21,42 +21,14 @@ struct Repair: ParsableCommand {
         }
         do { try OutputFile.check(path: out) } catch let e as TraceError { throw fail(e.description) }
         let reader = try openTrace(file)
-        let codec = reader.metadata.capture["codec"]?.stringValue.flatMap(Codec.init(name:)) ?? .zstd
-        let writer: TraceWriter
+        let result: TraceRepair.Result
+        // The copy appears only when complete, replacing whatever was at `out` in one rename(2).
         do {
-            // The copy appears only when complete, replacing whatever was at `out` in one rename(2).
-            // The reader hands over records in this build's layout: the copy's
-            // schema must say so, keeping the file's syscall numbering.
-            var metadata = reader.metadata
-            metadata.schema = EventSchema.json(syscallTable: SyscallArch(schema: reader.metadata.schema, machine: reader.metadata.machine))
-            writer = try TraceWriter(path: out, publish: .whenClosed, codec: codec == .none ? .zstd : codec, metadata: metadata,
-                                     snapshot: reader.snapshot ?? ProcessSnapshot(timestamp: reader.metadata.clockNs, processes: []))
-        } catch let e as TraceError { throw fail(e.description) }
-        var kept: UInt64 = 0
-        do {
-            // Block by block, keeping sequence numbers: what was lost stays a visible gap.
-            // Each record keeps its own number (the reader gives every number
-            // once): where numbers jump, the writer leaves the gap visible.
             let progress = Progress(label: "repair", total: reader.eventCount)
             defer { progress.done() }
-            for entry in reader.eventBlocks.sorted(by: { ($0.firstSequence, $0.offset) < ($1.firstSequence, $1.offset) }) {
-                var failure: Error?
-                reader.decodeBlock(entry) { e in
-                    guard failure == nil else { return }
-                    progress.step()
-                    do {
-                        if e.sequence != writer.nextSequence { try writer.skip(toSequence: e.sequence) }
-                        try writer.append(e.bytes)
-                        kept += 1
-                    } catch { failure = error }
-                }
-                if let failure { throw failure }
-                try writer.flush()
-            }
-            try writer.close()
+            result = try TraceRepair.copy(reader, to: out) { progress.step() }
         } catch let e as TraceError { throw fail(e.description) }
-        let missing = reader.sequenceGaps.reduce(0) { $0 &+ $1.missing } &+ (reader.eventCount > kept ? reader.eventCount - kept : 0)
         reportProblems(reader)
-        print("repaired \(file) -> \(out): \(kept) events in \(writer.eventBlocks) blocks, closed cleanly with an index; \(missing) events could not be recovered")
+        print("repaired \(file) -> \(out): \(result.kept) events in \(result.blocks) blocks, closed cleanly with an index; \(result.missing) events could not be recovered")
     }
 }

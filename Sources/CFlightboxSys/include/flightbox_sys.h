@@ -39,4 +39,17 @@ void fb_stop_signals_install(void);
 /* Stop signals received so far, and the last one's number. */
 int fb_stop_signals_count(void);
 int fb_stop_signal_last(void);
+
+/* Counts SIGUSR1 (a flight recorder's dump request) instead of dying of it. */
+void fb_dump_signals_install(void);
+int fb_dump_signals_count(void);
+
+/* Listening sockets for the flight recorder, non-blocking, close-on-exec:
+ * a unix socket at path (a stale one is replaced, mode 0600), and TCP on a
+ * loopback address only (-EADDRNOTAVAIL otherwise). fd or -errno. */
+int fb_unix_listen(const char *path);
+int fb_unix_connect(const char *path);
+int fb_tcp_listen(const char *address, int port);
+/* accept4 with SOCK_CLOEXEC; the fd or -errno (-EAGAIN: nobody waiting). */
+int fb_accept(int fd);
 #endif

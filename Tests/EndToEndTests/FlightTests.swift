@@ -1,0 +1,388 @@
+import XCTest
+#if canImport(Glibc)
+import Glibc
+#endif
+import FlightboxEvents
+
+/// `flightbox flight` with real BPF: dumps on a real finding, on SIGUSR1 and
+/// on `flightbox dump`; rotation by size and age; a restart after SIGKILL; a
+/// full tmpfs; status and metrics. Short runs: segments of 1 s, windows of seconds.
+final class FlightTests: XCTestCase {
+    func monotonicNs() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+    }
+
+    /// Starts a flight recorder on `dir` and waits until it records.
+    func startFlight(_ dir: String, _ extra: [String]) throws -> Recorder {
+        let r = try Recorder(["flight", "--dir", dir, "--status-interval", "200ms"] + extra)
+        try r.waitForStderr("flightbox: flight recording")
+        // The first status comes with the loop's first turn.
+        let deadline = Date().addingTimeInterval(10)
+        while !FileManager.default.fileExists(atPath: dir + "/status.json"), Date() < deadline { usleep(10_000) }
+        return r
+    }
+
+    func stop(_ r: Recorder) -> Int32 {
+        if r.process.isRunning { kill(r.pid, SIGTERM) }
+        return r.wait()
+    }
+
+    func status(_ dir: String) throws -> JSON {
+        let r = try Tool.flightbox("flight", "status", "--dir", dir, "--format", "json")
+        XCTAssertEqual(r.status, 0, r.stderr)
+        return try JSONParser.parse(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+
+    func dumps(_ dir: String) -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: dir + "/dumps")) ?? []).filter { $0.hasPrefix("dump-") && $0.hasSuffix(".fbt") }.sorted()
+            .map { dir + "/dumps/" + $0 }
+    }
+
+    func segments(_ dir: String) -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).filter { $0.hasPrefix("seg-") && $0.hasSuffix(".fbt") }.sorted()
+            .map { dir + "/" + $0 }
+    }
+
+    func size(_ path: String) -> UInt64 {
+        ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? UInt64) ?? 0
+    }
+
+    /// Waits until `n` dumps are in the directory.
+    func waitForDumps(_ dir: String, _ n: Int, timeout: TimeInterval = 30) throws -> [String] {
+        let deadline = Date().addingTimeInterval(timeout)
+        while dumps(dir).count < n {
+            guard Date() < deadline else { throw XCTSkip("no dump after \(timeout) s") }
+            usleep(100_000)
+        }
+        return dumps(dir)
+    }
+
+    func dumpMetadata(_ path: String) throws -> JSON {
+        try XCTUnwrap(inspectJSON(path)["capture"]?["flight_dump"])
+    }
+
+    /// Live findings and the replay's, by identity (see FlightDumps.replayNote).
+    func assertReplayMatchesLive(_ path: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        func identity(_ f: JSON) -> String {
+            ["ts_ns", "detector", "severity", "pid", "tid", "comm"].map { f[$0]?.serialized() ?? "?" }.joined(separator: " ")
+        }
+        let live = try dumpMetadata(path)["live_findings"]?.arrayValue?.map(identity) ?? []
+        let r = try Tool.flightbox("replay", path, "--format", "json")
+        XCTAssertEqual(r.status, 0, r.stderr, file: file, line: line)
+        let replayed = try r.lines.map { identity(try JSONParser.parse($0)) }
+        XCTAssertEqual(replayed, live, file: file, line: line)
+    }
+
+    /// A memory cgroup of 32 MiB (cgroup v1 or v2), removed at the end.
+    func memoryCgroup(_ name: String) throws -> String {
+        let v2 = "/sys/fs/cgroup/\(name)", v1 = "/sys/fs/cgroup/memory/\(name)"
+        if FileManager.default.fileExists(atPath: "/sys/fs/cgroup/cgroup.controllers") {
+            try? FileManager.default.createDirectory(atPath: v2, withIntermediateDirectories: true)
+            try "\(32 << 20)".write(toFile: v2 + "/memory.max", atomically: false, encoding: .utf8)
+            try? "0".write(toFile: v2 + "/memory.swap.max", atomically: false, encoding: .utf8)
+            addTeardownBlock { rmdir(v2) }
+            return v2
+        }
+        try? FileManager.default.createDirectory(atPath: v1, withIntermediateDirectories: true)
+        try "\(32 << 20)".write(toFile: v1 + "/memory.limit_in_bytes", atomically: false, encoding: .utf8)
+        try? "\(32 << 20)".write(toFile: v1 + "/memory.memsw.limit_in_bytes", atomically: false, encoding: .utf8)
+        addTeardownBlock { rmdir(v1) }
+        return v1
+    }
+
+    /// A real critical finding (the memory detector on a memcg OOM kill)
+    /// triggers a dump holding the pre window before it and the kill itself;
+    /// its replay gives the live findings.
+    func testACriticalFindingTriggersADump() throws {
+        try requireBPF()
+        let dir = try scratchDirectory("flight-finding")
+        let cg = try memoryCgroup("flightbox-flight-oom")
+        let r = try startFlight(dir, ["--probes", "process,memory", "--segment", "1s", "--keep", "30s", "--pre", "2s", "--post", "1s"])
+        defer { _ = stop(r) }
+        sleep(3)
+        let load = try Tool.run(Tool.load, ["oom", cg, "256"])
+        XCTAssertEqual(load.status, 9, "OOM-killed: \(load.stderr)")
+        let path = try waitForDumps(dir, 1)[0]
+        let meta = try dumpMetadata(path)
+        let trigger = try XCTUnwrap(meta["triggers"]?.arrayValue?.first)
+        XCTAssertEqual(trigger["kind"]?.stringValue, "finding")
+        XCTAssertEqual(trigger["finding"]?["detector"]?.stringValue, "memory")
+        XCTAssertEqual(trigger["finding"]?["severity"]?.stringValue, "critical")
+        let triggerTs = try XCTUnwrap(meta["trigger_ts_ns"]?.uintValue)
+        let info = try inspectJSON(path)
+        // Memory and process events are sparse: the dump starts with the
+        // segment that was open at the start of the pre window, whatever its
+        // first event's time.
+        XCTAssertLessThanOrEqual(try XCTUnwrap(meta["start_ts_ns"]?.uintValue), triggerTs - 2_000_000_000, "the pre window")
+        XCTAssertGreaterThanOrEqual(try XCTUnwrap(info["last_ts_ns"]?.uintValue), triggerTs + 900_000_000, "the post window")
+        XCTAssertEqual(info["closed_cleanly"], .bool(true))
+        try assertReplayMatchesLive(path)
+        XCTAssertEqual(stop(r), 0, r.stderr)
+        let s = try status(dir)
+        XCTAssertEqual(s["running"], .bool(false))
+        XCTAssertEqual(s["last_finding"]?["finding"]?["detector"]?.stringValue, "memory")
+    }
+
+    /// SIGUSR1 and `flightbox dump` each make a dump; the first holds a
+    /// process that ran inside the pre window, before the trigger.
+    func testSignalAndDumpCommandTriggerDumpsWithThePreWindow() throws {
+        try requireBPF()
+        let dir = try scratchDirectory("flight-signal")
+        let r = try startFlight(dir, ["--probes", "process,syscalls", "--segment", "1s", "--keep", "30s", "--pre", "3s", "--post", "1s",
+                                      "--dump-interval", "1s"])
+        defer { _ = stop(r) }
+        sleep(2)
+        let before = monotonicNs()
+        let marker = Process()
+        marker.executableURL = URL(fileURLWithPath: Tool.load)
+        marker.arguments = ["getppid", "1000"]
+        try marker.run()
+        marker.waitUntilExit()
+        XCTAssertEqual(marker.terminationStatus, 0)
+        usleep(500_000)
+        let signalled = monotonicNs()
+        kill(r.pid, SIGUSR1)
+        let first = try waitForDumps(dir, 1)[0]
+        let meta = try dumpMetadata(first)
+        XCTAssertEqual(meta["triggers"]?.arrayValue?.first?["kind"]?.stringValue, "signal")
+        let triggerTs = try XCTUnwrap(meta["trigger_ts_ns"]?.uintValue)
+        XCTAssertGreaterThanOrEqual(triggerTs, signalled)
+        XCTAssertLessThan(triggerTs, signalled + 1_000_000_000)
+        let events = try eventsJSON(first, ["--type", "exec"])
+        let execs = events.filter { $0["pid"]?.uintValue == UInt64(marker.processIdentifier) }
+        XCTAssertFalse(execs.isEmpty, "the marker process, run before the trigger, is in the dump")
+        for e in execs {
+            let ts = try XCTUnwrap(e["ts_ns"]?.uintValue)
+            XCTAssertGreaterThanOrEqual(ts, before)
+            XCTAssertLessThan(ts, triggerTs)
+            XCTAssertGreaterThanOrEqual(ts, triggerTs - 3_000_000_000, "inside the pre window")
+        }
+        let info = try inspectJSON(first)
+        XCTAssertLessThanOrEqual(try XCTUnwrap(info["first_ts_ns"]?.uintValue), triggerTs - 2_000_000_000)
+        try assertReplayMatchesLive(first)
+
+        sleep(1)
+        let asked = try Tool.flightbox("dump", "--dir", dir, "--reason", "from the test")
+        XCTAssertEqual(asked.status, 0, asked.stderr)
+        XCTAssertTrue(asked.stdout.contains("started dump-"), asked.stdout)
+        let both = try waitForDumps(dir, 2)
+        let second = try dumpMetadata(both[1])
+        XCTAssertEqual(second["triggers"]?.arrayValue?.first?["kind"]?.stringValue, "request")
+        XCTAssertEqual(second["reason"]?.stringValue, "from the test")
+        XCTAssertEqual(stop(r), 0, r.stderr)
+        XCTAssertEqual(try status(dir)["dumps"]?["written"]?.uintValue, 2)
+    }
+
+    /// Under load, segments close at a quarter of --max-size and the oldest
+    /// go: the directory never holds more than the budget plus one segment.
+    func testRotationBySizeKeepsTheBudget() throws {
+        try requireBPF()
+        let dir = try scratchDirectory("flight-size")
+        let budget: UInt64 = 2 << 20
+        let r = try startFlight(dir, ["--probes", "process,syscalls", "--segment", "1m", "--keep", "10m", "--max-size", "2M", "--pre", "10s"])
+        defer { _ = stop(r) }
+        let workload = Process()
+        workload.executableURL = URL(fileURLWithPath: Tool.load)
+        workload.arguments = ["getppid", "3000000"]
+        try workload.run()
+        defer { if workload.isRunning { workload.terminate(); workload.waitUntilExit() } }
+        var largestTotal: UInt64 = 0
+        var largestSegment: UInt64 = 0
+        let deadline = Date().addingTimeInterval(8)
+        while Date() < deadline, workload.isRunning {
+            let sizes = segments(dir).map(size)
+            largestTotal = max(largestTotal, sizes.reduce(0, +))
+            largestSegment = max(largestSegment, sizes.max() ?? 0)
+            usleep(20_000)
+        }
+        workload.terminate()
+        workload.waitUntilExit()
+        XCTAssertEqual(stop(r), 0, r.stderr)
+        let s = try status(dir)
+        XCTAssertGreaterThan(s["segments_evicted"]?["size"]?.uintValue ?? 0, 0, "\(s)")
+        XCTAssertLessThanOrEqual(largestTotal, budget + largestSegment)
+        XCTAssertLessThanOrEqual(segments(dir).map(size).reduce(0, +), budget)
+        // Each segment left reads alone.
+        for seg in segments(dir) {
+            let info = try inspectJSON(seg)
+            XCTAssertEqual(info["closed_cleanly"], .bool(true), seg)
+            XCTAssertEqual(info["missing"]?.uintValue, 0, seg)
+        }
+    }
+
+    /// Segments older than --keep go.
+    func testRotationByAgeRemovesOldSegments() throws {
+        try requireBPF()
+        let dir = try scratchDirectory("flight-age")
+        let r = try startFlight(dir, ["--probes", "process,syscalls", "--segment", "1s", "--keep", "2s", "--pre", "1s"])
+        defer { _ = stop(r) }
+        sleep(6)
+        let now = monotonicNs()
+        let s = try status(dir)
+        XCTAssertGreaterThanOrEqual(s["segments_evicted"]?["age"]?.uintValue ?? 0, 1, "\(s)")
+        XCTAssertEqual(stop(r), 0, r.stderr)
+        let left = segments(dir)
+        XCTAssertLessThanOrEqual(left.count, 5, "\(left)")
+        XCTAssertFalse(left.contains { $0.hasSuffix("seg-000000000001.fbt") || $0.hasSuffix("seg-000000000002.fbt") })
+        _ = now
+    }
+
+    /// After SIGKILL the last segment is left open; a restart repairs it in
+    /// place (every whole block kept) and records on into new segments.
+    func testRestartAfterSIGKILLRepairsAndGoesOn() throws {
+        try requireBPF()
+        let dir = try scratchDirectory("flight-kill")
+        let args = ["--probes", "process,syscalls", "--segment", "10s", "--keep", "1m", "--pre", "5s"]
+        let first = try startFlight(dir, args)
+        sleep(3)
+        kill(first.pid, SIGKILL)
+        first.wait()
+        let open = try XCTUnwrap(segments(dir).last)
+        let before = try inspectJSON(open)
+        XCTAssertEqual(before["closed_cleanly"], .bool(false))
+        let readable = try XCTUnwrap(before["events"]?.uintValue)
+        XCTAssertGreaterThan(readable, 0, "flushed blocks are on disk")
+        XCTAssertEqual(try status(dir)["running"], .bool(false), "the lock died with it")
+
+        let second = try startFlight(dir, args)
+        XCTAssertTrue(second.stderr.contains("repaired \((open as NSString).lastPathComponent)"), second.stderr)
+        let after = try inspectJSON(open)
+        XCTAssertEqual(after["closed_cleanly"], .bool(true))
+        XCTAssertEqual(after["events"]?.uintValue, readable, "nothing readable was lost")
+        sleep(2)
+        XCTAssertEqual(try status(dir)["running"], .bool(true))
+        XCTAssertEqual(stop(second), 0, second.stderr)
+        XCTAssertGreaterThan(segments(dir).count, 1)
+        let newest = try inspectJSON(segments(dir).last!)
+        XCTAssertEqual(newest["closed_cleanly"], .bool(true))
+        XCTAssertGreaterThan(newest["events"]?.uintValue ?? 0, 0)
+    }
+
+    /// On a 16 MiB tmpfs with a larger --max-size the disk fills first: the
+    /// recorder removes its own oldest segments, says so, and records on.
+    func testAFullTmpfsEvictsOwnSegmentsAndRecordsOn() throws {
+        try requireBPF()
+        let mnt = try scratchDirectory("flight-tmpfs")
+        let m = try Tool.run("/bin/mount", ["-t", "tmpfs", "-o", "size=16m", "flightbox-flight-test", mnt])
+        guard m.status == 0 else { throw XCTSkip("cannot mount a tmpfs: \(m.stderr)") }
+        defer { _ = try? Tool.run("/bin/umount", ["-l", mnt]) }
+        // Ballast: 12 of the 16 MiB, so the rest fills in seconds.
+        let ballast = try Tool.run("/bin/dd", ["if=/dev/zero", "of=\(mnt)/ballast", "bs=1M", "count=12"])
+        XCTAssertEqual(ballast.status, 0, ballast.stderr)
+        let dir = mnt + "/flight"
+        let r = try startFlight(dir, ["--probes", "process,syscalls", "--segment", "2s", "--keep", "10m", "--max-size", "1G", "--pre", "5s"])
+        defer { _ = stop(r) }
+        let workload = Process()
+        workload.executableURL = URL(fileURLWithPath: Tool.load)
+        workload.arguments = ["getppid", "100000000"]
+        try workload.run()
+        defer { if workload.isRunning { workload.terminate(); workload.waitUntilExit() } }
+        let deadline = Date().addingTimeInterval(60)
+        var s = try status(dir)
+        while (s["segments_evicted"]?["disk_full"]?.uintValue ?? 0) < 2, Date() < deadline {
+            usleep(250_000)
+            s = try status(dir)
+        }
+        let eventsThen = s["events"]?.uintValue ?? 0
+        sleep(2)
+        workload.terminate()
+        workload.waitUntilExit()
+        let later = try status(dir)
+        XCTAssertEqual(later["running"], .bool(true))
+        XCTAssertGreaterThanOrEqual(later["segments_evicted"]?["disk_full"]?.uintValue ?? 0, 2, "\(later)")
+        XCTAssertGreaterThan(later["events"]?.uintValue ?? 0, eventsThen, "still recording")
+        XCTAssertTrue(r.stderr.contains("disk full: removed the oldest segment"), r.stderr)
+        XCTAssertEqual(stop(r), 0, r.stderr)
+        XCTAssertLessThanOrEqual(segments(dir).map(size).reduce(0, +), 16 << 20)
+        for seg in segments(dir) {
+            XCTAssertEqual(try inspectJSON(seg)["problems"]?.arrayValue?.count ?? 0, 0, seg)
+        }
+    }
+
+    /// The metrics file and the loopback endpoint parse with Prometheus' own
+    /// text parser and carry the recorder's figures.
+    func testMetricsParseWithPrometheusClient() throws {
+        try requireBPF()
+        guard (try? Tool.run("/usr/bin/env", ["python3", "-c", "import prometheus_client"]))?.status == 0 else {
+            throw XCTSkip("python3 prometheus_client is missing (scripts/setup.sh installs it)")
+        }
+        let dir = try scratchDirectory("flight-metrics")
+        let port = 19_000 + Int(getpid() % 1000)
+        let r = try startFlight(dir, ["--probes", "process,syscalls", "--segment", "1s", "--keep", "10s", "--pre", "1s", "--post", "1s",
+                                      "--metrics-file", dir + "/flightbox.prom", "--metrics", "127.0.0.1:\(port)"])
+        defer { _ = stop(r) }
+        sleep(2)
+        kill(r.pid, SIGUSR1)
+        _ = try waitForDumps(dir, 1)
+        usleep(500_000)
+        let script = """
+        import sys, urllib.request
+        from prometheus_client.parser import text_string_to_metric_families
+        for text in (open(sys.argv[1]).read(), urllib.request.urlopen("http://127.0.0.1:%s/metrics" % sys.argv[2]).read().decode()):
+            fams = {f.name: f for f in text_string_to_metric_families(text)}
+            def total(name):
+                return sum(s.value for s in fams[name].samples if s.name.endswith("_total") or s.name == name)
+            assert fams["flightbox_events"].type == "counter", fams["flightbox_events"].type
+            assert total("flightbox_events") > 1000
+            assert total("flightbox_bytes_written") > 0
+            assert fams["flightbox_segments"].type == "gauge"
+            assert total("flightbox_segments") >= 1
+            assert total("flightbox_dumps") >= 1
+            assert {s.labels["reason"] for s in fams["flightbox_segments_removed"].samples} == {"age", "size", "disk_full"}
+            assert all("cpu" in s.labels for s in fams["flightbox_lost_events"].samples)
+            assert total("flightbox_process_resident_memory_bytes") > 1e6
+            assert total("flightbox_process_cpu_seconds") > 0
+            print(len(fams))
+        """
+        let check = try Tool.run("/usr/bin/env", ["python3", "-c", script, dir + "/flightbox.prom", String(port)])
+        XCTAssertEqual(check.status, 0, check.stderr + check.stdout)
+        XCTAssertEqual(stop(r), 0, r.stderr)
+    }
+
+    /// Usage errors and a second recorder in the same directory are refused in one line.
+    func testBadFlightUsageIsRefused() throws {
+        let dir = try scratchDirectory("flight-usage")
+        let badRules = scratch("flight-bad-rules.yaml")
+        try "- rule: r\n  desc: d\n  condition: proc.nme = x\n  output: o\n  priority: WARNING\n".write(toFile: badRules, atomically: true, encoding: .utf8)
+        for (args, message) in [
+            (["--rules", badRules], "\(badRules):3:"),
+            (["--pre", "20m"], "--pre (20m) is longer than --keep (10m)"),
+            (["--dump-on", "fatal"], "--dump-on: 'fatal' is not info, warning, critical or none"),
+            (["--max-size", "10K"], "--max-size: '10K' is too small"),
+            (["--metrics", "0.0.0.0:9464"], "is not a loopback address"),
+        ] {
+            let r = try Tool.flightbox(["flight", "--dir", dir] + args)
+            XCTAssertEqual(r.status, 2, "\(args): \(r.stderr)")
+            XCTAssertTrue(r.stderr.contains(message), "\(args): \(r.stderr)")
+        }
+        let none = try Tool.flightbox("dump", "--dir", dir)
+        XCTAssertEqual(none.status, 1)
+        XCTAssertTrue(none.stderr.contains("no flight recorder runs in"), none.stderr)
+        try requireBPF()
+        let r = try startFlight(dir, ["--probes", "process"])
+        defer { _ = stop(r) }
+        let second = try Tool.flightbox("flight", "--dir", dir, "--probes", "process")
+        XCTAssertEqual(second.status, 1)
+        XCTAssertTrue(second.stderr.contains("is in use by another flight recorder (pid \(r.pid))"), second.stderr)
+    }
+}
+
+/// The soak benchmark's short version: disk within budget, RSS flat, every
+/// written event found in the segments, dumps on request.
+final class FlightSoakTests: XCTestCase {
+    func testShortSoak() throws {
+        try requireBPF()
+        let dir = try scratchDirectory("flight-soak")
+        let r = try Tool.run("/usr/bin/env", ["python3", Tool.packageRoot + "/scripts/soak-flight.py", "--duration", "20s", "--segment", "2s",
+                                              "--keep", "6s", "--max-size", "8M", "--rate", "50000", "--dump-every", "8s",
+                                              "--bin", Tool.binDir, "--dir", dir + "/d"], timeout: 120)
+        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+        let figures = try JSONParser.parse(String(r.stdout.prefix { $0 != "F" }))
+        XCTAssertGreaterThan(figures["events_written"]?.uintValue ?? 0, 500_000)
+        XCTAssertEqual(figures["events_written"], figures["events_in_segments"])
+        XCTAssertGreaterThan(figures["segments_evicted"]?["age"]?.uintValue ?? 0, 0)
+        XCTAssertGreaterThanOrEqual(figures["dumps_written"]?.uintValue ?? 0, 1)
+    }
+}
