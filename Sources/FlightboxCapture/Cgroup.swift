@@ -204,29 +204,12 @@ struct CgroupMount: Equatable {
         let controllers = type == "cgroup2" ? [] : options.split(separator: ",").filter { o in
             !notControllers.contains(o) && !o.contains("=")
         }.map(String.init)
-        return CgroupMount(point: unescape(f[4]), root: unescape(f[3]), unified: type == "cgroup2", controllers: controllers, options: options)
+        return CgroupMount(point: unescapeMountField(f[4]), root: unescapeMountField(f[3]), unified: type == "cgroup2", controllers: controllers, options: options)
     }
 
     /// The mount a resolved path is in: the longest mount point above it.
     static func containing(_ path: String, in mounts: [CgroupMount]) -> CgroupMount? {
         mounts.filter { pathIsUnder(path, $0.point) }.max { $0.point.count < $1.point.count }
-    }
-
-    /// mountinfo escapes space, tab, newline and backslash as octal.
-    static func unescape(_ s: Substring) -> String {
-        var out: [UInt8] = []
-        let u = Array(s.utf8)
-        var i = 0
-        while i < u.count {
-            if u[i] == UInt8(ascii: "\\"), i + 3 < u.count, let v = UInt8(String(decoding: u[(i + 1)...(i + 3)], as: UTF8.self), radix: 8) {
-                out.append(v)
-                i += 4
-            } else {
-                out.append(u[i])
-                i += 1
-            }
-        }
-        return String(decoding: out, as: UTF8.self)
     }
 }
 
@@ -250,4 +233,22 @@ func readLink(_ path: String) -> String? {
     let n = readlink(path, &buf, buf.count - 1)
     guard n > 0 else { return nil }
     return String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}
+
+/// A field of /proc/self/mounts or mountinfo: the kernel escapes space, tab,
+/// newline and backslash in them as octal.
+func unescapeMountField(_ s: Substring) -> String {
+    var out: [UInt8] = []
+    let u = Array(s.utf8)
+    var i = 0
+    while i < u.count {
+        if u[i] == UInt8(ascii: "\\"), i + 3 < u.count, let v = UInt8(String(decoding: u[(i + 1)...(i + 3)], as: UTF8.self), radix: 8) {
+            out.append(v)
+            i += 4
+        } else {
+            out.append(u[i])
+            i += 1
+        }
+    }
+    return String(decoding: out, as: UTF8.self)
 }

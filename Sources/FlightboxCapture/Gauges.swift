@@ -77,7 +77,7 @@ public final class GaugeSampler {
         for line in text.split(separator: "\n") {
             let f = line.split(separator: " ")
             guard f.count >= 3, !GaugeSampler.pseudoFilesystems.contains(String(f[2])) else { continue }
-            points[unescapeMount(String(f[1]))] = String(f[2])
+            points[unescapeMountField(f[1])] = String(f[2])
         }
         for point in points.keys.sorted() {
             var st = statvfs()
@@ -122,24 +122,6 @@ public final class GaugeSampler {
         let major = ((d >> 8) & 0xfff) | ((d >> 32) & ~0xfff)
         let minor = (d & 0xff) | ((d >> 12) & ~0xff)
         return UInt32(truncatingIfNeeded: (major << 20) | (minor & 0xfffff))
-    }
-
-    /// /proc/mounts escapes space, tab, newline and backslash as octal.
-    func unescapeMount(_ s: String) -> String {
-        guard s.contains("\\") else { return s }
-        var out = [UInt8]()
-        let u = Array(s.utf8)
-        var i = 0
-        while i < u.count {
-            if u[i] == UInt8(ascii: "\\"), i + 3 < u.count, let v = UInt8(String(decoding: u[(i + 1)...(i + 3)], as: UTF8.self), radix: 8) {
-                out.append(v)
-                i += 4
-            } else {
-                out.append(u[i])
-                i += 1
-            }
-        }
-        return String(decoding: out, as: UTF8.self)
     }
 
     // MARK: processes

@@ -125,11 +125,10 @@ final class ConfigurationTests: XCTestCase {
 
     /// /proc/mounts escapes space, tab, newline and backslash as octal.
     func testMountPointsAreUnescaped() {
-        let sampler = GaugeSampler(intervalNs: 1_000_000_000, processes: .holdingAtLeast(32))
-        XCTAssertEqual(sampler.unescapeMount("/mnt/plain"), "/mnt/plain")
-        XCTAssertEqual(sampler.unescapeMount(#"/mnt/two\040words"#), "/mnt/two words")
-        XCTAssertEqual(sampler.unescapeMount(#"/mnt/back\134slash\011tab"#), "/mnt/back\\slash\ttab")
-        XCTAssertEqual(sampler.unescapeMount(#"/mnt/cut\04"#), #"/mnt/cut\04"#)
+        XCTAssertEqual(unescapeMountField("/mnt/plain"), "/mnt/plain")
+        XCTAssertEqual(unescapeMountField(#"/mnt/two\040words"#), "/mnt/two words")
+        XCTAssertEqual(unescapeMountField(#"/mnt/back\134slash\011tab"#), "/mnt/back\\slash\ttab")
+        XCTAssertEqual(unescapeMountField(#"/mnt/cut\04"#), #"/mnt/cut\04"#)
     }
 
     /// One sample of this machine: whole gauge records stamped with the
