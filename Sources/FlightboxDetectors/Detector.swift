@@ -191,6 +191,9 @@ public final class DetectorEngine {
     private let periods: [UInt64?]
     @exclusivity(unchecked) private var earliestBoundary: UInt64 = 0
     private var onFinding: ((Finding) -> Void)?
+    private let keepsFindings: Bool
+    /// Findings made so far, kept or not.
+    public private(set) var findingCount: UInt64 = 0
     public private(set) var findings: [Finding] = []
     @exclusivity(unchecked) public private(set) var eventsSeen: UInt64 = 0
 
@@ -204,8 +207,11 @@ public final class DetectorEngine {
 
     /// `arch`: the numbering of the events' syscalls, this machine's live and
     /// the trace's on replay (`SyscallArch(schema:machine:)` of its metadata).
+    /// `keepsFindings` false: findings only go to `onFinding` (a recorder that
+    /// runs for months must not hold every finding it ever made).
     public init(detectors: [Detector], snapshot: ProcessSnapshot?, arch: SyscallArch = .host, clock: TraceClock? = nil,
-                onFinding: ((Finding) -> Void)? = nil) {
+                keepsFindings: Bool = true, onFinding: ((Finding) -> Void)? = nil) {
+        self.keepsFindings = keepsFindings
         self.detectors = detectors
         context = DetectorContext(processes: ProcessTable(snapshot: snapshot), snapshot: snapshot, arch: arch, clock: clock)
         nextBoundary = detectors.map { _ in nil }
@@ -341,7 +347,8 @@ public final class DetectorEngine {
     private func collect() {
         for f in context.emitted {
             if let e = findingExclusions[f.detector], e.excludes(f) { continue }
-            findings.append(f)
+            findingCount += 1
+            if keepsFindings { findings.append(f) }
             onFinding?(f)
         }
         context.emitted.removeAll(keepingCapacity: true)

@@ -539,6 +539,8 @@ func approx(_ seconds: Double) -> String {
 /// UTC "2026-11-25T18:52:19Z" of wall-clock ns since the epoch, without the
 /// C library's time zone (days to civil date, Howard Hinnant's algorithm).
 func utcText(_ ns: Int64) -> String {
+    // A hostile trace can put the prediction anywhere: keep the arithmetic below in range.
+    let ns = max(ns, Int64.min + 1_000_000_000)
     let secs = ns >= 0 ? ns / 1_000_000_000 : (ns - 999_999_999) / 1_000_000_000
     let days = secs >= 0 ? secs / 86400 : (secs - 86399) / 86400
     let rem = secs - days * 86400

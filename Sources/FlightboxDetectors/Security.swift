@@ -184,12 +184,15 @@ public final class SecurityDetector: Detector {
             let rules = Set(inc.steps.map(\.rule))
             guard rules.count >= incidentMinRules else { continue }
             let first = inc.steps[0], last = inc.steps[inc.steps.count - 1]
+            // Steps come in arrival order, and a syscall's record arrives at its
+            // exit stamped with its entry: a later step can be older.
+            let span = inc.steps.map(\.ts).max()! - inc.steps.map(\.ts).min()!
             var techniques: [String] = []
             for s in inc.steps { for t in s.techniques where !techniques.contains(t) { techniques.append(t) } }
             let names = inc.steps.map(\.rule).reduce(into: [String]()) { if $0.last != $1 { $0.append($1) } }
             context.emit(Finding(
                 ts: last.ts, detector: name, severity: .critical, pid: inc.rootPid, tid: inc.rootPid, comm: inc.rootComm,
-                summary: "incident: \(rules.count) rules in one lineage (root \(inc.rootComm)[\(inc.rootPid)], exec \(inc.root)) within \(String(format3: Double(last.ts - first.ts) / 1e9))s: \(names.joined(separator: " -> "))",
+                summary: "incident: \(rules.count) rules in one lineage (root \(inc.rootComm)[\(inc.rootPid)], exec \(inc.root)) within \(String(format3: Double(span) / 1e9))s: \(names.joined(separator: " -> "))",
                 evidence: .object([
                     ("rule", .string("incident")), ("root_exec_id", .string(inc.root)), ("root_comm", .string(inc.rootComm)),
                     ("mitre", .array(techniques.map { .string($0) })), ("first_ts_ns", .uint(first.ts)), ("last_ts_ns", .uint(last.ts)),

@@ -43,7 +43,8 @@ public enum TrendEstimator {
     /// than `minSamples` or no time spread. Samples at one time count once
     /// per pair (pairs at equal times have no slope and are skipped).
     public static func fit(_ points: [(t: UInt64, v: Double)], minSamples: Int = 5) -> Trend? {
-        guard points.count >= max(2, minSamples), let first = points.first, let last = points.last, last.t > first.t else { return nil }
+        guard points.count >= max(2, minSamples), let first = points.first, let last = points.last, last.t > first.t,
+              points.allSatisfy({ $0.t >= first.t }) else { return nil }
         // Times relative to the first sample, in seconds: no precision lost on big timestamps.
         let ts = points.map { Double($0.t - first.t) / 1e9 }
         var slopes: [Double] = []

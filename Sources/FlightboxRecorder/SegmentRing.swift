@@ -373,11 +373,13 @@ public final class SegmentRing: EventWriter {
             }
             var st = stat()
             guard stat(path, &st) == 0 else { continue }
-            let mtime = Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)
+            // A file's time can be anything (touch, a restore, a clock jump): clamped, not trapped on.
+            let (secNs, o) = Int64(st.st_mtim.tv_sec).multipliedReportingOverflow(by: 1_000_000_000)
+            let mtime = o ? (st.st_mtim.tv_sec < 0 ? Int64.min : Int64.max) : secNs.addingReportingOverflow(Int64(st.st_mtim.tv_nsec)).partialValue
             let age = UInt64(max(0, wallNow - mtime))
             let end = now > age ? now - age : 0
             closed.append(Segment(number: n, path: path, bytes: UInt64(st.st_size), startNs: end, endNs: end, thisRun: false))
-            nextNumber = max(nextNumber, n + 1)
+            nextNumber = max(nextNumber, n == .max ? n : n + 1)
         }
     }
 }

@@ -236,7 +236,7 @@ public final class PerfettoExport {
             let track = child(of: thread(e), kind: 2, name: "reclaim", at: ts)
             slice(track, from: ts, duration: r.durationNs, name: r.isMemcg ? "memcg reclaim" : "direct reclaim", args: args(e))
         case .block(let r):
-            blockRequests.append((r.dev, ts, ts &+ r.latencyNs, "\(r.opName) \(r.bytes) B", args(e)))
+            blockRequests.append((r.dev, ts, { let (end, o) = ts.addingReportingOverflow(r.latencyNs); return o ? .max : end }(), "\(r.opName) \(r.bytes) B", args(e)))
         case .gauge(let r):
             counter(e, r)
         case .tcp(let r):

@@ -202,7 +202,7 @@ func gaugeSampler(options: CaptureOptions, config: CaptureConfig) -> GaugeSample
 /// The live detector engine: the detectors of a configuration, seeded with
 /// the trace's process snapshot and clock mapping (as replay seeds them from
 /// the file), calling `onFinding` for each finding.
-func detectorEngine(_ detectors: [Detector], snapshot: ProcessSnapshot, metadata: TraceMetadata,
+func detectorEngine(_ detectors: [Detector], snapshot: ProcessSnapshot, metadata: TraceMetadata, keepsFindings: Bool = true,
                     onFinding: @escaping (Finding) -> Void) -> DetectorEngine {
-    DetectorEngine(detectors: detectors, snapshot: snapshot, clock: TraceClock(metadata), onFinding: onFinding)
+    DetectorEngine(detectors: detectors, snapshot: snapshot, clock: TraceClock(metadata), keepsFindings: keepsFindings, onFinding: onFinding)
 }

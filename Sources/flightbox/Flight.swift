@@ -186,7 +186,7 @@ struct FlightRun: ParsableCommand {
         let state = FlightState(directory: dir, ring: ring, dumps: dumps, capture: bpf)
         let out = Output()
         let metadata = firstMetadata ?? captureMetadata(options: options, config: config, capture: bpf, clock: clock)
-        let engine = detectorEngine(detectorList, snapshot: firstSnapshot ?? processSnapshot(at: monotonicNow()), metadata: metadata) { f in
+        let engine = detectorEngine(detectorList, snapshot: firstSnapshot ?? processSnapshot(at: monotonicNow()), metadata: metadata, keepsFindings: false) { f in
             out.line(formatFinding(f, metadata: metadata))
             out.flush()
             state.finding(f)

@@ -147,7 +147,7 @@ struct Record: ParsableCommand {
         let lost = bpf.totalLost
         let perEvent = events > 0 ? String(format3: Double(writer.bytesWritten) / Double(events)) : "0"
         FileHandleStderr.write("flightbox: recorded \(events) events (\(lost) lost) in \(writer.eventBlocks) blocks, \(writer.bytesWritten) bytes (\(perEvent) bytes/event) to \(output)\n")
-        if let engine { FileHandleStderr.write("flightbox: \(engine.findings.count) findings\n") }
+        if let engine { FileHandleStderr.write("flightbox: \(engine.findingCount) findings\n") }
         if bpf.untrackedChildren > 0 {
             FileHandleStderr.write("flightbox: warning: \(bpf.untrackedChildren) child processes could not be followed (tracked set full); their events are missing\n")
         }

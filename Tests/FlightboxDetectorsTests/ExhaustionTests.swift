@@ -244,6 +244,8 @@ final class ExhaustionTests: XCTestCase {
         XCTAssertEqual(utcText(0), "1970-01-01T00:00:00Z")
         XCTAssertEqual(utcText(951_782_400 * 1_000_000_000), "2000-02-29T00:00:00Z")
         XCTAssertEqual(utcText(-1), "1969-12-31T23:59:59Z")
+        XCTAssertFalse(utcText(.min).isEmpty, "a hostile prediction is text, not a trap")
+        XCTAssertFalse(utcText(.max).isEmpty)
         XCTAssertEqual(approx(44.6), "45 s")
         XCTAssertEqual(approx(250), "4 min")
         XCTAssertEqual(approx(9000), "2.5 h")

@@ -113,6 +113,9 @@ final class SecurityDetectorTests: XCTestCase {
         var recs = attack
         recs.append(open(UInt64.max - 5, pid: 50, path: "/tmp/x"))
         recs.append(open(3, pid: 50, path: "/etc/shadow")) // back in time, from a snapshot process
+        // Back in time inside the attacker's lineage: a step older than the
+        // incident's first (a syscall record arrives at exit, stamped at entry).
+        recs.append(open(5, pid: 102, path: "/etc/shadow"))
         let f = run(recs)
         XCTAssertEqual(f.filter { $0.evidence["rule"]?.stringValue == "incident" }.count, 1)
         XCTAssertEqual(f.last?.comm, "bash")

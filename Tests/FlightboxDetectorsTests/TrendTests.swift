@@ -35,6 +35,7 @@ final class TrendTests: XCTestCase {
     func testTooFewPointsOrNoTimeSpreadGiveNothing() {
         XCTAssertNil(TrendEstimator.fit(series([1, 2, 3, 4])), "fewer than the minimum")
         XCTAssertNil(TrendEstimator.fit([(5, 1), (5, 2), (5, 3), (5, 4), (5, 5)]), "all at one time")
+        XCTAssertNil(TrendEstimator.fit([(5, 1), (6, 2), (2, 3), (8, 4), (9, 5)]), "a point before the first: not in time order")
         XCTAssertNotNil(TrendEstimator.fit(series([1, 2, 3]), minSamples: 3))
     }
 
