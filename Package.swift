@@ -88,7 +88,7 @@ let package = Package(
         .testTarget(name: "FlightboxConfigTests", dependencies: ["FlightboxConfig", "FlightboxDetectors", "FlightboxFormat", "FlightboxEvents"]),
         .testTarget(
             name: "FlightboxCaptureTests",
-            dependencies: ["FlightboxCapture", "FlightboxRecorder", "FlightboxFormat", "FlightboxEvents", "CFlightboxSys"]
+            dependencies: ["FlightboxCapture", "FlightboxRecorder", "FlightboxFormat", "FlightboxEvents", "CFlightboxSys", "flightbox-app"]
         ),
         .testTarget(
             name: "FlightboxRecorderTests",
