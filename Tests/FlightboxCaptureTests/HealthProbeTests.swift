@@ -71,9 +71,10 @@ final class HealthProbeTests: XCTestCase {
             XCTAssertEqual(c.ret, 0)
             XCTAssertEqual(c.nargs, 1)
             XCTAssertEqual(c.args, [20, 0, 0, 0])
-            // nanosleep never returns early; the upper bound leaves room for a loaded machine.
+            // nanosleep never returns early; the upper bound leaves room for a
+            // loaded machine (other builds on two cores) yet catches a wrong pairing.
             XCTAssertGreaterThanOrEqual(c.latency, 20 * ms)
-            XCTAssertLessThan(c.latency, 60 * ms)
+            XCTAssertLessThan(c.latency, 120 * ms)
         }
 
         // fb_app_fail(5) four times: returns -5 at once (an int, sign-extended).
@@ -82,7 +83,7 @@ final class HealthProbeTests: XCTestCase {
         for c in fail {
             XCTAssertEqual(c.ret, -5)
             XCTAssertEqual(c.args[0], 5)
-            XCTAssertLessThan(c.latency, 5 * ms)
+            XCTAssertLessThan(c.latency, 10 * ms)
         }
 
         // Five heartbeats, 30 ms apart, numbered 1 to 5 (argument and return value).
@@ -90,8 +91,9 @@ final class HealthProbeTests: XCTestCase {
         XCTAssertEqual(beats.map(\.args[0]), [1, 2, 3, 4, 5])
         XCTAssertEqual(beats.map(\.ret), [1, 2, 3, 4, 5])
         for (a, b) in zip(beats, beats.dropFirst()) {
-            XCTAssertGreaterThanOrEqual(b.ts - a.ts, 30 * ms)
-            XCTAssertLessThan(b.ts - a.ts, 80 * ms)
+            let gap = Int64(bitPattern: b.ts &- a.ts)
+            XCTAssertGreaterThanOrEqual(gap, 30 * Int64(ms))
+            XCTAssertLessThan(gap, 150 * Int64(ms))
         }
 
         // USDT request(id, latency_us, status): ids 1 to 7 in order, the work
