@@ -69,6 +69,9 @@ let package = Package(
         // A FUSE file system whose one file backs a loop device that can be made
         // slow or failing on demand, for the block detector's tests and fixture.
         .executableTarget(name: "flightbox-slowfs", linkerSettings: [.linkedLibrary("fuse3")]),
+        // An application with functions of known latency and error returns, a heartbeat and
+        // USDT probes (<sys/sdt.h>): the target of the health checks' uprobe and USDT tests.
+        .executableTarget(name: "flightbox-app"),
         // Generates what derives from bpf/events.h (`swift run flightbox-codegen`).
         .target(name: "FlightboxCodegen"),
         .executableTarget(name: "flightbox-codegen", dependencies: ["FlightboxCodegen"]),
@@ -85,7 +88,7 @@ let package = Package(
         .testTarget(name: "FlightboxConfigTests", dependencies: ["FlightboxConfig", "FlightboxDetectors", "FlightboxFormat", "FlightboxEvents"]),
         .testTarget(
             name: "FlightboxCaptureTests",
-            dependencies: ["FlightboxCapture", "FlightboxRecorder", "FlightboxFormat", "FlightboxEvents", "CFlightboxSys"]
+            dependencies: ["FlightboxCapture", "FlightboxRecorder", "FlightboxFormat", "FlightboxEvents", "CFlightboxSys", "flightbox-app"]
         ),
         .testTarget(
             name: "FlightboxRecorderTests",

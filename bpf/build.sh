@@ -23,6 +23,11 @@ if [ -z "$objdump" ]; then
     echo "flightbox: llvm-objdump (from the Swift toolchain, beside clang) is needed to read program and map names from the BPF objects" >&2
     exit 1
 fi
+# libbpf's usdt.bpf.h includes <linux/errno.h>, which wants the architecture's
+# <asm/errno.h>: Debian keeps it in the multiarch directory, which clang
+# -target bpf does not search. Searched last, so vmlinux.h's types win.
+multiarch=""
+[ -d "/usr/include/$arch-linux-gnu" ] && multiarch="-idirafter /usr/include/$arch-linux-gnu"
 mkdir -p "$objdir"
 tmp="$out.tmp"
 # snake_case -> lowerCamelCase, for Swift case names.
@@ -38,7 +43,7 @@ names="$objdir/names.swift.part"
         name=$(basename "$src" .bpf.c)
         obj="$objdir/$name.bpf.o"
         "$clang" -target bpf -D__TARGET_ARCH_$target_arch -O2 -g -Wall -Werror \
-            -I"$bpfdir" -I"$vmlinux_dir" -c "$src" -o "$obj.full"
+            -I"$bpfdir" -I"$vmlinux_dir" $multiarch -c "$src" -o "$obj.full"
         # Keep .BTF and .BTF.ext (libbpf needs them for CO-RE), drop DWARF.
         if [ -n "$strip" ]; then "$strip" --strip-debug "$obj.full" "$obj"; else cp "$obj.full" "$obj"; fi
         printf '        "%s": "%s",\n' "$name" "$(base64 -w0 "$obj")"

@@ -43,6 +43,7 @@
 #define FB_MAX_FILENAME 512
 #define FB_MAX_ARGV 2048
 #define FB_SYSCALL_ARGS 3
+#define FB_PROBE_ARGS 4
 
 enum fb_event_type {
 	FB_EV_SYSCALL = 1,
@@ -61,6 +62,7 @@ enum fb_event_type {
 	FB_EV_FAULTS = 14,  /* memory family: a thread's page faults summarized */
 	FB_EV_RECLAIM = 15, /* memory family: one direct reclaim */
 	FB_EV_OOM = 16,     /* memory family: an OOM kill */
+	FB_EV_PROBE = 17,   /* probes family: a health check's uprobe, uretprobe or USDT probe fired */
 };
 
 /* Why a write summary was written. */
@@ -426,6 +428,25 @@ struct fb_loss {
 	__u64 first_ts; /* the drops counted here happened in [first_ts, ts_ns]: for a CPU's first loss record the time of its first drop, after that the previous record's ts_ns */
 };
 
+#define FB_F_PROBE_RETURN 0x1   /* a function returned: latency_ns and ret are set, args are the entry's */
+#define FB_F_PROBE_USDT 0x2     /* a USDT probe fired: args are its arguments, no latency or return value */
+#define FB_F_PROBE_NO_ENTRY 0x4 /* a return whose entry was not seen (attached mid-call, or the entry table was full): ts is the return, latency and args 0 */
+
+/* @event FB_EV_PROBE probe
+ * A health check's probe on an application fired: a function's return (its
+ * entry and return paired in the kernel, per thread) or a USDT probe. Header
+ * ts is the function's entry time (for a USDT probe, when it fired), pid/tid
+ * the caller. probe_id numbers the check in the trace's probe definitions,
+ * which say what it is attached to and what its args mean. */
+struct fb_probe {
+	struct fb_header h;
+	__u64 latency_ns;          /* entry to return; 0 for a USDT probe */
+	__s64 ret;                 /* the return value (rax), sign-extended from int when the check says so */
+	__u64 args[FB_PROBE_ARGS]; /* the first integer arguments (function: at entry; USDT: its arguments); unused ones 0 */
+	__u32 probe_id;            /* the check, as numbered in the trace's probe definitions */
+	__u32 nargs;               /* how many of args are meaningful */
+};
+
 /* Per-CPU drop counter kept by the kernel side. */
 struct fb_drops {
 	__u64 count;
@@ -480,6 +501,7 @@ _Static_assert(sizeof(struct fb_writes) == 152, "fb_writes wire size");
 _Static_assert(sizeof(struct fb_faults) == 96, "fb_faults wire size");
 _Static_assert(sizeof(struct fb_reclaim) == 48, "fb_reclaim wire size");
 _Static_assert(sizeof(struct fb_oom) == 184, "fb_oom wire size");
+_Static_assert(sizeof(struct fb_probe) == 80, "fb_probe wire size");
 #endif
 
 #endif

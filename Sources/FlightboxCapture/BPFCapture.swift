@@ -580,7 +580,8 @@ extension ProbeFamily {
         case .gauge: self = .gauges
         case .tcp: self = .tcp
         case .faults, .reclaim, .oom: self = .memory
-        case .loss: return nil
+        // Probe events come from health checks attached one by one (HealthProbes), not from a family.
+        case .loss, .probe: return nil
         }
     }
 }

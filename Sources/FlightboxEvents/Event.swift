@@ -53,6 +53,9 @@ public let exitGroupFlag = UInt16(FB_F_EXIT_GROUP)
 public let commLength = Int(FB_COMM_LEN)
 public let nameLength = Int(FB_NAME_LEN)
 public let reclaimMemcgFlag = UInt16(FB_F_RECLAIM_MEMCG)
+public let probeReturnFlag = UInt16(FB_F_PROBE_RETURN)
+public let probeUSDTFlag = UInt16(FB_F_PROBE_USDT)
+public let probeNoEntryFlag = UInt16(FB_F_PROBE_NO_ENTRY)
 
 /// A zero-copy view of one wire record. Valid only while the bytes it points
 /// at are: views are handed to closures and must not escape them.

@@ -40,6 +40,8 @@ extension Event {
             kv += [("device", .string(deviceName(r.dev))), ("fd_kind_name", .string(r.fdKindValue.name)), ("reason_name", .string(r.reasonName))]
         case .reclaim(let r):
             kv.append(("scope", .string(r.isMemcg ? "memcg" : "system")))
+        case .probe(let r):
+            kv.append(("kind_name", .string(r.kindName)))
         case .loss, .faults, .oom:
             break
         case .unknown:
@@ -132,6 +134,8 @@ extension Event {
             string(",\"reason_name\":", r.reasonName)
         case .reclaim(let r):
             string(",\"scope\":", r.isMemcg ? "memcg" : "system")
+        case .probe(let r):
+            string(",\"kind_name\":", r.kindName)
         case .loss, .faults, .oom:
             break
         case .unknown:
@@ -206,6 +210,14 @@ extension Event {
         case .oom(let r):
             let cg = r.memcg.isEmpty ? "" : " in memcg \(r.memcg)"
             what = "OOM kill of \(r.comm)[\(pid)]\(cg): \(r.anonRss &* 4) KiB anon, \(r.fileRss &* 4) KiB file, \(r.shmemRss &* 4) KiB shmem of \(r.totalVm &* 4) KiB vm; triggered by \(r.triggerComm)[\(r.triggerPid)]"
+        case .probe(let r):
+            let args = (0..<min(Int(r.nargs), 4)).map { String(r.args($0)) }.joined(separator: ", ")
+            if r.isUSDT {
+                what = "probe \(r.probeId) usdt(\(args))"
+            } else {
+                let latency = r.missedEntry ? "?" : formatDuration(r.latencyNs)
+                what = "probe \(r.probeId) (\(args)) = \(r.ret) in \(latency)"
+            }
         case .unknown:
             what = "unknown type \(rawType) (\(size) bytes)"
         }

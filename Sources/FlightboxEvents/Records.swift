@@ -104,5 +104,14 @@ extension ReclaimRecord {
     @inlinable public var isMemcg: Bool { event.flags & reclaimMemcgFlag != 0 }
 }
 
+extension ProbeRecord {
+    /// A USDT probe firing, not a function's return.
+    @inlinable public var isUSDT: Bool { event.flags & probeUSDTFlag != 0 }
+    /// A return whose entry the kernel did not see: latency and args are unknown (0).
+    @inlinable public var missedEntry: Bool { event.flags & probeNoEntryFlag != 0 }
+    /// "usdt", "return", or "return_no_entry".
+    public var kindName: String { isUSDT ? "usdt" : missedEntry ? "return_no_entry" : "return" }
+}
+
 /// "major:minor" of a kernel dev_t (major << 20 | minor).
 public func deviceName(_ dev: UInt32) -> String { "\(dev >> 20):\(dev & 0xfffff)" }

@@ -266,7 +266,10 @@ public final class PerfettoExport {
             instant(thread(e), at: ts, name: x.isGroupExit ? "process exit" : "thread exit", args: args(e))
             threads[e.tid] = nil
             if x.isGroupExit { processes[e.pid] = nil }
-        case .signal, .privilege, .oom:
+        case .probe(let r) where !r.isUSDT && !r.missedEntry:
+            let track = child(of: thread(e), kind: 3, name: "probes", at: ts)
+            slice(track, from: ts, duration: r.latencyNs, name: "probe \(r.probeId)", args: args(e))
+        case .signal, .privilege, .oom, .probe:
             instant(thread(e), at: ts, name: e.type?.name ?? "event", args: args(e))
         case .loss:
             instant(PerfettoExport.flightboxTrack, at: ts, name: "events lost", args: args(e))

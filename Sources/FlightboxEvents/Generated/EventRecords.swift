@@ -20,6 +20,7 @@ public enum EventType: UInt16, CaseIterable, Sendable {
     case faults = 14
     case reclaim = 15
     case oom = 16
+    case probe = 17
 
     /// The name used in the schema, in JSON and on the command line.
     public var name: String {
@@ -40,6 +41,7 @@ public enum EventType: UInt16, CaseIterable, Sendable {
         case .faults: "faults"
         case .reclaim: "reclaim"
         case .oom: "oom"
+        case .probe: "probe"
         }
     }
 
@@ -61,6 +63,7 @@ public enum EventType: UInt16, CaseIterable, Sendable {
         case "faults": self = .faults
         case "reclaim": self = .reclaim
         case "oom": self = .oom
+        case "probe": self = .probe
         default: return nil
         }
     }
@@ -84,6 +87,7 @@ public enum EventType: UInt16, CaseIterable, Sendable {
         case .faults: 96
         case .reclaim: 48
         case .oom: 184
+        case .probe: 80
         }
     }
 
@@ -1248,6 +1252,70 @@ public struct OOMRecord: EventRecord {
     }
 }
 
+/// A health check's probe on an application fired: a function's return (its entry and return paired in the kernel, per thread) or a USDT probe. Header ts is the function's entry time (for a USDT probe, when it fired), pid/tid the caller. probe_id numbers the check in the trace's probe definitions, which say what it is attached to and what its args mean.
+public struct ProbeRecord: EventRecord {
+    @inlinable public static var eventType: EventType { .probe }
+    public let event: Event
+    @inlinable public init(unchecked event: Event) { self.event = event }
+
+    /// entry to return; 0 for a USDT probe
+    @inlinable public var latencyNs: UInt64 { event.base.loadUnaligned(fromByteOffset: 24, as: UInt64.self) }
+    /// the return value (rax), sign-extended from int when the check says so
+    @inlinable public var ret: Int64 { event.base.loadUnaligned(fromByteOffset: 32, as: Int64.self) }
+    /// the first integer arguments (function: at entry; USDT: its arguments); unused ones 0
+    @inlinable public func args(_ i: Int) -> UInt64 {
+        precondition(i >= 0 && i < 4, "args has 4 elements")
+        return event.base.loadUnaligned(fromByteOffset: 40 + 8 * i, as: UInt64.self)
+    }
+    public var argsList: [UInt64] { (0..<4).map { args($0) } }
+    /// the check, as numbered in the trace's probe definitions
+    @inlinable public var probeId: UInt32 { event.base.loadUnaligned(fromByteOffset: 72, as: UInt32.self) }
+    /// how many of args are meaningful
+    @inlinable public var nargs: UInt32 { event.base.loadUnaligned(fromByteOffset: 76, as: UInt32.self) }
+
+    /// Every field by its schema name, raw; variable parts decoded.
+    public var fieldsJSON: JSON {
+        .object([
+            ("latency_ns", .uint(UInt64(latencyNs))),
+            ("ret", .int(Int64(ret))),
+            ("args", .array(argsList.map { .uint(UInt64($0)) })),
+            ("probe_id", .uint(UInt64(probeId))),
+            ("nargs", .uint(UInt64(nargs))),
+        ])
+    }
+
+    /// `fieldsJSON` serialized straight into `out`: the same bytes, no tree.
+    public func writeFieldsJSON(into out: inout [UInt8]) {
+        out.append(contentsOf: "{\"latency_ns\":".utf8)
+        JSON.appendDecimal(UInt64(latencyNs), into: &out)
+        out.append(contentsOf: ",\"ret\":".utf8)
+        JSON.appendInt(Int64(ret), into: &out)
+        out.append(contentsOf: ",\"args\":".utf8)
+        out.append(91)
+        for i in 0..<4 {
+            if i > 0 { out.append(44) }
+            JSON.appendDecimal(UInt64(args(i)), into: &out)
+        }
+        out.append(93)
+        out.append(contentsOf: ",\"probe_id\":".utf8)
+        JSON.appendDecimal(UInt64(probeId), into: &out)
+        out.append(contentsOf: ",\"nargs\":".utf8)
+        JSON.appendDecimal(UInt64(nargs), into: &out)
+        out.append(125)
+    }
+
+    /// The wire bytes of a record with these values; lengths of variable parts are set from them.
+    public static func encode(ts: UInt64, cpu: UInt16 = 0, flags: UInt16 = 0, pid: UInt32 = 0, tid: UInt32 = 0, latencyNs: UInt64 = 0, ret: Int64 = 0, args: [UInt64] = [], probeId: UInt32 = 0, nargs: UInt32 = 0) -> [UInt8] {
+        var b = EventEncoder.header(type: .probe, size: 80, ts: ts, cpu: cpu, flags: flags, pid: pid, tid: tid)
+        EventEncoder.put(&b, 24, latencyNs)
+        EventEncoder.put(&b, 32, ret)
+        for (i, v) in args.prefix(4).enumerated() { EventEncoder.put(&b, 40 + 8 * i, v) }
+        EventEncoder.put(&b, 72, probeId)
+        EventEncoder.put(&b, 76, nargs)
+        return b
+    }
+}
+
 /// An event's record as its typed view, for switching over every type.
 public enum EventPayload {
     case syscall(SyscallRecord)
@@ -1266,6 +1334,7 @@ public enum EventPayload {
     case faults(FaultsRecord)
     case reclaim(ReclaimRecord)
     case oom(OOMRecord)
+    case probe(ProbeRecord)
     /// A type this build does not know: only the header can be read.
     case unknown
 }
@@ -1290,6 +1359,7 @@ extension Event {
         case 14: .faults(FaultsRecord(unchecked: self))
         case 15: .reclaim(ReclaimRecord(unchecked: self))
         case 16: .oom(OOMRecord(unchecked: self))
+        case 17: .probe(ProbeRecord(unchecked: self))
         default: .unknown
         }
     }
@@ -1313,6 +1383,7 @@ extension Event {
         case .faults(let r): r.fieldsJSON
         case .reclaim(let r): r.fieldsJSON
         case .oom(let r): r.fieldsJSON
+        case .probe(let r): r.fieldsJSON
         case .unknown: nil
         }
     }
@@ -1337,6 +1408,7 @@ extension Event {
         case .faults(let r): r.writeFieldsJSON(into: &out)
         case .reclaim(let r): r.writeFieldsJSON(into: &out)
         case .oom(let r): r.writeFieldsJSON(into: &out)
+        case .probe(let r): r.writeFieldsJSON(into: &out)
         case .unknown: return false
         }
         return true
@@ -1363,6 +1435,7 @@ extension EventEncoder {
         case .faults: FaultsRecord.encode(ts: ts, cpu: 1, pid: pid, tid: tid, firstTs: 2, user: 3, kernel: 4, major: 5, minor: 6, lastAddr: 7, lastIp: 8, comm: "comm")
         case .reclaim: ReclaimRecord.encode(ts: ts, cpu: 1, pid: pid, tid: tid, durationNs: 2, reclaimed: 3, order: 4, gfpFlags: 5)
         case .oom: OOMRecord.encode(ts: ts, cpu: 1, pid: pid, tid: tid, totalVm: 2, anonRss: 3, fileRss: 4, shmemRss: 5, pgtablesBytes: 6, memcgId: 7, uid: 8, oomScoreAdj: 9, triggerPid: 10, triggerTid: 11, comm: "comm", triggerComm: "trigger_comm", memcg: "memcg")
+        case .probe: ProbeRecord.encode(ts: ts, cpu: 1, pid: pid, tid: tid, latencyNs: 2, ret: 3, args: (0..<4).map { UInt64(truncatingIfNeeded: $0 + 4) }, probeId: 5, nargs: 6)
         }
     }
 }
@@ -1528,6 +1601,13 @@ extension EventSchema {
             FieldDescriptor(name: "trigger_comm", kind: "char[16]", offset: 104, size: 16),
             FieldDescriptor(name: "memcg", kind: "char[64]", offset: 120, size: 64),
         ], trailing: []),
+        TypeDescriptor(id: 17, name: "probe", fixedSize: 80, fields: [
+            FieldDescriptor(name: "latency_ns", kind: "u64", offset: 24, size: 8),
+            FieldDescriptor(name: "ret", kind: "s64", offset: 32, size: 8),
+            FieldDescriptor(name: "args", kind: "u64[4]", offset: 40, size: 32),
+            FieldDescriptor(name: "probe_id", kind: "u32", offset: 72, size: 4),
+            FieldDescriptor(name: "nargs", kind: "u32", offset: 76, size: 4),
+        ], trailing: []),
     ]
 
     /// Fields renamed since older traces were written, by type id: old name to new.
@@ -1675,5 +1755,11 @@ extension EventSchema {
         ("oom", "comm", MemoryLayout<fb_oom>.offset(of: \fb_oom.comm)!),
         ("oom", "trigger_comm", MemoryLayout<fb_oom>.offset(of: \fb_oom.trigger_comm)!),
         ("oom", "memcg", MemoryLayout<fb_oom>.offset(of: \fb_oom.memcg)!),
+        ("probe", "(size)", MemoryLayout<fb_probe>.size),
+        ("probe", "latency_ns", MemoryLayout<fb_probe>.offset(of: \fb_probe.latency_ns)!),
+        ("probe", "ret", MemoryLayout<fb_probe>.offset(of: \fb_probe.ret)!),
+        ("probe", "args", MemoryLayout<fb_probe>.offset(of: \fb_probe.args)!),
+        ("probe", "probe_id", MemoryLayout<fb_probe>.offset(of: \fb_probe.probe_id)!),
+        ("probe", "nargs", MemoryLayout<fb_probe>.offset(of: \fb_probe.nargs)!),
     ]
 }
