@@ -44,24 +44,21 @@ public enum ConfigFile {
 
     /// Reads and resolves `path`.
     public static func load(path: String) throws(ConfigError) -> DetectorConfiguration {
+        try parse(readText(path), file: path)
+    }
+
+    /// The text of a YAML file of ours (configuration, fixture expectation), or its one error.
+    static func readText(_ path: String) throws(ConfigError) -> String {
         guard let text = readFile(path) else {
             throw ConfigError(file: path, line: nil, column: nil, reason: "cannot read: \(String(cString: strerror(errno)))")
         }
-        return try parse(text, file: path)
+        return text
     }
 
     /// Resolves the text of a configuration file over the defaults.
     public static func parse(_ text: String, file: String) throws(ConfigError) -> DetectorConfiguration {
         var resolver = Resolver(file: file)
-        let root: Node?
-        do {
-            root = try Yams.compose(yaml: text)
-        } catch let e as YamlError {
-            throw resolver.yamlError(e, text: text)
-        } catch {
-            throw ConfigError(file: file, line: 1, column: 1, reason: "malformed YAML: \(error)")
-        }
-        return try resolver.resolve(root)
+        return try resolver.resolve(resolver.compose(text))
     }
 
     static func readFile(_ path: String) -> String? {
@@ -90,6 +87,17 @@ struct Resolver {
 
     func error(_ node: Node?, _ reason: String) -> ConfigError {
         ConfigError(file: file, line: node?.mark?.line ?? 1, column: node?.mark?.column ?? 1, reason: reason)
+    }
+
+    /// The node tree of `text`; malformed YAML is one error at its line and column.
+    func compose(_ text: String) throws(ConfigError) -> Node? {
+        do {
+            return try Yams.compose(yaml: text)
+        } catch let e as YamlError {
+            throw yamlError(e, text: text)
+        } catch {
+            throw ConfigError(file: file, line: 1, column: 1, reason: "malformed YAML: \(error)")
+        }
     }
 
     func yamlError(_ e: YamlError, text: String) -> ConfigError {

@@ -38,22 +38,12 @@ public struct FixtureExpectation: Sendable {
     public static let topLevelKeys = ["findings", "absent", "others", "golden"]
 
     public static func load(path: String) throws(ConfigError) -> FixtureExpectation {
-        guard let text = ConfigFile.readFile(path) else {
-            throw ConfigError(file: path, line: nil, column: nil, reason: "cannot read: \(String(cString: strerror(errno)))")
-        }
-        return try parse(text, file: path)
+        try parse(ConfigFile.readText(path), file: path)
     }
 
     public static func parse(_ text: String, file: String) throws(ConfigError) -> FixtureExpectation {
         let r = Resolver(file: file)
-        let root: Node?
-        do {
-            root = try Yams.compose(yaml: text)
-        } catch let e as YamlError {
-            throw r.yamlError(e, text: text)
-        } catch {
-            throw ConfigError(file: file, line: 1, column: 1, reason: "malformed YAML: \(error)")
-        }
+        let root = try r.compose(text)
         var x = FixtureExpectation()
         guard let root, !r.isNull(root) else { return x }
         for (key, keyNode, value) in try r.pairs(root, what: "the file") {
