@@ -176,16 +176,22 @@ static void on_stop_signal(int sig)
 	stop_count++;
 }
 
-void fb_stop_signals_install(void)
+/* A counting handler, restarting the calls it interrupts. */
+static void install_counting(int sig, void (*handler)(int))
 {
 	struct sigaction sa;
 
 	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_stop_signal;
+	sa.sa_handler = handler;
 	sigemptyset(&sa.sa_mask);
 	sa.sa_flags = SA_RESTART;
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
+	sigaction(sig, &sa, NULL);
+}
+
+void fb_stop_signals_install(void)
+{
+	install_counting(SIGINT, on_stop_signal);
+	install_counting(SIGTERM, on_stop_signal);
 	signal(SIGPIPE, SIG_IGN);
 	/* A recorder started with SIGCHLD ignored would never see its command
 	 * exit (the kernel reaps it and waitpid fails with ECHILD). */
@@ -205,13 +211,7 @@ static void on_dump_signal(int sig)
 
 void fb_dump_signals_install(void)
 {
-	struct sigaction sa;
-
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_dump_signal;
-	sigemptyset(&sa.sa_mask);
-	sa.sa_flags = SA_RESTART;
-	sigaction(SIGUSR1, &sa, NULL);
+	install_counting(SIGUSR1, on_dump_signal);
 }
 
 int fb_dump_signals_count(void) { return dump_count; }
