@@ -21,7 +21,7 @@ import FlightboxFormat
 ///
 /// Dumps have a budget of their own: at most `maxDumps` dumps and `maxBytes`
 /// bytes in `directory`, the oldest removed first; a dump that alone would
-/// pass `maxBytes` is cut there.
+/// pass `maxBytes` is cut there (to within one block of the segments).
 ///
 /// A dump starts at the first event of the segment that holds the start of
 /// the pre window, so it has that segment's process snapshot: it holds at
@@ -336,8 +336,11 @@ public final class FlightDumps {
         // Told from here on about the segments the ring removes.
         ring.willRemove = { [weak self] in self?.segmentRemoved($0.number) }
         do {
+            // Blocks of at most a 32nd of the budget, so a cut (checked against
+            // the unsealed block's raw bytes) lands close to it.
+            let blockBytes = Int(min(UInt64(TraceLayout.defaultBlockBytes), max(16 << 10, configuration.maxBytes / 32)))
             let writer = try TraceWriter(path: path, publish: .whenClosed, codec: configuration.codec, level: configuration.level,
-                                         metadata: metadata, snapshot: base.snapshot ?? ProcessSnapshot(timestamp: metadata.clockNs, processes: []))
+                                         blockBytes: blockBytes, metadata: metadata, snapshot: base.snapshot ?? ProcessSnapshot(timestamp: metadata.clockNs, processes: []))
             writing = Writing(collected: c, readers: readers, segmentNumbers: numbers, writer: writer)
         } catch {
             fail(c.name, "\(error)")
@@ -357,7 +360,8 @@ public final class FlightDumps {
                 w.block = 0
                 continue
             }
-            if w.writer.bytesWritten >= configuration.maxBytes {
+            // Raw bytes bound the unsealed block's compressed size.
+            if w.writer.bytesWritten + UInt64(w.writer.pendingBytes) >= configuration.maxBytes {
                 cut = true
                 break
             }
