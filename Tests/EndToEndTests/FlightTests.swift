@@ -387,6 +387,23 @@ final class FlightTests: XCTestCase {
         XCTAssertEqual(s["dumps"]?["max_bytes"]?.uintValue, 64 << 20)
     }
 
+    /// The service unit passes `systemd-analyze verify` (its ExecStart
+    /// pointed at the built binary: /usr/local/bin/flightbox is not installed
+    /// here). systemd cannot start it on this machine (no systemd as PID 1).
+    func testTheSystemdUnitVerifies() throws {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/systemd-analyze") else {
+            throw XCTSkip("systemd-analyze is missing (scripts/setup.sh installs systemd)")
+        }
+        let unit = try String(contentsOfFile: Tool.packageRoot + "/systemd/flightbox-flight.service", encoding: .utf8)
+        XCTAssertTrue(unit.contains("ExecStart=/usr/local/bin/flightbox flight "))
+        let dir = try scratchDirectory("flight-unit")
+        try unit.replacingOccurrences(of: "/usr/local/bin/flightbox", with: Tool.flightbox)
+            .write(toFile: dir + "/flightbox-flight.service", atomically: true, encoding: .utf8)
+        let r = try Tool.run("/usr/bin/systemd-analyze", ["verify", dir + "/flightbox-flight.service"])
+        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+        XCTAssertEqual(r.stderr, "", "no warning")
+    }
+
     /// Usage errors and a second recorder in the same directory are refused in one line.
     func testBadFlightUsageIsRefused() throws {
         let dir = try scratchDirectory("flight-usage")
