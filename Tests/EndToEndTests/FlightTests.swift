@@ -353,8 +353,15 @@ final class FlightTests: XCTestCase {
         try requireBPF()
         let dir = try scratchDirectory("flight-slow-client")
         let port = 20_000 + Int(getpid() % 1000)
-        let r = try startFlight(dir, ["--probes", "process,syscalls", "--segment", "1s", "--keep", "10s", "--pre", "1s", "--post", "1s",
-                                      "--dump-interval", "1s", "--metrics", "127.0.0.1:\(port)", "--max-dump-bytes", "64M"])
+        // Our load only, under a name of its own (whatever else loads the
+        // machine), into a 1 MiB ring: about 16,000 events, a third of what
+        // the load makes while the clients trickle. A recorder held by them
+        // would lose events; one that goes on draining loses none.
+        let load = dir + "/fbtrickleload"
+        try FileManager.default.copyItem(atPath: Tool.load, toPath: load)
+        let r = try startFlight(dir, ["--probes", "process,syscalls", "--comm", "fbtrickleload", "--ring-kb", "1024", "--segment", "1s",
+                                      "--keep", "10s", "--pre", "1s", "--post", "1s", "--dump-interval", "1s", "--metrics", "127.0.0.1:\(port)",
+                                      "--max-dump-bytes", "64M"])
         defer { _ = stop(r) }
         sleep(1)
         let trickling = Trickle(unixPath: dir + "/control.sock", tcpPort: port, request: "dump slow client\n", every: 150_000, for: 4_000_000)
@@ -365,7 +372,7 @@ final class FlightTests: XCTestCase {
         var asked: Tool.Result?
         let start = Date()
         while Date().timeIntervalSince(start) < 3.5 {
-            XCTAssertEqual(try Tool.run(Tool.load, ["getppid", "5000"]).status, 0)
+            XCTAssertEqual(try Tool.run(load, ["getppid", "5000"]).status, 0)
             if asked == nil, Date().timeIntervalSince(start) > 1 { asked = try Tool.flightbox("dump", "--dir", dir, "--reason", "beside a slow client") }
             if let text = try? String(contentsOfFile: dir + "/status.json", encoding: .utf8), let s = try? JSONParser.parse(text) {
                 samples.append((s["updated_at"]?.stringValue ?? "", s["events"]?.uintValue ?? 0))
@@ -374,7 +381,7 @@ final class FlightTests: XCTestCase {
         }
         trickling.done.wait()
         XCTAssertGreaterThanOrEqual(Set(samples.map(\.updated)).count, 6, "the status was rewritten all along: \(samples)")
-        XCTAssertGreaterThan(samples.last!.events, samples.first!.events + 50_000, "events recorded while the clients trickled")
+        XCTAssertGreaterThan(samples.last!.events, samples.first!.events + 30_000, "events recorded while the clients trickled")
         XCTAssertEqual(asked?.status, 0, asked?.stderr ?? "")
         XCTAssertTrue(asked?.stdout.contains("started dump-") ?? false, asked?.stdout ?? "")
         // Closed at the deadline (1 s), long before their 4 s of bytes.
