@@ -449,6 +449,13 @@ public final class RuleEngine {
         starts.deallocate()
     }
 
+    /// Forgets aggregate groups whose window has passed by `now` (event
+    /// time, an aligned tick): what a rule holds follows the recent keys,
+    /// not every key ever seen.
+    public func expire(now: UInt64) {
+        for r in rules { r.aggregate?.expire(now: now) }
+    }
+
     /// Processes one event; calls `onMatch` for each rule it matches, in
     /// rule order (for an aggregate rule: when its group reaches its count).
     @inline(__always)
