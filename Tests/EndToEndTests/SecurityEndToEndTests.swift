@@ -72,3 +72,24 @@ final class SecurityEndToEndTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: scratch("never.fbt")))
     }
 }
+
+extension SecurityEndToEndTests {
+    /// `inspect` shows the stored rules as a summary, not ~13 KB of YAML
+    /// inside the capture; `--full-rules` prints them whole.
+    func testInspectSummarizesStoredRules() throws {
+        let trace = Tool.packageRoot + "/fixtures/security-attack/trace.fbt"
+        let rules = try XCTUnwrap(inspectJSON(trace)["capture"]?["detectors"]?["security"]?["rules"])
+        XCTAssertNotNil(rules["rules"]?.uintValue)
+        XCTAssertGreaterThanOrEqual(rules["rules"]?.uintValue ?? 0, 20)
+        let file = try XCTUnwrap(rules["files"]?.arrayValue?.first)
+        XCTAssertEqual(file["name"]?.stringValue, "default")
+        XCTAssertEqual(file["sha256"]?.stringValue?.utf8.count, 64)
+        XCTAssertNil(file["text"])
+        let text = try Tool.flightbox("inspect", trace)
+        XCTAssertFalse(text.stdout.contains("- rule:"), "no YAML in the summary")
+        XCTAssertLessThan(text.stdout.utf8.count, 4096)
+        let full = try Tool.flightbox("inspect", trace, "--format", "json", "--full-rules")
+        let stored = try JSONParser.parse(full.stdout)["capture"]?["detectors"]?["security"]?["rules"]?.arrayValue?.first
+        XCTAssertTrue(stored?["text"]?.stringValue?.contains("- rule: Read shadow password file") == true)
+    }
+}
