@@ -136,6 +136,8 @@ enum OutputPart {
 public struct RuleSet {
     public let rules: [CompiledRule]
     public let sources: [RuleSource]
+    /// Every rule defined, enabled or not, in definition order.
+    public let defined: [String]
     /// Every kind some rule can match.
     public var kinds: KindSet { rules.reduce(KindSet.none) { $0.union($1.kinds) } }
 
@@ -152,6 +154,7 @@ public struct RuleSet {
         var loader = Loader()
         for s in sources { try loader.load(s) }
         self.sources = sources
+        defined = loader.rules.map(\.name)
         rules = try loader.compile()
     }
 

@@ -93,3 +93,42 @@ extension SecurityEndToEndTests {
         XCTAssertTrue(stored?["text"]?.stringValue?.contains("- rule: Read shadow password file") == true)
     }
 }
+
+extension SecurityEndToEndTests {
+    /// `rules:` in --config: a rule file relative to the configuration and a
+    /// built-in turned off, on replay of the attack fixture; --rules files
+    /// come after the configuration's.
+    func testConfigurationRulesOnReplay() throws {
+        let dir = scratch("config-rules")
+        try FileManager.default.createDirectory(atPath: dir + "/rules", withIntermediateDirectories: true)
+        try """
+        - rule: Dropped binary named dropper
+          condition: evt.type = exec and proc.name = dropper
+          output: "%proc.name ran"
+          priority: notice
+          tags: [T1204]
+        """.write(toFile: dir + "/rules/local.yaml", atomically: true, encoding: .utf8)
+        try "rules:\n  files: [rules/local.yaml]\n  disable: [Read shadow password file]\n".write(toFile: dir + "/flightbox.yaml", atomically: true, encoding: .utf8)
+        let trace = Tool.packageRoot + "/fixtures/security-attack/trace.fbt"
+        func rules(_ args: String...) throws -> [String] {
+            let r = try Tool.run(Tool.flightbox, ["replay", trace, "--detectors", "security", "--format", "json"] + args)
+            XCTAssertEqual(r.status, 0, r.stderr)
+            return try r.lines.map { try JSONParser.parse($0)["evidence"]?["rule"]?.stringValue ?? "" }
+        }
+        let plain = try rules()
+        XCTAssertTrue(plain.contains("Read shadow password file"))
+        let configured = try rules("--config", dir + "/flightbox.yaml")
+        XCTAssertFalse(configured.contains("Read shadow password file"))
+        XCTAssertEqual(configured.filter { $0 == "Dropped binary named dropper" }.count, 1)
+        // A --rules file after the configuration's turns the rule back on.
+        try "- rule: Read shadow password file\n  enabled: true\n".write(toFile: dir + "/on.yaml", atomically: true, encoding: .utf8)
+        let both = try rules("--config", dir + "/flightbox.yaml", "--rules", dir + "/on.yaml")
+        XCTAssertTrue(both.contains("Read shadow password file"))
+        XCTAssertTrue(both.contains("Dropped binary named dropper"))
+        // An error in the configuration's rule file names that file.
+        try "- rule: X\n  condition: evt.type = nope\n  output: x\n  priority: info\n".write(toFile: dir + "/rules/local.yaml", atomically: true, encoding: .utf8)
+        let bad = try Tool.run(Tool.flightbox, ["replay", trace, "--config", dir + "/flightbox.yaml"])
+        XCTAssertEqual(bad.status, 2)
+        XCTAssertTrue(bad.stderr.hasPrefix("flightbox: \(dir)/rules/local.yaml:2:25: unknown event type 'nope'"), bad.stderr)
+    }
+}
