@@ -140,12 +140,20 @@ public final class SecurityDetector: Detector {
         if let s = proc?.startSeq, s != e.sequence {
             events.append(.object([("seq", .uint(s)), ("ts_ns", .uint(proc!.startNs)), ("type", .string("exec"))]))
         }
-        if let agg {
+        if let steps = agg?.steps {
+            // Every step before the last, with its own type and process.
+            for st in steps.dropLast() {
+                events.append(.object([("seq", .uint(st.seq)), ("ts_ns", .uint(st.ts)), ("type", .string(st.kind.name)), ("pid", .uint(UInt64(st.pid)))]))
+            }
+        } else if let agg {
             // The events counted (the first 64), then the one that reached the count.
             for s in agg.sequences.dropLast().prefix(64) { events.append(.object([("seq", .uint(s)), ("type", .string(input.kind.name))])) }
         }
         events.append(.object([("seq", .uint(e.sequence)), ("ts_ns", .uint(e.timestamp)), ("type", .string(input.kind.name))]))
         var aggregate: [(String, JSON)] = []
+        if let agg, let sq = rule.sequence {
+            aggregate = [("sequence", .object([("by", .string(sq.by.rawValue)), ("within_ns", .uint(sq.within)), ("steps", .uint(UInt64(agg.count)))]))]
+        }
         if let agg, let a = rule.aggregate {
             aggregate = [("aggregate", .object([
                 ("by", .array(a.byNames.map { .string($0) })), ("key", .string(agg.key.split(separator: "\u{1F}", omittingEmptySubsequences: false).joined(separator: " "))),

@@ -9,6 +9,8 @@ public struct AggregateMatch {
     public let firstTs: UInt64
     /// Sequence numbers of the events counted, oldest first.
     public let sequences: [UInt64]
+    /// A sequence rule's steps, in step order (nil for an aggregate).
+    public var steps: [SequenceMatch.Step]? = nil
 }
 
 /// The state of one aggregate rule: per group, the recent matching events
