@@ -92,7 +92,7 @@ let package = Package(
         ),
         .testTarget(
             name: "FlightboxRecorderTests",
-            dependencies: ["FlightboxRecorder", "FlightboxDetectors", "FlightboxFormat", "FlightboxEvents"]
+            dependencies: ["FlightboxRecorder", "FlightboxDetectors", "FlightboxRules", "FlightboxFormat", "FlightboxEvents"]
         ),
         .testTarget(name: "FlightboxReportTests", dependencies: ["FlightboxReport", "FlightboxDetectors", "FlightboxFormat", "FlightboxEvents"]),
         .testTarget(

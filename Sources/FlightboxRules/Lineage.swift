@@ -128,7 +128,8 @@ public final class LineageTable {
             if let e = current[pid] { return e }
             guard let p = byPid[pid], visiting.insert(pid).inserted else { return nil }
             let parent = p.ppid != pid && p.ppid != 0 ? make(p.ppid) : nil
-            let e = Execution(pid: pid, startNs: 0, startSeq: nil, parent: parent, uid: p.uid, comm: p.comm, exe: p.exe,
+            // An image an earlier flight segment saw begin keeps the exec_id it had there.
+            let e = Execution(pid: pid, startNs: p.imageStartNs ?? 0, startSeq: nil, parent: parent, uid: p.uid, comm: p.comm, exe: p.exe,
                               argv: p.argv, fromSnapshot: true, exeWritten: false)
             current[pid] = e
             return e
