@@ -19,10 +19,13 @@ public struct SequenceMatch {
 /// the same value (a path written, then made executable, then executed).
 ///
 /// State: the partial matches, at most `maxPartials` per rule, in buckets
-/// by the key's last path component (a written file is looked up, not
-/// searched for), each bucket oldest first. A full table drops what has
-/// expired, then the oldest sixteenth by (first step's time, key, order):
-/// no dictionary order reaches the output. Plain values throughout.
+/// by a hash of the key's last path component (a step looks its file up
+/// rather than searching), each bucket oldest first. A full table drops what
+/// has expired, then the oldest sixteenth by (first step's time, bucket,
+/// position): no dictionary order reaches the output. Plain values
+/// throughout. A first step repeated for a partial already waiting (a log
+/// opened for writing again and again) updates it in place, without
+/// allocating.
 public final class StepSequence {
     public static let maxPartials = 4096
     public static let maxSteps = 8
@@ -40,6 +43,8 @@ public final class StepSequence {
         var firstTs: UInt64
         /// The lineage anchor's exec_id bytes (`by: lineage`), or empty (`by: process`).
         var anchor: [UInt8]
+        /// The anchor's pid: an image it exec'd is still its lineage.
+        var anchorPid: UInt32
         var pid: UInt32
         var key: [UInt8]
         var steps: [SequenceMatch.Step]
@@ -49,7 +54,7 @@ public final class StepSequence {
     public let within: UInt64
     public let by: By
     public var stepCount: Int { steps.count }
-    private(set) var partials: [[UInt8]: [Partial]] = [:]
+    private(set) var partials: [UInt64: [Partial]] = [:]
     public private(set) var count = 0
     /// Partial matches dropped, unexpired, to make room for a new one.
     public private(set) var evicted: UInt64 = 0
@@ -74,11 +79,11 @@ public final class StepSequence {
     private func makeRoom(now: UInt64) {
         expire(now: now)
         guard count >= StepSequence.maxPartials else { return }
-        var all: [(UInt64, [UInt8], Int)] = []
+        var all: [(ts: UInt64, bucket: UInt64, index: Int)] = []
         for (b, list) in partials { for (n, p) in list.enumerated() { all.append((p.firstTs, b, n)) } }
-        all.sort { ($0.0, $0.2) != ($1.0, $1.2) ? ($0.0, $0.2) < ($1.0, $1.2) : $0.1.lexicographicallyPrecedes($1.1) }
-        var drop: [[UInt8]: Set<Int>] = [:]
-        for v in all.prefix(max(1, StepSequence.maxPartials / 16)) { drop[v.1, default: []].insert(v.2) }
+        all.sort { ($0.ts, $0.bucket, $0.index) < ($1.ts, $1.bucket, $1.index) }
+        var drop: [UInt64: Set<Int>] = [:]
+        for v in all.prefix(max(1, StepSequence.maxPartials / 16)) { drop[v.bucket, default: []].insert(v.index) }
         for (b, idx) in drop {
             partials[b] = partials[b]!.enumerated().filter { !idx.contains($0.offset) }.map(\.element)
             if partials[b]!.isEmpty { partials[b] = nil }
@@ -87,27 +92,30 @@ public final class StepSequence {
         }
     }
 
-    /// The bucket of a key: its last path component (the whole key when it has no slash).
-    static func bucket(_ key: [UInt8]) -> [UInt8] {
-        guard let slash = key.lastIndex(of: 47) else { return key }
-        return Array(key[(slash + 1)...])
+    /// FNV-1a of the key's last path component (the whole key without a slash).
+    static func bucket(_ key: UnsafeRawBufferPointer) -> UInt64 {
+        var start = key.count
+        while start > 0, key[start - 1] != 47 { start -= 1 }
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for i in start..<key.count { h = (h ^ UInt64(key[i])) &* 0x100_0000_01b3 }
+        return h
     }
 
     /// The execution whose descendants (itself included) count as the lineage
     /// of `proc`'s act: its parent, so a file written by `curl` and run by
     /// the shell's next child are one lineage; the process itself when the
     /// parent is unknown or init (everything descends from pid 1).
-    static func anchor(_ proc: Execution?) -> [UInt8]? {
-        guard let proc else { return nil }
-        if let p = proc.parent, p.pid != 1 { return Array(p.execId.string.utf8) }
-        return Array(proc.execId.string.utf8)
+    static func anchor(_ proc: Execution) -> Execution {
+        if let p = proc.parent, p.pid != 1 { return p }
+        return proc
     }
 
-    static func inLineage(_ proc: Execution?, _ anchor: [UInt8]) -> Bool {
+    /// Whether `proc` is the anchor, an image the anchor exec'd (same pid), or below either.
+    static func inLineage(_ proc: Execution?, _ anchor: [UInt8], pid: UInt32) -> Bool {
         var e = proc
         var n = 0
         while let c = e, n <= Fields.maxAncestors {
-            if ByteMatch.equal(c.execId.buffer, anchor) { return true }
+            if c.pid == pid || ByteMatch.equal(c.execId.buffer, anchor) { return true }
             e = c.parent
             n += 1
         }
@@ -117,21 +125,23 @@ public final class StepSequence {
     /// Paths as programs give them: equal, or one is the other's tail after a
     /// slash ("./x" or "x" written in the working directory, "/tmp/d/x" run).
     static func sameKey(_ a: UnsafeRawBufferPointer, _ b: [UInt8]) -> Bool {
-        var x = Array(a)
-        var y = b
-        if x.starts(with: [46, 47]) { x.removeFirst(2) }
-        if y.starts(with: [46, 47]) { y.removeFirst(2) }
-        if x == y { return true }
-        let (short, long) = x.count < y.count ? (x, y) : (y, x)
-        guard !short.isEmpty, long.count > short.count, long[long.count - short.count - 1] == 47 else { return false }
-        return Array(long.suffix(short.count)) == short
+        b.withUnsafeBytes { bb in
+            func dotSlash(_ p: UnsafeRawBufferPointer) -> Int { p.count >= 2 && p[0] == 46 && p[1] == 47 ? 2 : 0 }
+            let x = UnsafeRawBufferPointer(rebasing: a[dotSlash(a)...]), y = UnsafeRawBufferPointer(rebasing: bb[dotSlash(bb)...])
+            let (short, long) = x.count <= y.count ? (x, y) : (y, x)
+            if short.count == long.count { return ByteMatch.memcmpEqual(long, short, count: short.count, at: 0) }
+            guard !short.isEmpty, long[long.count - short.count - 1] == 47 else { return false }
+            return ByteMatch.memcmpEqual(long, short, count: short.count, at: long.count - short.count)
+        }
     }
 
-    static func keyBytes(_ access: FieldAccess?, _ i: RuleInput) -> [UInt8]? {
+    /// The key of a step's event (empty without a key; nil when the event has no such field).
+    @inline(__always)
+    static func withKey<R>(_ access: FieldAccess?, _ i: RuleInput, _ body: (UnsafeRawBufferPointer) -> R?) -> R? {
         switch access {
-        case nil: return []
-        case .string(let get)?: return get(i).map { Array($0) }
-        case .int(let get)?: return get(i).map { Array(String($0).utf8) }
+        case nil: return body(UnsafeRawBufferPointer(start: nil, count: 0))
+        case .string(let get)?: return get(i).flatMap(body)
+        case .int(let get)?: return get(i).flatMap { v in Array(String(v).utf8).withUnsafeBytes(body) }
         default: return nil
         }
     }
@@ -140,50 +150,70 @@ public final class StepSequence {
     /// filter); returns the match when a sequence completes. Later steps are
     /// tried first, so one event does not both start and finish a sequence.
     func advance(_ i: RuleInput) -> SequenceMatch? {
-        let e = i.event
         for k in stride(from: steps.count - 1, through: 0, by: -1) {
             let step = steps[k]
             guard step.kinds.contains(i.kind), step.condition(i) else { continue }
-            let here = SequenceMatch.Step(seq: e.sequence, ts: e.timestamp, kind: i.kind, pid: e.pid)
             if k == 0 {
-                guard let key = StepSequence.keyBytes(step.key, i) else { continue }
-                let anchor: [UInt8]
-                if by == .lineage { guard let a = StepSequence.anchor(i.proc) else { continue }; anchor = a } else { anchor = [] }
-                let b = StepSequence.bucket(key)
-                // A repeated first step (a file written in chunks, then chmod +x) restarts its partial.
-                if let j = partials[b]?.firstIndex(where: { $0.matched == 1 && $0.anchor == anchor && $0.key == key }) {
-                    partials[b]!.remove(at: j)
-                    count -= 1
-                }
-                if count >= StepSequence.maxPartials { makeRoom(now: e.timestamp) }
-                partials[b, default: []].append(Partial(matched: 1, firstTs: e.timestamp, anchor: anchor, pid: e.pid, key: key, steps: [here]))
-                count += 1
+                // nil: the event lacks the key or a lineage; go on to no other step.
+                _ = StepSequence.withKey(step.key, i) { start(i, key: $0) }
                 return nil
             }
-            var key: [UInt8] = []
-            if step.key != nil {
-                guard let k = StepSequence.keyBytes(step.key, i) else { continue }
-                key = k
+            switch StepSequence.withKey(step.key, i, { key in continueStep(k, i, key: key, keyed: step.key != nil) }) {
+            case .some(.some(let m)): return m
+            case .some(.none): return nil
+            case .none: continue
             }
-            let b = StepSequence.bucket(key)
-            // The oldest waiting partial that this event continues.
-            guard let j = partials[b]?.firstIndex(where: { p in
-                p.matched == k && e.timestamp >= p.firstTs && e.timestamp - p.firstTs <= within
-                    && (by == .process ? p.pid == e.pid : StepSequence.inLineage(i.proc, p.anchor))
-                    && (step.key == nil || key.withUnsafeBytes { StepSequence.sameKey($0, p.key) })
-            }) else { continue }
-            partials[b]![j].matched += 1
-            partials[b]![j].steps.append(here)
-            if partials[b]![j].matched == steps.count {
-                let p = partials[b]!.remove(at: j)
-                if partials[b]!.isEmpty { partials[b] = nil }
-                count -= 1
-                let id = by == .process ? "pid \(p.pid)" : String(decoding: p.anchor, as: UTF8.self)
-                return SequenceMatch(steps: p.steps, key: id + "\u{1F}" + String(decoding: p.key, as: UTF8.self))
-            }
-            return nil
         }
         return nil
+    }
+
+    /// A first step: a new partial, or the waiting one for the same lineage and key refreshed.
+    private func start(_ i: RuleInput, key: UnsafeRawBufferPointer) -> Bool? {
+        let e = i.event
+        let here = SequenceMatch.Step(seq: e.sequence, ts: e.timestamp, kind: i.kind, pid: e.pid)
+        var anchor: Execution?
+        if by == .lineage {
+            guard let p = i.proc else { return nil }
+            anchor = StepSequence.anchor(p)
+        }
+        let b = StepSequence.bucket(key)
+        if let j = partials[b]?.firstIndex(where: { p in
+            p.matched == 1 && (anchor.map { ByteMatch.equal($0.execId.buffer, p.anchor) } ?? (p.pid == e.pid)) && ByteMatch.equal(key, p.key)
+        }) {
+            // Refreshed in place and moved last: the bucket stays oldest first.
+            var p = partials[b]!.remove(at: j)
+            p.firstTs = e.timestamp
+            p.pid = e.pid
+            p.steps[0] = here
+            partials[b]!.append(p)
+            return true
+        }
+        if count >= StepSequence.maxPartials { makeRoom(now: e.timestamp) }
+        let p = Partial(matched: 1, firstTs: e.timestamp, anchor: anchor.map { Array($0.execId.buffer) } ?? [], anchorPid: anchor?.pid ?? e.pid, pid: e.pid,
+                        key: Array(key), steps: [here])
+        partials[b, default: []].append(p)
+        count += 1
+        return true
+    }
+
+    /// A later step: the oldest waiting partial it continues, if any (nil: none).
+    private func continueStep(_ k: Int, _ i: RuleInput, key: UnsafeRawBufferPointer, keyed: Bool) -> SequenceMatch?? {
+        let e = i.event
+        let b = StepSequence.bucket(key)
+        guard let j = partials[b]?.firstIndex(where: { p in
+            p.matched == k && e.timestamp >= p.firstTs && e.timestamp - p.firstTs <= within
+                && (by == .process ? p.pid == e.pid : StepSequence.inLineage(i.proc, p.anchor, pid: p.anchorPid))
+                && (!keyed || StepSequence.sameKey(key, p.key))
+        }) else { return nil }
+        let here = SequenceMatch.Step(seq: e.sequence, ts: e.timestamp, kind: i.kind, pid: e.pid)
+        partials[b]![j].matched += 1
+        partials[b]![j].steps.append(here)
+        guard partials[b]![j].matched == steps.count else { return .some(nil) }
+        let p = partials[b]!.remove(at: j)
+        if partials[b]!.isEmpty { partials[b] = nil }
+        count -= 1
+        let id = by == .process ? "pid \(p.pid)" : String(decoding: p.anchor, as: UTF8.self)
+        return .some(SequenceMatch(steps: p.steps, key: id + "\u{1F}" + String(decoding: p.key, as: UTF8.self)))
     }
 }
 

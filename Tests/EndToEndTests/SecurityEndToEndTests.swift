@@ -132,3 +132,34 @@ extension SecurityEndToEndTests {
         XCTAssertTrue(bad.stderr.hasPrefix("flightbox: \(dir)/rules/local.yaml:2:25: unknown event type 'nope'"), bad.stderr)
     }
 }
+
+extension SecurityEndToEndTests {
+    /// The dropped-executable sequence for real: copied, made executable and
+    /// run by one shell's children; live and replay byte for byte, every
+    /// step in the evidence.
+    func testDroppedExecutableSequenceLiveAndReplay() throws {
+        try requireBPF()
+        let trace = scratch("dropped.fbt"), live = scratch("dropped.jsonl")
+        let dir = scratch("dropped-dir")
+        try? FileManager.default.removeItem(atPath: dir)
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        // This test runs under swift-test, a build tool the rule exempts: the list is narrowed.
+        let narrow = scratch("dropped-rules.yaml")
+        try "- list: build_tools\n  items: [make]\n".write(toFile: narrow, atomically: true, encoding: .utf8)
+        let script = "cp /bin/true \(dir)/payload && chmod 0644 \(dir)/payload && chmod +x \(dir)/payload && \(dir)/payload && cp /bin/true \(dir)/other && /bin/true"
+        let r = try Tool.run(Tool.flightbox, ["record", "-o", trace, "--probes", "process,files,privilege", "--detect", "--detectors", "security",
+                                              "--rules", narrow, "--findings", live, "--", "sh", "-c", script])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let liveText = try String(contentsOfFile: live, encoding: .utf8)
+        let replay = try Tool.flightbox("replay", trace, "--format", "json")
+        XCTAssertEqual(replay.stdout, liveText)
+        let findings = try replay.lines.map { try JSONParser.parse($0) }
+        XCTAssertEqual(findings.compactMap { $0["evidence"]?["rule"]?.stringValue }, ["Dropped executable run"], replay.stdout)
+        let f = try XCTUnwrap(findings.first)
+        XCTAssertEqual(f["comm"]?.stringValue, "payload")
+        XCTAssertEqual(f["evidence"]?["events"]?.arrayValue?.compactMap { $0["type"]?.stringValue }, ["chmod_exec", "exec"])
+        XCTAssertEqual(f["evidence"]?["sequence"]?["by"]?.stringValue, "lineage")
+        let seqs = f["evidence"]?["events"]?.arrayValue?.compactMap { $0["seq"]?.uintValue } ?? []
+        XCTAssertEqual(seqs, seqs.sorted(), "steps in stream order")
+    }
+}

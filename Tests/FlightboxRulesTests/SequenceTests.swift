@@ -129,12 +129,42 @@ final class SequenceTests: XCTestCase {
         for k in 0..<(StepSequence.maxPartials + 10) { feed(t.open(s + UInt64(k), pid: 200, path: "/tmp/f\(k)", flags: 0o101)) }
         XCTAssertLessThanOrEqual(sq.count, StepSequence.maxPartials)
         XCTAssertEqual(sq.evicted, UInt64(StepSequence.maxPartials / 16))
-        XCTAssertNil(sq.partials[Array("f0".utf8)], "the oldest went")
-        XCTAssertNotNil(sq.partials[Array("f\(StepSequence.maxPartials + 9)".utf8)])
+        func bucket(_ name: String) -> UInt64 { Array(name.utf8).withUnsafeBytes { StepSequence.bucket($0) } }
+        XCTAssertNil(sq.partials[bucket("f0")], "the oldest went")
+        XCTAssertNil(sq.partials[bucket("f255")])
+        XCTAssertNotNil(sq.partials[bucket("f256")])
+        XCTAssertNotNil(sq.partials[bucket("f\(StepSequence.maxPartials + 9)")])
         // Expired at a tick.
         engine.expire(now: 100 * s)
         XCTAssertEqual(sq.count, 0)
         XCTAssertTrue(sq.partials.isEmpty)
+    }
+
+    /// A first step repeated (a file written again, then made executable)
+    /// refreshes its partial: one waits, and the evidence has the latest.
+    func testARepeatedFirstStepRefreshesItsPartial() throws {
+        let set = try RuleSet(sources: [RuleSource(name: "t.yaml", text: SequenceTests.dropped)])
+        let engine = RuleEngine(rules: set, snapshot: snapshot)
+        var out: [String] = []
+        let recs = [t.open(1 * s, pid: 200, path: "/tmp/x", flags: 0o101), t.open(2 * s, pid: 200, path: "/tmp/x", flags: 0o1), chmodX(3 * s, pid: 200, path: "/tmp/x"),
+                    t.exec(4 * s, pid: 200, ppid: 1, comm: "x", exe: "/tmp/x", argv: ["/tmp/x"])]
+        for (n, r) in recs.enumerated() {
+            r.withUnsafeBytes { engine.process(Event.validated($0, sequence: UInt64(n))!) { _, _, m in out.append((m?.steps ?? []).map { "\($0.seq)" }.joined(separator: ",")) } }
+            if n == 1 { XCTAssertEqual(engine.rules[0].sequence?.count, 1) }
+        }
+        XCTAssertEqual(out, ["1,2,3"])
+    }
+
+    func testPathKeys() {
+        func same(_ a: String, _ b: String) -> Bool { Array(a.utf8).withUnsafeBytes { StepSequence.sameKey($0, Array(b.utf8)) } }
+        XCTAssertTrue(same("/tmp/x", "/tmp/x"))
+        XCTAssertTrue(same("./x", "/tmp/x"))
+        XCTAssertTrue(same("x", "/tmp/x"))
+        XCTAssertTrue(same("/tmp/x", "./x"))
+        XCTAssertTrue(same("d/x", "/tmp/d/x"))
+        XCTAssertFalse(same("/tmp/xx", "x"))
+        XCTAssertFalse(same("/tmp/x", "/var/x"))
+        XCTAssertFalse(same("", "/tmp/x"))
     }
 
     func testErrorsHaveFileLineAndColumn() {
