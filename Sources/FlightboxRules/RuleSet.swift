@@ -149,6 +149,8 @@ enum OutputPart {
 public struct RuleSet {
     public let rules: [CompiledRule]
     public let sources: [RuleSource]
+    /// Some enabled rule reads `proc.exe_written` (the lineage then tracks written paths).
+    public let usesExeWritten: Bool
     /// Every rule defined, enabled or not, in definition order.
     public let defined: [String]
     /// Every kind some rule can match.
@@ -170,7 +172,7 @@ public struct RuleSet {
         for s in sources { try loader.load(s) }
         self.sources = sources
         defined = loader.rules.map(\.name)
-        rules = try loader.compile()
+        (rules, usesExeWritten) = try loader.compile()
     }
 
     /// The built-in rules only.
@@ -421,8 +423,9 @@ struct Loader {
 
     /// Compiles every enabled rule: macros and lists resolve against the
     /// final definitions, so a later file can change a macro a built-in rule uses.
-    func compile() throws(RuleError) -> [CompiledRule] {
+    func compile() throws(RuleError) -> ([CompiledRule], usesExeWritten: Bool) {
         var out: [CompiledRule] = []
+        var usesExeWritten = false
         for def in rules {
             var cc = ConditionCompiler(lists: lists, macros: macros)
             var c = try def.condition.map { d throws(RuleError) in try cc.compile(d.0, d.1) } ?? .init(condition: { _ in true }, kinds: .all)
@@ -447,6 +450,7 @@ struct Loader {
             }
             let output = try Loader.template(def.output.0, def.output.1)
             guard def.enabled else { continue }
+            usesExeWritten = usesExeWritten || cc.usesExeWritten || def.output.0.contains("%proc.exe_written")
             let aggregate = def.aggregate.map { a in
                 Aggregate(by: a.by.map { Loader.accessor($0) }, byNames: a.by.map { $0.0 }, distinct: a.distinct.map { Loader.accessor($0) },
                           distinctName: a.distinct?.0, count: a.count, window: a.window, regular: a.regular)
@@ -454,7 +458,7 @@ struct Loader {
             out.append(CompiledRule(name: def.name, desc: def.desc, priority: def.priority, tags: def.tags, kinds: c.kinds,
                                     condition: condition, output: output, aggregate: aggregate, sequence: sequence, file: def.file, line: def.line))
         }
-        return out
+        return (out, usesExeWritten)
     }
 
     static func accessor(_ f: (String, Int?)) -> FieldAccess {
@@ -513,8 +517,12 @@ public final class RuleEngine {
     private let starts: UnsafeMutablePointer<Int>
     private let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 128, alignment: 8)
 
+    /// Whether the lineage keeps written paths (for `proc.exe_written`).
+    private let tracksWritten: Bool
+
     public init(rules: RuleSet, snapshot: ProcessSnapshot?) {
-        lineage = LineageTable(snapshot: snapshot)
+        lineage = LineageTable(snapshot: snapshot, tracksWritten: rules.usesExeWritten)
+        tracksWritten = rules.usesExeWritten
         self.rules = rules.rules
         var list: [Unmanaged<CompiledRule>] = []
         let kinds = SecurityEventKind.allCases
@@ -551,11 +559,11 @@ public final class RuleEngine {
         guard let kind = SecurityEventKind.of(e) else { return }
         switch kind {
         case .fork, .exec: lineage.apply(e)
-        case .open:
+        case .open where tracksWritten:
             if let f = e.as(FileRecord.self), f.ret >= 0, f.openFlags & (3 | 0o100 | 0o1000) != 0 { lineage.noteWritten(f.path, at: e.timestamp) }
-        case .rename:
+        case .rename where tracksWritten:
             if let f = e.as(FileRecord.self), f.ret >= 0 { lineage.noteWritten(f.path2, at: e.timestamp) }
-        case .chmodExec:
+        case .chmodExec where tracksWritten:
             if let p = e.as(PrivilegeRecord.self), p.ret >= 0, p.strLen > 0 { lineage.noteWritten(p.str, at: e.timestamp) }
         default: break
         }

@@ -221,6 +221,15 @@ final class RuleSetTests: XCTestCase {
             exec(3, pid: 100, ppid: 1, comm: "ls", exe: "/bin/ls", argv: ["ls"]),
         ])
         XCTAssertEqual(m, ["Dropped 100 ./payload"])
+        // Kept only when a rule reads the field (bare, compared, or in an output).
+        XCTAssertTrue(try RuleSet(sources: [RuleSource(name: "t.yaml", text: yaml)]).usesExeWritten)
+        XCTAssertTrue(try RuleSet(sources: [RuleSource(name: "t.yaml", text: yaml.replacingOccurrences(of: "and proc.exe_written", with: "and proc.exe_written = true"))]).usesExeWritten)
+        XCTAssertFalse(RuleSet.builtIn().usesExeWritten)
+        let m2 = try matches(yaml.replacingOccurrences(of: " and proc.exe_written", with: ""), [
+            open(1, pid: 100, path: "payload", flags: 0o101),
+            exec(2, pid: 100, ppid: 1, comm: "payload", exe: "./payload", argv: ["./payload"]),
+        ])
+        XCTAssertEqual(m2, ["Dropped 100 ./payload"])
     }
 
     func testGlob() {
