@@ -39,8 +39,9 @@ public struct ConfigError: Error, CustomStringConvertible, Equatable {
 /// Values are applied over the declared defaults; whatever the file does not
 /// mention keeps its default.
 public enum ConfigFile {
-    /// Top-level keys. Security rules and application probes will join them.
-    public static let topLevelKeys = ["detectors"]
+    /// Top-level keys: detector settings, and application health checks
+    /// (`probes:`, see HealthConfig.swift), judged by the `health` detector.
+    public static let topLevelKeys = ["detectors", "probes"]
 
     /// Reads and resolves `path`.
     public static func load(path: String) throws(ConfigError) -> DetectorConfiguration {
@@ -164,6 +165,10 @@ struct Resolver {
         var config = DetectorConfiguration.defaults
         guard let root, !isNull(root) else { return config }
         for (key, keyNode, value) in try pairs(root, what: "the file") {
+            if key == "probes" {
+                config["health"]?.checks = try healthChecks(value)
+                continue
+            }
             guard key == "detectors" else { throw unknown(keyNode, key, known: ConfigFile.topLevelKeys, what: "unknown top-level key") }
             if isNull(value) { continue }
             for (name, nameNode, body) in try pairs(value, what: "detectors") {

@@ -112,11 +112,13 @@ struct FlightRun: ParsableCommand {
         // SIGUSR1 is counted from the start: its default action would kill
         // the recorder that someone (systemctl kill -s USR1) asks for a dump.
         fb_dump_signals_install()
-        let config = try capture.captureConfig()
+        var config = try capture.captureConfig()
         // The rules are stored whole in each segment (the built-ins included), so its replay runs them.
         let detectorConfig = withRules(try loadRuleSources(rules), try self.config.map(loadDetectorConfiguration) ?? .defaults)
         let names = try detectorNames(detectors)
         let detectorList = try detectorConfig.makeDetectors(only: names)
+        let checks = detectorConfig["health"]?.checks ?? []
+        applyHealthChecks(checks, to: &config)
         let dumpOn = Severity(rawValue: self.dumpOn)
 
         // The directory, its lock (one recorder per directory) and the kernel, before anything is written.
@@ -158,7 +160,7 @@ struct FlightRun: ParsableCommand {
         do {
             ring = try SegmentRing(configuration: ringConfig, header: { number in
                 let start = monotonicNow()
-                let metadata = captureMetadata(options: options, config: config, capture: bpf, detectors: detectorsJSON,
+                let metadata = captureMetadata(options: options, config: config, capture: bpf, detectors: detectorsJSON, healthChecks: checks,
                                                extra: [("flight_segment", .object([("number", .uint(number)), ("start_ts_ns", .uint(start)),
                                                                                     ("keep_ns", .uint(keepNs)), ("max_bytes", .uint(maxBytes))]))],
                                                clock: clock)
@@ -185,7 +187,7 @@ struct FlightRun: ParsableCommand {
 
         let state = FlightState(directory: dir, ring: ring, dumps: dumps, capture: bpf)
         let out = Output()
-        let metadata = firstMetadata ?? captureMetadata(options: options, config: config, capture: bpf, clock: clock)
+        let metadata = firstMetadata ?? captureMetadata(options: options, config: config, capture: bpf, healthChecks: checks, clock: clock)
         let engine = detectorEngine(detectorList, snapshot: firstSnapshot ?? processSnapshot(at: monotonicNow()), metadata: metadata, keepsFindings: false) { f in
             out.line(formatFinding(f, metadata: metadata))
             out.flush()
