@@ -128,10 +128,11 @@ public final class HealthDetector: Detector {
             return o1 || o2 ? .max : high
         }
 
-        /// The `q` quantile (0...1): its bucket's upper bound, capped by the max.
-        func quantile(_ q: Double) -> UInt64 {
+        /// The quantile of `perMille` (990: p99): its bucket's upper bound,
+        /// capped by the max. Integer ranks: no rounding of 0.99 x n.
+        func quantile(perMille: UInt64) -> UInt64 {
             guard calls > 0 else { return 0 }
-            let rank = max(1, UInt64((Double(calls) * q).rounded(.up)))
+            let rank = max(1, (min(calls, UInt64.max / 1000) * perMille + 999) / 1000)
             var seen: UInt64 = 0
             for (i, n) in histogram.enumerated() where n > 0 {
                 seen += UInt64(n)
@@ -318,7 +319,7 @@ public final class HealthDetector: Detector {
     private func judgeLatency(_ i: Int, _ l: HealthCheck.Latency, end: UInt64, context: DetectorContext) {
         let w = state.checks[i].latency
         guard w.calls >= max(l.minCalls, 1) else { return }
-        let value = l.statistic == .max ? w.maxNs : w.quantile(0.99)
+        let value = l.statistic == .max ? w.maxNs : w.quantile(perMille: 990)
         // The limit: the fixed one, or the baseline's, whichever is lower.
         var limit = l.aboveNs
         var baselineNs: UInt64?
