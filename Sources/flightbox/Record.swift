@@ -37,7 +37,7 @@ struct Record: ParsableCommand {
     @Option(help: "Detectors to run with --detect, comma-separated (default: every enabled one).")
     var detectors: String?
 
-    @Option(help: "With --detect: detector configuration file (YAML; see `flightbox detectors --default-config`). Stored in the trace, so replay runs the same.")
+    @Option(help: "Configuration file (YAML; see `flightbox detectors --default-config`): the detectors' settings with --detect, and the application health checks (probes:), attached while recording. Stored in the trace, so replay runs the same.")
     var config: String?
 
     @Option(name: .customLong("rules"), help: ArgumentHelp("With --detect: security rules file (YAML, repeatable), over the built-in rules; stored in the trace: see rules/default.yaml.", valueName: "file"))

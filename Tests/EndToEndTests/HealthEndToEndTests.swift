@@ -2,6 +2,9 @@ import XCTest
 import Foundation
 import FlightboxEvents
 import FlightboxFormat
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Health checks on real applications, through the CLI: the probes family on
 /// the recorder's ring, the checks stored in the trace, the health detector
@@ -194,5 +197,58 @@ final class HealthEndToEndTests: XCTestCase {
         let findings = try replay.lines.map { try JSONParser.parse($0) }
         XCTAssertEqual(findings.map { $0["evidence"]?["check"]?.stringValue }, ["gc-collected"], replay.stdout)
         XCTAssertGreaterThanOrEqual(findings.first?["evidence"]?["value"]?.intValue ?? 0, 1000)
+    }
+
+    /// `binary:0xoffset`: a function by its file offset (a stripped binary's
+    /// way), here fb_app_work's, from nm and the executable segment's mapping.
+    func testAFunctionByItsFileOffset() throws {
+        try requireBPF()
+        let nm = try Tool.run("/usr/bin/nm", [Self.app])
+        let line = nm.lines.first { $0.hasSuffix(" T fb_app_work") }
+        let vaddr = try XCTUnwrap(line.flatMap { UInt64($0.prefix(while: { $0 != " " }), radix: 16) }, nm.stderr)
+        // The executable LOAD segment maps file offset o at vaddr v: the function's offset is vaddr - v + o.
+        let phdrs = try Tool.run("/usr/bin/readelf", ["-lW", Self.app])
+        let load = try XCTUnwrap(phdrs.lines.first { $0.contains("LOAD") && $0.contains("R E") }, phdrs.stdout)
+        let fields = load.split(separator: " ")
+        let (fileOffset, segmentVaddr) = (UInt64(fields[1].dropFirst(2), radix: 16) ?? 0, UInt64(fields[2].dropFirst(2), radix: 16) ?? 0)
+        let offset = vaddr - segmentVaddr + fileOffset
+        let config = try write("""
+        probes:
+          - name: by-offset
+            target: \(Self.app):0x\(String(offset, radix: 16))
+            args: 1
+            latency: { statistic: max, above: 1s }
+        """, "offset.yaml")
+        let trace = scratch("offset.fbt")
+        let r = try Tool.run(Tool.flightbox, ["record", "-o", trace, "--probes", "process", "--config", config, "--", Self.app, "work", "5", "4"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let calls = try probes(trace)[1] ?? []
+        XCTAssertEqual(calls.map(\.args.first), [5, 5, 5, 5])
+        for c in calls { XCTAssertGreaterThanOrEqual(c.latency, 5_000_000) }
+    }
+
+    /// The flight recorder attaches the checks too, system-wide, and its
+    /// segments carry them: a segment's replay judges what the app did.
+    func testFlightRecordsTheChecksIntoItsSegments() throws {
+        try requireBPF()
+        let dir = try scratchDirectory("health-flight")
+        let config = try write(Self.config(), "flight.yaml")
+        let r = try Recorder(["flight", "--dir", dir, "--probes", "process", "--config", config, "--dump-on", "none", "--status-interval", "200ms"])
+        try r.waitForStderr("flightbox: flight recording")
+        let app = try Tool.run(Self.app, ["work", "50", "2", "fail", "5", "4", "heartbeat", "50", "5", "sleep", "1000"])
+        XCTAssertEqual(app.status, 0)
+        usleep(300_000)
+        kill(r.pid, SIGTERM)
+        XCTAssertEqual(r.wait(), 0, r.stderr)
+        XCTAssertTrue(r.stderr.contains("health check 5: cannot attach"), r.stderr)
+        let segment = try XCTUnwrap(((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).filter { $0.hasPrefix("seg-") }.sorted().first)
+        let seen = try probes(dir + "/" + segment)
+        XCTAssertEqual(seen[1]?.count, 2)
+        XCTAssertEqual(seen[2]?.map(\.ret), [-5, -5, -5, -5])
+        XCTAssertEqual(seen[3]?.count, 5)
+        let replay = try Tool.flightbox("replay", dir + "/" + segment, "--format", "json", "--detectors", "health")
+        XCTAssertEqual(replay.status, 0, replay.stderr)
+        let judged = Set(try replay.lines.map { try JSONParser.parse($0)["evidence"]?["check"]?.stringValue ?? "?" })
+        XCTAssertEqual(judged, ["work", "fail", "beat", "request"], replay.stdout)
     }
 }
