@@ -69,7 +69,7 @@ struct FlightRun: ParsableCommand {
     @Option(help: "Detectors to run, comma-separated (default: every enabled one).")
     var detectors: String?
 
-    @Option(help: "Detector configuration file (YAML; see `flightbox detectors --default-config`). Stored in each segment.")
+    @Option(help: "Configuration file (YAML; see `flightbox detectors --default-config`): the detectors' settings and the application health checks (probes:), attached while recording. Stored in each segment.")
     var config: String?
 
     @Option(name: .customLong("rules"), help: ArgumentHelp("Security rules file (YAML, repeatable), over the built-in rules; stored in each segment: see rules/default.yaml.", valueName: "file"))
