@@ -12,7 +12,7 @@ import FlightboxRecorder
 /// per-family thresholds, and the block codec. Shared by `record` and
 /// `flight` (`@OptionGroup`), so both take the same flags the same way.
 struct CaptureOptions: ParsableArguments {
-    @Option(help: "Probe families, comma-separated: \(ProbeFamily.allCases.map(\.rawValue).joined(separator: ",")) (default: \(ProbeFamily.defaults.map(\.rawValue).joined(separator: ","))). With a command or --pid, process is always on, to follow children.")
+    @Option(help: "Probe families, comma-separated: \(ProbeFamily.allCases.map(\.rawValue).joined(separator: ",")) (default: \(ProbeFamily.defaults.map(\.rawValue).joined(separator: ","))). With a command or --pid, process is always on, to follow children; probes is on when --config declares health checks.")
     var probes: String?
 
     @Option(help: "Record only this process (all its threads) and its descendants: the ones it has and the ones forked below it while recording (as strace -f).")

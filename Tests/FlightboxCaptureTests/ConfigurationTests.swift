@@ -11,7 +11,7 @@ final class ConfigurationTests: XCTestCase {
     func testEachFamilyMapsToItsBPFObject() {
         let expected: [ProbeFamily: String?] = [
             .syscalls: "syscalls", .files: "syscalls", .privilege: "syscalls", .process: "process", .signals: "signals",
-            .block: "block", .scheduler: "sched", .tcp: "tcp", .memory: "memory", .gauges: nil,
+            .block: "block", .scheduler: "sched", .tcp: "tcp", .memory: "memory", .gauges: nil, .probes: "uprobe",
         ]
         XCTAssertEqual(Set(expected.keys), Set(ProbeFamily.allCases))
         for family in ProbeFamily.allCases {
