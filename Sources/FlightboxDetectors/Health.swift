@@ -109,6 +109,9 @@ public final class HealthDetector: Detector {
         public var maxNs: UInt64 = 0
         public var maxPid: UInt32 = 0
         public var maxTid: UInt32 = 0
+        /// Its name when it made the call: the process may be gone (and
+        /// forgotten) by the time the window is judged.
+        public var maxComm = ""
         public var histogram: [UInt32] = []
 
         /// 0-15 exact, then 8 buckets per power of two.
@@ -147,6 +150,7 @@ public final class HealthDetector: Detector {
             maxNs = 0
             maxPid = 0
             maxTid = 0
+            maxComm = ""
             for i in histogram.indices { histogram[i] = 0 }
         }
     }
@@ -159,6 +163,7 @@ public final class HealthDetector: Detector {
         public var firstValue: Int64 = 0
         public var firstPid: UInt32 = 0
         public var firstTid: UInt32 = 0
+        public var firstComm = ""
 
         mutating func reset(start: UInt64) { self = ErrorWindow(start: start) }
     }
@@ -166,6 +171,7 @@ public final class HealthDetector: Detector {
     public struct Beat: Codable, Equatable, Sendable {
         public var last: UInt64
         public var tid: UInt32
+        public var comm: String
         public var episode = EpisodeState()
     }
 
@@ -226,6 +232,7 @@ public final class HealthDetector: Detector {
                 state.checks[i].latency.maxNs = ns
                 state.checks[i].latency.maxPid = event.pid
                 state.checks[i].latency.maxTid = event.tid
+                state.checks[i].latency.maxComm = context.processes.comm(event.pid)
             }
         }
         if let e = check.errors, !(r.missedEntry && e.when.operand != .ret) {
@@ -238,13 +245,14 @@ public final class HealthDetector: Detector {
                     state.checks[i].errors.firstValue = v
                     state.checks[i].errors.firstPid = event.pid
                     state.checks[i].errors.firstTid = event.tid
+                    state.checks[i].errors.firstComm = context.processes.comm(event.pid)
                 }
             }
         }
         if check.heartbeat != nil {
             let ts = max(event.timestamp, state.checks[i].beats[event.pid]?.last ?? 0)
             if state.checks[i].beats[event.pid] == nil {
-                state.checks[i].beats[event.pid] = Beat(last: ts, tid: event.tid)
+                state.checks[i].beats[event.pid] = Beat(last: ts, tid: event.tid, comm: context.processes.comm(event.pid))
             } else {
                 state.checks[i].beats[event.pid]!.last = ts
                 state.checks[i].beats[event.pid]!.tid = event.tid
@@ -342,7 +350,7 @@ public final class HealthDetector: Detector {
         let critical = Double(value) >= Double(limit) * criticalTimes
         let decision = state.checks[i].latencyEpisode.deviation(at: end, critical: critical, holdDownNs: holdDownNs)
         guard decision != .suppress else { return }
-        let check = checks[i], comm = context.processes.comm(w.maxPid)
+        let check = checks[i], comm = w.maxComm
         let against = baselineNs.map { " (\(l.baseline.map { String(format3: $0).trimmingTrailingZeros() } ?? "")x its baseline \(formatDuration($0)))" } ?? ""
         context.emit(Finding(
             ts: end, detector: name, severity: critical ? .critical : .warning, pid: w.maxPid, tid: w.maxTid, comm: comm,
@@ -361,7 +369,7 @@ public final class HealthDetector: Detector {
         let critical = share >= min(1, e.rate * criticalTimes)
         let decision = state.checks[i].errorEpisode.deviation(at: end, critical: critical, holdDownNs: holdDownNs)
         guard decision != .suppress else { return }
-        let check = checks[i], comm = context.processes.comm(w.firstPid)
+        let check = checks[i], comm = w.firstComm
         let percent = { (r: Double) in String(format3: r * 100).trimmingTrailingZeros() + "%" }
         context.emit(Finding(
             ts: end, detector: name, severity: critical ? .critical : .warning, pid: w.firstPid, tid: w.firstTid, comm: comm,
@@ -379,7 +387,7 @@ public final class HealthDetector: Detector {
         let gap = now - beat.last
         let critical = Double(gap) >= Double(h.everyNs) * criticalTimes
         guard beat.episode.deviation(at: now, critical: critical, holdDownNs: holdDownNs) != .suppress else { return }
-        let check = checks[i], comm = context.processes.comm(pid)
+        let check = checks[i], comm = beat.comm
         context.emit(Finding(
             ts: now, detector: name, severity: critical ? .critical : .warning, pid: pid, tid: beat.tid, comm: comm,
             summary: "health check '\(check.name)' missed its heartbeat: \(comm)[\(pid)] has not called \(check.target) for \(formatDuration(gap)) (expected every \(formatDuration(h.everyNs)))",

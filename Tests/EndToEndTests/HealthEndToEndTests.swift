@@ -251,4 +251,74 @@ final class HealthEndToEndTests: XCTestCase {
         let judged = Set(try replay.lines.map { try JSONParser.parse($0)["evidence"]?["check"]?.stringValue ?? "?" })
         XCTAssertEqual(judged, ["work", "fail", "beat", "request"], replay.stdout)
     }
+
+    /// Another real Debian application: PostgreSQL 15, started on loopback.
+    /// Its build has USDT probes (72 in `readelf -n .../bin/postgres`:
+    /// postgresql:query__start, transaction__commit, ...), and it exports its
+    /// functions for extensions (`nm -D`: PortalRun runs every query). Three
+    /// queries from one connection, one of them a 200 ms pg_sleep.
+    func testPostgreSQLQueriesByUSDTAndByFunction() throws {
+        try requireBPF()
+        let bin = "/usr/lib/postgresql/15/bin"
+        try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: bin + "/postgres"), "postgresql-15 is not installed")
+        let dir = try scratchDirectory("postgres")
+        XCTAssertEqual(try Tool.run("/bin/chown", ["postgres", dir]).status, 0)
+        let initdb = try Tool.run("/usr/sbin/runuser", ["-u", "postgres", "--", bin + "/initdb", "-D", dir + "/data", "-A", "trust", "-U", "postgres"])
+        XCTAssertEqual(initdb.status, 0, initdb.stderr)
+        let port = String(20_000 + Int(getpid() % 20_000))
+        let server = Process()
+        server.executableURL = URL(fileURLWithPath: "/usr/sbin/runuser")
+        server.arguments = ["-u", "postgres", "--", bin + "/postgres", "-D", dir + "/data", "-k", dir, "-h", "127.0.0.1", "-p", port]
+        server.standardOutput = FileHandle.nullDevice
+        server.standardError = FileHandle.nullDevice
+        try server.run()
+        defer {
+            // The postmaster (runuser's child) shuts down on SIGINT.
+            if let pid = try? String(contentsOfFile: dir + "/data/postmaster.pid", encoding: .utf8).split(separator: "\n").first.flatMap({ Int32($0) }) {
+                kill(pid, SIGINT)
+            }
+            server.waitUntilExit()
+        }
+        var ready = false
+        for _ in 0..<100 where !ready {
+            ready = (try? Tool.run(bin + "/pg_isready", ["-h", "127.0.0.1", "-p", port]))?.status == 0
+            if !ready { usleep(100_000) }
+        }
+        try XCTSkipUnless(ready, "postgres did not start")
+        let postmaster = try XCTUnwrap(try String(contentsOfFile: dir + "/data/postmaster.pid", encoding: .utf8).split(separator: "\n").first.map(String.init))
+        let config = try write("""
+        probes:
+          - name: query-start
+            usdt: postgresql:query__start
+            binary: \(bin)/postgres
+            heartbeat: 1m
+          - name: portal-run
+            target: \(bin)/postgres:PortalRun
+            return: long
+            latency: { statistic: max, above: 100ms, window: 1s }
+        """, "postgres.yaml")
+        let trace = scratch("postgres.fbt"), live = scratch("postgres.jsonl")
+        let rec = try Recorder(["record", "-o", trace, "--pid", postmaster, "--probes", "process", "--config", config, "--detect",
+                                "--detectors", "health", "--findings", live, "--duration", "4s"])
+        try rec.waitForStderr("flightbox: recording")
+        let psql = try Tool.run("/usr/sbin/runuser", ["-u", "postgres", "--", bin + "/psql", "-X", "-q", "-h", "127.0.0.1", "-p", port, "-U", "postgres",
+                                                      "-c", "SELECT 1", "-c", "SELECT 2", "-c", "SELECT pg_sleep(0.2)"])
+        XCTAssertEqual(psql.status, 0, psql.stderr)
+        XCTAssertEqual(rec.wait(), 0, rec.stderr)
+        let seen = try probes(trace)
+        let starts = seen[1] ?? []
+        XCTAssertEqual(starts.count, 3, "\(starts)")
+        let backend = try XCTUnwrap(starts.first?.pid)
+        XCTAssertEqual(Set(starts.map(\.pid)), [backend], "one connection, one backend")
+        XCTAssertNotEqual(backend, UInt64(postmaster), "the backend is a child the recording followed")
+        let runs = (seen[2] ?? []).filter { $0.pid == backend }
+        XCTAssertEqual(runs.count, 3, "\(runs)")
+        XCTAssertEqual(runs.filter { $0.latency >= 200_000_000 }.count, 1, "\(runs)")
+        let replay = try Tool.flightbox("replay", trace, "--format", "json", "--detectors", "health")
+        XCTAssertEqual(replay.stdout, try String(contentsOfFile: live, encoding: .utf8))
+        let findings = try replay.lines.map { try JSONParser.parse($0) }
+        XCTAssertEqual(findings.map { $0["evidence"]?["check"]?.stringValue }, ["portal-run"], replay.stdout)
+        XCTAssertEqual(findings.first?["comm"]?.stringValue, "postgres")
+        XCTAssertGreaterThanOrEqual(findings.first?["evidence"]?["value_ns"]?.uintValue ?? 0, 200_000_000)
+    }
 }

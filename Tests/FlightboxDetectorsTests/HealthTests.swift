@@ -72,6 +72,15 @@ final class HealthTests: XCTestCase {
         XCTAssertEqual(f[1].evidence["value_ns"]?.uintValue, 200 * ms)
     }
 
+    /// A short-lived process (a database backend per connection) is gone by the
+    /// time its window is judged: the finding still names it.
+    func testAFindingNamesAProcessThatIsGoneByItsJudgement() {
+        let exit = EventEncoder.exit(ts: 300 * ms, pid: 42, tid: 42, status: 0, group: true, ppid: 1, lifetime: 1, comm: "app")
+        let f = judge(ordered([call(1, 100 * ms, latency: 50 * ms)], [exit], ticks(0, 2 * s)), [latency])
+        XCTAssertEqual(f.map(\.comm), ["app"])
+        XCTAssertTrue(f.first?.summary.hasSuffix("in app[42]") == true, f.first?.summary ?? "")
+    }
+
     func testAnEpisodeEndsAfterTheHoldDownAndTheNextOneIsReported() {
         let recs = [call(1, 500 * ms, latency: 50 * ms), call(1, 10 * s + 500 * ms, latency: 50 * ms)]
         XCTAssertEqual(judge(ordered(recs, ticks(0, 12 * s)), [latency], holdDown: 5 * s).count, 2)
