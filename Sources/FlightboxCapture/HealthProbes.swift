@@ -35,18 +35,24 @@ public struct ProbeDefinition: Sendable, Equatable {
     public var arguments: Int
     /// The function returns a C int: its return value is sign-extended from 32 bits.
     public var int32Return: Bool
+    /// The argument (1 to `arguments`) that points to a string to capture; 0 for none.
+    public var stringArgument: Int
 
-    public init(id: UInt32, site: ProbeSite, pid: Int32? = nil, arguments: Int = 0, int32Return: Bool = true) {
+    public init(id: UInt32, site: ProbeSite, pid: Int32? = nil, arguments: Int = 0, int32Return: Bool = true, stringArgument: Int = 0) {
         self.id = id
         self.site = site
         self.pid = pid
         self.arguments = arguments
         self.int32Return = int32Return
+        self.stringArgument = stringArgument
     }
 
-    /// bpf/uprobe.bpf.c's FB_PROBE_COOKIE: id, argument count, int return.
+    /// The attachment's BPF cookie (bpf/uprobe.bpf.c): id, argument count,
+    /// int return, string argument.
     var cookie: UInt64 {
-        UInt64(id) | UInt64(min(max(arguments, 0), Int(FB_PROBE_ARGS))) << 32 | (int32Return ? 1 << 36 : 0)
+        let n = min(max(arguments, 0), Int(FB_PROBE_ARGS))
+        let string = (1...max(n, 1)).contains(stringArgument) && stringArgument <= n ? UInt64(stringArgument) : 0
+        return UInt64(id) | UInt64(n) << 32 | (int32Return ? 1 << 36 : 0) | string << 37
     }
 }
 

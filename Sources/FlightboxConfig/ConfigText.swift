@@ -58,7 +58,8 @@ extension ConfigFile {
         # in the trace, so replay judges them the same without this file.
         # Each check: name; target: binary:function or binary:0xoffset, or
         # usdt: provider:name with binary: (an executable or a library); optional
-        # pid: or comm: limit; args: integer arguments captured (0 to 4); return:
+        # pid: or comm: limit; args: integer arguments captured (0 to 4); string: the
+        # argument that points to a string to record with each event; return:
         # int or long; and at least one judgement:
         #   latency:   { statistic: p99 or max, above: 50ms and/or baseline: 3 (times its
         #                own median window), window: 10s, min_calls: 1 }
@@ -95,6 +96,7 @@ extension ConfigFile {
             if let p = c.pid { out += "    pid: \(p)\n" }
             if let m = c.comm { out += "    comm: \(q(m))\n" }
             out += "    args: \(c.arguments)\n"
+            if c.stringArgument > 0 { out += "    string: \(c.stringArgument)\n" }
             if !c.target.isUSDT { out += "    return: \(c.int32Return ? "int" : "long")\n" }
             if let l = c.latency {
                 var f = ["statistic: \(l.statistic.rawValue)"]

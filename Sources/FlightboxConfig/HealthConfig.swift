@@ -10,6 +10,7 @@ import Yams
 ///       pid: 1234                              # optional: only this process
 ///       comm: app                              # optional: only processes of this name
 ///       args: 1                                # integer arguments captured, 0 to 4
+///       string: 1                              # optional: the argument that points to a string to record
 ///       return: int                            # int (sign-extended, the default) or long
 ///       latency: { statistic: p99, above: 50ms, window: 10s, min_calls: 1 }   # or baseline: 3 (times its own)
 ///       errors: { when: ret < 0, rate: 0.1, window: 10s, min_calls: 5 }
@@ -19,7 +20,7 @@ import Yams
 /// At least one judgement per check. Checks are numbered from 1 in file
 /// order: the `probe_id` of their events.
 extension Resolver {
-    static let checkKeys = ["name", "target", "usdt", "binary", "pid", "comm", "args", "return", "latency", "errors", "heartbeat", "argument"]
+    static let checkKeys = ["name", "target", "usdt", "binary", "pid", "comm", "args", "string", "return", "latency", "errors", "heartbeat", "argument"]
     /// At most this many checks: each is one or two uprobes per process mapping its binary.
     static let maxChecks = 256
 
@@ -99,6 +100,12 @@ extension Resolver {
             let text = try scalarText(v, expected: "0 to 4", what: "\(what).args")
             guard let n = SettingValue.parseCount(text), n <= 4 else { throw error(v, "\(what).args: '\(text)' is not 0 to 4") }
             check.arguments = Int(n)
+        }
+        if let (_, v) = byKey["string"] {
+            let text = try scalarText(v, expected: "an argument number", what: "\(what).string")
+            guard let n = SettingValue.parseCount(text), n >= 1, n <= 4 else { throw error(v, "\(what).string: '\(text)' is not an argument number (1 to 4)") }
+            if n > check.arguments { throw error(v, "\(what).string: arg\(n) is not captured (args: \(check.arguments)); set args: \(n) or more") }
+            check.stringArgument = Int(n)
         }
         if let (_, v) = byKey["return"] {
             let text = try scalarText(v, expected: "int or long", what: "\(what).return")

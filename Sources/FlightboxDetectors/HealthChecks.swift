@@ -91,6 +91,8 @@ public struct HealthCheck: Codable, Equatable, Sendable {
     public var arguments: Int
     /// The function returns a C int (sign-extended from 32 bits), not a long or pointer.
     public var int32Return: Bool
+    /// The argument (1 to `arguments`) that points to a string to record with each event; 0 for none.
+    public var stringArgument: Int
     public var latency: Latency?
     public var errors: Errors?
     public var heartbeat: Heartbeat?
@@ -98,7 +100,7 @@ public struct HealthCheck: Codable, Equatable, Sendable {
     public var argument: Condition?
 
     public init(id: UInt32, name: String, target: Target, pid: UInt32? = nil, comm: String? = nil, arguments: Int = 0, int32Return: Bool = true,
-                latency: Latency? = nil, errors: Errors? = nil, heartbeat: Heartbeat? = nil, argument: Condition? = nil) {
+                stringArgument: Int = 0, latency: Latency? = nil, errors: Errors? = nil, heartbeat: Heartbeat? = nil, argument: Condition? = nil) {
         self.id = id
         self.name = name
         self.target = target
@@ -106,6 +108,7 @@ public struct HealthCheck: Codable, Equatable, Sendable {
         self.comm = comm
         self.arguments = arguments
         self.int32Return = int32Return
+        self.stringArgument = stringArgument
         self.latency = latency
         self.errors = errors
         self.heartbeat = heartbeat
@@ -220,6 +223,7 @@ extension HealthCheck {
         if let pid { fields.append(("pid", .uint(UInt64(pid)))) }
         if let comm { fields.append(("comm", .string(comm))) }
         fields += [("args", .uint(UInt64(arguments))), ("return", .string(int32Return ? "int" : "long"))]
+        if stringArgument > 0 { fields.append(("string", .uint(UInt64(stringArgument)))) }
         if let l = latency {
             var o: [(String, JSON)] = [("statistic", .string(l.statistic.rawValue))]
             if let a = l.aboveNs { o.append(("above_ns", .uint(a))) }
@@ -279,7 +283,8 @@ extension HealthCheck {
         }
         self.init(id: UInt32(id), name: name, target: target,
                   pid: json["pid"]?.uintValue.map { UInt32(truncatingIfNeeded: $0) }, comm: json["comm"]?.stringValue,
-                  arguments: Int(min(json["args"]?.uintValue ?? 0, 4)), int32Return: json["return"]?.stringValue != "long")
+                  arguments: Int(min(json["args"]?.uintValue ?? 0, 4)), int32Return: json["return"]?.stringValue != "long",
+                  stringArgument: Int(min(json["string"]?.uintValue ?? 0, 4)))
         if let l = json["latency"] {
             guard let s = l["statistic"]?.stringValue.flatMap(Statistic.init(rawValue:)), let w = l["window_ns"]?.uintValue, w > 0 else {
                 throw fail("latency needs statistic and window_ns")

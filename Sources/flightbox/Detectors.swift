@@ -87,7 +87,8 @@ func applyHealthChecks(_ checks: [HealthCheck], to config: inout CaptureConfig) 
         case .offset(let b, let o): .offset(binary: b, offset: o)
         case .usdt(let b, let p, let n): .usdt(binary: b, provider: p, name: n)
         }
-        return ProbeDefinition(id: c.id, site: site, pid: c.pid.map { Int32(bitPattern: $0) }, arguments: c.arguments, int32Return: c.int32Return)
+        return ProbeDefinition(id: c.id, site: site, pid: c.pid.map { Int32(bitPattern: $0) }, arguments: c.arguments, int32Return: c.int32Return,
+                               stringArgument: c.stringArgument)
     }
     if !config.families.contains(.probes) { config.families.append(.probes) }
 }

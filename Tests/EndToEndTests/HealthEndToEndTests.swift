@@ -165,6 +165,12 @@ final class HealthEndToEndTests: XCTestCase {
             binary: \(python)
             args: 1
             argument: { when: arg1 >= 1000 }
+          - name: audit
+            usdt: python:audit
+            binary: \(python)
+            args: 2
+            string: 1
+            heartbeat: 1m
         """, "python.yaml")
         let script = """
         import gc
@@ -176,6 +182,9 @@ final class HealthEndToEndTests: XCTestCase {
                 a = Node(); a.me = a
             del a
             gc.collect()
+        import sys
+        for i in range(3):
+            sys.audit("flightbox.health", i)
         """
         let trace = scratch("python.fbt"), live = scratch("python.jsonl")
         let r = try Tool.run(Tool.flightbox, ["record", "-o", trace, "--probes", "process", "--config", config, "--detect", "--detectors", "health",
@@ -192,6 +201,11 @@ final class HealthEndToEndTests: XCTestCase {
         XCTAssertEqual(explicit.count, 5, "\(done)")
         XCTAssertEqual(explicit.map { starts.indices.contains($0) ? starts[$0] : 99 }, [2, 2, 2, 2, 2])
         XCTAssertEqual(Array(explicit), Array((explicit.first ?? 0)..<((explicit.first ?? 0) + 5)), "five in a row")
+        // python:audit(event, args): the event name is a string argument, captured with each probe.
+        let audits = try eventsJSON(trace, ["--type", "probe"]).filter { $0["fields"]?["probe_id"]?.uintValue == 3 }
+        XCTAssertTrue(audits.allSatisfy { $0["fields"]?["str_arg"]?.uintValue == 1 })
+        XCTAssertEqual(audits.filter { $0["fields"]?["str"]?.stringValue == "flightbox.health" }.count, 3)
+        XCTAssertTrue(audits.contains { $0["fields"]?["str"]?.stringValue == "exec" }, "the interpreter's own audit events too")
         let replay = try Tool.flightbox("replay", trace, "--format", "json", "--detectors", "health")
         XCTAssertEqual(replay.stdout, try String(contentsOfFile: live, encoding: .utf8))
         let findings = try replay.lines.map { try JSONParser.parse($0) }

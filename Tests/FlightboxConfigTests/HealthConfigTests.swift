@@ -34,7 +34,8 @@ final class HealthConfigTests: XCTestCase {
             usdt: python:gc__done
             binary: /usr/bin/python3.11
             comm: python3
-            args: 1
+            args: 2
+            string: 2
             argument: arg1 > 100000
             heartbeat: 5s
         """)
@@ -48,6 +49,7 @@ final class HealthConfigTests: XCTestCase {
         XCTAssertEqual(c[1].errors, .init(when: Condition(.ret, .eq, -5), rate: 0.25, windowNs: 500_000_000, minCalls: 2))
         XCTAssertEqual(c[2].target, .usdt(binary: "/usr/bin/python3.11", provider: "python", name: "gc__done"))
         XCTAssertEqual(c[2].comm, "python3")
+        XCTAssertEqual(c[2].stringArgument, 2)
         XCTAssertEqual(c[2].argument, Condition(.arg(1), .gt, 100_000))
         XCTAssertEqual(c[2].heartbeat, .init(everyNs: 5_000_000_000))
         XCTAssertEqual(try checks("probes:\n"), [])
@@ -62,7 +64,7 @@ final class HealthConfigTests: XCTestCase {
         var c = try ConfigFile.parse("""
         probes:
           - { name: "a b", target: "/x:f", args: 2, errors: { when: "arg2 != 0" }, latency: { above: 1500us, baseline: 3 } }
-          - { name: u, usdt: "p:n", binary: libfoo.so.1, args: 4, argument: { when: arg4 <= -3 }, heartbeat: { every: 1m } }
+          - { name: u, usdt: "p:n", binary: libfoo.so.1, args: 4, string: 3, argument: { when: arg4 <= -3 }, heartbeat: { every: 1m } }
         """, file: "c.yaml")
         XCTAssertEqual(try ConfigFile.parse(ConfigFile.text(of: c), file: "t.yaml"), c)
         c["health"]?.checks = []
@@ -97,6 +99,8 @@ final class HealthConfigTests: XCTestCase {
         XCTAssertEqual(failure("probes:\n  - name: a\n    target: /x:f\n    errors: { when: ret < 0, rate: 1.5 }\n"),
                        "4:36: probes.a.errors.rate: expected a share of calls above 0 and at most 1 (0.1 is 10%)")
         XCTAssertEqual(failure("probes:\n  - name: a\n    target: /x:f\n    args: 5\n    heartbeat: 1s\n"), "4:11: probes.a.args: '5' is not 0 to 4")
+        XCTAssertEqual(failure("probes:\n  - name: a\n    target: /x:f\n    args: 1\n    string: 2\n    heartbeat: 1s\n"),
+                       "5:13: probes.a.string: arg2 is not captured (args: 1); set args: 2 or more")
         XCTAssertEqual(failure("probes:\n  - name: a\n    target: /x:f\n    comm: a-name-longer-than-15\n    heartbeat: 1s\n"),
                        "4:11: probes.a.comm: 'a-name-longer-than-15' is not a command name (1 to 15 bytes, as in /proc/PID/comm)")
         XCTAssertEqual(failure("probes:\n  - {name: a, target: /x:f, heartbeat: 1s}\n  - {name: a, target: /x:g, heartbeat: 1s}\n"),

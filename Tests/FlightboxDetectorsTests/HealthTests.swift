@@ -227,7 +227,7 @@ final class HealthTests: XCTestCase {
     func testChecksRoundTripThroughTheirStoredForm() throws {
         let checks = [
             latency,
-            HealthCheck(id: 2, name: "fail", target: .offset(binary: app, offset: 0x1f40), pid: 7, comm: "app", arguments: 2, int32Return: false,
+            HealthCheck(id: 2, name: "fail", target: .offset(binary: app, offset: 0x1f40), pid: 7, comm: "app", arguments: 2, int32Return: false, stringArgument: 2,
                         latency: .init(statistic: .p99, aboveNs: 5 * ms, baseline: 2.5, windowNs: 2 * s, minCalls: 3),
                         errors: .init(when: Condition(.arg(2), .ne, 0), rate: 0.25, windowNs: 1 * s, minCalls: 4), heartbeat: .init(everyNs: 1 * s),
                         argument: Condition(.arg(1), .ge, -3)),
