@@ -8,7 +8,8 @@ need=""
 # e2fsprogs: a file system on it. man-db: `man flightbox` (the page is installed below);
 # chromium: the tests load `flightbox report` pages in a real headless browser.
 # systemtap-sdt-dev: <sys/sdt.h>, the USDT probes of flightbox-app (the health checks' test program).
-for pkg in libbpf-dev libelf-dev libzstd-dev liblz4-dev zlib1g-dev bpftool linux-perf util-linux gcc make tar libfuse3-dev fuse3 e2fsprogs man-db chromium systemtap-sdt-dev; do
+# python3.11: a real application with USDT probes (python:gc__start, gc__done, ...) for the health checks' tests.
+for pkg in libbpf-dev libelf-dev libzstd-dev liblz4-dev zlib1g-dev bpftool linux-perf util-linux gcc make tar libfuse3-dev fuse3 e2fsprogs man-db chromium systemtap-sdt-dev python3.11; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need="$need $pkg"
 done
 if [ -n "$need" ]; then
