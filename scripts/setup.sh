@@ -21,7 +21,7 @@ if [ -n "$need" ]; then
         echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.conf
     fi
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $need >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold $need >/dev/null
 fi
 # tp_btf and raw_tp probes do not need tracefs, but perf (for `flightbox bench`)
 # and tracepoint/ probes do.
