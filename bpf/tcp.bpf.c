@@ -41,7 +41,7 @@ struct {
 } listeners SEC(".maps");
 
 static __always_inline void emit(const struct sock *sk, __u8 kind, int oldstate, int newstate, __u32 pid, __u32 tid,
-				 __u64 latency)
+				 __u64 latency, __u16 port)
 {
 	__u64 now = bpf_ktime_get_ns();
 	__u16 family = sk->__sk_common.skc_family;
@@ -67,7 +67,8 @@ static __always_inline void emit(const struct sock *sk, __u8 kind, int oldstate,
 		bpf_probe_read_kernel(e->saddr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
 		bpf_probe_read_kernel(e->daddr, 16, &sk->__sk_common.skc_v6_daddr);
 	}
-	e->sport = sk->__sk_common.skc_num;
+	/* A closing listener has released its port: the caller passes the one kept from its listen. */
+	e->sport = port ? port : sk->__sk_common.skc_num;
 	e->dport = __builtin_bswap16(sk->__sk_common.skc_dport);
 	e->family = family;
 	e->kind = kind;
@@ -149,7 +150,8 @@ int BPF_PROG(fb_tcp_state, const struct sock *sk, const int oldstate, const int 
 		wanted = attribute(o, &pid, &tid);
 	}
 	if (wanted)
-		emit(sk, FB_TCP_STATE, oldstate, newstate, pid, tid, latency);
+		emit(sk, FB_TCP_STATE, oldstate, newstate, pid, tid, latency,
+		     oldstate == TCP_LISTEN && newstate == TCP_CLOSE && o ? (__u16)o->port : 0);
 	if (newstate == TCP_CLOSE) {
 		if (oldstate == TCP_LISTEN && o && o->port) {
 			__u32 port = o->port;
@@ -167,7 +169,7 @@ int BPF_PROG(fb_tcp_retransmit, const struct sock *sk)
 	__u32 pid, tid;
 
 	if (who(sk, &pid, &tid))
-		emit(sk, FB_TCP_RETRANSMIT, 0, 0, pid, tid, 0);
+		emit(sk, FB_TCP_RETRANSMIT, 0, 0, pid, tid, 0, 0);
 	return 0;
 }
 
@@ -178,7 +180,7 @@ int BPF_PROG(fb_tcp_send_reset, const struct sock *sk)
 
 	/* A reset for a port without a socket has no sk to describe. */
 	if (sk && who(sk, &pid, &tid))
-		emit(sk, FB_TCP_RESET_SENT, 0, 0, pid, tid, 0);
+		emit(sk, FB_TCP_RESET_SENT, 0, 0, pid, tid, 0, 0);
 	return 0;
 }
 
@@ -188,6 +190,6 @@ int BPF_PROG(fb_tcp_receive_reset, struct sock *sk)
 	__u32 pid, tid;
 
 	if (who(sk, &pid, &tid))
-		emit(sk, FB_TCP_RESET_RECEIVED, 0, 0, pid, tid, 0);
+		emit(sk, FB_TCP_RESET_RECEIVED, 0, 0, pid, tid, 0, 0);
 	return 0;
 }
