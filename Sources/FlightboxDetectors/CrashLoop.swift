@@ -18,6 +18,13 @@ import FlightboxEvents
 ///   never counted. SIGTERM, SIGINT, SIGHUP and SIGPIPE are requests to stop,
 ///   not failures.
 ///
+/// A restart is an instance started after the program's previous failure.
+/// After an exit code it counts only if it came at least `min_restart_delay`
+/// later: supervisors wait before restarting (systemd's RestartSec 100 ms,
+/// Docker 100 ms doubling, runit and s6 1 s, Kubernetes 10 s doubling) so as
+/// not to spin, while a script that runs a failing `make` or test suite again
+/// does so at once. After a signal death any restart counts.
+///
 /// `burst` failures of one program within `window`, each but the first in an
 /// instance started after the previous failure (a restart), is a crash loop:
 /// critical when signal deaths are at least half of them, a warning when
@@ -32,6 +39,7 @@ public final class CrashLoopDetector: Detector {
     let burst: Int
     let minLifetimeNs: UInt64
     let holdDownNs: UInt64
+    let minRestartDelayNs: UInt64
 
     public static let spec = DetectorSpec(
         name: "crash-loop", family: "process",
@@ -43,6 +51,8 @@ public final class CrashLoopDetector: Detector {
                    doc: "failures in the window, each but the first after a restart, that make a crash loop"),
             .duration("min_lifetime", default: 1_000_000_000, range: 0...86_400_000_000_000,
                       doc: "a non-zero exit counts only after running this long (a quick non-zero answer of a tool is not a failure); signal deaths count at any lifetime"),
+            .duration("min_restart_delay", default: 50_000_000, range: 0...3_600_000_000_000,
+                      doc: "after a non-zero exit, a restart sooner than this is a script running the program again, not a supervisor (signal deaths: any delay)"),
             .duration("hold_down", default: 120_000_000_000, range: 0...86_400_000_000_000,
                       doc: "quiet time after which a crash loop is over and the next one is reported again"),
         ],
@@ -57,6 +67,7 @@ public final class CrashLoopDetector: Detector {
         burst = Int(settings.count("burst"))
         minLifetimeNs = settings.duration("min_lifetime")
         holdDownNs = settings.duration("hold_down")
+        minRestartDelayNs = settings.duration("min_restart_delay")
         exclusions = settings.exclude
         episodes = EpisodeTracker(holdDownNs: holdDownNs)
     }
@@ -78,6 +89,8 @@ public final class CrashLoopDetector: Detector {
         var startedAt: UInt64
         /// Started after a failure of its program: a restart.
         var restart: Bool
+        /// How long after that failure (0 when not a restart).
+        var delayNs: UInt64 = 0
     }
 
     /// One failed end of a program.
@@ -88,6 +101,7 @@ public final class CrashLoopDetector: Detector {
         var signal: Int32
         var lifetimeNs: UInt64
         var restart: Bool
+        var delayNs: UInt64
     }
 
     /// A program's recent failures, oldest first, within the window.
@@ -126,12 +140,17 @@ public final class CrashLoopDetector: Detector {
             // forked by a master): its parent is the one that restarts it.
             let parentProgram = instances[e.pid]?.program ?? program(ofUnknown: e.pid, comm: context.processes.comm(e.pid), context: context)
             let p = Program(exe: parentProgram.exe, args: parentProgram.args, parent: e.pid)
-            instances[f.childPid] = Instance(program: p, startedAt: e.timestamp, restart: isRestart(p, at: e.timestamp))
+            instances[f.childPid] = instance(p, at: e.timestamp)
         case .exec(let x):
             let exe = x.filenameLen > 0 ? x.filename : x.comm
             let parent = instances[e.pid]?.program.parent ?? x.ppid
             let p = Program(exe: exe, args: CrashLoopDetector.argsText(x.argv), parent: parent)
-            instances[e.pid] = Instance(program: p, startedAt: e.timestamp, restart: isRestart(p, at: e.timestamp))
+            // A restart is timed from the fork: a supervisor's delay comes before it.
+            var i = instance(p, at: e.timestamp)
+            if let forked = instances[e.pid], i.restart, let h = histories[p], forked.startedAt >= h.lastFailureAt {
+                i.delayNs = forked.startedAt - h.lastFailureAt
+            }
+            instances[e.pid] = i
         case .exit(let x):
             guard x.isGroupExit else { return }
             let instance = instances.removeValue(forKey: e.pid)
@@ -141,11 +160,13 @@ public final class CrashLoopDetector: Detector {
         }
     }
 
-    /// An instance started now is a restart when its program failed before and
-    /// that failure is still in the window.
-    private func isRestart(_ p: Program, at ts: UInt64) -> Bool {
-        guard let h = histories[p], !h.failures.isEmpty else { return false }
-        return ts >= h.lastFailureAt && ts - h.lastFailureAt <= windowNs
+    /// An instance of `p` started at `ts`: a restart when its program failed
+    /// before and that failure is still in the window.
+    private func instance(_ p: Program, at ts: UInt64) -> Instance {
+        guard let h = histories[p], !h.failures.isEmpty, ts >= h.lastFailureAt, ts - h.lastFailureAt <= windowNs else {
+            return Instance(program: p, startedAt: ts, restart: false)
+        }
+        return Instance(program: p, startedAt: ts, restart: true, delayNs: ts - h.lastFailureAt)
     }
 
     /// A process the stream never showed starting: from the snapshot, else its comm.
@@ -178,7 +199,7 @@ public final class CrashLoopDetector: Detector {
         }()
         var h = histories[program] ?? History()
         h.failures.append(Failure(ts: e.timestamp, pid: e.pid, code: code, signal: signal, lifetimeNs: x.lifetimeNs,
-                                  restart: instance?.restart ?? false))
+                                  restart: instance?.restart ?? false, delayNs: instance?.delayNs ?? 0))
         h.lastFailureAt = max(h.lastFailureAt, e.timestamp)
         h.total += 1
         // The window ends at the newest failure; timestamps running backwards never drop one.
@@ -191,7 +212,7 @@ public final class CrashLoopDetector: Detector {
     }
 
     private func judge(_ program: Program, _ h: History, _ e: Event, context: DetectorContext) {
-        let restarts = h.failures.dropFirst().filter(\.restart).count
+        let restarts = h.failures.dropFirst().filter { $0.restart && ($0.signal != 0 || $0.delayNs >= minRestartDelayNs) }.count
         guard h.failures.count >= burst, restarts >= burst - 1 else { return }
         let signals = h.failures.filter { $0.signal != 0 }.count
         let severity: Severity = signals * 2 >= h.failures.count ? .critical : .warning
@@ -211,6 +232,7 @@ public final class CrashLoopDetector: Detector {
             ("endings", .array(endings.map { .object([("ending", .string($0.ending)), ("count", .uint(UInt64($0.count)))]) })),
             ("lifetime_min_ns", .uint(lifetimes.first!)), ("lifetime_median_ns", .uint(lifetimes[(lifetimes.count - 1) / 2])),
             ("lifetime_max_ns", .uint(lifetimes.last!)),
+            ("restart_delay_min_ns", .uint(h.failures.dropFirst().filter(\.restart).map(\.delayNs).min() ?? 0)),
             ("pids", .array(h.failures.suffix(5).map { .uint(UInt64($0.pid)) })),
             ("episode_start_ns", .uint(start)),
         ]
