@@ -27,6 +27,9 @@ final class TCPFamilyTests: XCTestCase {
         let accepts = tcp.filter { $0["old_state_name"]?.stringValue == "SYN_RECV" && $0["new_state_name"]?.stringValue == "ESTABLISHED" }
         XCTAssertEqual(accepts.count, 5)
         XCTAssertTrue(accepts.allSatisfy { $0["fields"]?["sport"]?.uintValue == listen })
+        // The listener's close names its port, which the kernel has released by then.
+        let closed = try XCTUnwrap(tcp.first { $0["old_state_name"]?.stringValue == "LISTEN" && $0["new_state_name"]?.stringValue == "CLOSE" })
+        XCTAssertEqual(closed["fields"]?["sport"]?.uintValue, listen)
         let failed = try XCTUnwrap(tcp.first { $0["old_state_name"]?.stringValue == "SYN_SENT" && $0["new_state_name"]?.stringValue == "CLOSE" })
         XCTAssertEqual(failed["fields"]?["dport"]?.uintValue, refused)
         XCTAssertGreaterThan(failed["fields"]?["latency_ns"]?.uintValue ?? 0, 0)
