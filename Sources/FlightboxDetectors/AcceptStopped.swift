@@ -25,7 +25,7 @@ import FlightboxEvents
 /// accepts again and stays quiet, or nothing fails for the hold-down.
 public final class AcceptStoppedDetector: Detector {
     public let name = "accept-stopped"
-    public var observedTypes: EventTypeSet { EventTypeSet(.tcp, .exit) }
+    public var observedTypes: EventTypeSet { EventTypeSet(.tcp) }
     public let exclusions: Exclusions
     let windowNs: UInt64
     let minAccepts: UInt64
@@ -87,7 +87,7 @@ public final class AcceptStoppedDetector: Detector {
     struct Address: Hashable, Codable {
         var w0: UInt64, w1: UInt64
 
-        init(_ p: UnsafeRawPointer) {
+        init(_ p: UnsafeRawBufferPointer) {
             w0 = p.loadUnaligned(fromByteOffset: 0, as: UInt64.self)
             w1 = p.loadUnaligned(fromByteOffset: 8, as: UInt64.self)
         }
@@ -158,10 +158,9 @@ public final class AcceptStoppedDetector: Detector {
     private var episodes: EpisodeTracker<UInt16>
 
     public func observe(_ e: Event, context: DetectorContext) {
-        guard case .tcp(let r) = e.payload else {
-            if case .exit(let x) = e.payload, x.isGroupExit { listening[e.pid] = nil }
-            return
-        }
+        // A dead process's listeners close after its exit record (its files
+        // are closed last): `listening` keeps it until they have.
+        guard case .tcp(let r) = e.payload else { return }
         switch r.kind {
         case 1: stateChange(r, e, context: context)
         case 4:
@@ -183,7 +182,7 @@ public final class AcceptStoppedDetector: Detector {
             // judged only if it stays down past the grace.
             p.resetFailures()
             p.lastActiveAt = max(p.lastActiveAt, e.timestamp)
-            r.saddr.withUnsafeBytes { p.learn(Address($0.baseAddress!)) }
+            p.learn(Address(r.saddr))
             ports[r.sport] = p
             if !(listening[e.pid]?.contains(r.sport) ?? false) { listening[e.pid, default: []].append(r.sport) }
         } else if old == AcceptStoppedDetector.listen, new == AcceptStoppedDetector.close {
@@ -201,6 +200,7 @@ public final class AcceptStoppedDetector: Detector {
             p.lastActiveAt = max(p.lastActiveAt, e.timestamp)
             ports[port] = p
             listening[e.pid]?.removeAll { $0 == port }
+            if listening[e.pid]?.isEmpty == true { listening[e.pid] = nil }
         } else if old == AcceptStoppedDetector.synRecv, new == AcceptStoppedDetector.established {
             accepted(r, e)
         } else if old == AcceptStoppedDetector.synSent, new == AcceptStoppedDetector.close {
@@ -216,14 +216,14 @@ public final class AcceptStoppedDetector: Detector {
         p.lastAcceptAt = max(p.lastAcceptAt ?? 0, e.timestamp)
         p.lastActiveAt = max(p.lastActiveAt, e.timestamp)
         if p.owner == 0 { p.owner = e.pid }
-        r.saddr.withUnsafeBytes { p.learn(Address($0.baseAddress!)) }
+        p.learn(Address(r.saddr))
         p.resetFailures()
         ports[r.sport] = p
     }
 
     private func connectFailed(_ r: TCPRecord, _ e: Event, context: DetectorContext) {
         guard var p = ports[r.dport] else { return }
-        let daddr = r.daddr.withUnsafeBytes { Address($0.baseAddress!) }
+        let daddr = Address(r.daddr)
         // Ours: an address the port was seen on, or loopback when it listens on any.
         guard p.addresses.contains(daddr) || daddr.isLoopback(family: r.family) else { return }
         var refused = false
