@@ -23,7 +23,10 @@ import FlightboxEvents
 /// later: supervisors wait before restarting (systemd's RestartSec 100 ms,
 /// Docker 100 ms doubling, runit and s6 1 s, Kubernetes 10 s doubling) so as
 /// not to spin, while a script that runs a failing `make` or test suite again
-/// does so at once. After a signal death any restart counts.
+/// does so at once. Nor does an exit code count toward a loop when other
+/// instances of the program were alive (at its start or its end): a pool of
+/// workers or a server's per-connection processes, whose exit codes report
+/// how a job or session ended. After a signal death any restart counts.
 ///
 /// `burst` failures of one program within `window`, each but the first in an
 /// instance started after the previous failure (a restart), is a crash loop:
@@ -91,6 +94,8 @@ public final class CrashLoopDetector: Detector {
         var restart: Bool
         /// How long after that failure (0 when not a restart).
         var delayNs: UInt64 = 0
+        /// Other instances of the program were alive when it started.
+        var concurrent = false
     }
 
     /// One failed end of a program.
@@ -102,6 +107,8 @@ public final class CrashLoopDetector: Detector {
         var lifetimeNs: UInt64
         var restart: Bool
         var delayNs: UInt64
+        /// Other instances were alive at its start or its end.
+        var concurrent: Bool
     }
 
     /// A program's recent failures, oldest first, within the window.
@@ -113,6 +120,8 @@ public final class CrashLoopDetector: Detector {
     }
 
     private var instances: [UInt32: Instance] = [:]
+    /// Live instances per program (of the processes seen starting).
+    private var live: [Program: Int] = [:]
     private var histories: [Program: History] = [:]
     private var episodes: EpisodeTracker<Program>
     /// The trace's process snapshot by pid, built on first use.
@@ -140,7 +149,7 @@ public final class CrashLoopDetector: Detector {
             // forked by a master): its parent is the one that restarts it.
             let parentProgram = instances[e.pid]?.program ?? program(ofUnknown: e.pid, comm: context.processes.comm(e.pid), context: context)
             let p = Program(exe: parentProgram.exe, args: parentProgram.args, parent: e.pid)
-            instances[f.childPid] = instance(p, at: e.timestamp)
+            start(f.childPid, instance(p, at: e.timestamp))
         case .exec(let x):
             let exe = x.filenameLen > 0 ? x.filename : x.comm
             let parent = instances[e.pid]?.program.parent ?? x.ppid
@@ -150,14 +159,32 @@ public final class CrashLoopDetector: Detector {
             if let forked = instances[e.pid], i.restart, let h = histories[p], forked.startedAt >= h.lastFailureAt {
                 i.delayNs = forked.startedAt - h.lastFailureAt
             }
-            instances[e.pid] = i
+            start(e.pid, i)
         case .exit(let x):
             guard x.isGroupExit else { return }
             let instance = instances.removeValue(forKey: e.pid)
-            exited(e, x, instance: instance, context: context)
+            let others = instance.map { stop($0.program) } ?? 0
+            exited(e, x, instance: instance, othersAlive: others > 0, context: context)
         default:
             return
         }
+    }
+
+    /// `pid` runs `i` now (a fork, or an exec replacing what it ran).
+    private func start(_ pid: UInt32, _ i: Instance) {
+        var i = i
+        if let old = instances[pid] { _ = stop(old.program) }
+        let n = live[i.program, default: 0]
+        i.concurrent = n > 0
+        live[i.program] = n + 1
+        instances[pid] = i
+    }
+
+    /// One instance of `p` ended; returns how many are still alive.
+    private func stop(_ p: Program) -> Int {
+        let n = max(live[p, default: 1] - 1, 0)
+        live[p] = n > 0 ? n : nil
+        return n
     }
 
     /// An instance of `p` started at `ts`: a restart when its program failed
@@ -182,7 +209,7 @@ public final class CrashLoopDetector: Detector {
         return Program(exe: comm, args: "", parent: 0)
     }
 
-    private func exited(_ e: Event, _ x: ExitRecord, instance: Instance?, context: DetectorContext) {
+    private func exited(_ e: Event, _ x: ExitRecord, instance: Instance?, othersAlive: Bool, context: DetectorContext) {
         let signal = x.status & 0x7f
         let code = (x.status >> 8) & 0xff
         let failed: Bool
@@ -199,7 +226,8 @@ public final class CrashLoopDetector: Detector {
         }()
         var h = histories[program] ?? History()
         h.failures.append(Failure(ts: e.timestamp, pid: e.pid, code: code, signal: signal, lifetimeNs: x.lifetimeNs,
-                                  restart: instance?.restart ?? false, delayNs: instance?.delayNs ?? 0))
+                                  restart: instance?.restart ?? false, delayNs: instance?.delayNs ?? 0,
+                                  concurrent: othersAlive || (instance?.concurrent ?? false)))
         h.lastFailureAt = max(h.lastFailureAt, e.timestamp)
         h.total += 1
         // The window ends at the newest failure; timestamps running backwards never drop one.
@@ -212,7 +240,7 @@ public final class CrashLoopDetector: Detector {
     }
 
     private func judge(_ program: Program, _ h: History, _ e: Event, context: DetectorContext) {
-        let restarts = h.failures.dropFirst().filter { $0.restart && ($0.signal != 0 || $0.delayNs >= minRestartDelayNs) }.count
+        let restarts = h.failures.dropFirst().filter { $0.restart && ($0.signal != 0 || ($0.delayNs >= minRestartDelayNs && !$0.concurrent)) }.count
         guard h.failures.count >= burst, restarts >= burst - 1 else { return }
         let signals = h.failures.filter { $0.signal != 0 }.count
         let severity: Severity = signals * 2 >= h.failures.count ? .critical : .warning

@@ -24,6 +24,17 @@ struct LifecycleStream {
         return pid
     }
 
+    /// The records in time order (runs that overlap interleave), as the kernel writes them.
+    var timeOrdered: LifecycleStream {
+        var c = self
+        c.records = records.enumerated().sorted {
+            let a = $0.element.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }
+            let b = $1.element.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }
+            return a != b ? a < b : $0.offset < $1.offset
+        }.map(\.element)
+        return c
+    }
+
     /// `n` runs, each started `gap` after the previous one ended.
     mutating func loop(_ exe: String, args: [String] = [], parent: UInt32 = 100, n: Int, from start: UInt64, lifetime: UInt64,
                        gap: UInt64, status: Int32) -> UInt64 {
@@ -97,6 +108,31 @@ final class CrashLoopTests: XCTestCase {
         var slow = LifecycleStream()
         _ = slow.loop("/usr/bin/make", args: ["-k"], parent: 50, n: 5, from: 1_000 * s, lifetime: 3 * s, gap: s, status: exitStatus(2))
         XCTAssertEqual(run(slow).count, 1)
+    }
+
+    func testAPoolOfWorkersEndingSessionsIsNotALoop() throws {
+        // A server (pid 100) runs per-connection processes, two or three at a
+        // time, that last 2-5 s and exit 255 when their session ends badly.
+        var st = LifecycleStream()
+        var ts = 1_000 * s
+        for i in 0..<12 {
+            st.run("/usr/sbin/sshd-session", args: ["-R"], at: ts, lifetime: 2 * s + UInt64(i % 3) * s, status: exitStatus(255))
+            ts += 800_000_000
+        }
+        XCTAssertEqual(run(st.timeOrdered), [], "sessions overlap: a pool, not a restarted service")
+        // One at a time, the same sessions would be a loop: what makes the difference is the overlap.
+        var alone = LifecycleStream()
+        _ = alone.loop("/usr/sbin/sshd-session", args: ["-R"], n: 4, from: 1_000 * s, lifetime: 2 * s, gap: s, status: exitStatus(255))
+        XCTAssertEqual(run(alone).count, 1)
+        // The same pool's processes dying by SIGSEGV, each replaced, is a crash loop.
+        var crashing = LifecycleStream()
+        ts = 1_000 * s
+        for i in 0..<12 {
+            crashing.run("/usr/sbin/nginx", args: ["-g", "daemon off;"], at: ts, lifetime: 2 * s + UInt64(i % 3) * s, status: segv)
+            ts += 800_000_000
+        }
+        let f = try XCTUnwrap(run(crashing.timeOrdered).first)
+        XCTAssertEqual(f.severity, .critical)
     }
 
     func testStopRequestsAreNotFailures() {
