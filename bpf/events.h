@@ -77,6 +77,7 @@ enum fb_tcp_kind {
 	FB_TCP_RETRANSMIT = 2,
 	FB_TCP_RESET_SENT = 3,
 	FB_TCP_RESET_RECEIVED = 4,
+	FB_TCP_REFUSED = 5,    /* a SYN refused for want of a listener (a reset without a socket): saddr/sport the local side, daddr/dport the client; pid: the port's last listener, else 0 */
 };
 
 enum fb_gauge_kind {

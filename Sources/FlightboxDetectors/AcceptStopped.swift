@@ -7,10 +7,14 @@ import FlightboxEvents
 ///   (`SYN_RECV -> ESTABLISHED`, attributed to the listener's owner); it
 ///   accepted steadily once it made `min_accepts` of them in at least
 ///   `min_active_windows` aligned windows.
-/// - Its failed connects are client connects to it (the port, on an address
-///   the listener was seen on, or loopback) that ended in `SYN_SENT -> CLOSE`:
-///   refused when a reset came back, unanswered when they waited at least
-///   `connect_timeout` (a SYN the listener dropped: its accept queue was full).
+/// - Its failed connects are, on the server's side, the SYNs the kernel
+///   refused for want of a listener (`refused` records: any client, local or
+///   remote); and, on the clients' side when they are on this host, connects
+///   to it (the port, on an address the listener was seen on, or loopback)
+///   that ended in `SYN_SENT -> CLOSE`: refused when a reset came back (counted
+///   only from traces without server-side refusals, so never twice),
+///   unanswered when they waited at least `connect_timeout` (a SYN the
+///   listener dropped: its accept queue was full).
 /// - A port that accepted steadily stopped accepting when, since its last
 ///   accept (or since its listener closed), at least `failure_burst` connects
 ///   failed and `grace` passed: its listener closed and did not come back
@@ -126,8 +130,10 @@ public final class AcceptStoppedDetector: Detector {
         var unanswered: UInt64 = 0
         var firstFailureAt: UInt64 = 0
         var lastFailureAt: UInt64 = 0
-        /// pid -> failed connects, to name the clients.
+        /// pid -> failed connects, to name the clients on this host.
         var clients: [UInt32: UInt64] = [:]
+        /// Remote address -> refused SYNs, for clients seen only from the server's side.
+        var remotes: [Remote: UInt64] = [:]
 
         var failures: UInt64 { refused + unanswered }
 
@@ -137,11 +143,26 @@ public final class AcceptStoppedDetector: Detector {
             firstFailureAt = 0
             lastFailureAt = 0
             if !clients.isEmpty { clients = [:] }
+            if !remotes.isEmpty { remotes = [:] }
         }
 
         mutating func learn(_ a: Address) {
             if a.isUnspecified || addresses.contains(a) || addresses.count >= 8 { return }
             addresses.append(a)
+        }
+    }
+
+    /// A client's address, as a refused SYN gives it.
+    struct Remote: Hashable, Codable {
+        var address: Address
+        var family: UInt16
+
+        var text: String {
+            var b = [UInt8](repeating: 0, count: 16)
+            withUnsafeBytes(of: address.w0) { for i in 0..<8 { b[i] = $0[i] } }
+            withUnsafeBytes(of: address.w1) { for i in 0..<8 { b[8 + i] = $0[i] } }
+            if family == 2 { return b.prefix(4).map(String.init).joined(separator: ".") }
+            return stride(from: 0, to: 16, by: 2).map { String(UInt16(b[$0]) << 8 | UInt16(b[$0 + 1]), radix: 16) }.joined(separator: ":")
         }
     }
 
@@ -156,6 +177,9 @@ public final class AcceptStoppedDetector: Detector {
     private var listening: [UInt32: [UInt16]] = [:]
     private var resets: [ResetKey: UInt64] = [:]
     private var episodes: EpisodeTracker<UInt16>
+    /// The capture records refused SYNs on the server's side (`refused`
+    /// records): clients' refusals are then not counted again.
+    private var serverSideRefusals = false
 
     public func observe(_ e: Event, context: DetectorContext) {
         // A dead process's listeners close after its exit record (its files
@@ -165,7 +189,10 @@ public final class AcceptStoppedDetector: Detector {
         case 1: stateChange(r, e, context: context)
         case 4:
             // The reset a refused connect gets, just before its close.
-            if ports[r.dport] != nil { resets[ResetKey(pid: e.pid, port: r.dport)] = e.timestamp }
+            if !serverSideRefusals, ports[r.dport] != nil { resets[ResetKey(pid: e.pid, port: r.dport)] = e.timestamp }
+        case 5:
+            serverSideRefusals = true
+            refusedSYN(r, e, context: context)
         default: return
         }
     }
@@ -221,6 +248,22 @@ public final class AcceptStoppedDetector: Detector {
         ports[r.sport] = p
     }
 
+    /// A SYN to `r.sport` refused by the kernel for want of a listener.
+    private func refusedSYN(_ r: TCPRecord, _ e: Event, context: DetectorContext) {
+        guard var p = ports[r.sport] else { return }
+        p.refused += 1
+        failed(&p, at: e.timestamp)
+        p.remotes[Remote(address: Address(r.daddr), family: r.family), default: 0] += 1
+        ports[r.sport] = p
+        judge(r.sport, at: e.timestamp, context: context)
+    }
+
+    private func failed(_ p: inout Port, at ts: UInt64) {
+        if p.firstFailureAt == 0 { p.firstFailureAt = ts }
+        p.lastFailureAt = max(p.lastFailureAt, ts)
+        p.lastActiveAt = max(p.lastActiveAt, ts)
+    }
+
     private func connectFailed(_ r: TCPRecord, _ e: Event, context: DetectorContext) {
         guard var p = ports[r.dport] else { return }
         let daddr = Address(r.daddr)
@@ -231,15 +274,15 @@ public final class AcceptStoppedDetector: Detector {
             refused = (e.timestamp >= t ? e.timestamp - t : t - e.timestamp) <= AcceptStoppedDetector.resetPairingNs
         }
         if refused {
+            // Counted already from the server's side when the capture has it.
+            if serverSideRefusals { return }
             p.refused += 1
         } else if r.latencyNs >= connectTimeoutNs {
             p.unanswered += 1
         } else {
             return
         }
-        if p.firstFailureAt == 0 { p.firstFailureAt = e.timestamp }
-        p.lastFailureAt = max(p.lastFailureAt, e.timestamp)
-        p.lastActiveAt = max(p.lastActiveAt, e.timestamp)
+        failed(&p, at: e.timestamp)
         p.clients[e.pid, default: 0] += 1
         ports[r.dport] = p
         judge(r.dport, at: e.timestamp, context: context)
@@ -281,6 +324,11 @@ public final class AcceptStoppedDetector: Detector {
         if let c = p.closedAt { ev.append(("listener_closed_ns", .uint(c))) }
         ev.append(("clients", .array(clients.prefix(5).map {
             .object([("pid", .uint(UInt64($0.pid))), ("comm", .string(context.processes.comm($0.pid))), ("count", .uint($0.count))])
+        })))
+        let remotes = p.remotes.map { (address: $0.key.text, count: $0.value) }
+            .sorted { $0.count != $1.count ? $0.count > $1.count : $0.address < $1.address }
+        ev.append(("remote_clients", .array(remotes.prefix(5).map {
+            .object([("address", .string($0.address)), ("count", .uint($0.count))])
         })))
         ev.append(("episode_start_ns", .uint(start)))
         context.emit(Finding(ts: now, detector: name, severity: .critical, pid: owner, tid: owner, comm: ownerComm,

@@ -33,6 +33,10 @@ struct ServerStream {
         tcp(ts, pid: client, saddr: local, daddr: daddr ?? local, sport: 50001, dport: port, kind: 4)
         tcp(ts &+ 3_000, pid: client, saddr: local, daddr: daddr ?? local, sport: 0, dport: port, kind: 1, old: 2, new: 7, latency: 40_000)
     }
+    /// A SYN from `remote` refused by the kernel, as the server's side records it.
+    mutating func refusedSYN(_ ts: UInt64, from remote: [UInt8] = [10, 0, 0, 7]) {
+        tcp(ts, pid: server, saddr: [10, 0, 0, 1], daddr: remote, sport: port, dport: 40000, kind: 5)
+    }
     /// A connect given up after `wait` without an answer.
     mutating func unanswered(_ ts: UInt64, wait: UInt64 = 1_200_000_000) {
         tcp(ts, pid: client, saddr: local, daddr: local, sport: 0, dport: port, kind: 1, old: 2, new: 7, latency: wait)
@@ -80,6 +84,36 @@ final class AcceptStoppedTests: XCTestCase {
         let refused = try XCTUnwrap(x.evidence["refused"]?.uintValue)
         XCTAssertEqual(refused, 40)
         XCTAssertTrue(x.summary.contains("closed 2.0"), x.summary)
+    }
+
+    func testRemoteClientsRefusedAreSeenFromTheServersSide() throws {
+        // Only the server is on this host: its accepts, its close, and the SYNs its kernel refused.
+        var st = ServerStream()
+        st.listen(1_000 * s)
+        var ts = st.serve(from: 1_000 * s + s, for: 20 * s)
+        st.closeListener(ts)
+        for i in 0..<100 { ts += 50_000_000; st.refusedSYN(ts, from: [10, 0, 0, UInt8(7 + i % 2)]) }
+        let x = try XCTUnwrap(run(st).first)
+        XCTAssertEqual(x.evidence["kind"]?.stringValue, "listener-closed")
+        XCTAssertEqual(x.evidence["refused"]?.uintValue, 40)
+        XCTAssertEqual(x.evidence["remote_clients"]?.arrayValue?.first?["address"]?.stringValue, "10.0.0.7")
+        XCTAssertEqual(x.evidence["remote_clients"]?.arrayValue?.count, 2)
+    }
+
+    func testBothSidesOfALocalRefusalCountOnce() throws {
+        var st = ServerStream()
+        st.listen(1_000 * s)
+        var ts = st.serve(from: 1_000 * s + s, for: 20 * s)
+        st.closeListener(ts)
+        for _ in 0..<100 {
+            ts += 50_000_000
+            st.refusedSYN(ts - 20_000, from: [127, 0, 0, 1])
+            st.refused(ts)
+        }
+        let x = try XCTUnwrap(run(st).first)
+        // 41, not 82: the client's view of each refusal is not counted again (and the
+        // 40th, recorded by the server 20 µs before the grace ended, did not judge yet).
+        XCTAssertEqual(x.evidence["refused"]?.uintValue, 41)
     }
 
     func testListenerOpenButNotAcceptingIsCritical() throws {
