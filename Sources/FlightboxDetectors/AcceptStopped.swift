@@ -327,7 +327,7 @@ public final class AcceptStoppedDetector: Detector {
         })))
         let remotes = p.remotes.map { (address: $0.key.text, count: $0.value) }
             .sorted { $0.count != $1.count ? $0.count > $1.count : $0.address < $1.address }
-        ev.append(("remote_clients", .array(remotes.prefix(5).map {
+        ev.append(("client_addresses", .array(remotes.prefix(5).map {
             .object([("address", .string($0.address)), ("count", .uint($0.count))])
         })))
         ev.append(("episode_start_ns", .uint(start)))

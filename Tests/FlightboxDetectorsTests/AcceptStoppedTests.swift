@@ -96,8 +96,8 @@ final class AcceptStoppedTests: XCTestCase {
         let x = try XCTUnwrap(run(st).first)
         XCTAssertEqual(x.evidence["kind"]?.stringValue, "listener-closed")
         XCTAssertEqual(x.evidence["refused"]?.uintValue, 40)
-        XCTAssertEqual(x.evidence["remote_clients"]?.arrayValue?.first?["address"]?.stringValue, "10.0.0.7")
-        XCTAssertEqual(x.evidence["remote_clients"]?.arrayValue?.count, 2)
+        XCTAssertEqual(x.evidence["client_addresses"]?.arrayValue?.first?["address"]?.stringValue, "10.0.0.7")
+        XCTAssertEqual(x.evidence["client_addresses"]?.arrayValue?.count, 2)
     }
 
     func testBothSidesOfALocalRefusalCountOnce() throws {
