@@ -173,7 +173,9 @@ public final class AcceptStoppedDetector: Detector {
     }
 
     private var ports: [UInt16: Port] = [:]
-    /// pid -> ports it listens on, to name a listener's close (whose record has lost its port).
+    /// pid -> ports it listens on, to name a listener's close in older
+    /// captures (whose record has lost its port). Not cleared at a process's
+    /// exit: its listeners close after its exit record (files are closed last).
     private var listening: [UInt32: [UInt16]] = [:]
     private var resets: [ResetKey: UInt64] = [:]
     private var episodes: EpisodeTracker<UInt16>
@@ -182,8 +184,6 @@ public final class AcceptStoppedDetector: Detector {
     private var serverSideRefusals = false
 
     public func observe(_ e: Event, context: DetectorContext) {
-        // A dead process's listeners close after its exit record (its files
-        // are closed last): `listening` keeps it until they have.
         guard case .tcp(let r) = e.payload else { return }
         switch r.kind {
         case 1: stateChange(r, e, context: context)
@@ -250,7 +250,8 @@ public final class AcceptStoppedDetector: Detector {
 
     /// A SYN to `r.sport` refused by the kernel for want of a listener.
     private func refusedSYN(_ r: TCPRecord, _ e: Event, context: DetectorContext) {
-        guard var p = ports[r.sport] else { return }
+        // Out of the table while it changes, so its dictionaries are not copied.
+        guard var p = ports.removeValue(forKey: r.sport) else { return }
         p.refused += 1
         failed(&p, at: e.timestamp)
         p.remotes[Remote(address: Address(r.daddr), family: r.family), default: 0] += 1
@@ -282,6 +283,8 @@ public final class AcceptStoppedDetector: Detector {
         } else {
             return
         }
+        // The table's copy released, so `p`'s dictionaries are not copied.
+        ports[r.dport] = nil
         failed(&p, at: e.timestamp)
         p.clients[e.pid, default: 0] += 1
         ports[r.dport] = p
