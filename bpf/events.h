@@ -44,6 +44,7 @@
 #define FB_MAX_ARGV 2048
 #define FB_SYSCALL_ARGS 3
 #define FB_PROBE_ARGS 4
+#define FB_MAX_PROBE_STR 256
 
 enum fb_event_type {
 	FB_EV_SYSCALL = 1,
@@ -77,6 +78,7 @@ enum fb_tcp_kind {
 	FB_TCP_RETRANSMIT = 2,
 	FB_TCP_RESET_SENT = 3,
 	FB_TCP_RESET_RECEIVED = 4,
+	FB_TCP_REFUSED = 5,    /* a SYN refused for want of a listener (a reset without a socket): saddr/sport the local side, daddr/dport the client; pid: the port's last listener, else 0 */
 };
 
 enum fb_gauge_kind {
@@ -332,7 +334,7 @@ struct fb_tcp {
 	__u64 latency_ns; /* SYN_SENT -> ESTABLISHED or CLOSE: the connect's duration */
 	__u8 saddr[16];
 	__u8 daddr[16];
-	__u16 sport;
+	__u16 sport;  /* local port; a listener's LISTEN -> CLOSE: the port it listened on (0 in older traces) */
 	__u16 dport;
 	__u16 family; /* 2 AF_INET, 10 AF_INET6 */
 	__u8 kind;    /* enum fb_tcp_kind */
@@ -437,7 +439,10 @@ struct fb_loss {
  * entry and return paired in the kernel, per thread) or a USDT probe. Header
  * ts is the function's entry time (for a USDT probe, when it fired), pid/tid
  * the caller. probe_id numbers the check in the trace's probe definitions,
- * which say what it is attached to and what its args mean. */
+ * which say what it is attached to and what its args mean. Followed by
+ * str_len bytes of str: the string argument str_arg points to (no NUL, at
+ * most 255 bytes), read from the caller's memory when the probe fires (for a
+ * function, at its return, through the pointer it was given at entry). */
 struct fb_probe {
 	struct fb_header h;
 	__u64 latency_ns;          /* entry to return; 0 for a USDT probe */
@@ -445,6 +450,9 @@ struct fb_probe {
 	__u64 args[FB_PROBE_ARGS]; /* the first integer arguments (function: at entry; USDT: its arguments); unused ones 0 */
 	__u32 probe_id;            /* the check, as numbered in the trace's probe definitions */
 	__u32 nargs;               /* how many of args are meaningful */
+	__u16 str_len;             /* @trailing str bytes; the string argument's bytes */
+	__u16 str_arg;             /* which argument (1-4) str was read from; 0: none */
+	__u32 _pad;
 };
 
 /* Per-CPU drop counter kept by the kernel side. */
@@ -501,7 +509,7 @@ _Static_assert(sizeof(struct fb_writes) == 152, "fb_writes wire size");
 _Static_assert(sizeof(struct fb_faults) == 96, "fb_faults wire size");
 _Static_assert(sizeof(struct fb_reclaim) == 48, "fb_reclaim wire size");
 _Static_assert(sizeof(struct fb_oom) == 184, "fb_oom wire size");
-_Static_assert(sizeof(struct fb_probe) == 80, "fb_probe wire size");
+_Static_assert(sizeof(struct fb_probe) == 88, "fb_probe wire size");
 #endif
 
 #endif
