@@ -192,9 +192,15 @@ extension Event {
             let strs = r.strings.joined(separator: " ")
             // A dup onto stdio says what now sits there (a socket with its family).
             let onto = r.fdKind == 0 ? "" : " now \(stdioText(r.fdKind, r.sockFamily))"
-            // capset says what the sets became (a trace before these fields reads them as 0).
-            let caps = r.op == 2 && (r.oldCapPermitted | r.capPermitted) != 0
-                ? " effective \(capabilityText(r.oldCapEffective))->\(capabilityText(r.capEffective)) permitted \(capabilityText(r.oldCapPermitted))->\(capabilityText(r.capPermitted)) inheritable \(capabilityText(r.oldCapInheritable))->\(capabilityText(r.capInheritable))" : ""
+            // capset says what the sets became, as capget(2) masks, and names what it added or raised
+            // (a trace before these fields reads them as 0).
+            var caps = ""
+            if r.op == 2, (r.oldCapPermitted | r.capPermitted) != 0 {
+                func hex(_ v: UInt64) -> String { "0x" + String(v, radix: 16) }
+                caps = " caps effective \(hex(r.oldCapEffective))->\(hex(r.capEffective)) permitted \(hex(r.oldCapPermitted))->\(hex(r.capPermitted)) inheritable \(hex(r.oldCapInheritable))->\(hex(r.capInheritable))"
+                if r.capsAdded != 0 { caps += " added \(capabilityText(r.capsAdded))" }
+                if r.capsRaised != 0 { caps += " raised \(capabilityText(r.capsRaised))" }
+            }
             what = "\(r.opName): \(syscallName(r.nr, arch: arch))(0x\(String(r.args(0), radix: 16)), 0x\(String(r.args(1), radix: 16))) = \(returnText(r.ret)) uid \(r.oldUid)->\(r.uid) euid \(r.oldEuid)->\(r.euid)\(strs.isEmpty ? "" : " " + strs)\(onto)\(caps)"
         case .block(let r):
             what = "block \(r.opName) dev \(deviceName(r.dev)) sector \(r.sector) \(r.bytes) bytes <\(formatDuration(r.latencyNs))>\(r.error != 0 ? " error \(r.error)" : "")"

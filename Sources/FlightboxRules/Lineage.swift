@@ -116,6 +116,8 @@ public final class LineageTable {
     private var written: [String: UInt64] = [:]
     private var writtenOrder: [String] = []
     public let maxWritten: Int
+    /// Bytes per execution and remote host, for net.host_sent and net.host_received.
+    public let traffic = TrafficTable()
 
     public init(snapshot: ProcessSnapshot?, maxWritten: Int = 4096) {
         self.maxWritten = maxWritten
@@ -184,6 +186,7 @@ public final class LineageTable {
     public func retire(_ e: Event) {
         guard e.rawType == EventType.exit.rawValue, let x = e.as(ExitRecord.self), x.isGroupExit else { return }
         current[e.pid] = nil
+        traffic.retire(pid: e.pid)
     }
 
     /// Records that `path` was written, created or made executable at `ts`.

@@ -426,7 +426,7 @@ public final class RuleEngine {
     /// alive), so the hot path does no reference counting for them.
     private let table: UnsafeMutablePointer<Unmanaged<CompiledRule>>
     private let starts: UnsafeMutablePointer<Int>
-    private let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 128, alignment: 8)
+    private let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: Fields.scratchBytes, alignment: 8)
 
     public init(rules: RuleSet, snapshot: ProcessSnapshot?) {
         lineage = LineageTable(snapshot: snapshot)
@@ -462,6 +462,7 @@ public final class RuleEngine {
             if let f = e.as(FileRecord.self), f.ret >= 0 { lineage.noteWritten(f.path2, at: e.timestamp) }
         case .chmodExec:
             if let p = e.as(PrivilegeRecord.self), p.ret >= 0, p.strLen > 0 { lineage.noteWritten(p.str, at: e.timestamp) }
+        case .netBytes: lineage.traffic.add(e, execution: lineage.execution(e.pid))
         default: break
         }
         let from = starts[kind.rawValue], to = starts[kind.rawValue + 1]
