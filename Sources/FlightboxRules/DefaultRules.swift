@@ -299,5 +299,6 @@ public enum DefaultRules {
   output: "%proc.name (%proc.exe, uid %user.uid) added %cap.added_names with capset (effective raised: %cap.raised_names); parent %proc.pname"
   priority: critical
   tags: [T1548, T1068, privilege_escalation]
+
 """#
 }

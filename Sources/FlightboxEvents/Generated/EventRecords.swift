@@ -1352,7 +1352,7 @@ public struct ProbeRecord: EventRecord {
     }
 }
 
-/// Bytes sent and received on one TCP connection by one process, summarized in the kernel (tcp_sendmsg's result, tcp_cleanup_rbuf's bytes copied to the reader) instead of one record per call. Header ts is when the summary was written, pid the process, tid the thread that moved bytes last. A summary covers at most the summary interval (1 s); one is written when the connection closes, when it was idle for the interval, and when another process takes over the socket. Addresses and ports as in the tcp event.
+/// Bytes sent and received on one TCP connection by one process, summarized in the kernel (tcp_sendmsg's result, tcp_cleanup_rbuf's bytes copied to the reader) instead of one record per call. Header ts is when the summary was written, pid the process, tid the thread that moved bytes last. A summary covers at most the summary interval (1 s); one is written when the socket is destroyed, when it was idle for the interval, and when another process takes over the socket. Addresses and ports as in the tcp event, read at the connection's first byte. Linux 6.2 or later.
 public struct NetbytesRecord: EventRecord {
     @inlinable public static var eventType: EventType { .netbytes }
     public let event: Event
