@@ -147,6 +147,65 @@ int fb_tcp_scenario(int n, int *listen_port, int *refused_port)
 	return ok;
 }
 
+/* Bytes both ways on one loopback connection, exactly known. A forked
+ * server peeks at the first 10 bytes (not counted: still queued), reads
+ * everything until EOF, answers 1234 bytes and exits. The client writes
+ * 10 x 100,000 bytes and sends one, then one byte every 100 ms, `trickle`
+ * times (15: 1.5 s, so the kernel writes an interval summary), shuts down
+ * its side and reads the answer. Returns the bytes the client sent
+ * (1,000,001 + trickle), -1 on error; sets the port and the server's pid. */
+long fb_netbytes_scenario(int trickle, int *listen_port, int *server_pid)
+{
+	struct sockaddr_in a;
+	char buf[100000], peek[10];
+	long sent = 0, got = 0, n;
+	int l = loopback_listener(&a, listen_port), c, status;
+	pid_t child;
+
+	if (l < 0)
+		return -1;
+	child = fork();
+	if (child == 0) {
+		int s = accept(l, NULL, NULL);
+		long total = 0;
+
+		if (s < 0)
+			_exit(1);
+		recv(s, peek, sizeof(peek), MSG_PEEK | MSG_WAITALL);
+		while ((n = read(s, buf, sizeof(buf))) > 0)
+			total += n;
+		memset(buf, 'r', 1234);
+		_exit(total == 1000001 + trickle && write(s, buf, 1234) == 1234 ? 0 : 2);
+	}
+	if (child < 0)
+		return -1;
+	*server_pid = child;
+	close(l);
+	c = socket(AF_INET, SOCK_STREAM, 0);
+	if (c < 0 || connect(c, (struct sockaddr *)&a, sizeof(a)) != 0)
+		return -1;
+	memset(buf, 's', sizeof(buf));
+	for (int i = 0; i < 10; i++) {
+		for (long off = 0; off < (long)sizeof(buf); off += n) {
+			n = write(c, buf + off, sizeof(buf) - off);
+			if (n <= 0)
+				return -1;
+			sent += n;
+		}
+	}
+	sent += send(c, buf, 1, 0);
+	for (int i = 0; i < trickle; i++) {
+		usleep(100000);
+		sent += send(c, buf, 1, 0);
+	}
+	shutdown(c, SHUT_WR);
+	while ((n = read(c, buf, sizeof(buf))) > 0)
+		got += n;
+	close(c);
+	if (waitpid(child, &status, 0) != child || status != 0 || got != 1234)
+		return -1;
+	return sent;
+}
 
 /* An outage: n connects to a loopback listener of its own (each accepted),
  * 10 ms apart; then the listener closes and the client keeps connecting,

@@ -14,6 +14,7 @@
 //   flightbox-load serve N WORK SLEEP CPU  N requests pinned to CPU: WORK ms of CPU time each, SLEEP ms apart
 //   flightbox-load serve-read FILE N SLEEP CPU  N requests pinned to CPU: a pread of all of FILE each, SLEEP ms apart
 //   flightbox-load tcp N            N loopback connections, then one to a closed port
+//   flightbox-load netbytes N       1,000,001 + N bytes out and 1,234 back on one loopback connection, the last N 100 ms apart
 //   flightbox-load tcp-outage N MS  N accepted loopback connects, then the listener closes: MS ms of refused ones
 //   flightbox-load retransmit MS    a SYN the listener drops, retransmitted; gives up after MS ms
 //   flightbox-load http MS          a loopback HTTP server under load for MS ms; prints requests served
@@ -55,7 +56,7 @@ nonisolated func getppidThread(_ arg: UnsafeMutableRawPointer?) -> UnsafeMutable
 }
 
 func usage() -> Never {
-    printError("usage: flightbox-load getppid N | read N [SIZE] | latency DIR | threads N [CALLS] | wait-getppid MS N | trickle N MS | direct-write DIR N SIZE | privilege DIR | spin MS CPU | serve N WORK SLEEP CPU | serve-read FILE N SLEEP CPU | tcp N | tcp-outage N MS | retransmit MS | http MS | writes DIR | linger DIR | faults DIR PAGES | oom CGROUP MB | use KIND SHAPE RATE PERIOD SECONDS [FILE] | exit CODE | signal SIG\n")
+    printError("usage: flightbox-load getppid N | read N [SIZE] | latency DIR | threads N [CALLS] | wait-getppid MS N | trickle N MS | direct-write DIR N SIZE | privilege DIR | spin MS CPU | serve N WORK SLEEP CPU | serve-read FILE N SLEEP CPU | tcp N | netbytes N | tcp-outage N MS | retransmit MS | http MS | writes DIR | linger DIR | faults DIR PAGES | oom CGROUP MB | use KIND SHAPE RATE PERIOD SECONDS [FILE] | exit CODE | signal SIG\n")
     exit(2)
 }
 
@@ -237,6 +238,15 @@ case "tcp":
     var port: Int32 = 0, refused: Int32 = 0
     let made = fb_tcp_scenario(n, &port, &refused)
     print("\(port) \(refused) \(made)")
+
+case "netbytes":
+    // Bytes both ways on one loopback connection (see fb_netbytes_scenario);
+    // prints "PORT SERVER_PID BYTES_SENT".
+    guard let trickle = Int32(args[2]), trickle >= 0 else { usage() }
+    var port: Int32 = 0, server: Int32 = 0
+    let sent = fb_netbytes_scenario(trickle, &port, &server)
+    check(sent > 0, "netbytes scenario")
+    print("\(port) \(server) \(sent)")
 
 case "tcp-outage":
     // Prints "PORT ACCEPTED REFUSED".
