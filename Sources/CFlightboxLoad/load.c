@@ -83,6 +83,7 @@ int fb_pin_to_cpu(int cpu)
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <time.h>
 
 /* A loopback port nobody listens on (bound, then closed). */
 static int closed_port(void)
@@ -205,6 +206,46 @@ long fb_netbytes_scenario(int trickle, int *listen_port, int *server_pid)
 	if (waitpid(child, &status, 0) != child || status != 0 || got != 1234)
 		return -1;
 	return sent;
+}
+
+/* A send storm on one loopback connection: n sends of `size` bytes to a
+ * forked reader that reads until EOF. Returns the ns the sends and the
+ * reader's draining took (monotonic), -1 on error: what per-call byte
+ * accounting costs shows here, on both sides. */
+long fb_net_storm(long n, int size)
+{
+	struct sockaddr_in a;
+	char *buf = calloc(1, size > 65536 ? size : 65536);
+	int port, l = loopback_listener(&a, &port), c, status;
+	struct timespec t0, t1;
+	pid_t child;
+
+	if (l < 0 || !buf)
+		return -1;
+	child = fork();
+	if (child == 0) {
+		int s = accept(l, NULL, NULL);
+
+		while (s >= 0 && read(s, buf, 65536) > 0)
+			;
+		_exit(s < 0);
+	}
+	if (child < 0)
+		return -1;
+	close(l);
+	c = socket(AF_INET, SOCK_STREAM, 0);
+	if (c < 0 || connect(c, (struct sockaddr *)&a, sizeof(a)) != 0)
+		return -1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (long i = 0; i < n; i++)
+		if (send(c, buf, size, 0) != size)
+			return -1;
+	close(c);
+	if (waitpid(child, &status, 0) != child || status != 0)
+		return -1;
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	free(buf);
+	return (t1.tv_sec - t0.tv_sec) * 1000000000L + (t1.tv_nsec - t0.tv_nsec);
 }
 
 /* An outage: n connects to a loopback listener of its own (each accepted),
