@@ -78,6 +78,9 @@ static __always_inline void write_bytes(struct nstate *v, __u8 reason, __u64 now
 	e.last_ts = v->last_ts;
 	e.bytes_sent = v->sent;
 	e.bytes_received = v->received;
+	/* Totals grow here, once per summary, not with an atomic per call. */
+	v->total_sent += v->sent;
+	v->total_received += v->received;
 	e.total_sent = v->total_sent;
 	e.total_received = v->total_received;
 	__builtin_memcpy(e.saddr, v->saddr, 16);
@@ -146,15 +149,15 @@ static __always_inline void account_bytes(const struct sock *sk, __u64 sent, __u
 		v->first_ts = now;
 	v->last_ts = now;
 	v->tid = (__u32)id;
+	/* Atomic: the tracepoints fire outside the socket lock, so two threads
+	 * of one process can count on one socket at once. */
 	if (sent) {
 		__sync_fetch_and_add(&v->sends, 1);
 		__sync_fetch_and_add(&v->sent, sent);
-		__sync_fetch_and_add(&v->total_sent, sent);
 	}
 	if (received) {
 		__sync_fetch_and_add(&v->receives, 1);
 		__sync_fetch_and_add(&v->received, received);
-		__sync_fetch_and_add(&v->total_received, received);
 	}
 	if (now - v->first_ts >= FB_SUMMARY_NS)
 		write_bytes(v, FB_NET_INTERVAL, now);
