@@ -3,7 +3,8 @@
  * accepts, closes), retransmits and resets; bytes sent and received per
  * connection and process (sock_send_length, sock_recv_length), summarized
  * here (fb_netbytes) like the files family's writes: one record per
- * connection per interval, at close and when idle, never one per send. */
+ * connection per interval, when idle and when the socket is destroyed, never
+ * one per send. */
 #include "flightbox.bpf.h"
 
 #define AF_INET 2
@@ -43,7 +44,6 @@ struct {
 	__type(key, __u32);
 	__type(value, struct owner);
 } listeners SEC(".maps");
-
 
 /* Bytes moved on one connection by one process since its last summary, and
  * since the recording first saw it. Keyed by the socket; the process that

@@ -359,7 +359,11 @@ public enum Fields {
         case "net.interval_sent": return .success(.int { $0.event.as(NetbytesRecord.self).map { clamp($0.bytesSent) } })
         case "net.interval_received": return .success(.int { $0.event.as(NetbytesRecord.self).map { clamp($0.bytesReceived) } })
         case "net.direction":
-            return .success(.string { i in i.event.as(NetbytesRecord.self).map { directions[Int($0.direction)].buffer } ?? nil })
+            return .success(.string { i in
+                // A direction this reader does not know is absent.
+                guard let n = i.event.as(NetbytesRecord.self), Int(n.direction) < directions.count else { return nil }
+                return directions[Int(n.direction)].buffer
+            })
         case "net.host_sent": return .success(.int { i in i.lineage.traffic.current(i.event).map { clamp($0.sent) } })
         case "net.host_received": return .success(.int { i in i.lineage.traffic.current(i.event).map { clamp($0.received) } })
         case "net.host_send_ratio": return .success(.int { i in i.lineage.traffic.current(i.event).map { clamp($0.sent / max($0.received, 1)) } })
@@ -414,7 +418,8 @@ public enum Fields {
     static let scratchBytes = 128 + 2 * capabilityTextBytes
     static let capabilityTextBytes = 1024
 
-    static let directions = [Bytes("unknown"), Bytes("out"), Bytes("in")] + (3...255).map { Bytes("direction\($0)") }
+    /// `enum fb_net_direction` by number, as net.direction names them.
+    static let directions = [Bytes("unknown"), Bytes("out"), Bytes("in")]
 
     /// A byte count as an int field (a counter past Int64.max cannot happen; it would read as the maximum).
     static func clamp(_ v: UInt64) -> Int64 { Int64(clamping: v) }
