@@ -31,14 +31,18 @@ public final class TrafficTable {
 
     /// Adds a summary's bytes to its execution's totals for the remote.
     func add(_ e: Event, execution: Execution?) {
+        lastSeq = .max // a summary left out has no totals, whatever its sequence number
         guard let n = e.as(NetbytesRecord.self), n.direction != UInt8(FB_NET_DIR_IN.rawValue) else { return }
         let d = n.daddr
         let key = Key(pid: e.pid, family: n.family, start: execution?.startNs ?? 0,
                       hi: d.loadUnaligned(fromByteOffset: 0, as: UInt64.self), lo: d.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
-        var t = totals[key] ?? (0, 0)
-        if totals[key] == nil {
+        var t: (sent: UInt64, received: UInt64)
+        if let known = totals[key] {
+            t = known
+        } else {
             guard totals.count < TrafficTable.maxEntries else { overflow &+= 1; return }
             keysByPid[e.pid, default: []].append(key)
+            t = (0, 0)
         }
         t.sent &+= n.bytesSent
         t.received &+= n.bytesReceived
