@@ -78,6 +78,8 @@ public final class SegmentRing: EventWriter {
     public let configuration: Configuration
     private let clock: any RecorderClock
     private let header: Header
+    /// Image starts of the processes seen, for the next segment's snapshot.
+    private var imageStarts = ImageStarts()
     /// Told about rotations and evictions worth a line on stderr (a full disk).
     public var notice: ((String) -> Void)?
 
@@ -119,6 +121,7 @@ public final class SegmentRing: EventWriter {
 
     @discardableResult
     public func append(_ record: UnsafeRawBufferPointer) throws -> UInt64 {
+        imageStarts.note(record)
         while let w = current {
             do {
                 let s = try w.append(record)
@@ -258,7 +261,8 @@ public final class SegmentRing: EventWriter {
         let path = configuration.directory + "/" + SegmentRing.name(number)
         while true {
             do {
-                let (metadata, snapshot) = header(number)
+                let (metadata, scanned) = header(number)
+                let snapshot = imageStarts.annotate(scanned)
                 current = try TraceWriter(path: path, publish: .afterHeader, codec: configuration.codec, level: configuration.level,
                                           blockBytes: configuration.blockBytes, metadata: metadata, snapshot: snapshot)
                 currentSegment = Segment(number: number, path: path, bytes: 0, startNs: now, endNs: now, thisRun: true)
