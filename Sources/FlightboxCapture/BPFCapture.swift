@@ -369,9 +369,11 @@ public final class BPFCapture {
     }
 
     /// The socket tracepoints the byte summaries come from arrived in Linux
-    /// 6.2: without them the connections' states are still recorded.
+    /// 6.2: without them the connections' states are still recorded. One
+    /// look (each parses the kernel's BTF, a few ms): sock_send_length and
+    /// sock_recv_length came in one commit, tcp_destroy_sock (5.12) before.
     private func chooseTCPPrograms(_ obj: OpaquePointer) throws {
-        guard ["sock_send_length", "sock_recv_length", "tcp_destroy_sock"].contains(where: { tracepointArgs($0) < 0 }) else { return }
+        guard tracepointArgs("sock_send_length") < 0 else { return }
         for program in [BPFNames.Tcp.Program.fbSockSend, .fbSockRecv, .fbTcpDestroy] { try skipProgram(obj, program) }
         missing.append((.tcp, "bytes per connection: this kernel lacks the sock:sock_send_length, sock:sock_recv_length or tcp:tcp_destroy_sock tracepoint (Linux 6.2 or later has them)"))
     }
