@@ -97,7 +97,7 @@ let package = Package(
         .testTarget(name: "FlightboxReportTests", dependencies: ["FlightboxReport", "FlightboxDetectors", "FlightboxFormat", "FlightboxEvents"]),
         .testTarget(
             name: "EndToEndTests",
-            dependencies: ["FlightboxFormat", "FlightboxEvents", "flightbox", "flightbox-load", "flightbox-slowfs"]
+            dependencies: ["FlightboxFormat", "FlightboxEvents", "flightbox", "flightbox-load", "flightbox-slowfs", "flightbox-app"]
         ),
     ],
     // Every module, tests included, in Swift 6 language mode: strict concurrency checking.

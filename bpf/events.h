@@ -44,6 +44,7 @@
 #define FB_MAX_ARGV 2048
 #define FB_SYSCALL_ARGS 3
 #define FB_PROBE_ARGS 4
+#define FB_MAX_PROBE_STR 256
 
 enum fb_event_type {
 	FB_EV_SYSCALL = 1,
@@ -459,7 +460,10 @@ struct fb_loss {
  * entry and return paired in the kernel, per thread) or a USDT probe. Header
  * ts is the function's entry time (for a USDT probe, when it fired), pid/tid
  * the caller. probe_id numbers the check in the trace's probe definitions,
- * which say what it is attached to and what its args mean. */
+ * which say what it is attached to and what its args mean. Followed by
+ * str_len bytes of str: the string argument str_arg points to (no NUL, at
+ * most 255 bytes), read from the caller's memory when the probe fires (for a
+ * function, at its return, through the pointer it was given at entry). */
 struct fb_probe {
 	struct fb_header h;
 	__u64 latency_ns;          /* entry to return; 0 for a USDT probe */
@@ -467,6 +471,9 @@ struct fb_probe {
 	__u64 args[FB_PROBE_ARGS]; /* the first integer arguments (function: at entry; USDT: its arguments); unused ones 0 */
 	__u32 probe_id;            /* the check, as numbered in the trace's probe definitions */
 	__u32 nargs;               /* how many of args are meaningful */
+	__u16 str_len;             /* @trailing str bytes; the string argument's bytes */
+	__u16 str_arg;             /* which argument (1-4) str was read from; 0: none */
+	__u32 _pad;
 };
 
 /* @event FB_EV_NETBYTES netbytes
@@ -551,7 +558,7 @@ _Static_assert(sizeof(struct fb_writes) == 152, "fb_writes wire size");
 _Static_assert(sizeof(struct fb_faults) == 96, "fb_faults wire size");
 _Static_assert(sizeof(struct fb_reclaim) == 48, "fb_reclaim wire size");
 _Static_assert(sizeof(struct fb_oom) == 184, "fb_oom wire size");
-_Static_assert(sizeof(struct fb_probe) == 80, "fb_probe wire size");
+_Static_assert(sizeof(struct fb_probe) == 88, "fb_probe wire size");
 _Static_assert(sizeof(struct fb_netbytes) == 120, "fb_netbytes wire size");
 #endif
 

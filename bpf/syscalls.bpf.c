@@ -425,6 +425,13 @@ int BPF_PROG(fb_sys_enter, struct pt_regs *regs, long id)
 
 	if (fb_skip(task->tgid))
 		return 0;
+#if defined(__TARGET_ARCH_x86)
+	/* x86-64's uretprobe syscall (Linux 6.11+) is the kernel's own return
+	 * trampoline of a uretprobe, not the application's: its return value is
+	 * the probed function's (a health check's -5 would read as EIO). */
+	if (id == 335 && !in_compat_syscall(task))
+		return 0;
+#endif
 	/* Without the syscalls family, stash only what the others report. */
 	if (!fb_cfg.emit_syscalls &&
 	    !(classify(id) & ((fb_cfg.emit_files ? FB_SC_FILE | FB_SC_WRITE | FB_SC_CLOSE : 0) |

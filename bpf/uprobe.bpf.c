@@ -14,10 +14,12 @@
 
 /* The cookie of an attachment: bits 0-31 the probe id, 32-35 how many
  * arguments to capture (0-4), bit 36 the return value is a C int (sign-extend
- * its low 32 bits; rax's upper half is garbage for an int function). */
+ * its low 32 bits; rax's upper half is garbage for an int function), bits
+ * 37-39 the argument (1-4) that points to a string to capture, 0 for none. */
 #define FB_PROBE_ID(c) ((__u32)(c))
 #define FB_PROBE_NARGS(c) ((__u32)((c) >> 32) & 0xf)
 #define FB_PROBE_RET32(c) (((c) >> 36) & 1)
+#define FB_PROBE_STR(c) ((__u32)((c) >> 37) & 0x7)
 
 struct fb_probe_key {
 	__u32 tid;
@@ -39,6 +41,41 @@ struct {
 	__type(key, struct fb_probe_key);
 	__type(value, struct fb_probe_entry);
 } probe_calls SEC(".maps");
+
+/* An event with its string: too big for the stack, one per CPU. */
+struct fb_probe_buf {
+	struct fb_probe e;
+	char str[FB_MAX_PROBE_STR];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct fb_probe_buf);
+} probe_buf SEC(".maps");
+
+/* Reads the string argument the cookie names (when captured) after the
+ * event and writes the event out. */
+static __always_inline void fb_probe_emit(struct fb_probe_buf *b, __u64 cookie, __u64 now)
+{
+	__u32 which = FB_PROBE_STR(cookie);
+	__u32 n = 0;
+	long r;
+
+	b->e.str_len = 0;
+	b->e.str_arg = 0;
+	b->e._pad = 0;
+	if (which >= 1 && which <= FB_PROBE_ARGS && which <= b->e.nargs) {
+		r = bpf_probe_read_user_str(b->str, sizeof(b->str), (void *)b->e.args[(which - 1) & (FB_PROBE_ARGS - 1)]);
+		n = r > 0 ? r - 1 : 0; /* without the NUL */
+		n &= FB_MAX_PROBE_STR - 1;
+		b->e.str_len = n;
+		b->e.str_arg = which;
+	}
+	b->e.h.size = sizeof(b->e) + n;
+	fb_output(b, sizeof(b->e) + n, now);
+}
 
 SEC("uprobe")
 int BPF_KPROBE(fb_probe_entry)
@@ -67,29 +104,34 @@ int BPF_KRETPROBE(fb_probe_return)
 	__u64 cookie = bpf_get_attach_cookie(ctx);
 	struct fb_probe_key key = { .tid = (__u32)id, .probe_id = FB_PROBE_ID(cookie) };
 	struct fb_probe_entry *entry;
-	struct fb_probe e = {};
+	struct fb_probe_buf *b;
+	__u32 zero = 0;
 	__u64 rc = PT_REGS_RC(ctx);
 
 	if (fb_skip(id >> 32))
 		return 0;
-	fb_fill_header(&e.h, FB_EV_PROBE, sizeof(e), now, id >> 32, (__u32)id);
-	e.h.flags = FB_F_PROBE_RETURN;
-	e.probe_id = key.probe_id;
-	e.nargs = FB_PROBE_NARGS(cookie);
-	if (e.nargs > FB_PROBE_ARGS)
-		e.nargs = FB_PROBE_ARGS;
-	e.ret = FB_PROBE_RET32(cookie) ? (__s64)(__s32)rc : (__s64)rc;
+	b = bpf_map_lookup_elem(&probe_buf, &zero);
+	if (!b)
+		return 0;
+	__builtin_memset(&b->e, 0, sizeof(b->e));
+	fb_fill_header(&b->e.h, FB_EV_PROBE, sizeof(b->e), now, id >> 32, (__u32)id);
+	b->e.h.flags = FB_F_PROBE_RETURN;
+	b->e.probe_id = key.probe_id;
+	b->e.nargs = FB_PROBE_NARGS(cookie);
+	if (b->e.nargs > FB_PROBE_ARGS)
+		b->e.nargs = FB_PROBE_ARGS;
+	b->e.ret = FB_PROBE_RET32(cookie) ? (__s64)(__s32)rc : (__s64)rc;
 	entry = bpf_map_lookup_elem(&probe_calls, &key);
 	if (entry && entry->ts <= now) {
-		e.h.ts_ns = entry->ts;
-		e.latency_ns = now - entry->ts;
-		__builtin_memcpy(e.args, entry->args, sizeof(e.args));
+		b->e.h.ts_ns = entry->ts;
+		b->e.latency_ns = now - entry->ts;
+		__builtin_memcpy(b->e.args, entry->args, sizeof(b->e.args));
 		bpf_map_delete_elem(&probe_calls, &key);
 	} else {
-		e.h.flags |= FB_F_PROBE_NO_ENTRY;
-		e.nargs = 0;
+		b->e.h.flags |= FB_F_PROBE_NO_ENTRY;
+		b->e.nargs = 0;
 	}
-	fb_output(&e, sizeof(e), now);
+	fb_probe_emit(b, cookie, now);
 	return 0;
 }
 
@@ -99,28 +141,34 @@ int fb_probe_usdt(struct pt_regs *ctx)
 	__u64 now = bpf_ktime_get_ns();
 	__u64 id = bpf_get_current_pid_tgid();
 	__u64 cookie = bpf_usdt_cookie(ctx);
-	struct fb_probe e = {};
+	struct fb_probe_buf *b;
+	__u32 zero = 0;
 	int cnt = bpf_usdt_arg_cnt(ctx);
 	long v;
 
 	if (fb_skip(id >> 32))
 		return 0;
-	fb_fill_header(&e.h, FB_EV_PROBE, sizeof(e), now, id >> 32, (__u32)id);
-	e.h.flags = FB_F_PROBE_USDT;
-	e.probe_id = FB_PROBE_ID(cookie);
-	e.nargs = FB_PROBE_NARGS(cookie);
+	b = bpf_map_lookup_elem(&probe_buf, &zero);
+	if (!b)
+		return 0;
+	__builtin_memset(&b->e, 0, sizeof(b->e));
+	fb_fill_header(&b->e.h, FB_EV_PROBE, sizeof(b->e), now, id >> 32, (__u32)id);
+	b->e.h.flags = FB_F_PROBE_USDT;
+	b->e.probe_id = FB_PROBE_ID(cookie);
+	b->e.nargs = FB_PROBE_NARGS(cookie);
 	if (cnt < 0)
 		cnt = 0;
-	if (e.nargs > (__u32)cnt)
-		e.nargs = cnt;
-	if (e.nargs > FB_PROBE_ARGS)
-		e.nargs = FB_PROBE_ARGS;
+	if (b->e.nargs > (__u32)cnt)
+		b->e.nargs = cnt;
+	if (b->e.nargs > FB_PROBE_ARGS)
+		b->e.nargs = FB_PROBE_ARGS;
 	for (__u32 i = 0; i < FB_PROBE_ARGS; i++) {
-		if (i >= e.nargs)
+		if (i >= b->e.nargs)
 			break;
+		v = 0;
 		if (bpf_usdt_arg(ctx, i, &v) == 0)
-			e.args[i] = v;
+			b->e.args[i] = v;
 	}
-	fb_output(&e, sizeof(e), now);
+	fb_probe_emit(b, cookie, now);
 	return 0;
 }

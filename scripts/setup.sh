@@ -8,13 +8,20 @@ need=""
 # e2fsprogs: a file system on it. man-db: `man flightbox` (the page is installed below);
 # chromium: the tests load `flightbox report` pages in a real headless browser.
 # systemtap-sdt-dev: <sys/sdt.h>, the USDT probes of flightbox-app (the health checks' test program).
-for pkg in libbpf-dev libelf-dev libzstd-dev liblz4-dev zlib1g-dev bpftool linux-perf util-linux gcc make tar libfuse3-dev fuse3 e2fsprogs man-db chromium systemtap-sdt-dev; do
+# python3.11 and postgresql-15: real applications with USDT probes (python:gc__start,
+# postgresql:query__start, ...) for the health checks' tests.
+for pkg in libbpf-dev libelf-dev libzstd-dev liblz4-dev zlib1g-dev bpftool linux-perf util-linux gcc make tar libfuse3-dev fuse3 e2fsprogs man-db chromium systemtap-sdt-dev python3.11 postgresql-15; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need="$need $pkg"
 done
 if [ -n "$need" ]; then
     echo "flightbox setup: installing$need"
+    # The tests start their own PostgreSQL in a scratch directory: no main cluster, no service.
+    if [ ! -e /etc/postgresql-common/createcluster.conf ]; then
+        mkdir -p /etc/postgresql-common
+        echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.conf
+    fi
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $need >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold $need >/dev/null
 fi
 # tp_btf and raw_tp probes do not need tracefs, but perf (for `flightbox bench`)
 # and tracepoint/ probes do.

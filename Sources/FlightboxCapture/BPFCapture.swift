@@ -30,8 +30,14 @@ public enum ProbeFamily: String, CaseIterable, Sendable {
     /// Page faults summarized per thread (user/kernel, major/minor), direct
     /// reclaim with its duration, OOM kills with the victim's size and memory cgroup.
     case memory
+    /// Application health checks: uprobes, uretprobes and USDT probes, one
+    /// attachment per check (`CaptureConfig.healthChecks`). On when a
+    /// configuration declares checks; not a default (it has nothing to attach
+    /// without them).
+    case probes
 
-    /// What `record` captures when --probes is not given.
+    /// What `record` captures when --probes is not given (and `probes` when
+    /// the configuration declares health checks).
     public static let defaults: [ProbeFamily] = [.process, .syscalls, .files, .signals, .block, .privilege, .scheduler, .tcp, .memory, .gauges]
 
     /// The BPF object (bpf/<name>.bpf.c) that implements the family.
@@ -44,6 +50,7 @@ public enum ProbeFamily: String, CaseIterable, Sendable {
         case .scheduler: BPFNames.Sched.object
         case .tcp: BPFNames.Tcp.object
         case .memory: BPFNames.Memory.object
+        case .probes: BPFNames.Uprobe.object
         case .gauges: nil
         }
     }
@@ -114,6 +121,8 @@ public struct CaptureConfig: Sendable {
     /// Never trace this thread group (the recorder itself).
     public var selfPid: UInt32 = UInt32(getpid())
     public var verbose = false
+    /// The health checks the probes family attaches, each by its own id.
+    public var healthChecks: [ProbeDefinition] = []
 
     public init() {}
 }
@@ -133,6 +142,9 @@ public final class BPFCapture {
     public private(set) var skipped: [(ProbeFamily, String)] = []
     /// Parts of loaded families this kernel cannot provide, with why.
     public private(set) var missing: [(ProbeFamily, String)] = []
+    /// Health checks that could not be attached (no such binary, function or
+    /// USDT probe), in the order given; the others run.
+    public private(set) var probeFailures: [ProbeAttachError] = []
     private let ncpu: Int
     private var reportedDrops: [UInt64]
     private var reportedLastTs: [UInt64]
@@ -386,6 +398,11 @@ public final class BPFCapture {
         // programs on one tracepoint run in the order they were attached.
         let ordered = objects.filter { $0.0 == .memory } + objects.filter { $0.0 != .memory }
         objectLoop: for (family, obj) in ordered {
+            if family == .probes {
+                // Attached per check, at the sites the checks name, not at the programs' own sections.
+                attachHealthChecks(obj)
+                continue
+            }
             var prog = bpf_object__next_program(obj, nil)
             while let p = prog {
                 let name = String(cString: bpf_program__name(p))
@@ -412,6 +429,18 @@ public final class BPFCapture {
             }
         }
         if case .descendants(let root) = config.filter { try trackDescendants(of: root) }
+    }
+
+    /// Attaches each health check with the probes family's programs; a
+    /// check that cannot attach is kept in `probeFailures`, the others run.
+    private func attachHealthChecks(_ obj: OpaquePointer) {
+        let programs = HealthProbePrograms(object: obj)
+        for check in config.healthChecks {
+            switch programs.attach(check) {
+            case .success(let made): links += made.map { (.probes, $0) }
+            case .failure(let e): probeFailures.append(e)
+            }
+        }
     }
 
     /// Adds the descendants `root` already has to the tracked set. Runs once
@@ -592,8 +621,8 @@ extension ProbeFamily {
         case .gauge: self = .gauges
         case .tcp, .netbytes: self = .tcp
         case .faults, .reclaim, .oom: self = .memory
-        // Probe events come from health checks attached one by one (HealthProbes), not from a family.
-        case .loss, .probe: return nil
+        case .probe: self = .probes
+        case .loss: return nil
         }
     }
 }

@@ -9,12 +9,15 @@ import CLibBPF
 public enum ProbeSite: Sendable, Equatable, CustomStringConvertible {
     /// A function by its symbol: entry and return (latency, return value).
     case function(binary: String, symbol: String)
+    /// A function at an offset in the binary's file (a stripped binary): entry and return.
+    case offset(binary: String, offset: UInt64)
     /// A USDT probe (`provider:name` in the binary's .note.stapsdt).
     case usdt(binary: String, provider: String, name: String)
 
     public var description: String {
         switch self {
         case .function(let b, let s): "\(b):\(s)"
+        case .offset(let b, let o): "\(b):0x\(String(o, radix: 16))"
         case .usdt(let b, let p, let n): "\(b):\(p):\(n)"
         }
     }
@@ -32,18 +35,24 @@ public struct ProbeDefinition: Sendable, Equatable {
     public var arguments: Int
     /// The function returns a C int: its return value is sign-extended from 32 bits.
     public var int32Return: Bool
+    /// The argument (1 to `arguments`) that points to a string to capture; 0 for none.
+    public var stringArgument: Int
 
-    public init(id: UInt32, site: ProbeSite, pid: Int32? = nil, arguments: Int = 0, int32Return: Bool = true) {
+    public init(id: UInt32, site: ProbeSite, pid: Int32? = nil, arguments: Int = 0, int32Return: Bool = true, stringArgument: Int = 0) {
         self.id = id
         self.site = site
         self.pid = pid
         self.arguments = arguments
         self.int32Return = int32Return
+        self.stringArgument = stringArgument
     }
 
-    /// bpf/uprobe.bpf.c's FB_PROBE_COOKIE: id, argument count, int return.
+    /// The attachment's BPF cookie (bpf/uprobe.bpf.c): id, argument count,
+    /// int return, string argument.
     var cookie: UInt64 {
-        UInt64(id) | UInt64(min(max(arguments, 0), Int(FB_PROBE_ARGS))) << 32 | (int32Return ? 1 << 36 : 0)
+        let n = min(max(arguments, 0), Int(FB_PROBE_ARGS))
+        let string = (1...max(n, 1)).contains(stringArgument) && stringArgument <= n ? UInt64(stringArgument) : 0
+        return UInt64(id) | UInt64(n) << 32 | (int32Return ? 1 << 36 : 0) | string << 37
     }
 }
 
@@ -54,6 +63,7 @@ public struct ProbeAttachError: Error, CustomStringConvertible, Sendable {
     public var description: String {
         let (what, binary) = switch probe.site {
         case .function(let b, _): ("function", b)
+        case .offset(let b, _): ("offset", b)
         case .usdt(let b, _, _): ("USDT probe", b)
         }
         let pid = probe.pid.map { " in pid \($0)" } ?? ""
@@ -62,6 +72,7 @@ public struct ProbeAttachError: Error, CustomStringConvertible, Sendable {
         if errno == ENOENT, access(binary, F_OK) == 0 {
             why = switch probe.site {
             case .function(_, let symbol): "\(binary) has no function \(symbol)"
+            case .offset(_, let offset): "\(binary) has nothing to probe at 0x\(String(offset, radix: 16))"
             case .usdt(_, let provider, let name): "\(binary) has no USDT probe \(provider):\(name)"
             }
         }
@@ -73,8 +84,8 @@ public struct ProbeAttachError: Error, CustomStringConvertible, Sendable {
 /// check at run time. A check that cannot attach (no such binary, symbol or
 /// USDT probe) is reported in `failures` and the others run.
 ///
-/// For now this owns its own ring buffer; joining the recorder's shared
-/// `events` ring (as a family of BPFCapture) is the next step.
+/// Standalone, with its own ring buffer: the recorder attaches the same
+/// checks as the `probes` family of its BPFCapture, on the shared ring.
 public final class HealthProbes {
     private var object: OpaquePointer?
     private var links: [OpaquePointer] = []
@@ -134,44 +145,11 @@ public final class HealthProbes {
         guard ring != nil else { throw CaptureError.ringBuffer(errno: errno) }
     }
 
-    private func program(_ p: BPFNames.Uprobe.Program) -> OpaquePointer? {
-        object.flatMap { bpf_object__find_program_by_name($0, p.rawValue) }
-    }
-
-    /// Attaches one check; on failure records why and detaches what it attached.
     private func attach(_ probe: ProbeDefinition) {
-        let pid = probe.pid ?? -1
-        var made: [OpaquePointer] = []
-        var failure: Int32 = 0
-        switch probe.site {
-        case .function(let binary, let symbol):
-            for (prog, ret) in [(BPFNames.Uprobe.Program.fbProbeEntry, false), (.fbProbeReturn, true)] {
-                var opts = bpf_uprobe_opts()
-                opts.sz = MemoryLayout<bpf_uprobe_opts>.size
-                opts.bpf_cookie = probe.cookie
-                opts.retprobe = ret
-                let link: OpaquePointer? = symbol.withCString { name in
-                    opts.func_name = name
-                    return bpf_program__attach_uprobe_opts(program(prog), pid, binary, 0, &opts)
-                }
-                guard let link else { failure = errno; break }
-                made.append(link)
-            }
-        case .usdt(let binary, let provider, let name):
-            var opts = bpf_usdt_opts()
-            opts.sz = MemoryLayout<bpf_usdt_opts>.size
-            opts.usdt_cookie = probe.cookie
-            if let link = bpf_program__attach_usdt(program(.fbProbeUsdt), pid, binary, provider, name, &opts) {
-                made.append(link)
-            } else {
-                failure = errno
-            }
-        }
-        if failure != 0 {
-            for l in made { bpf_link__destroy(l) }
-            failures.append(ProbeAttachError(probe: probe, errno: failure))
-        } else {
-            links += made
+        guard let object else { return }
+        switch HealthProbePrograms(object: object).attach(probe) {
+        case .success(let made): links += made
+        case .failure(let e): failures.append(e)
         }
     }
 
@@ -187,5 +165,64 @@ public final class HealthProbes {
             if n < 0 && n != -EINTR { throw CaptureError.ringBuffer(errno: -n) }
             return sink.count
         }
+    }
+}
+
+/// The probes family's three programs in a loaded object, and how one check
+/// attaches with them: all of it in the BPF cookie, nothing compiled per check.
+struct HealthProbePrograms {
+    let object: OpaquePointer
+
+    private func program(_ p: BPFNames.Uprobe.Program) -> OpaquePointer? {
+        bpf_object__find_program_by_name(object, p.rawValue)
+    }
+
+    /// The check's links, or why it could not attach (having detached what it had).
+    func attach(_ probe: ProbeDefinition) -> Result<[OpaquePointer], ProbeAttachError> {
+        let pid = probe.pid ?? -1
+        var made: [OpaquePointer] = []
+        var failure: Int32 = 0
+        switch probe.site {
+        case .function(let binary, let symbol):
+            failure = attachFunction(binary: binary, symbol: symbol, offset: 0, pid: pid, cookie: probe.cookie, into: &made)
+        case .offset(let binary, let offset):
+            failure = attachFunction(binary: binary, symbol: nil, offset: offset, pid: pid, cookie: probe.cookie, into: &made)
+        case .usdt(let binary, let provider, let name):
+            var opts = bpf_usdt_opts()
+            opts.sz = MemoryLayout<bpf_usdt_opts>.size
+            opts.usdt_cookie = probe.cookie
+            if let link = bpf_program__attach_usdt(program(.fbProbeUsdt), pid, binary, provider, name, &opts) {
+                made.append(link)
+            } else {
+                failure = errno
+            }
+        }
+        if failure != 0 {
+            for l in made { bpf_link__destroy(l) }
+            return .failure(ProbeAttachError(probe: probe, errno: failure))
+        }
+        return .success(made)
+    }
+
+    /// Entry and return probes at `symbol` (or at `offset` in the file); errno on failure.
+    private func attachFunction(binary: String, symbol: String?, offset: UInt64, pid: Int32, cookie: UInt64, into made: inout [OpaquePointer]) -> Int32 {
+        for (prog, ret) in [(BPFNames.Uprobe.Program.fbProbeEntry, false), (.fbProbeReturn, true)] {
+            var opts = bpf_uprobe_opts()
+            opts.sz = MemoryLayout<bpf_uprobe_opts>.size
+            opts.bpf_cookie = cookie
+            opts.retprobe = ret
+            let link: OpaquePointer?
+            if let symbol {
+                link = symbol.withCString { name in
+                    opts.func_name = name
+                    return bpf_program__attach_uprobe_opts(program(prog), pid, binary, 0, &opts)
+                }
+            } else {
+                link = bpf_program__attach_uprobe_opts(program(prog), pid, binary, Int(offset), &opts)
+            }
+            guard let link else { return errno == 0 ? ENOENT : errno }
+            made.append(link)
+        }
+        return 0
     }
 }

@@ -45,8 +45,9 @@ public struct ConfigError: Error, CustomStringConvertible, Equatable {
 /// Values are applied over the declared defaults; whatever the file does not
 /// mention keeps its default.
 public enum ConfigFile {
-    /// Top-level keys. Application probes will join them.
-    public static let topLevelKeys = ["detectors", "rules"]
+    /// Top-level keys: detector settings, security rule files, and application
+    /// health checks (`probes:`, see HealthConfig.swift) judged by the `health` detector.
+    public static let topLevelKeys = ["detectors", "rules", "probes"]
     public static let rulesKeys = ["files", "disable", "enable"]
 
     /// Reads and resolves `path`.
@@ -172,6 +173,10 @@ struct Resolver {
         guard let root, !isNull(root) else { return config }
         for (key, keyNode, value) in try pairs(root, what: "the file") {
             guard ConfigFile.topLevelKeys.contains(key) else { throw unknown(keyNode, key, known: ConfigFile.topLevelKeys, what: "unknown top-level key") }
+            if key == "probes" {
+                config["health"]?.checks = try healthChecks(value)
+                continue
+            }
             if isNull(value) { continue }
             if key == "rules" {
                 config["security"]?.rules = try rules(value)

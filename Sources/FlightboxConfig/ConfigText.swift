@@ -55,6 +55,71 @@ extension ConfigFile {
         #   disable: [Beaconing]
 
         """
+        out += probesText(configuration["health"]?.checks ?? [])
+        return out
+    }
+
+    /// The `probes:` section: the checks, or a commented example.
+    static func probesText(_ checks: [HealthCheck]) -> String {
+        var out = """
+        # Application health checks, judged by the health detector; recorded by
+        # `record` and `flight` (the probes are attached while they run) and stored
+        # in the trace, so replay judges them the same without this file.
+        # Each check: name; target: binary:function or binary:0xoffset, or
+        # usdt: provider:name with binary: (an executable or a library); optional
+        # pid: or comm: limit; args: integer arguments captured (0 to 4); string: the
+        # argument that points to a string to record with each event; return:
+        # int or long; and at least one judgement:
+        #   latency:   { statistic: p99 or max, above: 50ms and/or baseline: 3 (times its
+        #                own median window), window: 10s, min_calls: 1 }
+        #   errors:    { when: ret < 0 (or ret == -5, arg3 != 0), rate: 0.1, window: 10s, min_calls: 5 }
+        #   heartbeat: { every: 5s }   missed when a process that called it stops for longer
+        #   argument:  { when: arg2 > 100000 }
+        # Windows and periods are multiples of 100ms. For example:
+        #
+        # probes:
+        #   - name: checkout
+        #     target: /usr/local/bin/shop:handle_checkout
+        #     args: 1
+        #     latency: { statistic: p99, above: 250ms, window: 10s }
+        #     errors: { when: ret < 0, rate: 0.05, window: 10s, min_calls: 20 }
+        #   - name: python-gc
+        #     usdt: python:gc__done
+        #     binary: /usr/bin/python3.11
+        #     args: 1
+        #     argument: { when: arg1 > 100000 }
+        #   - name: worker-alive
+        #     target: /usr/local/bin/shop:worker_tick
+        #     heartbeat: { every: 5s }
+
+        """
+        guard !checks.isEmpty else { return out + "probes: []\n" }
+        out += "probes:\n"
+        func q(_ s: String) -> String { JSON.string(s).serialized() }
+        for c in checks {
+            out += "  - name: \(q(c.name))\n"
+            switch c.target {
+            case .function, .offset: out += "    target: \(q(c.target.description))\n"
+            case .usdt(let b, let p, let n): out += "    usdt: \(q(p + ":" + n))\n    binary: \(q(b))\n"
+            }
+            if let p = c.pid { out += "    pid: \(p)\n" }
+            if let m = c.comm { out += "    comm: \(q(m))\n" }
+            out += "    args: \(c.arguments)\n"
+            if c.stringArgument > 0 { out += "    string: \(c.stringArgument)\n" }
+            if !c.target.isUSDT { out += "    return: \(c.int32Return ? "int" : "long")\n" }
+            if let l = c.latency {
+                var f = ["statistic: \(l.statistic.rawValue)"]
+                if let a = l.aboveNs { f.append("above: \(SettingValue.durationText(a))") }
+                if let b = l.baseline { f.append("baseline: \(SettingValue.ratio(b).configText)") }
+                f += ["window: \(SettingValue.durationText(l.windowNs))", "min_calls: \(l.minCalls)"]
+                out += "    latency: { \(f.joined(separator: ", ")) }\n"
+            }
+            if let e = c.errors {
+                out += "    errors: { when: \(q(e.when.description)), rate: \(SettingValue.ratio(e.rate).configText), window: \(SettingValue.durationText(e.windowNs)), min_calls: \(e.minCalls) }\n"
+            }
+            if let h = c.heartbeat { out += "    heartbeat: { every: \(SettingValue.durationText(h.everyNs)) }\n" }
+            if let a = c.argument { out += "    argument: { when: \(q(a.description)) }\n" }
+        }
         return out
     }
 

@@ -348,6 +348,9 @@ public struct DetectorSettings: Equatable, Sendable {
     /// built-in rules). Stored whole in the trace, so replay compiles the
     /// rules that ran live even after the files or the built-ins changed.
     public var rules: [RuleSource] = []
+    /// The `health` detector's checks (the configuration's `probes:`),
+    /// numbered as their probe events are. Stored whole in the trace.
+    public var checks: [HealthCheck] = []
 
     public init(spec: DetectorSpec) {
         self.spec = spec
@@ -400,11 +403,12 @@ public struct DetectorSettings: Equatable, Sendable {
     /// Stable JSON: enabled, the parameters in declaration order, exclude.
     public var json: JSON {
         .object([("enabled", .bool(enabled))] + spec.parameters.map { ($0.name, value($0.name).json) } + [("exclude", exclude.json)]
-            + (rules.isEmpty ? [] : [("rules", .array(rules.map { .object([("name", .string($0.name)), ("text", .string($0.text))]) }))]))
+            + (rules.isEmpty ? [] : [("rules", .array(rules.map { .object([("name", .string($0.name)), ("text", .string($0.text))]) }))])
+            + (checks.isEmpty ? [] : [("checks", .array(checks.map(\.json)))]))
     }
 
     public static func == (a: DetectorSettings, b: DetectorSettings) -> Bool {
-        a.spec.name == b.spec.name && a.enabled == b.enabled && a.values == b.values && a.exclude == b.exclude && a.rules == b.rules
+        a.spec.name == b.spec.name && a.enabled == b.enabled && a.values == b.values && a.exclude == b.exclude && a.rules == b.rules && a.checks == b.checks
     }
 }
 
@@ -550,6 +554,10 @@ public struct DetectorConfiguration: Equatable, Sendable {
                     return RuleSource(name: n, text: t)
                 }
                 do { _ = try RuleSet(sources: s.rules) } catch { throw StoredError(reason: "\(name).rules: \(error)") }
+            }
+            if let c = body["checks"] {
+                guard let list = c.arrayValue else { throw StoredError(reason: "\(name).checks: not a list") }
+                do { s.checks = try list.map(HealthCheck.init(json:)) } catch { throw StoredError(reason: "\(name).checks: \(error)") }
             }
             self[name] = s
         }

@@ -231,11 +231,12 @@ extension Event {
             what = "OOM kill of \(r.comm)[\(pid)]\(cg): \(r.anonRss &* 4) KiB anon, \(r.fileRss &* 4) KiB file, \(r.shmemRss &* 4) KiB shmem of \(r.totalVm &* 4) KiB vm; triggered by \(r.triggerComm)[\(r.triggerPid)]"
         case .probe(let r):
             let args = (0..<min(Int(r.nargs), 4)).map { String(r.args($0)) }.joined(separator: ", ")
+            let string = r.strArg > 0 ? " arg\(r.strArg)=\(JSON.string(r.str).serialized())" : ""
             if r.isUSDT {
-                what = "probe \(r.probeId) usdt(\(args))"
+                what = "probe \(r.probeId) usdt(\(args))\(string)"
             } else {
                 let latency = r.missedEntry ? "?" : formatDuration(r.latencyNs)
-                what = "probe \(r.probeId) (\(args)) = \(r.ret) in \(latency)"
+                what = "probe \(r.probeId) (\(args)) = \(r.ret) in \(latency)\(string)"
             }
         case .unknown:
             what = "unknown type \(rawType) (\(size) bytes)"

@@ -12,7 +12,7 @@ import FlightboxRecorder
 /// per-family thresholds, and the block codec. Shared by `record` and
 /// `flight` (`@OptionGroup`), so both take the same flags the same way.
 struct CaptureOptions: ParsableArguments {
-    @Option(help: "Probe families, comma-separated: \(ProbeFamily.allCases.map(\.rawValue).joined(separator: ",")) (default: \(ProbeFamily.defaults.map(\.rawValue).joined(separator: ","))). With a command or --pid, process is always on, to follow children.")
+    @Option(help: "Probe families, comma-separated: \(ProbeFamily.allCases.map(\.rawValue).joined(separator: ",")) (default: \(ProbeFamily.defaults.map(\.rawValue).joined(separator: ","))). With a command or --pid, process is always on, to follow children; probes is on when --config declares health checks.")
     var probes: String?
 
     @Option(help: "Record only this process (all its threads) and its descendants: the ones it has and the ones forked below it while recording (as strace -f).")
@@ -154,6 +154,9 @@ func startCapture(_ config: CaptureConfig) throws -> BPFCapture {
     for (family, why) in capture.missing {
         FileHandleStderr.write("flightbox: warning: \(family.rawValue) probes: recording without \(why)\n")
     }
+    for failure in capture.probeFailures {
+        FileHandleStderr.write("flightbox: warning: \(failure); the other checks run\n")
+    }
     return capture
 }
 
@@ -164,7 +167,7 @@ func startCapture(_ config: CaptureConfig) throws -> BPFCapture {
 /// store instead of one read now: a flight recorder's segments share the pair
 /// its live detectors map time with, so their replays map it alike.
 func captureMetadata(options: CaptureOptions, config: CaptureConfig, capture: BPFCapture, command: [String] = [],
-                     detectors: JSON? = nil, extra: [(String, JSON)] = [], clock: (monotonicNs: UInt64, realtimeNs: UInt64)? = nil) -> TraceMetadata {
+                     detectors: JSON? = nil, healthChecks: [HealthCheck] = [], extra: [(String, JSON)] = [], clock: (monotonicNs: UInt64, realtimeNs: UInt64)? = nil) -> TraceMetadata {
     let clockNs = clock?.monotonicNs ?? monotonicNow()
     let realNs = clock?.realtimeNs ?? realTimeNow()
     var uts = utsname()
@@ -181,7 +184,13 @@ func captureMetadata(options: CaptureOptions, config: CaptureConfig, capture: BP
         ("ring_bytes", .int(Int64(config.ringBytes))), ("resolve_fd_after_ns", .uint(config.resolveFdAfterNs)),
         ("sched_runq_min_ns", .uint(config.schedRunqueueMinNs)), ("sched_offcpu_min_ns", .uint(config.schedOffCPUMinNs)),
         ("gauge_interval_ns", .uint(options.gaugeIntervalNs)),
-    ] + (detectors.map { [("detectors", $0)] } ?? []) + extra)
+    ] + (healthChecks.isEmpty ? [] : [
+        // What each probe_id of the trace means, and how it is judged: replay needs no configuration file.
+        ("health_checks", .array(healthChecks.map(\.json))),
+        ("health_check_failures", .array(capture.probeFailures.map { f in
+            .object([("probe_id", .uint(UInt64(f.probe.id))), ("reason", .string(f.description))])
+        })),
+    ]) + (detectors.map { [("detectors", $0)] } ?? []) + extra)
     return TraceMetadata(host: field(uts.nodename), kernelRelease: field(uts.release), machine: field(uts.machine),
                          clockNs: clockNs, realtimeNs: realNs, capture: captureJSON)
 }

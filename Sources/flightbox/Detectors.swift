@@ -2,6 +2,7 @@ import ArgumentParser
 #if canImport(Glibc)
 import Glibc
 #endif
+import FlightboxCapture
 import FlightboxConfig
 import FlightboxDetectors
 import FlightboxRules
@@ -54,12 +55,42 @@ func loadDetectorConfiguration(_ path: String) throws -> DetectorConfiguration {
 
 /// What replay and test run, highest first: --config, the configuration the
 /// trace was recorded with (`record --detect`), the defaults.
+/// The health checks come with it: the file's when it has a probes section,
+/// else those the trace recorded (its probe ids mean them).
 func detectorConfiguration(file: DetectorConfiguration?, trace: TraceMetadata, path: String) throws -> DetectorConfiguration {
-    if let file { return file }
-    guard let stored = trace.capture["detectors"] else { return .defaults }
-    do { return try DetectorConfiguration(json: stored) } catch {
+    if let file { return try withTraceChecks(file, trace: trace, path: path) }
+    guard let stored = trace.capture["detectors"] else { return try withTraceChecks(.defaults, trace: trace, path: path) }
+    do { return try withTraceChecks(try DetectorConfiguration(json: stored), trace: trace, path: path) } catch let e as ExitCode {
+        throw e
+    } catch {
         throw fail("\(path): the detector configuration stored in the trace is unusable (\(error)); pass --config FILE to run another", code: 1)
     }
+}
+
+/// `config` with the health checks the trace recorded (`health_checks` in its
+/// capture metadata), unless it declares its own.
+func withTraceChecks(_ config: DetectorConfiguration, trace: TraceMetadata, path: String) throws -> DetectorConfiguration {
+    guard config["health"]?.checks.isEmpty == true, let stored = trace.capture["health_checks"]?.arrayValue, !stored.isEmpty else { return config }
+    var c = config
+    do { c["health"]?.checks = try stored.map(HealthCheck.init(json:)) } catch {
+        throw fail("\(path): the health checks stored in the trace are unusable (\(error))", code: 1)
+    }
+    return c
+}
+
+/// The probes family's attachments for `checks`, and the family on when there are any.
+func applyHealthChecks(_ checks: [HealthCheck], to config: inout CaptureConfig) {
+    guard !checks.isEmpty else { return }
+    config.healthChecks = checks.map { c in
+        let site: ProbeSite = switch c.target {
+        case .function(let b, let s): .function(binary: b, symbol: s)
+        case .offset(let b, let o): .offset(binary: b, offset: o)
+        case .usdt(let b, let p, let n): .usdt(binary: b, provider: p, name: n)
+        }
+        return ProbeDefinition(id: c.id, site: site, pid: c.pid.map { Int32(bitPattern: $0) }, arguments: c.arguments, int32Return: c.int32Return,
+                               stringArgument: c.stringArgument)
+    }
+    if !config.families.contains(.probes) { config.families.append(.probes) }
 }
 
 /// `--rules FILE...` read and checked against the rules they refine (the

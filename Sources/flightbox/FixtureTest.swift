@@ -178,6 +178,7 @@ struct FixtureRun {
                 throw FixtureFailure("the detector configuration stored in the trace is unusable (\(error)); pass --config FILE")
             }
         }
+        configuration = try withTraceChecks(configuration ?? .defaults, trace: reader.metadata, path: "\(folder)/trace.fbt")
         let arch = SyscallArch(schema: reader.metadata.schema, machine: reader.metadata.machine)
         // A fixture's own rules.yaml stands where --rules would.
         let ownRules = rules == nil && access("\(folder)/rules.yaml", F_OK) == 0 ? try loadRuleSources(["\(folder)/rules.yaml"]) : nil

@@ -69,7 +69,7 @@ struct FlightRun: ParsableCommand {
     @Option(help: "Detectors to run, comma-separated (default: every enabled one).")
     var detectors: String?
 
-    @Option(help: "Detector configuration file (YAML; see `flightbox detectors --default-config`). Stored in each segment.")
+    @Option(help: "Configuration file (YAML; see `flightbox detectors --default-config`): the detectors' settings and the application health checks (probes:), attached while recording. Stored in each segment.")
     var config: String?
 
     @Option(name: .customLong("rules"), help: ArgumentHelp("Security rules file (YAML, repeatable), over the built-in rules; stored in each segment: see rules/default.yaml.", valueName: "file"))
@@ -112,12 +112,14 @@ struct FlightRun: ParsableCommand {
         // SIGUSR1 is counted from the start: its default action would kill
         // the recorder that someone (systemctl kill -s USR1) asks for a dump.
         fb_dump_signals_install()
-        let config = try capture.captureConfig()
+        var config = try capture.captureConfig()
         // The rules are stored whole in each segment (the built-ins included), so its replay runs them.
         let fileConfig = try self.config.map(loadDetectorConfiguration) ?? .defaults
         let detectorConfig = withRules(try loadRuleSources(rules, over: fileConfig), fileConfig)
         let names = try detectorNames(detectors)
         let detectorList = try detectorConfig.makeDetectors(only: names)
+        let checks = detectorConfig["health"]?.checks ?? []
+        applyHealthChecks(checks, to: &config)
         let dumpOn = Severity(rawValue: self.dumpOn)
 
         // The directory, its lock (one recorder per directory) and the kernel, before anything is written.
@@ -159,7 +161,7 @@ struct FlightRun: ParsableCommand {
         do {
             ring = try SegmentRing(configuration: ringConfig, header: { number in
                 let start = monotonicNow()
-                let metadata = captureMetadata(options: options, config: config, capture: bpf, detectors: detectorsJSON,
+                let metadata = captureMetadata(options: options, config: config, capture: bpf, detectors: detectorsJSON, healthChecks: checks,
                                                extra: [("flight_segment", .object([("number", .uint(number)), ("start_ts_ns", .uint(start)),
                                                                                     ("keep_ns", .uint(keepNs)), ("max_bytes", .uint(maxBytes))]))],
                                                clock: clock)
@@ -186,7 +188,7 @@ struct FlightRun: ParsableCommand {
 
         let state = FlightState(directory: dir, ring: ring, dumps: dumps, capture: bpf)
         let out = Output()
-        let metadata = firstMetadata ?? captureMetadata(options: options, config: config, capture: bpf, clock: clock)
+        let metadata = firstMetadata ?? captureMetadata(options: options, config: config, capture: bpf, healthChecks: checks, clock: clock)
         let engine = detectorEngine(detectorList, snapshot: firstSnapshot ?? processSnapshot(at: monotonicNow()), metadata: metadata, keepsFindings: false) { f in
             out.line(formatFinding(f, metadata: metadata))
             out.flush()

@@ -4,6 +4,7 @@ import Glibc
 #endif
 import CFlightboxSys
 import FlightboxCapture
+import FlightboxConfig
 import FlightboxDetectors
 import FlightboxEvents
 import FlightboxFormat
@@ -36,7 +37,7 @@ struct Record: ParsableCommand {
     @Option(help: "Detectors to run with --detect, comma-separated (default: every enabled one).")
     var detectors: String?
 
-    @Option(help: "With --detect: detector configuration file (YAML; see `flightbox detectors --default-config`). Stored in the trace, so replay runs the same.")
+    @Option(help: "Configuration file (YAML; see `flightbox detectors --default-config`): the detectors' settings with --detect, and the application health checks (probes:), attached while recording. Stored in the trace, so replay runs the same.")
     var config: String?
 
     @Option(name: .customLong("rules"), help: ArgumentHelp("With --detect: security rules file (YAML, repeatable), over the built-in rules; stored in the trace: see rules/default.yaml.", valueName: "file"))
@@ -50,7 +51,10 @@ struct Record: ParsableCommand {
         if let duration { _ = try parseDuration(duration, flag: "--duration") }
         if detect == false, findings != nil { throw ValidationError("--findings needs --detect") }
         if detect == false, detectors != nil { throw ValidationError("--detectors needs --detect") }
-        if detect == false, config != nil { throw ValidationError("--config needs --detect") }
+        // Without --detect a configuration is only for its health checks (probes:).
+        if detect == false, let config, (try? ConfigFile.load(path: config))?["health"]?.checks.isEmpty ?? true {
+            throw ValidationError("--config needs --detect")
+        }
         if detect == false, !rules.isEmpty { throw ValidationError("--rules needs --detect") }
         if detect { _ = try detectorNames(detectors) }
     }
@@ -64,6 +68,8 @@ struct Record: ParsableCommand {
         let detectorConfig = withRules(try loadRuleSources(rules, over: fileConfig), fileConfig)
         let names = try detectorNames(detectors)
         let detectorList = try detect ? detectorConfig.makeDetectors(only: names) : []
+        let checks = detectorConfig["health"]?.checks ?? []
+        applyHealthChecks(checks, to: &config)
 
         // Everything that can fail for a simple reason fails before the kernel
         // is touched, and every output is checked before any is created.
@@ -107,7 +113,7 @@ struct Record: ParsableCommand {
             throw fail(e.description)
         }
         let metadata = captureMetadata(options: capture, config: config, capture: bpf, command: command,
-                                       detectors: detect ? detectorConfig.asRun(names).json : nil)
+                                       detectors: detect ? detectorConfig.asRun(names).json : nil, healthChecks: checks)
         let snapshot = processSnapshot(at: metadata.clockNs)
         let writer: TraceWriter
         do {

@@ -11,7 +11,7 @@ final class ConfigurationTests: XCTestCase {
     func testEachFamilyMapsToItsBPFObject() {
         let expected: [ProbeFamily: String?] = [
             .syscalls: "syscalls", .files: "syscalls", .privilege: "syscalls", .process: "process", .signals: "signals",
-            .block: "block", .scheduler: "sched", .tcp: "tcp", .memory: "memory", .gauges: nil,
+            .block: "block", .scheduler: "sched", .tcp: "tcp", .memory: "memory", .gauges: nil, .probes: "uprobe",
         ]
         XCTAssertEqual(Set(expected.keys), Set(ProbeFamily.allCases))
         for family in ProbeFamily.allCases {
@@ -29,9 +29,10 @@ final class ConfigurationTests: XCTestCase {
         XCTAssertNil(objectBytes("no-such-family"))
     }
 
+    /// Every family but probes, which is on when a configuration declares health checks.
     func testDefaultsAreEveryFamilyOnce() {
-        XCTAssertEqual(Set(ProbeFamily.defaults), Set(ProbeFamily.allCases))
-        XCTAssertEqual(ProbeFamily.defaults.count, ProbeFamily.allCases.count)
+        XCTAssertEqual(Set(ProbeFamily.defaults), Set(ProbeFamily.allCases).subtracting([.probes]))
+        XCTAssertEqual(ProbeFamily.defaults.count, ProbeFamily.allCases.count - 1)
         let config = CaptureConfig()
         XCTAssertEqual(config.families, ProbeFamily.defaults)
         XCTAssertEqual(config.filter, .none)
@@ -39,12 +40,12 @@ final class ConfigurationTests: XCTestCase {
         XCTAssertEqual(config.selfPid, UInt32(getpid()), "the recorder never traces itself")
     }
 
-    /// Every event type but loss and probe comes from one family: what --probes
-    /// selects is what a trace can hold. Probe events come from the health
-    /// checks a configuration declares (HealthProbes), not from a family.
+    /// Every event type but loss comes from one family: what --probes selects
+    /// is what a trace can hold. Probe events come from the probes family,
+    /// which attaches the health checks a configuration declares.
     func testEveryEventTypeHasItsProducingFamily() {
         for type in EventType.allCases {
-            if type == .loss || type == .probe {
+            if type == .loss {
                 XCTAssertNil(ProbeFamily(producing: type))
             } else {
                 XCTAssertNotNil(ProbeFamily(producing: type), type.name)
@@ -54,6 +55,7 @@ final class ConfigurationTests: XCTestCase {
         XCTAssertEqual(ProbeFamily(producing: .writes), .files)
         XCTAssertEqual(ProbeFamily(producing: .oom), .memory)
         XCTAssertEqual(ProbeFamily(producing: .sched), .scheduler)
+        XCTAssertEqual(ProbeFamily(producing: .probe), .probes)
     }
 
     /// The filter as the recorder announces it and as the trace's metadata stores it.

@@ -90,7 +90,7 @@ public enum EventType: UInt16, CaseIterable, Sendable {
         case .faults: 96
         case .reclaim: 48
         case .oom: 184
-        case .probe: 80
+        case .probe: 88
         case .netbytes: 120
         }
     }
@@ -98,7 +98,7 @@ public enum EventType: UInt16, CaseIterable, Sendable {
     /// Whether variable parts follow the fixed part.
     @inlinable public var hasTrailingParts: Bool {
         switch self {
-        case .exec, .file, .privilege, .gauge: true
+        case .exec, .file, .privilege, .gauge, .probe: true
         default: false
         }
     }
@@ -110,6 +110,7 @@ public enum EventType: UInt16, CaseIterable, Sendable {
         case .file: [48, 50]
         case .privilege: [88, 90, 92]
         case .gauge: [44]
+        case .probe: [80]
         default: []
         }
     }
@@ -1288,7 +1289,7 @@ public struct OOMRecord: EventRecord {
     }
 }
 
-/// A health check's probe on an application fired: a function's return (its entry and return paired in the kernel, per thread) or a USDT probe. Header ts is the function's entry time (for a USDT probe, when it fired), pid/tid the caller. probe_id numbers the check in the trace's probe definitions, which say what it is attached to and what its args mean.
+/// A health check's probe on an application fired: a function's return (its entry and return paired in the kernel, per thread) or a USDT probe. Header ts is the function's entry time (for a USDT probe, when it fired), pid/tid the caller. probe_id numbers the check in the trace's probe definitions, which say what it is attached to and what its args mean. Followed by str_len bytes of str: the string argument str_arg points to (no NUL, at most 255 bytes), read from the caller's memory when the probe fires (for a function, at its return, through the pointer it was given at entry).
 public struct ProbeRecord: EventRecord {
     @inlinable public static var eventType: EventType { .probe }
     public let event: Event
@@ -1308,6 +1309,12 @@ public struct ProbeRecord: EventRecord {
     @inlinable public var probeId: UInt32 { event.base.loadUnaligned(fromByteOffset: 72, as: UInt32.self) }
     /// how many of args are meaningful
     @inlinable public var nargs: UInt32 { event.base.loadUnaligned(fromByteOffset: 76, as: UInt32.self) }
+    @inlinable public var strLen: UInt16 { event.base.loadUnaligned(fromByteOffset: 80, as: UInt16.self) }
+    /// which argument (1-4) str was read from; 0: none
+    @inlinable public var strArg: UInt16 { event.base.loadUnaligned(fromByteOffset: 82, as: UInt16.self) }
+    /// the string argument's bytes
+    @inlinable public var strBytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: event.base + 88, count: Int(strLen)) }
+    public var str: String { String(decoding: strBytes, as: UTF8.self) }
 
     /// Every field by its schema name, raw; variable parts decoded.
     public var fieldsJSON: JSON {
@@ -1317,6 +1324,9 @@ public struct ProbeRecord: EventRecord {
             ("args", .array(argsList.map { .uint(UInt64($0)) })),
             ("probe_id", .uint(UInt64(probeId))),
             ("nargs", .uint(UInt64(nargs))),
+            ("str_len", .uint(UInt64(strLen))),
+            ("str_arg", .uint(UInt64(strArg))),
+            ("str", .string(str)),
         ])
     }
 
@@ -1337,17 +1347,27 @@ public struct ProbeRecord: EventRecord {
         JSON.appendDecimal(UInt64(probeId), into: &out)
         out.append(contentsOf: ",\"nargs\":".utf8)
         JSON.appendDecimal(UInt64(nargs), into: &out)
+        out.append(contentsOf: ",\"str_len\":".utf8)
+        JSON.appendDecimal(UInt64(strLen), into: &out)
+        out.append(contentsOf: ",\"str_arg\":".utf8)
+        JSON.appendDecimal(UInt64(strArg), into: &out)
+        out.append(contentsOf: ",\"str\":".utf8)
+        JSON.escape(str, into: &out)
         out.append(125)
     }
 
     /// The wire bytes of a record with these values; lengths of variable parts are set from them.
-    public static func encode(ts: UInt64, cpu: UInt16 = 0, flags: UInt16 = 0, pid: UInt32 = 0, tid: UInt32 = 0, latencyNs: UInt64 = 0, ret: Int64 = 0, args: [UInt64] = [], probeId: UInt32 = 0, nargs: UInt32 = 0) -> [UInt8] {
-        var b = EventEncoder.header(type: .probe, size: 80, ts: ts, cpu: cpu, flags: flags, pid: pid, tid: tid)
+    public static func encode(ts: UInt64, cpu: UInt16 = 0, flags: UInt16 = 0, pid: UInt32 = 0, tid: UInt32 = 0, latencyNs: UInt64 = 0, ret: Int64 = 0, args: [UInt64] = [], probeId: UInt32 = 0, nargs: UInt32 = 0, strArg: UInt16 = 0, str: [UInt8] = []) -> [UInt8] {
+        var b = EventEncoder.header(type: .probe, size: 88 + str.count, ts: ts, cpu: cpu, flags: flags, pid: pid, tid: tid)
         EventEncoder.put(&b, 24, latencyNs)
         EventEncoder.put(&b, 32, ret)
         for (i, v) in args.prefix(4).enumerated() { EventEncoder.put(&b, 40 + 8 * i, v) }
         EventEncoder.put(&b, 72, probeId)
         EventEncoder.put(&b, 76, nargs)
+        EventEncoder.put(&b, 82, strArg)
+        let at = 88
+        EventEncoder.put(&b, 80, UInt16(truncatingIfNeeded: str.count))
+        b.replaceSubrange(at..<(at + str.count), with: str)
         return b
     }
 }
@@ -1586,7 +1606,7 @@ extension EventEncoder {
         case .faults: FaultsRecord.encode(ts: ts, cpu: 1, pid: pid, tid: tid, firstTs: 2, user: 3, kernel: 4, major: 5, minor: 6, lastAddr: 7, lastIp: 8, comm: "comm")
         case .reclaim: ReclaimRecord.encode(ts: ts, cpu: 1, pid: pid, tid: tid, durationNs: 2, reclaimed: 3, order: 4, gfpFlags: 5)
         case .oom: OOMRecord.encode(ts: ts, cpu: 1, pid: pid, tid: tid, totalVm: 2, anonRss: 3, fileRss: 4, shmemRss: 5, pgtablesBytes: 6, memcgId: 7, uid: 8, oomScoreAdj: 9, triggerPid: 10, triggerTid: 11, comm: "comm", triggerComm: "trigger_comm", memcg: "memcg")
-        case .probe: ProbeRecord.encode(ts: ts, cpu: 1, pid: pid, tid: tid, latencyNs: 2, ret: 3, args: (0..<4).map { UInt64(truncatingIfNeeded: $0 + 4) }, probeId: 5, nargs: 6)
+        case .probe: ProbeRecord.encode(ts: ts, cpu: 1, pid: pid, tid: tid, latencyNs: 2, ret: 3, args: (0..<4).map { UInt64(truncatingIfNeeded: $0 + 4) }, probeId: 5, nargs: 6, strArg: 7, str: Array("str".utf8))
         case .netbytes: NetbytesRecord.encode(ts: ts, cpu: 1, pid: pid, tid: tid, firstTs: 2, lastTs: 3, bytesSent: 4, bytesReceived: 5, totalSent: 6, totalReceived: 7, saddr: (0..<16).map { UInt8(truncatingIfNeeded: $0 + 8) }, daddr: (0..<16).map { UInt8(truncatingIfNeeded: $0 + 9) }, sends: 10, receives: 11, sport: 12, dport: 13, family: 14, reason: 15, direction: 16)
         }
     }
@@ -1759,13 +1779,15 @@ extension EventSchema {
             FieldDescriptor(name: "trigger_comm", kind: "char[16]", offset: 104, size: 16),
             FieldDescriptor(name: "memcg", kind: "char[64]", offset: 120, size: 64),
         ], trailing: []),
-        TypeDescriptor(id: 17, name: "probe", fixedSize: 80, fields: [
+        TypeDescriptor(id: 17, name: "probe", fixedSize: 88, fields: [
             FieldDescriptor(name: "latency_ns", kind: "u64", offset: 24, size: 8),
             FieldDescriptor(name: "ret", kind: "s64", offset: 32, size: 8),
             FieldDescriptor(name: "args", kind: "u64[4]", offset: 40, size: 32),
             FieldDescriptor(name: "probe_id", kind: "u32", offset: 72, size: 4),
             FieldDescriptor(name: "nargs", kind: "u32", offset: 76, size: 4),
-        ], trailing: []),
+            FieldDescriptor(name: "str_len", kind: "u16", offset: 80, size: 2),
+            FieldDescriptor(name: "str_arg", kind: "u16", offset: 82, size: 2),
+        ], trailing: [("str", "str_len", "bytes")]),
         TypeDescriptor(id: 18, name: "netbytes", fixedSize: 120, fields: [
             FieldDescriptor(name: "first_ts", kind: "u64", offset: 24, size: 8),
             FieldDescriptor(name: "last_ts", kind: "u64", offset: 32, size: 8),
@@ -1942,6 +1964,8 @@ extension EventSchema {
         ("probe", "args", MemoryLayout<fb_probe>.offset(of: \fb_probe.args)!),
         ("probe", "probe_id", MemoryLayout<fb_probe>.offset(of: \fb_probe.probe_id)!),
         ("probe", "nargs", MemoryLayout<fb_probe>.offset(of: \fb_probe.nargs)!),
+        ("probe", "str_len", MemoryLayout<fb_probe>.offset(of: \fb_probe.str_len)!),
+        ("probe", "str_arg", MemoryLayout<fb_probe>.offset(of: \fb_probe.str_arg)!),
         ("netbytes", "(size)", MemoryLayout<fb_netbytes>.size),
         ("netbytes", "first_ts", MemoryLayout<fb_netbytes>.offset(of: \fb_netbytes.first_ts)!),
         ("netbytes", "last_ts", MemoryLayout<fb_netbytes>.offset(of: \fb_netbytes.last_ts)!),
