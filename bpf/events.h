@@ -94,6 +94,7 @@ enum fb_tcp_kind {
 	FB_TCP_RETRANSMIT = 2,
 	FB_TCP_RESET_SENT = 3,
 	FB_TCP_RESET_RECEIVED = 4,
+	FB_TCP_REFUSED = 5,    /* a SYN refused for want of a listener (a reset without a socket): saddr/sport the local side, daddr/dport the client; pid: the port's last listener, else 0 */
 };
 
 enum fb_gauge_kind {
@@ -355,7 +356,7 @@ struct fb_tcp {
 	__u64 latency_ns; /* SYN_SENT -> ESTABLISHED or CLOSE: the connect's duration */
 	__u8 saddr[16];
 	__u8 daddr[16];
-	__u16 sport;
+	__u16 sport;  /* local port; a listener's LISTEN -> CLOSE: the port it listened on (0 in older traces) */
 	__u16 dport;
 	__u16 family; /* 2 AF_INET, 10 AF_INET6 */
 	__u8 kind;    /* enum fb_tcp_kind */

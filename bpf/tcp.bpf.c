@@ -163,8 +163,19 @@ static __always_inline void account_bytes(const struct sock *sk, __u64 sent, __u
 		write_bytes(v, FB_NET_INTERVAL, now);
 }
 
+/* Owners of listeners that closed, by port, until the port listens again:
+ * a SYN the kernel refuses for want of a listener (no socket) is
+ * attributed to the last process that listened there. LRU: ports that never
+ * listen again age out. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, struct owner);
+} closed_listeners SEC(".maps");
+
 static __always_inline void emit(const struct sock *sk, __u8 kind, int oldstate, int newstate, __u32 pid, __u32 tid,
-				 __u64 latency)
+				 __u64 latency, __u16 port)
 {
 	__u64 now = bpf_ktime_get_ns();
 	__u16 family = sk->__sk_common.skc_family;
@@ -190,7 +201,8 @@ static __always_inline void emit(const struct sock *sk, __u8 kind, int oldstate,
 		bpf_probe_read_kernel(e->saddr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
 		bpf_probe_read_kernel(e->daddr, 16, &sk->__sk_common.skc_v6_daddr);
 	}
-	e->sport = sk->__sk_common.skc_num;
+	/* A closing listener has released its port: the caller passes the one kept from its listen. */
+	e->sport = port ? port : sk->__sk_common.skc_num;
 	e->dport = __builtin_bswap16(sk->__sk_common.skc_dport);
 	e->family = family;
 	e->kind = kind;
@@ -247,8 +259,10 @@ int BPF_PROG(fb_tcp_state, const struct sock *sk, const int oldstate, const int 
 		v.port = newstate == TCP_LISTEN ? sk->__sk_common.skc_num : 0;
 		if (bpf_map_update_elem(&owners, &key, &v, BPF_ANY))
 			fb_count_drop(bpf_ktime_get_ns());
-		if (v.port)
+		if (v.port) {
 			bpf_map_update_elem(&listeners, &v.port, &v, BPF_ANY);
+			bpf_map_delete_elem(&closed_listeners, &v.port);
+		}
 		pid = v.pid;
 		tid = v.tid;
 		wanted = true;
@@ -273,12 +287,14 @@ int BPF_PROG(fb_tcp_state, const struct sock *sk, const int oldstate, const int 
 		wanted = attribute(o, &pid, &tid);
 	}
 	if (wanted)
-		emit(sk, FB_TCP_STATE, oldstate, newstate, pid, tid, latency);
+		emit(sk, FB_TCP_STATE, oldstate, newstate, pid, tid, latency,
+		     oldstate == TCP_LISTEN && newstate == TCP_CLOSE && o ? (__u16)o->port : 0);
 	if (newstate == TCP_CLOSE) {
 		if (oldstate == TCP_LISTEN && o && o->port) {
 			__u32 port = o->port;
 
 			bpf_map_delete_elem(&listeners, &port);
+			bpf_map_update_elem(&closed_listeners, &port, o, BPF_ANY);
 		}
 		bpf_map_delete_elem(&owners, &key);
 	}
@@ -291,18 +307,83 @@ int BPF_PROG(fb_tcp_retransmit, const struct sock *sk)
 	__u32 pid, tid;
 
 	if (who(sk, &pid, &tid))
-		emit(sk, FB_TCP_RETRANSMIT, 0, 0, pid, tid, 0);
+		emit(sk, FB_TCP_RETRANSMIT, 0, 0, pid, tid, 0, 0);
 	return 0;
 }
 
+/* A SYN refused for want of a listener: the kernel answers it with a reset
+ * that has no socket, so the segment itself says who asked for what. From
+ * the server's side, this is a refused connect whatever host the client is on. */
+static __always_inline void refused_syn(const struct sk_buff *skb)
+{
+	/* skb is a trusted tracepoint argument: read it directly; the packet through probe reads. */
+	unsigned char *head = skb->head;
+	__u16 nh = skb->network_header, th = skb->transport_header;
+	__u8 tcp[14], version, local[16] = {}, remote[16] = {};
+	__u16 family;
+	__u32 port, pid = 0, tid = 0;
+	struct owner *o;
+	struct fb_tcp *e;
+	__u64 now;
+
+	if (!head || bpf_probe_read_kernel(&version, 1, head + nh) || bpf_probe_read_kernel(tcp, sizeof(tcp), head + th))
+		return;
+	/* A SYN without ACK: a connection attempt (resets to stray segments are not refusals). */
+	if ((tcp[13] & 0x12) != 0x02)
+		return;
+	version >>= 4;
+	if (version == 4) {
+		family = AF_INET;
+		if (bpf_probe_read_kernel(remote, 4, head + nh + 12) || bpf_probe_read_kernel(local, 4, head + nh + 16))
+			return;
+	} else if (version == 6) {
+		family = AF_INET6;
+		if (bpf_probe_read_kernel(remote, 16, head + nh + 8) || bpf_probe_read_kernel(local, 16, head + nh + 24))
+			return;
+	} else {
+		return;
+	}
+	port = (__u32)tcp[2] << 8 | tcp[3];
+	o = bpf_map_lookup_elem(&closed_listeners, &port);
+	if (o) {
+		pid = o->pid;
+		tid = o->tid;
+	} else if (fb_skip(0)) {
+		/* Nobody of ours listened there: recorded only when recording everything. */
+		return;
+	}
+	now = bpf_ktime_get_ns();
+	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		fb_count_drop(now);
+		return;
+	}
+	fb_fill_header(&e->h, FB_EV_TCP, sizeof(*e), now, pid, tid);
+	e->latency_ns = 0;
+	__builtin_memcpy(e->saddr, local, sizeof(local));
+	__builtin_memcpy(e->daddr, remote, sizeof(remote));
+	e->sport = port;
+	e->dport = (__u16)tcp[0] << 8 | tcp[1];
+	e->family = family;
+	e->kind = FB_TCP_REFUSED;
+	e->oldstate = 0;
+	e->newstate = 0;
+	__builtin_memset(e->_pad, 0, sizeof(e->_pad));
+	bpf_ringbuf_submit(e, fb_submit_flags());
+}
+
 SEC("tp_btf/tcp_send_reset")
-int BPF_PROG(fb_tcp_send_reset, const struct sock *sk)
+int BPF_PROG(fb_tcp_send_reset, const struct sock *sk, const struct sk_buff *skb)
 {
 	__u32 pid, tid;
 
-	/* A reset for a port without a socket has no sk to describe. */
-	if (sk && who(sk, &pid, &tid))
-		emit(sk, FB_TCP_RESET_SENT, 0, 0, pid, tid, 0);
+	if (!sk) {
+		if (skb)
+			refused_syn(skb);
+		return 0;
+	}
+	if (who(sk, &pid, &tid))
+		emit(sk, FB_TCP_RESET_SENT, 0, 0, pid, tid, 0, 0);
 	return 0;
 }
 
@@ -312,7 +393,7 @@ int BPF_PROG(fb_tcp_receive_reset, struct sock *sk)
 	__u32 pid, tid;
 
 	if (who(sk, &pid, &tid))
-		emit(sk, FB_TCP_RESET_RECEIVED, 0, 0, pid, tid, 0);
+		emit(sk, FB_TCP_RESET_RECEIVED, 0, 0, pid, tid, 0, 0);
 	return 0;
 }
 

@@ -421,3 +421,137 @@ int fb_fault_scenario(const char *path, int pages)
 	free(buf);
 	return 0;
 }
+
+#include <poll.h>
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* A loopback listener on `port` (0: any), SO_REUSEADDR so a restart can take it back at once. */
+static int listener_on(int port, int backlog, int *bound)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK), .sin_port = htons(port) };
+	socklen_t len = sizeof(a);
+	int one = 1, l = socket(AF_INET, SOCK_STREAM, 0);
+
+	if (l < 0 || setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) || bind(l, (struct sockaddr *)&a, sizeof(a)) ||
+	    listen(l, backlog) || getsockname(l, (struct sockaddr *)&a, &len)) {
+		if (l >= 0)
+			close(l);
+		return -1;
+	}
+	*bound = ntohs(a.sin_port);
+	return l;
+}
+
+/* Accepts (and closes) every connection on l for ms. Returns how many. */
+static long serve_for(int l, int ms)
+{
+	uint64_t end = mono_ms() + (uint64_t)ms;
+	long n = 0;
+
+	for (uint64_t now = mono_ms(); now < end; now = mono_ms()) {
+		struct pollfd p = { .fd = l, .events = POLLIN };
+
+		if (poll(&p, 1, (int)(end - now)) == 1) {
+			int s = accept(l, NULL, NULL);
+
+			if (s >= 0) {
+				n++;
+				close(s);
+			}
+		}
+	}
+	return n;
+}
+
+/* One connect to 127.0.0.1:port that gives up after timeout_ms: 0 accepted,
+ * 1 refused, 2 unanswered, 3 another error. */
+static int connect_once(int port, int timeout_ms)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK), .sin_port = htons(port) };
+	int c = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0), r = 3, err = 0;
+	socklen_t len = sizeof(err);
+
+	if (c < 0)
+		return 3;
+	if (connect(c, (struct sockaddr *)&a, sizeof(a)) == 0) {
+		r = 0;
+	} else if (errno == ECONNREFUSED) {
+		r = 1;
+	} else if (errno == EINPROGRESS) {
+		struct pollfd p = { .fd = c, .events = POLLOUT };
+
+		if (poll(&p, 1, timeout_ms) == 0)
+			r = 2;
+		else if (getsockopt(c, SOL_SOCKET, SO_ERROR, &err, &len) == 0)
+			r = err == 0 ? 0 : err == ECONNREFUSED ? 1 : 3;
+	}
+	close(c);
+	return r;
+}
+
+int fb_accept_stop(const char *mode, int serve_ms, int after_ms, long counts[4])
+{
+	int stall = strcmp(mode, "stall") == 0, restart = strcmp(mode, "restart") == 0, idle = strcmp(mode, "idle") == 0;
+	int port = 0, sync[2];
+	pid_t server;
+
+	if (!stall && !restart && !idle && strcmp(mode, "close") != 0)
+		return -1;
+	if (pipe(sync))
+		return -1;
+	server = fork();
+	if (server < 0)
+		return -1;
+	if (server == 0) {
+		/* The server: its own process, so the listener has its own pid. */
+		int l = listener_on(0, stall ? 1 : 64, &port);
+
+		if (l < 0)
+			_exit(1);
+		if (write(sync[1], &port, sizeof(port)) != sizeof(port))
+			_exit(1);
+		serve_for(l, serve_ms);
+		if (stall) {
+			/* Stops calling accept: the queue (backlog 1) fills, then SYNs are dropped. */
+			usleep((useconds_t)after_ms * 1000);
+			close(l);
+		} else if (restart) {
+			close(l);
+			usleep((useconds_t)after_ms * 1000);
+			l = listener_on(port, 64, &port);
+			if (l < 0)
+				_exit(1);
+			serve_for(l, serve_ms);
+			close(l);
+		} else if (idle) {
+			/* Nobody comes any more: the listener stays open and quiet. */
+			usleep((useconds_t)after_ms * 1000);
+			close(l);
+		} else {
+			close(l);
+			usleep((useconds_t)after_ms * 1000);
+		}
+		_exit(0);
+	}
+	close(sync[1]);
+	if (read(sync[0], &port, sizeof(port)) != sizeof(port))
+		return -1;
+	close(sync[0]);
+	/* The client: a connect every 50 ms, each given 1.2 s, for as long as the
+	 * scenario lasts (idle: only while the server accepts). */
+	uint64_t end = mono_ms() + (uint64_t)serve_ms + (idle ? 0 : (uint64_t)after_ms + (restart ? (uint64_t)serve_ms : 0));
+	counts[0] = counts[1] = counts[2] = counts[3] = 0;
+	while (mono_ms() < end) {
+		counts[connect_once(port, 1200)]++;
+		usleep(50000);
+	}
+	int st;
+	waitpid(server, &st, 0);
+	return port;
+}

@@ -370,7 +370,7 @@ struct Observer {
 /// The built-in detectors: the one place a detector is registered.
 public enum DetectorRegistry {
     /// Every detector's declaration, in the order they run and are listed.
-    public static let all: [DetectorSpec] = [SyscallLatencyDetector.spec, MemoryDetector.spec, TCPAnomalyDetector.spec, SchedulingDetector.spec, SyscallErrorsDetector.spec, ExhaustionDetector.spec, BlockDetector.spec, SecurityDetector.spec, HealthDetector.spec]
+    public static let all: [DetectorSpec] = [SyscallLatencyDetector.spec, MemoryDetector.spec, TCPAnomalyDetector.spec, SchedulingDetector.spec, SyscallErrorsDetector.spec, ExhaustionDetector.spec, BlockDetector.spec, SecurityDetector.spec, HealthDetector.spec, CrashLoopDetector.spec, AcceptStoppedDetector.spec]
 
     public static var names: [String] { all.map(\.name) }
 

@@ -82,6 +82,7 @@ extension TCPRecord {
         case 2: "retransmit"
         case 3: "reset_sent"
         case 4: "reset_received"
+        case 5: "refused"
         default: "kind\(kind)"
         }
     }

@@ -11,10 +11,15 @@
  *   fail CODE N         call fb_app_fail(CODE) N times: returns -CODE at once
  *   heartbeat MS N      call fb_app_heartbeat() N times, MS ms apart, then stop
  *   sleep MS            sleep MS ms (e.g. a heartbeat that has stopped)
+ *   spin N              call fb_app_spin(k) N times in a tight loop (k from 1),
+ *                       then print the loop's time in ns on stdout: what a
+ *                       probe on a function called millions of times a second
+ *                       costs (`flightbox bench uprobes`)
  *
  * Every fb_app_work and fb_app_fail call is also a USDT probe
  * flightbox_app:request(id, latency_us, status), id counting from 1 over the
- * whole run; every heartbeat fires flightbox_app:heartbeat(seq).
+ * whole run; every heartbeat fires flightbox_app:heartbeat(seq); every
+ * fb_app_spin call fires flightbox_app:spin(k) (a nop until attached).
  *
  * The functions are noinline and the binary keeps its symbols, so a uprobe on
  * `flightbox-app:fb_app_work` sees every call (check with `nm`). */
@@ -63,6 +68,21 @@ FB_NOINLINE int fb_app_heartbeat(long seq)
 	return (int)seq;
 }
 
+/* Nearly empty: the cost of a call to it is the loop's, and a probe's shows. */
+FB_NOINLINE int fb_app_spin(long k)
+{
+	DTRACE_PROBE1(flightbox_app, spin, k);
+	__asm__ volatile("" ::: "memory");
+	return (int)(k & 1);
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 static long number(const char *s, const char *what)
 {
 	char *end;
@@ -80,7 +100,7 @@ int main(int argc, char **argv)
 	long request = 0;
 	for (int i = 1; i < argc;) {
 		const char *step = argv[i];
-		int need = strcmp(step, "sleep") == 0 ? 1 : 2;
+		int need = strcmp(step, "sleep") == 0 || strcmp(step, "spin") == 0 ? 1 : 2;
 		if (i + need >= argc) {
 			fprintf(stderr, "flightbox-app: %s needs %d argument(s)\n", step, need);
 			return 2;
@@ -104,6 +124,13 @@ int main(int argc, char **argv)
 				fb_app_heartbeat(k + 1);
 				DTRACE_PROBE1(flightbox_app, heartbeat, k + 1);
 			}
+		} else if (strcmp(step, "spin") == 0) {
+			long odd = 0;
+			uint64_t start = now_ns();
+			for (long k = 1; k <= a; k++)
+				odd += fb_app_spin(k);
+			printf("%llu %ld\n", (unsigned long long)(now_ns() - start), odd);
+			fflush(stdout);
 		} else if (strcmp(step, "sleep") == 0) {
 			sleep_ms(a);
 		} else {

@@ -17,6 +17,7 @@
 //   flightbox-load net-storm N SIZE N sends of SIZE bytes on one loopback connection (bench net)
 //   flightbox-load netbytes N       1,000,001 + N bytes out and 1,234 back on one loopback connection, the last N 100 ms apart
 //   flightbox-load tcp-outage N MS  N accepted loopback connects, then the listener closes: MS ms of refused ones
+//   flightbox-load accept-stop MODE SERVE_MS AFTER_MS  a server that accepts, then close|stall|restart|idle (see CFlightboxLoad)
 //   flightbox-load retransmit MS    a SYN the listener drops, retransmitted; gives up after MS ms
 //   flightbox-load http MS          a loopback HTTP server under load for MS ms; prints requests served
 //   flightbox-load writes DIR       known writes to two files in DIR and to a pipe (see the tests)
@@ -57,7 +58,8 @@ nonisolated func getppidThread(_ arg: UnsafeMutableRawPointer?) -> UnsafeMutable
 }
 
 func usage() -> Never {
-    printError("usage: flightbox-load getppid N | read N [SIZE] | latency DIR | threads N [CALLS] | wait-getppid MS N | trickle N MS | direct-write DIR N SIZE | privilege DIR | spin MS CPU | serve N WORK SLEEP CPU | serve-read FILE N SLEEP CPU | tcp N | netbytes N | net-storm N SIZE | tcp-outage N MS | retransmit MS | http MS | writes DIR | linger DIR | faults DIR PAGES | oom CGROUP MB | use KIND SHAPE RATE PERIOD SECONDS [FILE] | exit CODE | signal SIG\n")
+    printError("usage: flightbox-load getppid N | read N [SIZE] | latency DIR | threads N [CALLS] | wait-getppid MS N | trickle N MS | direct-write DIR N SIZE | privilege DIR | spin MS CPU | serve N WORK SLEEP CPU | serve-read FILE N SLEEP CPU | tcp N | netbytes N | net-storm N SIZE | tcp-outage N MS | accept-stop close|stall|restart|idle SERVE_MS AFTER_MS | retransmit MS | http MS | writes DIR | linger DIR | faults DIR PAGES | oom CGROUP MB | use KIND SHAPE RATE PERIOD SECONDS [FILE] | exit CODE | signal SIG
+")
     exit(2)
 }
 
@@ -263,6 +265,14 @@ case "tcp-outage":
     let made = fb_tcp_outage(n, ms, &port, &refused)
     check(made >= 0, "tcp-outage listener")
     print("\(port) \(made) \(refused)")
+
+case "accept-stop":
+    // Prints "PORT ACCEPTED REFUSED UNANSWERED OTHER".
+    guard args.count > 4, let serve = Int32(args[3]), let after = Int32(args[4]) else { usage() }
+    var counts = [Int](repeating: 0, count: 4)
+    let port = fb_accept_stop(args[2], serve, after, &counts)
+    check(port >= 0, "accept-stop \(args[2])")
+    print("\(port) \(counts.map(String.init).joined(separator: " "))")
 
 case "retransmit":
     guard let ms = Int32(args[2]) else { usage() }

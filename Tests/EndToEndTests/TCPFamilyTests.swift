@@ -27,6 +27,9 @@ final class TCPFamilyTests: XCTestCase {
         let accepts = tcp.filter { $0["old_state_name"]?.stringValue == "SYN_RECV" && $0["new_state_name"]?.stringValue == "ESTABLISHED" }
         XCTAssertEqual(accepts.count, 5)
         XCTAssertTrue(accepts.allSatisfy { $0["fields"]?["sport"]?.uintValue == listen })
+        // The listener's close names its port, which the kernel has released by then.
+        let closed = try XCTUnwrap(tcp.first { $0["old_state_name"]?.stringValue == "LISTEN" && $0["new_state_name"]?.stringValue == "CLOSE" })
+        XCTAssertEqual(closed["fields"]?["sport"]?.uintValue, listen)
         let failed = try XCTUnwrap(tcp.first { $0["old_state_name"]?.stringValue == "SYN_SENT" && $0["new_state_name"]?.stringValue == "CLOSE" })
         XCTAssertEqual(failed["fields"]?["dport"]?.uintValue, refused)
         XCTAssertGreaterThan(failed["fields"]?["latency_ns"]?.uintValue ?? 0, 0)
@@ -96,5 +99,35 @@ final class TCPFamilyTests: XCTestCase {
         // One record per summary, not per call: 27 sends at most 3 records.
         XCTAssertLessThanOrEqual(client.count, 3)
         XCTAssertGreaterThanOrEqual(sum(client, "sends"), 26)
+    }
+
+    /// A listener closes and its client keeps connecting: each SYN the
+    /// kernel refuses for want of a listener is a `refused` record from the
+    /// server's side (the reset it sends has no socket), attributed to the
+    /// port's last listener, with the client's address and port.
+    func testRefusedSYNsAreRecordedFromTheServersSide() throws {
+        try requireBPF()
+        let trace = scratch("refused.fbt")
+        let r = try Tool.run(Tool.flightbox, ["record", "-o", trace, "--probes", "tcp", "--", Tool.load, "tcp-outage", "10", "300"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let out = r.stdout.split(separator: " ").compactMap { UInt64($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        XCTAssertEqual(out.count, 3, r.stdout)
+        let (port, refusedCount) = (out[0], out[2])
+        XCTAssertGreaterThan(refusedCount, 5)
+        let tcp = try eventsJSON(trace, ["--type", "tcp"])
+        let refused = tcp.filter { $0["kind_name"]?.stringValue == "refused" }
+        XCTAssertEqual(UInt64(refused.count), refusedCount, "one per refused connect")
+        let listenerPid = try XCTUnwrap(tcp.first { $0["new_state_name"]?.stringValue == "LISTEN" }?["pid"]?.uintValue)
+        for e in refused {
+            XCTAssertEqual(e["fields"]?["sport"]?.uintValue, port)
+            XCTAssertEqual(e["src_ip"]?.stringValue, "127.0.0.1")
+            XCTAssertEqual(e["dst_ip"]?.stringValue, "127.0.0.1")
+            XCTAssertGreaterThan(e["fields"]?["dport"]?.uintValue ?? 0, 0, "the client's port")
+            XCTAssertEqual(e["pid"]?.uintValue, listenerPid)
+        }
+        // Each comes before the client's reset for the same connection.
+        let first = try XCTUnwrap(refused.first)
+        let reset = try XCTUnwrap(tcp.first { $0["kind_name"]?.stringValue == "reset_received" && $0["fields"]?["sport"]?.uintValue == first["fields"]?["dport"]?.uintValue })
+        XCTAssertLessThanOrEqual(first["ts_ns"]?.uintValue ?? .max, reset["ts_ns"]?.uintValue ?? 0)
     }
 }

@@ -43,4 +43,14 @@ extern const int fb_o_direct;
 
 /* One syscall, no libc wrapper caching: used by the load generator. */
 long fb_getppid_raw(void);
+/* A loopback server (a child process) accepting every connection for
+ * serve_ms while the caller connects every 50 ms (each connect given 1.2 s),
+ * then by mode: "close" closes the listener, the client goes on for
+ * after_ms (refused); "stall" stops calling accept with a backlog of 1 for
+ * after_ms (queue full: SYNs dropped, connects unanswered); "restart" closes
+ * it, listens again on the same port after after_ms, and serves serve_ms
+ * more; "idle" keeps it open after_ms while the client has stopped.
+ * counts: accepted, refused, unanswered, other. Returns the port, -1 on error. */
+int fb_accept_stop(const char *mode, int serve_ms, int after_ms, long counts[4]);
+
 #endif

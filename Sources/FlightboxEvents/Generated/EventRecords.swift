@@ -919,6 +919,7 @@ public struct TCPRecord: EventRecord {
     @inlinable public var latencyNs: UInt64 { event.base.loadUnaligned(fromByteOffset: 24, as: UInt64.self) }
     @inlinable public var saddr: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: event.base + 32, count: 16) }
     @inlinable public var daddr: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: event.base + 48, count: 16) }
+    /// local port; a listener's LISTEN -> CLOSE: the port it listened on (0 in older traces)
     @inlinable public var sport: UInt16 { event.base.loadUnaligned(fromByteOffset: 64, as: UInt16.self) }
     @inlinable public var dport: UInt16 { event.base.loadUnaligned(fromByteOffset: 66, as: UInt16.self) }
     /// 2 AF_INET, 10 AF_INET6
