@@ -116,6 +116,8 @@ public final class LineageTable {
     private var written: [String: UInt64] = [:]
     private var writtenOrder: [String] = []
     public let maxWritten: Int
+    /// Bytes per execution and remote host, for net.host_sent and net.host_received.
+    public let traffic = TrafficTable()
 
     /// False when no rule reads `proc.exe_written`: no path is kept or looked up.
     public let tracksWritten: Bool
@@ -189,6 +191,7 @@ public final class LineageTable {
     public func retire(_ e: Event) {
         guard e.rawType == EventType.exit.rawValue, let x = e.as(ExitRecord.self), x.isGroupExit else { return }
         current[e.pid] = nil
+        traffic.retire(pid: e.pid)
     }
 
     /// Records that `path` was written, created or made executable at `ts`.
