@@ -31,7 +31,7 @@ public final class SecurityDetector: Detector {
     static let maxSteps = 32
     static let maxOpenIncidents = 4096
 
-    struct Step {
+    struct Step: Codable {
         let ts: UInt64
         let seq: UInt64
         let rule: String
@@ -43,7 +43,7 @@ public final class SecurityDetector: Detector {
         let summary: String
     }
 
-    struct Incident {
+    struct Incident: Codable {
         let root: String
         let rootComm: String
         let rootPid: UInt32
@@ -203,5 +203,39 @@ public final class SecurityDetector: Detector {
                     })),
                 ])))
         }
+    }
+}
+
+// MARK: Checkpoints
+
+extension SecurityDetector: CheckpointedDetector {
+    public struct State: Codable {
+        /// Sorted.
+        var reported: [String]
+        var incidents: [String: Incident]
+        /// nil before the first event (the engine is made then, from the trace's snapshot).
+        var rules: RuleEngineSnapshot?
+    }
+
+    public var state: State {
+        get { State(reported: reported.sorted(), incidents: incidents, rules: engine?.snapshot) }
+        set {
+            reported = Set(newValue.reported)
+            incidents = newValue.incidents
+            if let s = newValue.rules {
+                // The lineage comes from the checkpoint, not from a snapshot.
+                let e = RuleEngine(rules: ruleSet, snapshot: nil)
+                e.restore(s)
+                engine = e
+            } else {
+                engine = nil
+            }
+        }
+    }
+
+    public func problem(with state: State) -> String? {
+        if state.incidents.values.contains(where: { $0.steps.isEmpty }) { return "security: an incident without steps" }
+        if let s = state.rules, let problem = RuleEngine(rules: ruleSet, snapshot: nil).problem(with: s) { return "security: \(problem)" }
+        return nil
     }
 }

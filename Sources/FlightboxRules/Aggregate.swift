@@ -28,9 +28,9 @@ public final class Aggregate {
     /// a mean gap of at least `minPeriod` — a beacon, not a burst.
     public let regular: Double?
     public static let minPeriod: UInt64 = 1_000_000_000
-    private var groups: [String: Group] = [:]
+    var groups: [String: Group] = [:]
     /// Matching events not counted because every group slot was busy.
-    public private(set) var overflow: UInt64 = 0
+    public internal(set) var overflow: UInt64 = 0
 
     final class Group {
         var entries: [(ts: UInt64, seq: UInt64, value: String)] = []

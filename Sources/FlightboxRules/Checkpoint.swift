@@ -1,0 +1,136 @@
+/// The rule engine's learned state for detector checkpoints: the lineage
+/// (every execution still reachable, with its exec id, and the paths
+/// written) and each aggregate rule's groups. Compiled rules are not state:
+/// they are compiled again from the rules' text.
+public struct RuleEngineSnapshot: Codable, Sendable {
+    /// Executions, every parent before its children.
+    var executions: [ExecutionSnapshot]
+    /// pid -> index in `executions` of its current image, by pid.
+    var current: [PidExecution]
+    /// Paths written, oldest first, with when.
+    var written: [WrittenPath]
+    /// Per aggregate rule, by rule name.
+    var aggregates: [AggregateSnapshot]
+
+    struct ExecutionSnapshot: Codable, Sendable {
+        var pid: UInt32
+        var startNs: UInt64
+        var startSeq: UInt64?
+        /// Index of the parent in `executions`, always lower.
+        var parent: Int?
+        var uid: UInt32
+        var comm: String
+        var exe: String
+        var argv: [String]
+        var depth: Int
+        var fromSnapshot: Bool
+        var exeWritten: Bool
+    }
+
+    struct PidExecution: Codable, Sendable {
+        var pid: UInt32
+        var execution: Int
+    }
+
+    struct WrittenPath: Codable, Sendable {
+        var path: String
+        var ts: UInt64
+    }
+
+    struct AggregateSnapshot: Codable, Sendable {
+        var rule: String
+        var overflow: UInt64
+        /// By key.
+        var groups: [GroupSnapshot]
+    }
+
+    struct GroupSnapshot: Codable, Sendable {
+        var key: String
+        var newest: UInt64
+        var ts: [UInt64]
+        var seq: [UInt64]
+        var values: [String]
+    }
+}
+
+/// Why a snapshot cannot be restored into a rule engine.
+public struct RuleSnapshotError: Error, CustomStringConvertible {
+    public let reason: String
+    public var description: String { reason }
+}
+
+extension RuleEngine {
+    public var snapshot: RuleEngineSnapshot {
+        var index: [ObjectIdentifier: Int] = [:]
+        var executions: [RuleEngineSnapshot.ExecutionSnapshot] = []
+        func add(_ top: Execution) {
+            // Parents first, iteratively: chains run up to LineageTable.maxDepth deep and more.
+            var chain: [Execution] = []
+            var e: Execution? = top
+            while let c = e, index[ObjectIdentifier(c)] == nil {
+                chain.append(c)
+                e = c.parent
+            }
+            for c in chain.reversed() {
+                index[ObjectIdentifier(c)] = executions.count
+                executions.append(.init(pid: c.pid, startNs: c.startNs, startSeq: c.startSeq, parent: c.parent.map { index[ObjectIdentifier($0)]! },
+                                        uid: c.uid, comm: c.comm.string, exe: c.exe.string, argv: c.argv, depth: c.depth,
+                                        fromSnapshot: c.fromSnapshot, exeWritten: c.exeWritten))
+            }
+        }
+        let current = lineage.current.sorted { $0.key < $1.key }
+        for (_, e) in current { add(e) }
+        let aggregates = rules.compactMap { r in
+            r.aggregate.map { a in
+                RuleEngineSnapshot.AggregateSnapshot(rule: r.name, overflow: a.overflow, groups: a.groups.sorted { $0.key < $1.key }.map { k, g in
+                    .init(key: k, newest: g.newest, ts: g.entries.map(\.ts), seq: g.entries.map(\.seq), values: g.entries.map(\.value))
+                })
+            }
+        }
+        return RuleEngineSnapshot(
+            executions: executions, current: current.map { .init(pid: $0.key, execution: index[ObjectIdentifier($0.value)]!) },
+            written: lineage.writtenOrder.compactMap { p in lineage.written[p].map { .init(path: p, ts: $0) } }, aggregates: aggregates)
+    }
+
+    /// Why `snapshot` cannot be restored into this engine, or nil.
+    public func problem(with s: RuleEngineSnapshot) -> String? {
+        for (i, e) in s.executions.enumerated() {
+            if let p = e.parent, p < 0 || p >= i { return "execution \(i) names parent \(p), not an earlier one" }
+        }
+        if s.current.contains(where: { $0.execution < 0 || $0.execution >= s.executions.count }) { return "a process names an execution out of range" }
+        var byName: [String: Aggregate] = [:]
+        for r in rules { if let a = r.aggregate { byName[r.name] = a } }
+        for a in s.aggregates {
+            guard byName[a.rule] != nil else { return "aggregate rule '\(a.rule)' is not among the rules" }
+            if a.groups.contains(where: { $0.ts.count != $0.seq.count || $0.ts.count != $0.values.count }) { return "aggregate rule '\(a.rule)' has a group of uneven lists" }
+        }
+        return nil
+    }
+
+    /// Replaces the lineage and the aggregates' groups (`problem(with:)` must be nil).
+    public func restore(_ s: RuleEngineSnapshot) {
+        var made: [Execution] = []
+        made.reserveCapacity(s.executions.count)
+        for e in s.executions {
+            made.append(Execution(pid: e.pid, startNs: e.startNs, startSeq: e.startSeq, parent: e.parent.map { made[$0] }, uid: e.uid, comm: e.comm,
+                                  exe: e.exe, argv: e.argv, depth: e.depth, fromSnapshot: e.fromSnapshot, exeWritten: e.exeWritten))
+        }
+        lineage.current = Dictionary(s.current.map { ($0.pid, made[$0.execution]) }, uniquingKeysWith: { _, b in b })
+        lineage.written = Dictionary(s.written.map { ($0.path, $0.ts) }, uniquingKeysWith: { _, b in b })
+        var seen = Set<String>()
+        lineage.writtenOrder = s.written.map(\.path).filter { seen.insert($0).inserted }
+        let byRule = Dictionary(s.aggregates.map { ($0.rule, $0) }, uniquingKeysWith: { _, b in b })
+        for r in rules {
+            guard let a = r.aggregate else { continue }
+            let snap = byRule[r.name]
+            a.overflow = snap?.overflow ?? 0
+            a.groups = [:]
+            for g in snap?.groups ?? [] {
+                let group = Aggregate.Group()
+                group.newest = g.newest
+                group.entries = (0..<g.ts.count).map { (g.ts[$0], g.seq[$0], g.values[$0]) }
+                a.groups[g.key] = group
+            }
+        }
+    }
+}
