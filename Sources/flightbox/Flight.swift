@@ -156,10 +156,10 @@ struct FlightRun: ParsableCommand {
         var firstMetadata: TraceMetadata?
         let ring: SegmentRing
         do {
-            ring = try SegmentRing(configuration: ringConfig, header: { number in
+            ring = try SegmentRing(configuration: ringConfig, header: { number, firstSequence in
                 let start = monotonicNow()
                 let metadata = captureMetadata(options: options, config: config, capture: bpf, detectors: detectorsJSON,
-                                               extra: [("flight_segment", .object([("number", .uint(number)), ("start_ts_ns", .uint(start)),
+                                               extra: [("flight_segment", .object([("number", .uint(number)), ("start_ts_ns", .uint(start)), ("first_sequence", .uint(firstSequence)),
                                                                                     ("keep_ns", .uint(keepNs)), ("max_bytes", .uint(maxBytes))]))],
                                                clock: clock)
                 let snapshot = processSnapshot(at: start)
@@ -193,6 +193,18 @@ struct FlightRun: ParsableCommand {
             dumps.observe(f)
             if let dumpOn, f.severity >= dumpOn {
                 dumps.trigger(.init(kind: .finding, ts: f.ts, reason: "\(f.severity.rawValue) \(f.detector): \(f.summary)", finding: f))
+            }
+        }
+
+        // Each segment starts with the live detectors' state before its
+        // first record, so a segment or a dump replays with the live findings.
+        let asRun = detectorConfig.asRun(names)
+        ring.checkpoint = {
+            // Before the first record the detectors know nothing a replay would not.
+            guard engine.eventsSeen > 0 else { return nil }
+            do { return (try engine.checkpoint(configuration: asRun), engine.context.now) } catch {
+                FileHandleStderr.write("flightbox: no detector checkpoint for the next segment: \(error)\n")
+                return nil
             }
         }
 
