@@ -95,6 +95,7 @@ struct Replay: ParsableCommand {
             out.line(format == .json ? f.jsonLine : formatFinding(f, metadata: meta))
         }
         let sequenceBase = noCheckpoint ? 0 : resumeFromCheckpoint(engine, reader: reader, configuration: configuration, path: file)
+        let eventsBefore = engine.eventsSeen, findingsBefore = engine.findingCount
         let progress = Progress(label: "replay", total: reader.eventCount)
         reader.forEachEvent(from: from, to: to) { e in
             if sequenceBase == 0 {
@@ -107,7 +108,7 @@ struct Replay: ParsableCommand {
         progress.done()
         engine.finish()
         out.flush()
-        FileHandleStderr.write("flightbox: \(engine.eventsSeen) events replayed, \(engine.findings.count) findings\n")
+        FileHandleStderr.write("flightbox: \(engine.eventsSeen - eventsBefore) events replayed, \(engine.findingCount - findingsBefore) findings\n")
         reportProblems(reader)
     }
 }

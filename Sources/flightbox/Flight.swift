@@ -75,6 +75,9 @@ struct FlightRun: ParsableCommand {
     @Option(name: .customLong("rules"), help: ArgumentHelp("Security rules file (YAML, repeatable), over the built-in rules; stored in each segment: see rules/default.yaml.", valueName: "file"))
     var rules: [String] = []
 
+    @Option(help: "Also write the live findings to this file as JSON lines, as `replay --format json` prints them.")
+    var findings: String?
+
     @Option(help: "Write metrics in Prometheus text format to this file every --status-interval (node_exporter textfile collector; replaced atomically).")
     var metricsFile: String?
 
@@ -185,10 +188,20 @@ struct FlightRun: ParsableCommand {
 
         let state = FlightState(directory: dir, ring: ring, dumps: dumps, capture: bpf)
         let out = Output()
+        var findingsFd: Int32 = -1
+        if let findings {
+            findingsFd = open(findings, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+            if findingsFd < 0 { throw fail("cannot create \(findings): \(String(cString: strerror(errno)))") }
+        }
+        defer { if findingsFd >= 0 { close(findingsFd) } }
         let metadata = firstMetadata ?? captureMetadata(options: options, config: config, capture: bpf, clock: clock)
         let engine = detectorEngine(detectorList, snapshot: firstSnapshot ?? processSnapshot(at: monotonicNow()), metadata: metadata, keepsFindings: false) { f in
             out.line(formatFinding(f, metadata: metadata))
             out.flush()
+            if findingsFd >= 0 {
+                let line = Array((f.jsonLine + "\n").utf8)
+                _ = line.withUnsafeBytes { write(findingsFd, $0.baseAddress, $0.count) }
+            }
             state.finding(f)
             dumps.observe(f)
             if let dumpOn, f.severity >= dumpOn {
