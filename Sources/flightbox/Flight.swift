@@ -212,9 +212,16 @@ struct FlightRun: ParsableCommand {
         // Each segment starts with the live detectors' state before its
         // first record, so a segment or a dump replays with the live findings.
         let asRun = detectorConfig.asRun(names)
+        var checkpointNs: UInt64 = 0, checkpointMaxNs: UInt64 = 0
         ring.checkpoint = {
             // Before the first record the detectors know nothing a replay would not.
             guard engine.eventsSeen > 0 else { return nil }
+            let t0 = monotonicNow()
+            defer {
+                let took = monotonicNow() - t0
+                checkpointNs += took
+                checkpointMaxNs = max(checkpointMaxNs, took)
+            }
             do { return (try engine.checkpoint(configuration: asRun), engine.context.now) } catch {
                 FileHandleStderr.write("flightbox: no detector checkpoint for the next segment: \(error)\n")
                 return nil
@@ -275,6 +282,9 @@ struct FlightRun: ParsableCommand {
         unlink(FlightFiles.pid(dir))
         let s = ring.statistics
         FileHandleStderr.write("flightbox: flight recorder stopped: \(s.eventsWritten) events in \(s.segmentsStarted) segments, \(bpf.totalLost) lost, \(s.eventsDropped) dropped for a full disk, \(dumps.statistics.written) dumps\n")
+        if s.checkpoints > 0 {
+            FileHandleStderr.write("flightbox: \(s.checkpoints) detector checkpoints, \(s.checkpointBytes / s.checkpoints) bytes and \(formatDuration(checkpointNs / s.checkpoints)) each on average (largest time \(formatDuration(checkpointMaxNs)))\n")
+        }
         if let error = outcome.error { throw fail(error.description) }
     }
 }
