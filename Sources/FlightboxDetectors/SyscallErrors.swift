@@ -385,6 +385,11 @@ extension SyscallErrorsDetector: CheckpointedDetector {
         var episodes: EpisodeTracker<Key>
     }
 
+    public func problem(with state: State) -> String? {
+        // Window numbers are event time over the window: far below these.
+        state.history.values.contains { $0.lastWindow >= UInt64.max / 2 } ? "syscall-errors: a window number out of range" : nil
+    }
+
     public var state: State {
         get { State(current: current, history: history, born: born, gone: gone, episodes: episodes) }
         set {

@@ -96,6 +96,8 @@ extension RuleEngine {
     public func problem(with s: RuleEngineSnapshot) -> String? {
         for (i, e) in s.executions.enumerated() {
             if let p = e.parent, p < 0 || p >= i { return "execution \(i) names parent \(p), not an earlier one" }
+            // A chain is cut at LineageTable.maxDepth generations: depths stay far below this.
+            if e.depth < 0 || e.depth > 1 << 40 { return "execution \(i) has depth \(e.depth)" }
         }
         if s.current.contains(where: { $0.execution < 0 || $0.execution >= s.executions.count }) { return "a process names an execution out of range" }
         var byName: [String: Aggregate] = [:]
