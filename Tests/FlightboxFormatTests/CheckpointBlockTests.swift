@@ -72,6 +72,18 @@ final class CheckpointBlockTests: XCTestCase {
         XCTAssertNil(r.checkpoint)
     }
 
+    /// Repair (of a segment a killed recorder left open) keeps the checkpoint.
+    func testRepairKeepsTheCheckpoint() throws {
+        let (path, records) = try traceWithCheckpoint("checkpoint-repair.fbt")
+        let out = tempPath("checkpoint-repaired.fbt")
+        _ = try TraceRepair.copy(try TraceReader(path: path), to: out)
+        let r = try TraceReader(path: out)
+        guard case .success(let back)? = r.readCheckpoint() else { return XCTFail("repair lost the checkpoint") }
+        XCTAssertEqual(back, payload)
+        XCTAssertEqual(r.checkpoint?.timestamp, 777)
+        XCTAssertEqual(readAll(r).count, records.count)
+    }
+
     func testFuzzSeedsWithACheckpointRead() throws {
         let (path, _) = try traceWithCheckpoint("checkpoint-fuzz.fbt")
         var rng = SplitMix(state: 11)
