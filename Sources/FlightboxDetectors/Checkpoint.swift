@@ -65,7 +65,8 @@ public struct CheckpointRestore: Equatable, Sendable {
     }
 }
 
-/// The checkpoint's bytes: UTF-8 JSON (the trace stores it zstd-compressed),
+/// The checkpoint's bytes: UTF-8 JSON in one order for one state
+/// (`CanonicalJSON`; the trace stores it zstd-compressed),
 /// `{"format":"flightbox-checkpoint","version":1,"engine":{…},"detectors":[{"name","fingerprint","next_boundary","state"}…]}`.
 enum CheckpointCoding {
     static let format = "flightbox-checkpoint"
@@ -73,13 +74,6 @@ enum CheckpointCoding {
     /// Most bytes a checkpoint may have: the trace's block limit.
     static let maxBytes = 64 << 20
     static let targetsKey = CodingUserInfoKey(rawValue: "flightbox.checkpoint.targets")!
-
-    static func encoder() -> JSONEncoder {
-        let e = JSONEncoder()
-        e.outputFormatting = [.sortedKeys]
-        e.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-        return e
-    }
 
     static func decoder(targets: Targets) -> JSONDecoder {
         let d = JSONDecoder()
@@ -205,7 +199,7 @@ extension DetectorEngine {
             CheckpointCoding.DetectorOut(name: d.name, fingerprint: configuration.fingerprint(d.name), nextBoundary: boundary(of: i),
                                          detector: d as? any CheckpointedDetector)
         })
-        return try [UInt8](CheckpointCoding.encoder().encode(out))
+        return try CanonicalJSON.encode(out)
     }
 
     /// Continues from a checkpoint: the engine must not have seen an event.

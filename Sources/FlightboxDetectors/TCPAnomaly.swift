@@ -177,9 +177,10 @@ public final class TCPAnomalyDetector: Detector {
 
     /// A connect in progress: (owner, endpoint). Not the local port: the
     /// kernel has released it by the time a failed connect's CLOSE is seen.
-    struct SocketKey: Hashable, Codable {
+    struct SocketKey: Hashable, Comparable, Codable {
         let pid: UInt32
         let endpoint: EndpointKey
+        static func < (a: SocketKey, b: SocketKey) -> Bool { (a.pid, a.endpoint) < (b.pid, b.endpoint) }
     }
 
     /// What an episode is about, ordered for stable output.
@@ -201,9 +202,11 @@ public final class TCPAnomalyDetector: Detector {
     private var windowStart: UInt64?
 
     /// A remote endpoint as the record has it: cheap to hash, named only when needed.
-    struct EndpointKey: Hashable, Codable {
+    struct EndpointKey: Hashable, Comparable, Codable {
         let w0: UInt64, w1: UInt64
         let port: UInt16, family: UInt16
+
+        static func < (a: EndpointKey, b: EndpointKey) -> Bool { (a.w0, a.w1, a.port, a.family) < (b.w0, b.w1, b.port, b.family) }
 
         init(_ r: TCPRecord) {
             w0 = r.daddr.loadUnaligned(fromByteOffset: 0, as: UInt64.self)

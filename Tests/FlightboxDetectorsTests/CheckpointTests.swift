@@ -113,6 +113,27 @@ final class CheckpointTests: XCTestCase {
         XCTAssertNotEqual(fresh.findings.map(\.jsonLine), whole.filter { $0.after > k }.map(\.line))
     }
 
+    /// A checkpoint is the same bytes for the same state: restored (its
+    /// dictionaries rebuilt in another order and capacity) and taken again,
+    /// it does not change.
+    func testTheSameStateIsTheSameBytes() throws {
+        for name in ["security-attack", "exhaustion-pids-cgroup", "http-healthy", "system-wide"] {
+            let reader = try TraceReader(path: CheckpointTests.fixtures + "/\(name)/trace.fbt")
+            let config = try configuration(reader)
+            let a = try engine(reader, config)
+            var i = 0
+            reader.forEachEvent { e in
+                if i < 5000 { a.process(e) }
+                i += 1
+            }
+            let first = try a.checkpoint(configuration: config)
+            let b = try engine(reader, config)
+            try b.restore(first, configuration: config)
+            let again = try b.checkpoint(configuration: config)
+            XCTAssertTrue(again == first, "\(name): \(again.count) bytes after a restore, \(first.count) before, or in another order")
+        }
+    }
+
     // MARK: Synthetic streams
 
     func syscall(_ ts: UInt64, pid: UInt32, nr: UInt32 = 0, ret: Int64 = 0, duration: UInt64 = 1000) -> [UInt8] {
