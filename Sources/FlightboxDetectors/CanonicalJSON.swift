@@ -15,6 +15,26 @@ enum CanonicalJSON {
     }
 }
 
+/// A value written as a JSON scalar.
+protocol CanonicalScalar {
+    var node: Node { get }
+}
+
+extension String: CanonicalScalar { var node: Node { .string(self) } }
+extension Bool: CanonicalScalar { var node: Node { .bool(self) } }
+extension Double: CanonicalScalar { var node: Node { .double(self) } }
+extension Float: CanonicalScalar { var node: Node { .double(Double(self)) } }
+extension Int: CanonicalScalar { var node: Node { .int(Int64(self)) } }
+extension Int8: CanonicalScalar { var node: Node { .int(Int64(self)) } }
+extension Int16: CanonicalScalar { var node: Node { .int(Int64(self)) } }
+extension Int32: CanonicalScalar { var node: Node { .int(Int64(self)) } }
+extension Int64: CanonicalScalar { var node: Node { .int(self) } }
+extension UInt: CanonicalScalar { var node: Node { .uint(UInt64(self)) } }
+extension UInt8: CanonicalScalar { var node: Node { .uint(UInt64(self)) } }
+extension UInt16: CanonicalScalar { var node: Node { .uint(UInt64(self)) } }
+extension UInt32: CanonicalScalar { var node: Node { .uint(UInt64(self)) } }
+extension UInt64: CanonicalScalar { var node: Node { .uint(self) } }
+
 /// A dictionary or set written in key order.
 protocol CanonicallyOrdered {
     func canonicalNode(path: [any CodingKey]) throws -> Node
@@ -25,7 +45,7 @@ extension Dictionary: CanonicallyOrdered where Key: Encodable & Comparable, Valu
         let sorted = self.sorted { $0.key < $1.key }
         if Key.self == String.self || Key.self == Int.self {
             let object = ObjectBox()
-            for (k, v) in sorted { object.fields["\(k)"] = try Node.make(v, path: path) }
+            for (k, v) in sorted { object.fields.append(("\(k)", try Node.make(v, path: path))) }
             return .object(object)
         }
         let array = ArrayBox()
@@ -45,7 +65,9 @@ extension Set: CanonicallyOrdered where Element: Encodable & Comparable {
     }
 }
 
-final class ObjectBox { var fields: [String: Node] = [:] }
+/// An object's fields as encoded: keys are unique within a container (a
+/// repeated one is written once, its last value), sorted when written.
+final class ObjectBox { var fields: [(key: String, node: Node)] = [] }
 final class ArrayBox { var items: [Node] = [] }
 
 /// A JSON value being built; containers are boxes, filled in place.
@@ -60,49 +82,38 @@ enum Node {
     case array(ArrayBox)
 
     static func make<T: Encodable>(_ value: T, path: [any CodingKey]) throws -> Node {
-        switch value {
-        case let v as String: return .string(v)
-        case let v as Bool: return .bool(v)
-        case let v as Double: return .double(v)
-        case let v as Float: return .double(Double(v))
-        case let v as Int: return .int(Int64(v))
-        case let v as Int8: return .int(Int64(v))
-        case let v as Int16: return .int(Int64(v))
-        case let v as Int32: return .int(Int64(v))
-        case let v as Int64: return .int(v)
-        case let v as UInt: return .uint(UInt64(v))
-        case let v as UInt8: return .uint(UInt64(v))
-        case let v as UInt16: return .uint(UInt64(v))
-        case let v as UInt32: return .uint(UInt64(v))
-        case let v as UInt64: return .uint(v)
-        case let v as any CanonicallyOrdered: return try v.canonicalNode(path: path)
-        default:
-            let e = NodeEncoder(path: path)
-            try value.encode(to: e)
-            // A value that encodes nothing is an empty object, as with JSONEncoder.
-            return e.node ?? .object(ObjectBox())
-        }
+        // Two conformance checks (cached by the runtime) rather than one cast per scalar type.
+        if let v = value as? any CanonicalScalar { return v.node }
+        if let v = value as? any CanonicallyOrdered { return try v.canonicalNode(path: path) }
+        let e = NodeEncoder(path: path)
+        try value.encode(to: e)
+        // A value that encodes nothing is an empty object, as with JSONEncoder.
+        return e.node ?? .object(ObjectBox())
     }
 
     func write(into out: inout [UInt8]) throws {
         switch self {
-        case .null: out += Array("null".utf8)
-        case .bool(let b): out += Array((b ? "true" : "false").utf8)
-        case .int(let v): out += Array(String(v).utf8)
-        case .uint(let v): out += Array(String(v).utf8)
+        case .null: out.append(contentsOf: "null".utf8)
+        case .bool(let b): out.append(contentsOf: (b ? "true" : "false").utf8)
+        case .int(let v): out.append(contentsOf: String(v).utf8)
+        case .uint(let v): out.append(contentsOf: String(v).utf8)
         case .double(let d):
             if d.isNaN { Node.string("nan").writeString(into: &out) }
             else if d.isInfinite { Node.string(d < 0 ? "-inf" : "inf").writeString(into: &out) }
             // Swift's shortest representation that reads back exactly.
-            else { out += Array("\(d)".utf8) }
+            else { out.append(contentsOf: "\(d)".utf8) }
         case .string: writeString(into: &out)
         case .object(let o):
             out.append(UInt8(ascii: "{"))
-            for (i, k) in o.fields.keys.sorted().enumerated() {
-                if i > 0 { out.append(UInt8(ascii: ",")) }
-                Node.string(k).writeString(into: &out)
+            // Stable: of a repeated key, the last value is kept.
+            let sorted = o.fields.enumerated().sorted { ($0.element.key, $0.offset) < ($1.element.key, $1.offset) }.map(\.element)
+            var first = true
+            for (i, f) in sorted.enumerated() where i + 1 == sorted.count || sorted[i + 1].key != f.key {
+                if !first { out.append(UInt8(ascii: ",")) }
+                first = false
+                Node.string(f.key).writeString(into: &out)
                 out.append(UInt8(ascii: ":"))
-                try o.fields[k]!.write(into: &out)
+                try f.node.write(into: &out)
             }
             out.append(UInt8(ascii: "}"))
         case .array(let a):
@@ -124,7 +135,8 @@ enum Node {
             case UInt8(ascii: "\\"): out += [UInt8(ascii: "\\"), UInt8(ascii: "\\")]
             case 0..<0x20:
                 let hex = Array("0123456789abcdef".utf8)
-                out += Array("\\u00".utf8) + [hex[Int(b >> 4)], hex[Int(b & 15)]]
+                out.append(contentsOf: "\\u00".utf8)
+                out += [hex[Int(b >> 4)], hex[Int(b & 15)]]
             default: out.append(b)
             }
         }
@@ -158,22 +170,22 @@ final class NodeEncoder: Encoder {
         let box: ObjectBox
         let codingPath: [any CodingKey]
 
-        mutating func encodeNil(forKey key: Key) throws { box.fields[key.stringValue] = .null }
+        mutating func encodeNil(forKey key: Key) throws { box.fields.append((key.stringValue, .null)) }
         mutating func encode<T: Encodable>(_ value: T, forKey key: Key) throws {
-            box.fields[key.stringValue] = try Node.make(value, path: codingPath + [key])
+            box.fields.append((key.stringValue, try Node.make(value, path: codingPath + [key])))
         }
         mutating func nestedContainer<N: CodingKey>(keyedBy keyType: N.Type, forKey key: Key) -> KeyedEncodingContainer<N> {
             let inner = ObjectBox()
-            box.fields[key.stringValue] = .object(inner)
+            box.fields.append((key.stringValue, .object(inner)))
             return KeyedEncodingContainer(Keyed<N>(box: inner, codingPath: codingPath + [key]))
         }
         mutating func nestedUnkeyedContainer(forKey key: Key) -> any UnkeyedEncodingContainer {
             let inner = ArrayBox()
-            box.fields[key.stringValue] = .array(inner)
+            box.fields.append((key.stringValue, .array(inner)))
             return Unkeyed(box: inner, codingPath: codingPath + [key])
         }
-        mutating func superEncoder() -> any Encoder { SuperEncoder(codingPath: codingPath) { [box] in box.fields["super"] = $0 } }
-        mutating func superEncoder(forKey key: Key) -> any Encoder { SuperEncoder(codingPath: codingPath + [key]) { [box] in box.fields[key.stringValue] = $0 } }
+        mutating func superEncoder() -> any Encoder { SuperEncoder(codingPath: codingPath) { [box] in box.fields.append(("super", $0)) } }
+        mutating func superEncoder(forKey key: Key) -> any Encoder { SuperEncoder(codingPath: codingPath + [key]) { [box] in box.fields.append((key.stringValue, $0)) } }
     }
 
     struct Unkeyed: UnkeyedEncodingContainer {
