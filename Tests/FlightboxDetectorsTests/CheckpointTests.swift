@@ -89,6 +89,15 @@ final class CheckpointTests: XCTestCase {
         print("checkpoint property: \(checked) splits over \(traces.count) fixtures, \(findingsAfterSplits) findings compared; largest checkpoint \(largest.bytes) bytes (\(largest.name)), taken in \(String(format: "%.1f", largest.ms)) ms")
     }
 
+    /// A detector registered without checkpoint support would make every
+    /// dump's replay start it fresh: each one must conform (Codable state
+    /// and `extension X: CheckpointedDetector {}`).
+    func testEveryRegisteredDetectorCheckpoints() {
+        for spec in DetectorRegistry.all {
+            XCTAssertTrue(spec.make(spec.defaults) is any CheckpointedDetector, "\(spec.name) is not a CheckpointedDetector")
+        }
+    }
+
     /// Without the checkpoint a suffix run differs on a fixture whose
     /// findings depend on history: the property above is not vacuous.
     func testASuffixWithoutTheCheckpointDiffers() throws {
