@@ -68,7 +68,10 @@ extension Set: CanonicallyOrdered where Element: Encodable & Comparable {
 /// An object's fields as encoded: keys are unique within a container (a
 /// repeated one is written once, its last value), sorted when written.
 final class ObjectBox { var fields: [(key: String, node: Node)] = [] }
-final class ArrayBox { var items: [Node] = [] }
+final class ArrayBox {
+    var items: [Node]
+    init(_ items: [Node] = []) { self.items = items }
+}
 
 /// A JSON value being built; containers are boxes, filled in place.
 enum Node {
@@ -82,7 +85,13 @@ enum Node {
     case array(ArrayBox)
 
     static func make<T: Encodable>(_ value: T, path: [any CodingKey]) throws -> Node {
-        // Two conformance checks (cached by the runtime) rather than one cast per scalar type.
+        // The types of nearly every value first, by metatype (no conformance
+        // lookup); histograms are arrays of integers.
+        if T.self == UInt64.self { return .uint(unsafeBitCast(value, to: UInt64.self)) }
+        if T.self == UInt32.self { return .uint(UInt64(unsafeBitCast(value, to: UInt32.self))) }
+        if T.self == String.self { return .string(unsafeBitCast(value, to: String.self)) }
+        if T.self == [UInt32].self { return .array(ArrayBox(unsafeBitCast(value, to: [UInt32].self).map { .uint(UInt64($0)) })) }
+        if T.self == [UInt64].self { return .array(ArrayBox(unsafeBitCast(value, to: [UInt64].self).map { .uint($0) })) }
         if let v = value as? any CanonicalScalar { return v.node }
         if let v = value as? any CanonicallyOrdered { return try v.canonicalNode(path: path) }
         let e = NodeEncoder(path: path)
