@@ -46,7 +46,7 @@ let package = Package(
         // the one module that parses it, so the detectors themselves never see YAML.
         .target(
             name: "FlightboxConfig",
-            dependencies: ["FlightboxDetectors", "FlightboxFormat", .product(name: "Yams", package: "Yams")]
+            dependencies: ["FlightboxDetectors", "FlightboxFormat", "FlightboxRules", .product(name: "Yams", package: "Yams")]
         ),
         // Looking at a trace: the Perfetto export (protobuf written by hand, see Protobuf.swift) and the HTML report.
         .target(name: "FlightboxReport", dependencies: ["FlightboxEvents", "FlightboxFormat", "FlightboxDetectors"]),
@@ -85,14 +85,14 @@ let package = Package(
         .testTarget(name: "FlightboxFormatTests", dependencies: ["FlightboxFormat", "FlightboxEvents"]),
         .testTarget(name: "FlightboxDetectorsTests", dependencies: ["FlightboxDetectors", "FlightboxRules", "FlightboxFormat", "FlightboxEvents"]),
         .testTarget(name: "FlightboxRulesTests", dependencies: ["FlightboxRules", "FlightboxDetectors", "FlightboxFormat", "FlightboxEvents"]),
-        .testTarget(name: "FlightboxConfigTests", dependencies: ["FlightboxConfig", "FlightboxDetectors", "FlightboxFormat", "FlightboxEvents"]),
+        .testTarget(name: "FlightboxConfigTests", dependencies: ["FlightboxConfig", "FlightboxDetectors", "FlightboxRules", "FlightboxFormat", "FlightboxEvents"]),
         .testTarget(
             name: "FlightboxCaptureTests",
             dependencies: ["FlightboxCapture", "FlightboxRecorder", "FlightboxFormat", "FlightboxEvents", "CFlightboxSys", "flightbox-app"]
         ),
         .testTarget(
             name: "FlightboxRecorderTests",
-            dependencies: ["FlightboxRecorder", "FlightboxDetectors", "FlightboxFormat", "FlightboxEvents"]
+            dependencies: ["FlightboxRecorder", "FlightboxDetectors", "FlightboxRules", "FlightboxFormat", "FlightboxEvents"]
         ),
         .testTarget(name: "FlightboxReportTests", dependencies: ["FlightboxReport", "FlightboxDetectors", "FlightboxFormat", "FlightboxEvents"]),
         .testTarget(

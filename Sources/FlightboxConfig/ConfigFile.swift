@@ -3,6 +3,7 @@ import Glibc
 #endif
 import FlightboxDetectors
 import FlightboxEvents
+import FlightboxRules
 import Yams
 
 /// A configuration file that cannot be used: where and why, as one line
@@ -35,12 +36,18 @@ public struct ConfigError: Error, CustomStringConvertible, Equatable {
 ///         enabled: true
 ///         floor: 1ms
 ///         exclude: { comm: [find], pid: [], cgroup: [], endpoint: [], device: [] }
+///     rules:
+///       files: [local-rules.yaml]   # relative to this file; after the built-ins, in order
+///       disable: [Beaconing]        # built-in (or files') rules turned off by name
+///       enable: []                  # rules turned back on
 ///
+/// `rules: [a.yaml, b.yaml]` is short for `rules: {files: [a.yaml, b.yaml]}`.
 /// Values are applied over the declared defaults; whatever the file does not
 /// mention keeps its default.
 public enum ConfigFile {
-    /// Top-level keys. Security rules and application probes will join them.
-    public static let topLevelKeys = ["detectors"]
+    /// Top-level keys. Application probes will join them.
+    public static let topLevelKeys = ["detectors", "rules"]
+    public static let rulesKeys = ["files", "disable", "enable"]
 
     /// Reads and resolves `path`.
     public static func load(path: String) throws(ConfigError) -> DetectorConfiguration {
@@ -164,8 +171,12 @@ struct Resolver {
         var config = DetectorConfiguration.defaults
         guard let root, !isNull(root) else { return config }
         for (key, keyNode, value) in try pairs(root, what: "the file") {
-            guard key == "detectors" else { throw unknown(keyNode, key, known: ConfigFile.topLevelKeys, what: "unknown top-level key") }
+            guard ConfigFile.topLevelKeys.contains(key) else { throw unknown(keyNode, key, known: ConfigFile.topLevelKeys, what: "unknown top-level key") }
             if isNull(value) { continue }
+            if key == "rules" {
+                config["security"]?.rules = try rules(value)
+                continue
+            }
             for (name, nameNode, body) in try pairs(value, what: "detectors") {
                 guard var settings = config[name] else {
                     throw unknown(nameNode, name, known: DetectorRegistry.names, what: "unknown detector")
@@ -175,6 +186,52 @@ struct Resolver {
             }
         }
         return config
+    }
+
+    /// `rules:`: the built-in rules, then each file (read now, relative to
+    /// this file), then the rules turned on or off by name — the sources the
+    /// security detector runs, checked here so a bad rule is one error
+    /// naming its own file, line and column.
+    func rules(_ node: Node) throws(ConfigError) -> [RuleSource] {
+        var files: [(String, Node)] = []
+        var toggles: [(name: String, node: Node, enabled: Bool)] = []
+        if case .mapping = node {
+            for (key, keyNode, value) in try pairs(node, what: "rules") {
+                switch key {
+                case "files": files = try items(value, what: "rules.files")
+                case "disable", "enable":
+                    for (n, item) in try items(value, what: "rules.\(key)") { toggles.append((n, item, key == "enable")) }
+                default: throw unknown(keyNode, key, known: ConfigFile.rulesKeys, what: "rules: unknown key")
+                }
+            }
+        } else {
+            files = try items(node, what: "rules")
+        }
+        var sources = [DefaultRules.source]
+        let dir = file.lastIndex(of: "/").map { String(file[...$0]) } ?? ""
+        for (path, item) in files {
+            let full = path.hasPrefix("/") ? path : dir + path
+            guard let text = ConfigFile.readFile(full) else {
+                throw error(item, "rules: cannot read '\(full)': \(String(cString: strerror(errno)))")
+            }
+            sources.append(RuleSource(name: full, text: text))
+        }
+        let defined: [String]
+        do { defined = try RuleSet(sources: sources).defined } catch {
+            throw ConfigError(file: error.file, line: error.line, column: error.column, reason: error.reason)
+        }
+        guard !toggles.isEmpty else { return sources }
+        var yaml = ""
+        for t in toggles {
+            guard defined.contains(t.name) else {
+                let hint = suggestion(for: t.name, among: defined).map { " (did you mean '\($0)'?)" } ?? ""
+                throw error(t.node, "rules.\(t.enabled ? "enable" : "disable"): no rule named '\(t.name)'\(hint)")
+            }
+            // A double-quoted YAML scalar takes JSON's escapes.
+            yaml += "- rule: \(JSON.string(t.name).serialized())\n  enabled: \(t.enabled)\n"
+        }
+        sources.append(RuleSource(name: "\(file): rules", text: yaml))
+        return sources
     }
 
     func apply(_ body: Node, to settings: inout DetectorSettings) throws(ConfigError) {

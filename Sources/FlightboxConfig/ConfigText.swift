@@ -46,6 +46,15 @@ extension ConfigFile {
             }
             out += "\n"
         }
+        out += """
+        # Security rules, for the security detector: rule files applied after the
+        # built-in ones (rules/default.yaml) in order, paths relative to this file,
+        # then rules turned off or on by name. --rules FILE adds files after these.
+        # rules:
+        #   files: [local-rules.yaml]
+        #   disable: [Beaconing]
+
+        """
         return out
     }
 

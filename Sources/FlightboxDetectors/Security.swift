@@ -24,9 +24,19 @@ public final class SecurityDetector: Detector {
     private let types: EventTypeSet
     let incidentWindow: UInt64
     let incidentMinRules: Int
-    /// "rule \0 exec_id" already reported; bounded (cleared when full).
-    private var reported: Set<String> = []
+    /// Per execution (exec_id), the rules (an aggregate rule: "rule \0 group")
+    /// already reported for it. An execution's entry goes when its process
+    /// exits or execs again, so the table follows the live processes and a
+    /// finding never fires twice for one execution.
+    private var reported: [String: Set<String>] = [:]
+    private var reportedCount = 0
+    /// Bound on the entries of all executions. Reached only by executions
+    /// whose exit the trace lost (pruned then) or by that many live pairs.
     static let maxReported = 65_536
+    let maxReported: Int
+    /// Findings reported without being remembered because the table was
+    /// full of live executions (they may be reported again).
+    public private(set) var unremembered: UInt64 = 0
     private var incidents: [String: Incident] = [:]
     static let maxSteps = 32
     static let maxOpenIncidents = 4096
@@ -63,7 +73,12 @@ public final class SecurityDetector: Detector {
         make: { SecurityDetector(settings: $0) }
     )
 
-    public init(settings: DetectorSettings) {
+    public convenience init(settings: DetectorSettings) {
+        self.init(settings: settings, maxReported: SecurityDetector.maxReported)
+    }
+
+    init(settings: DetectorSettings, maxReported: Int) {
+        self.maxReported = maxReported
         exclusions = settings.exclude
         incidentWindow = settings.duration("incident_window")
         incidentMinRules = Int(settings.count("incident_min_rules"))
@@ -80,7 +95,29 @@ public final class SecurityDetector: Detector {
 
     public func observe(_ event: Event, context: DetectorContext) {
         if engine == nil { engine = RuleEngine(rules: ruleSet, snapshot: context.snapshot) }
-        engine!.process(event) { rule, input, agg in report(rule, input, agg, context: context) }
+        let engine = engine!
+        // The image an exit or exec ends: what was reported for it can be forgotten.
+        var ended: String?
+        if event.rawType == EventType.exec.rawValue || (event.rawType == EventType.exit.rawValue && event.as(ExitRecord.self)?.isGroupExit == true) {
+            ended = engine.lineage.execution(event.pid)?.execId.string ?? "0:\(event.pid)"
+        }
+        engine.process(event) { rule, input, agg in report(rule, input, agg, context: context) }
+        if let ended, let gone = reported.removeValue(forKey: ended) { reportedCount -= gone.count }
+    }
+
+    /// Whether `key` is new for `execId` (and remembers it).
+    private func firstReport(_ key: String, execId: String) -> Bool {
+        if reported[execId]?.contains(key) == true { return false }
+        if reportedCount >= maxReported, unremembered % 1024 == 0, let lineage = engine?.lineage {
+            // Forget executions no longer running (their exit was lost); at
+            // most once per 1024 findings while the table stays full.
+            let live = Set(lineage.current.values.map(\.execId.string))
+            for id in reported.keys.sorted() where !live.contains(id) { reportedCount -= reported.removeValue(forKey: id)!.count }
+        }
+        guard reportedCount < maxReported else { unremembered &+= 1; return true }
+        reported[execId, default: []].insert(key)
+        reportedCount += 1
+        return true
     }
 
     static func severity(_ p: Priority) -> Severity {
@@ -96,21 +133,27 @@ public final class SecurityDetector: Detector {
         let proc = input.proc
         let execId = proc?.execId.string ?? "0:\(e.pid)"
         // Once per rule and execution; an aggregate rule once per group.
-        let key = rule.name + "\u{0}" + (agg?.key ?? execId)
-        if reported.count >= SecurityDetector.maxReported { reported.removeAll(keepingCapacity: true) }
-        guard reported.insert(key).inserted else { return }
+        guard firstReport(agg.map { rule.name + "\u{0}" + $0.key } ?? rule.name, execId: execId) else { return }
         let severity = SecurityDetector.severity(rule.priority)
         let summary = rule.render(input, agg)
         var events: [JSON] = []
         if let s = proc?.startSeq, s != e.sequence {
             events.append(.object([("seq", .uint(s)), ("ts_ns", .uint(proc!.startNs)), ("type", .string("exec"))]))
         }
-        if let agg {
+        if let steps = agg?.steps {
+            // Every step before the last, with its own type and process.
+            for st in steps.dropLast() {
+                events.append(.object([("seq", .uint(st.seq)), ("ts_ns", .uint(st.ts)), ("type", .string(st.kind.name)), ("pid", .uint(UInt64(st.pid)))]))
+            }
+        } else if let agg {
             // The events counted (the first 64), then the one that reached the count.
             for s in agg.sequences.dropLast().prefix(64) { events.append(.object([("seq", .uint(s)), ("type", .string(input.kind.name))])) }
         }
         events.append(.object([("seq", .uint(e.sequence)), ("ts_ns", .uint(e.timestamp)), ("type", .string(input.kind.name))]))
         var aggregate: [(String, JSON)] = []
+        if let agg, let sq = rule.sequence {
+            aggregate = [("sequence", .object([("by", .string(sq.by.rawValue)), ("within_ns", .uint(sq.within)), ("steps", .uint(UInt64(agg.count)))]))]
+        }
         if let agg, let a = rule.aggregate {
             aggregate = [("aggregate", .object([
                 ("by", .array(a.byNames.map { .string($0) })), ("key", .string(agg.key.split(separator: "\u{1F}", omittingEmptySubsequences: false).joined(separator: " "))),
@@ -168,6 +211,7 @@ public final class SecurityDetector: Detector {
     }
 
     public func tick(boundary: UInt64, context: DetectorContext) {
+        engine?.expire(now: boundary)
         close(upTo: boundary, context: context, all: false)
     }
 
@@ -211,16 +255,21 @@ public final class SecurityDetector: Detector {
 extension SecurityDetector: CheckpointedDetector {
     public struct State: Codable {
         /// Sorted.
-        var reported: [String]
+        /// exec_id -> "rule \0 key" reported for it.
+        var reported: [String: Set<String>]
+        var reportedCount: Int
+        var unremembered: UInt64
         var incidents: [String: Incident]
         /// nil before the first event (the engine is made then, from the trace's snapshot).
         var rules: RuleEngineSnapshot?
     }
 
     public var state: State {
-        get { State(reported: reported.sorted(), incidents: incidents, rules: engine?.snapshot) }
+        get { State(reported: reported, reportedCount: reportedCount, unremembered: unremembered, incidents: incidents, rules: engine?.snapshot) }
         set {
-            reported = Set(newValue.reported)
+            reported = newValue.reported
+            reportedCount = newValue.reportedCount
+            unremembered = newValue.unremembered
             incidents = newValue.incidents
             if let s = newValue.rules {
                 // The lineage comes from the checkpoint, not from a snapshot.

@@ -8,19 +8,26 @@ public struct ProcessRecord: Equatable, Sendable {
     public var comm: String
     public var exe: String
     public var argv: [String]
+    /// Event time of the fork or exec that began the process's current image,
+    /// when an earlier flight segment saw it: the lineage then gives it the
+    /// exec_id it had there, so findings correlate across the boundary. nil
+    /// for a process running before the recording began (its exec_id start is 0).
+    public var imageStartNs: UInt64?
 
-    public init(pid: UInt32, ppid: UInt32, uid: UInt32, comm: String, exe: String, argv: [String]) {
+    public init(pid: UInt32, ppid: UInt32, uid: UInt32, comm: String, exe: String, argv: [String], imageStartNs: UInt64? = nil) {
         self.pid = pid
         self.ppid = ppid
         self.uid = uid
         self.comm = comm
         self.exe = exe
         self.argv = argv
+        self.imageStartNs = imageStartNs
     }
 
     public var json: JSON {
         .object([("pid", .uint(UInt64(pid))), ("ppid", .uint(UInt64(ppid))), ("uid", .uint(UInt64(uid))),
-                 ("comm", .string(comm)), ("exe", .string(exe)), ("argv", .array(argv.map { .string($0) }))])
+                 ("comm", .string(comm)), ("exe", .string(exe)), ("argv", .array(argv.map { .string($0) }))]
+            + (imageStartNs.map { [("image_start_ns", JSON.uint($0))] } ?? []))
     }
 
     public init?(json: JSON) {
@@ -32,6 +39,7 @@ public struct ProcessRecord: Equatable, Sendable {
         self.comm = comm
         exe = json["exe"]?.stringValue ?? ""
         argv = json["argv"]?.arrayValue?.compactMap(\.stringValue) ?? []
+        imageStartNs = json["image_start_ns"]?.uintValue
     }
 }
 

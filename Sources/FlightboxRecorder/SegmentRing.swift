@@ -88,6 +88,8 @@ public final class SegmentRing: EventWriter {
     public let configuration: Configuration
     private let clock: any RecorderClock
     private let header: Header
+    /// Image starts of the processes seen, for the next segment's snapshot.
+    private var imageStarts = ImageStarts()
     /// Told about rotations and evictions worth a line on stderr (a full disk).
     public var notice: ((String) -> Void)?
 
@@ -138,6 +140,7 @@ public final class SegmentRing: EventWriter {
     @discardableResult
     public func append(_ record: UnsafeRawBufferPointer) throws -> UInt64 {
         if checkpointDue { writeCheckpoint() }
+        imageStarts.note(record)
         while let w = current {
             do {
                 try w.append(record)
@@ -301,7 +304,8 @@ public final class SegmentRing: EventWriter {
         let path = configuration.directory + "/" + SegmentRing.name(number)
         while true {
             do {
-                let (metadata, snapshot) = header(number, streamSequence)
+                let (metadata, scanned) = header(number, streamSequence)
+                let snapshot = imageStarts.annotate(scanned)
                 current = try TraceWriter(path: path, publish: .afterHeader, codec: configuration.codec, level: configuration.level,
                                           blockBytes: configuration.blockBytes, metadata: metadata, snapshot: snapshot)
                 currentSegment = Segment(number: number, path: path, bytes: 0, startNs: now, endNs: now, thisRun: true)

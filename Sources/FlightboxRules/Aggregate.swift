@@ -9,11 +9,15 @@ public struct AggregateMatch {
     public let firstTs: UInt64
     /// Sequence numbers of the events counted, oldest first.
     public let sequences: [UInt64]
+    /// A sequence rule's steps, in step order (nil for an aggregate).
+    public var steps: [SequenceMatch.Step]? = nil
 }
 
 /// The state of one aggregate rule: per group, the recent matching events
 /// (at most `count`), in event time. Deterministic: groups are looked up,
-/// never iterated in an order that reaches the output.
+/// and when they must be dropped they are ordered by event time then key,
+/// never by the dictionary's order. State is plain values (no classes), so
+/// it can be saved and restored.
 public final class Aggregate {
     public static let maxGroups = 4096
     public static let maxCount = 10_000
@@ -29,11 +33,19 @@ public final class Aggregate {
     public let regular: Double?
     public static let minPeriod: UInt64 = 1_000_000_000
     var groups: [String: Group] = [:]
-    /// Matching events not counted because every group slot was busy.
-    public internal(set) var overflow: UInt64 = 0
+    /// Groups forgotten while their window was still open, to make room for
+    /// a new key (the least recently active first).
+    public internal(set) var evicted: UInt64 = 0
 
-    final class Group {
-        var entries: [(ts: UInt64, seq: UInt64, value: String)] = []
+    struct Entry: Equatable, Codable {
+        var ts: UInt64
+        var seq: UInt64
+        var value: String
+    }
+
+    struct Group: Equatable, Codable {
+        var entries: [Entry] = []
+        /// The newest event time seen in the group.
         var newest: UInt64 = 0
     }
 
@@ -55,6 +67,24 @@ public final class Aggregate {
         }
     }
 
+    /// Forgets the groups whose window has passed by `now` (event time): a
+    /// flood of one-off keys does not hold slots until the table is full.
+    func expire(now: UInt64) {
+        guard !groups.isEmpty else { return }
+        groups = groups.filter { $0.value.newest &+ window > now }
+    }
+
+    /// Makes room for one more group: the expired ones go, then, if still
+    /// full, the least recently active sixteenth (by newest event time, then
+    /// key), so a flood of new keys costs a sort per 256 keys, not per key.
+    private func makeRoom(now: UInt64) {
+        expire(now: now)
+        guard groups.count >= Aggregate.maxGroups else { return }
+        let victims = groups.map { ($0.value.newest, $0.key) }.sorted { $0 < $1 }.prefix(max(1, Aggregate.maxGroups / 16))
+        for (_, key) in victims { groups[key] = nil }
+        evicted &+= UInt64(victims.count)
+    }
+
     /// Counts a matching event; returns the match when its group reaches the
     /// count (and starts the group afresh).
     func add(_ i: RuleInput) -> AggregateMatch? {
@@ -72,27 +102,25 @@ public final class Aggregate {
             value = ""
         }
         let ts = i.event.timestamp
-        let g: Group
-        if let existing = groups[key] {
-            g = existing
-        } else {
-            if groups.count >= Aggregate.maxGroups {
-                // Forget the groups whose window has passed; the set removed
-                // does not depend on the dictionary's order.
-                groups = groups.filter { $0.value.newest &+ window > ts }
-                if groups.count >= Aggregate.maxGroups { overflow &+= 1; return nil }
-            }
-            g = Group()
-            groups[key] = g
-        }
+        if groups[key] == nil, groups.count >= Aggregate.maxGroups { makeRoom(now: ts) }
+        let entry = Entry(ts: ts, seq: i.event.sequence, value: value)
+        // Updated in place (the default subscript), one hash per event.
+        guard let m = push(entry, key: key, into: &groups[key, default: Group()]) else { return nil }
+        // The group starts afresh.
+        groups[key] = nil
+        return m
+    }
+
+    private func push(_ entry: Entry, key: String, into g: inout Group) -> AggregateMatch? {
+        let ts = entry.ts
         g.newest = max(g.newest, ts)
         // Drop what fell out of the window (entries are in arrival order;
         // timestamps may step back a little, so compare each).
         g.entries.removeAll { $0.ts &+ window <= ts }
-        if distinct != nil, let k = g.entries.firstIndex(where: { $0.value == value }) {
+        if distinct != nil, let k = g.entries.firstIndex(where: { $0.value == entry.value }) {
             g.entries.remove(at: k)
         }
-        g.entries.append((ts, i.event.sequence, value))
+        g.entries.append(entry)
         if g.entries.count > count { g.entries.removeFirst(g.entries.count - count) }
         guard g.entries.count >= count else { return nil }
         if let limit = regular {
@@ -103,10 +131,8 @@ public final class Aggregate {
             let variance = gaps.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(gaps.count)
             guard mean >= Double(Aggregate.minPeriod), variance.squareRoot() <= limit * mean else { return nil }
         }
-        let m = AggregateMatch(count: g.entries.count, values: distinct == nil ? [] : g.entries.map(\.value), key: key,
-                               firstTs: g.entries.map(\.ts).min() ?? ts, sequences: g.entries.map(\.seq))
-        groups[key] = nil
-        return m
+        return AggregateMatch(count: g.entries.count, values: distinct == nil ? [] : g.entries.map(\.value), key: key,
+                              firstTs: g.entries.map(\.ts).min() ?? ts, sequences: g.entries.map(\.seq))
     }
 
     /// "10s", "500ms", "1m", "250us": nanoseconds.

@@ -2,7 +2,7 @@
 /// (every execution still reachable, with its exec id, and the paths
 /// written) and each aggregate rule's groups. Compiled rules are not state:
 /// they are compiled again from the rules' text.
-public struct RuleEngineSnapshot: Codable, Sendable {
+public struct RuleEngineSnapshot: Codable {
     /// Executions, every parent before its children.
     var executions: [ExecutionSnapshot]
     /// pid -> index in `executions` of its current image, by pid.
@@ -11,8 +11,22 @@ public struct RuleEngineSnapshot: Codable, Sendable {
     var written: [WrittenPath]
     /// Per aggregate rule, by rule name.
     var aggregates: [AggregateSnapshot]
+    /// Per sequence rule, its partial matches.
+    var sequences: [SequenceSnapshot]
 
-    struct ExecutionSnapshot: Codable, Sendable {
+    struct SequenceSnapshot: Codable {
+        var rule: String
+        var evicted: UInt64
+        /// Buckets by number, each oldest first.
+        var buckets: [Bucket]
+    }
+
+    struct Bucket: Codable {
+        var bucket: UInt64
+        var partials: [StepSequence.Partial]
+    }
+
+    struct ExecutionSnapshot: Codable {
         var pid: UInt32
         var startNs: UInt64
         var startSeq: UInt64?
@@ -27,24 +41,24 @@ public struct RuleEngineSnapshot: Codable, Sendable {
         var exeWritten: Bool
     }
 
-    struct PidExecution: Codable, Sendable {
+    struct PidExecution: Codable {
         var pid: UInt32
         var execution: Int
     }
 
-    struct WrittenPath: Codable, Sendable {
+    struct WrittenPath: Codable {
         var path: String
         var ts: UInt64
     }
 
-    struct AggregateSnapshot: Codable, Sendable {
+    struct AggregateSnapshot: Codable {
         var rule: String
-        var overflow: UInt64
+        var evicted: UInt64
         /// By key.
         var groups: [GroupSnapshot]
     }
 
-    struct GroupSnapshot: Codable, Sendable {
+    struct GroupSnapshot: Codable {
         var key: String
         var newest: UInt64
         var ts: [UInt64]
@@ -82,14 +96,21 @@ extension RuleEngine {
         for (_, e) in current { add(e) }
         let aggregates = rules.compactMap { r in
             r.aggregate.map { a in
-                RuleEngineSnapshot.AggregateSnapshot(rule: r.name, overflow: a.overflow, groups: a.groups.sorted { $0.key < $1.key }.map { k, g in
+                RuleEngineSnapshot.AggregateSnapshot(rule: r.name, evicted: a.evicted, groups: a.groups.sorted { $0.key < $1.key }.map { k, g in
                     .init(key: k, newest: g.newest, ts: g.entries.map(\.ts), seq: g.entries.map(\.seq), values: g.entries.map(\.value))
                 })
             }
         }
+        let sequences = rules.compactMap { r in
+            r.sequence.map { s in
+                RuleEngineSnapshot.SequenceSnapshot(rule: r.name, evicted: s.evicted,
+                                                    buckets: s.partials.sorted { $0.key < $1.key }.map { .init(bucket: $0.key, partials: $0.value) })
+            }
+        }
         return RuleEngineSnapshot(
             executions: executions, current: current.map { .init(pid: $0.key, execution: index[ObjectIdentifier($0.value)]!) },
-            written: lineage.writtenOrder.compactMap { p in lineage.written[p].map { .init(path: p, ts: $0) } }, aggregates: aggregates)
+            written: lineage.writtenOrder.compactMap { p in lineage.written[p].map { .init(path: p, ts: $0) } }, aggregates: aggregates,
+            sequences: sequences)
     }
 
     /// Why `snapshot` cannot be restored into this engine, or nil.
@@ -105,6 +126,17 @@ extension RuleEngine {
         for a in s.aggregates {
             guard byName[a.rule] != nil else { return "aggregate rule '\(a.rule)' is not among the rules" }
             if a.groups.contains(where: { $0.ts.count != $0.seq.count || $0.ts.count != $0.values.count }) { return "aggregate rule '\(a.rule)' has a group of uneven lists" }
+        }
+        var sequences: [String: StepSequence] = [:]
+        for r in rules { if let q = r.sequence { sequences[r.name] = q } }
+        for q in s.sequences {
+            guard let rule = sequences[q.rule] else { return "sequence rule '\(q.rule)' is not among the rules" }
+            for b in q.buckets {
+                // A partial has matched at least its first step and not its last.
+                if b.partials.contains(where: { $0.matched < 1 || $0.matched >= rule.stepCount || $0.steps.count > StepSequence.maxSteps }) {
+                    return "sequence rule '\(q.rule)' has a partial match of an impossible step"
+                }
+            }
         }
         return nil
     }
@@ -125,14 +157,21 @@ extension RuleEngine {
         for r in rules {
             guard let a = r.aggregate else { continue }
             let snap = byRule[r.name]
-            a.overflow = snap?.overflow ?? 0
+            a.evicted = snap?.evicted ?? 0
             a.groups = [:]
             for g in snap?.groups ?? [] {
-                let group = Aggregate.Group()
-                group.newest = g.newest
-                group.entries = (0..<g.ts.count).map { (g.ts[$0], g.seq[$0], g.values[$0]) }
-                a.groups[g.key] = group
+                a.groups[g.key] = Aggregate.Group(entries: (0..<g.ts.count).map { .init(ts: g.ts[$0], seq: g.seq[$0], value: g.values[$0]) }, newest: g.newest)
             }
+        }
+        let bySequence = Dictionary(s.sequences.map { ($0.rule, $0) }, uniquingKeysWith: { _, b in b })
+        for r in rules {
+            guard let q = r.sequence else { continue }
+            let snap = bySequence[r.name]
+            q.evicted = snap?.evicted ?? 0
+            q.partials = Dictionary((snap?.buckets ?? []).map { ($0.bucket, $0.partials) }, uniquingKeysWith: { a, b in a + b })
+            q.count = q.partials.values.reduce(0) { $0 + $1.count }
         }
     }
 }
+
+extension SecurityEventKind: Codable {}

@@ -67,6 +67,8 @@ struct ConditionCompiler {
     let lists: [String: ListDefinition]
     let macros: [String: MacroDefinition]
     var expanding: [String] = []
+    /// Some condition read `proc.exe_written`: only then does the lineage keep written paths.
+    var usesExeWritten = false
 
     struct Compiled {
         let condition: Condition
@@ -97,6 +99,7 @@ struct ConditionCompiler {
                 defer { expanding.removeLast() }
                 return try compile(m.expr, m.locator)
             }
+            if name == "proc.exe_written" { usesExeWritten = true }
             switch Fields.access(name, index: index) {
             case .success(.bool(let get)):
                 return Compiled(condition: { get($0) == true }, kinds: .all)
@@ -109,6 +112,7 @@ struct ConditionCompiler {
                 throw loc.error(at: at, "unknown macro '\(name)'" + (macros.isEmpty ? "" : " (macros are defined with '- macro: NAME')"))
             }
         case .compare(let field, let index, let fieldAt, let op, let opAt, let operand):
+            if field == "proc.exe_written" { usesExeWritten = true }
             let access: FieldAccess
             switch Fields.access(field, index: index) {
             case .success(let a): access = a

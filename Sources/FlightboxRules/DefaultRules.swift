@@ -126,9 +126,16 @@ public enum DefaultRules {
   tags: [T1620, defense_evasion]
 
 - rule: Dropped executable run
-  desc: A program executed a file written, created or made executable earlier in this trace, outside a build.
-  condition: evt.type = exec and proc.exe_written and not proc.aname in (build_tools) and not proc.pname in (package_managers)
-  output: "%proc.name executed %proc.exe (%proc.cmdline), a file written in this trace; parent %proc.pname"
+  desc: A file written, created or made executable (chmod +x), then executed within an hour by the same lineage (the writer, its parent or their descendants), outside a build. The latest write or chmod before the exec is the first step.
+  sequence:
+    within: 1h
+    by: lineage
+    steps:
+      - condition: evt.type in (open, rename, chmod_exec) and not evt.failed
+        key: fd.written
+      - condition: evt.type = exec and not proc.aname in (build_tools) and not proc.pname in (package_managers)
+        key: proc.exe
+  output: "%proc.name executed %proc.exe (%proc.cmdline), a file its lineage wrote or made executable; parent %proc.pname"
   priority: warning
   tags: [T1105, command_and_control]
 

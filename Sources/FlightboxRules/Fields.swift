@@ -205,6 +205,7 @@ public enum Fields {
         FieldInfo(name: "user.old_euid", type: .int, doc: "effective uid before a setid or capset call"),
         FieldInfo(name: "fd.name", type: .string, doc: "path of open, unlink, rename (old name), chmod_exec; memfd name; mount target"),
         FieldInfo(name: "fd.name2", type: .string, doc: "new name of a rename; mount source"),
+        FieldInfo(name: "fd.written", type: .string, doc: "the path an event creates or changes: an open for writing, a rename's new name, a chmod_exec"),
         FieldInfo(name: "fd.write", type: .bool, doc: "an open for writing (O_WRONLY, O_RDWR, O_CREAT or O_TRUNC)"),
         FieldInfo(name: "fd.type", type: .string, doc: "dup_stdio: what now sits on the fd: " + Fields.fdTypeNames.dropFirst().joined(separator: ", ") + " (ipv4, ipv6, unix for sockets)"),
         FieldInfo(name: "proc.stdin_type", type: .string, doc: "exec: what fd 0 of the new image is (same values as fd.type; none when closed)"),
@@ -280,6 +281,21 @@ public enum Fields {
                 if let f = i.event.as(FileRecord.self) { return f.path2Len > 0 ? f.path2Bytes : nil }
                 if i.kind == .mount, let p = i.event.as(PrivilegeRecord.self) { return p.strBytes }
                 return nil
+            })
+        case "fd.written":
+            return .success(.string { i in
+                switch i.kind {
+                case .open:
+                    guard let f = i.event.as(FileRecord.self), f.ret >= 0, f.openFlags & (3 | 0o100 | 0o1000) != 0 else { return nil }
+                    return f.pathBytes
+                case .rename:
+                    guard let f = i.event.as(FileRecord.self), f.ret >= 0, f.path2Len > 0 else { return nil }
+                    return f.path2Bytes
+                case .chmodExec:
+                    guard let p = i.event.as(PrivilegeRecord.self), p.ret >= 0, p.strLen > 0 else { return nil }
+                    return p.strBytes
+                default: return nil
+                }
             })
         case "fd.write":
             return .success(.bool { i in

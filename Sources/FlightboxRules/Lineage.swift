@@ -136,8 +136,12 @@ public final class LineageTable {
     var writtenOrder: [String] = []
     public let maxWritten: Int
 
-    public init(snapshot: ProcessSnapshot?, maxWritten: Int = 4096) {
+    /// False when no rule reads `proc.exe_written`: no path is kept or looked up.
+    public let tracksWritten: Bool
+
+    public init(snapshot: ProcessSnapshot?, maxWritten: Int = 4096, tracksWritten: Bool = true) {
         self.maxWritten = maxWritten
+        self.tracksWritten = tracksWritten
         let procs = (snapshot?.processes ?? []).sorted { $0.pid < $1.pid }
         let byPid = Dictionary(procs.map { ($0.pid, $0) }, uniquingKeysWith: { a, _ in a })
         // Parents before children: resolve recursively with a guard against
@@ -147,7 +151,8 @@ public final class LineageTable {
             if let e = current[pid] { return e }
             guard let p = byPid[pid], visiting.insert(pid).inserted else { return nil }
             let parent = p.ppid != pid && p.ppid != 0 ? make(p.ppid) : nil
-            let e = Execution(pid: pid, startNs: 0, startSeq: nil, parent: parent, uid: p.uid, comm: p.comm, exe: p.exe,
+            // An image an earlier flight segment saw begin keeps the exec_id it had there.
+            let e = Execution(pid: pid, startNs: p.imageStartNs ?? 0, startSeq: nil, parent: parent, uid: p.uid, comm: p.comm, exe: p.exe,
                               argv: p.argv, fromSnapshot: true, exeWritten: false)
             current[pid] = e
             return e
@@ -190,7 +195,7 @@ public final class LineageTable {
             let exe = x.filename
             let image = Execution(
                 pid: e.pid, startNs: e.timestamp, startSeq: e.sequence, parent: parent, uid: x.uid, comm: x.comm, exe: exe,
-                argv: x.argv, fromSnapshot: false, exeWritten: wasWritten(exe))
+                argv: x.argv, fromSnapshot: false, exeWritten: tracksWritten && wasWritten(exe))
             bound(image)
             current[e.pid] = image
         default:

@@ -35,13 +35,15 @@ struct MacroDefinition {
 struct RuleDefinition {
     let name: String
     var desc: String
-    var condition: (Expr, TextLocator)
+    /// nil only for a sequence rule (its steps are its conditions).
+    var condition: (Expr, TextLocator)?
     var output: (String, TextLocator)
     var priority: Priority
     var tags: [String]
     var exceptions: [(String, Expr, TextLocator)]
     var enabled: Bool
     var aggregate: AggregateDefinition?
+    var sequence: SequenceDefinition?
     let file: String
     let line: Int
 }
@@ -60,6 +62,14 @@ struct AggregateDefinition {
     let locator: TextLocator
 }
 
+/// `sequence:` — ordered steps by one lineage (or process) within a window;
+/// see `StepSequence`.
+struct SequenceDefinition {
+    let within: UInt64
+    let by: StepSequence.By
+    let steps: [(condition: (Expr, TextLocator), key: (String, Int?)?)]
+}
+
 /// One rule, compiled.
 public final class CompiledRule {
     public let name: String
@@ -73,12 +83,15 @@ public final class CompiledRule {
     let output: [OutputPart]
     /// Set for a rule over many events (`aggregate:`).
     public let aggregate: Aggregate?
+    /// Set for a rule of ordered steps (`sequence:`); `condition` then filters every step.
+    public let sequence: StepSequence?
     public let file: String
     public let line: Int
 
     init(name: String, desc: String, priority: Priority, tags: [String], kinds: KindSet, condition: @escaping Condition,
-         output: [OutputPart], aggregate: Aggregate?, file: String, line: Int) {
+         output: [OutputPart], aggregate: Aggregate?, sequence: StepSequence? = nil, file: String, line: Int) {
         self.aggregate = aggregate
+        self.sequence = sequence
         self.name = name
         self.desc = desc
         self.priority = priority
@@ -136,14 +149,20 @@ enum OutputPart {
 public struct RuleSet {
     public let rules: [CompiledRule]
     public let sources: [RuleSource]
+    /// Some enabled rule reads `proc.exe_written` (the lineage then tracks written paths).
+    public let usesExeWritten: Bool
+    /// Every rule defined, enabled or not, in definition order.
+    public let defined: [String]
     /// Every kind some rule can match.
     public var kinds: KindSet { rules.reduce(KindSet.none) { $0.union($1.kinds) } }
 
     public static let itemKeys = ["list", "macro", "rule"]
     public static let listKeys = ["list", "items", "append"]
     public static let macroKeys = ["macro", "condition"]
-    public static let ruleKeys = ["rule", "desc", "condition", "output", "priority", "tags", "exceptions", "enabled", "aggregate"]
+    public static let ruleKeys = ["rule", "desc", "condition", "output", "priority", "tags", "exceptions", "enabled", "aggregate", "sequence"]
     public static let aggregateKeys = ["by", "distinct", "count", "window", "regular"]
+    public static let sequenceKeys = ["within", "by", "steps"]
+    public static let stepKeys = ["condition", "key"]
     /// Bounds that keep loading and evaluation cheap whatever a file says.
     public static let maxRules = 1024
     public static let maxConditionBytes = 16 << 10
@@ -152,7 +171,8 @@ public struct RuleSet {
         var loader = Loader()
         for s in sources { try loader.load(s) }
         self.sources = sources
-        rules = try loader.compile()
+        defined = loader.rules.map(\.name)
+        (rules, usesExeWritten) = try loader.compile()
     }
 
     /// The built-in rules only.
@@ -262,10 +282,10 @@ struct Loader {
                     rules[i].enabled = enabled
                     continue
                 }
-                for required in ["condition", "output", "priority"] where fields[required] == nil {
+                for required in ["condition", "output", "priority"] where fields[required] == nil && !(required == "condition" && fields["sequence"] != nil) {
                     throw err(item, "rule '\(name)': needs '\(required)'")
                 }
-                let cond = try condition(fields["condition"]!.value, "rule '\(name)'")
+                let cond = try fields["condition"].map { f throws(RuleError) in try condition(f.value, "rule '\(name)'") }
                 let outNode = fields["output"]!.value
                 let out = try string(outNode, "rule '\(name)': output")
                 let prioNode = fields["priority"]!.value
@@ -336,10 +356,65 @@ struct Loader {
                     if regular != nil, count < 4 { throw err(agNode, "rule '\(name)': aggregate: 'regular' needs a count of at least 4") }
                     aggregate = AggregateDefinition(by: by, distinct: distinct, count: count, window: window, regular: regular, locator: locator(agNode, ""))
                 }
+                var sequence: SequenceDefinition?
+                if let sqNode = fields["sequence"]?.value {
+                    if aggregate != nil { throw err(sqNode, "rule '\(name)': a rule is an aggregate or a sequence, not both") }
+                    guard case .mapping(let sm) = sqNode else { throw err(sqNode, "rule '\(name)': sequence: expected a mapping of \(RuleSet.sequenceKeys.joined(separator: ", "))") }
+                    var within: UInt64?
+                    var by = StepSequence.By.lineage
+                    var steps: [(condition: (Expr, TextLocator), key: (String, Int?)?)] = []
+                    var stepsNode: Node?
+                    for (k, v) in sm {
+                        switch try string(k, "key") {
+                        case "within":
+                            guard let w = Aggregate.parseDuration(try string(v, "within")), w >= 1_000_000, w <= 86_400_000_000_000 else {
+                                throw err(v, "sequence: within is a duration from 1ms to 24h such as 60s")
+                            }
+                            within = w
+                        case "by":
+                            guard let b = StepSequence.By(rawValue: try string(v, "by")) else { throw err(v, "sequence: by is lineage or process") }
+                            by = b
+                        case "steps":
+                            stepsNode = v
+                            guard case .sequence(let list) = v, list.count >= 2, list.count <= StepSequence.maxSteps else {
+                                throw err(v, "sequence: steps: a list of 2 to \(StepSequence.maxSteps) conditions")
+                            }
+                            for (n, stepNode) in list.enumerated() {
+                                let what = "rule '\(name)' step \(n + 1)"
+                                if case .mapping(let stm) = stepNode {
+                                    var c: (Expr, TextLocator)?, key: (String, Int?)?
+                                    for (sk, sv) in stm {
+                                        switch try string(sk, "key") {
+                                        case "condition": c = try condition(sv, what)
+                                        case "key":
+                                            let text = try string(sv, "key")
+                                            guard case .success(.name(let f, let index, _)) = ExpressionParser.parse(text) else { throw err(sv, "sequence: key: '\(text)' is not a field name") }
+                                            switch Fields.access(f, index: index) {
+                                            case .success(.string), .success(.int): key = (f, index)
+                                            case .success: throw err(sv, "sequence: key: '\(f)' must be a string or a number")
+                                            case .failure(let p): throw err(sv, "sequence: key: \(p.reason)")
+                                            }
+                                        case let other: throw err(sk, "sequence step: unknown key '\(other)'; known: \(RuleSet.stepKeys.joined(separator: ", "))")
+                                        }
+                                    }
+                                    guard let c else { throw err(stepNode, "\(what): needs 'condition'") }
+                                    steps.append((c, key))
+                                } else {
+                                    steps.append((try condition(stepNode, what), nil))
+                                }
+                            }
+                        case let other: throw err(k, "sequence: unknown key '\(other)'; known: \(RuleSet.sequenceKeys.joined(separator: ", "))")
+                        }
+                    }
+                    guard let within, stepsNode != nil else { throw err(sqNode, "rule '\(name)': sequence needs 'within' and 'steps'") }
+                    let keyed = steps.filter { $0.key != nil }.count
+                    if keyed != 0, keyed != steps.count { throw err(stepsNode, "rule '\(name)': sequence: give every step a key, or none") }
+                    sequence = SequenceDefinition(within: within, by: by, steps: steps)
+                }
                 let def = RuleDefinition(
                     name: name, desc: desc, condition: cond,
                     output: (out, locator(outNode, out)), priority: prio, tags: tags, exceptions: exceptions, enabled: enabled,
-                    aggregate: aggregate, file: file, line: head.key.mark?.line ?? 1)
+                    aggregate: aggregate, sequence: sequence, file: file, line: head.key.mark?.line ?? 1)
                 if let i = rules.firstIndex(where: { $0.name == name }) { rules[i] = def } else { rules.append(def) }
                 guard rules.count <= RuleSet.maxRules else { throw err(head.value, "more than \(RuleSet.maxRules) rules") }
             }
@@ -348,11 +423,24 @@ struct Loader {
 
     /// Compiles every enabled rule: macros and lists resolve against the
     /// final definitions, so a later file can change a macro a built-in rule uses.
-    func compile() throws(RuleError) -> [CompiledRule] {
+    func compile() throws(RuleError) -> ([CompiledRule], usesExeWritten: Bool) {
         var out: [CompiledRule] = []
+        var usesExeWritten = false
         for def in rules {
             var cc = ConditionCompiler(lists: lists, macros: macros)
-            let c = try cc.compile(def.condition.0, def.condition.1)
+            var c = try def.condition.map { d throws(RuleError) in try cc.compile(d.0, d.1) } ?? .init(condition: { _ in true }, kinds: .all)
+            var sequence: StepSequence?
+            if let sq = def.sequence {
+                var steps: [StepSequence.StepDefinition] = []
+                var kinds = KindSet.none
+                for st in sq.steps {
+                    let sc = try cc.compile(st.condition.0, st.condition.1)
+                    kinds = kinds.union(sc.kinds)
+                    steps.append(.init(condition: sc.condition, kinds: sc.kinds, key: st.key.map { Loader.accessor($0) }))
+                }
+                c = .init(condition: c.condition, kinds: c.kinds.intersection(kinds))
+                sequence = StepSequence(steps: steps, within: sq.within, by: sq.by)
+            }
             var condition = c.condition
             if !def.exceptions.isEmpty {
                 var excluded: [Condition] = []
@@ -362,14 +450,15 @@ struct Loader {
             }
             let output = try Loader.template(def.output.0, def.output.1)
             guard def.enabled else { continue }
+            usesExeWritten = usesExeWritten || cc.usesExeWritten || def.output.0.contains("%proc.exe_written")
             let aggregate = def.aggregate.map { a in
                 Aggregate(by: a.by.map { Loader.accessor($0) }, byNames: a.by.map { $0.0 }, distinct: a.distinct.map { Loader.accessor($0) },
                           distinctName: a.distinct?.0, count: a.count, window: a.window, regular: a.regular)
             }
             out.append(CompiledRule(name: def.name, desc: def.desc, priority: def.priority, tags: def.tags, kinds: c.kinds,
-                                    condition: condition, output: output, aggregate: aggregate, file: def.file, line: def.line))
+                                    condition: condition, output: output, aggregate: aggregate, sequence: sequence, file: def.file, line: def.line))
         }
-        return out
+        return (out, usesExeWritten)
     }
 
     static func accessor(_ f: (String, Int?)) -> FieldAccess {
@@ -428,8 +517,12 @@ public final class RuleEngine {
     private let starts: UnsafeMutablePointer<Int>
     private let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 128, alignment: 8)
 
+    /// Whether the lineage keeps written paths (for `proc.exe_written`).
+    private let tracksWritten: Bool
+
     public init(rules: RuleSet, snapshot: ProcessSnapshot?) {
-        lineage = LineageTable(snapshot: snapshot)
+        lineage = LineageTable(snapshot: snapshot, tracksWritten: rules.usesExeWritten)
+        tracksWritten = rules.usesExeWritten
         self.rules = rules.rules
         var list: [Unmanaged<CompiledRule>] = []
         let kinds = SecurityEventKind.allCases
@@ -449,6 +542,16 @@ public final class RuleEngine {
         starts.deallocate()
     }
 
+    /// Forgets aggregate groups whose window has passed by `now` (event
+    /// time, an aligned tick): what a rule holds follows the recent keys,
+    /// not every key ever seen.
+    public func expire(now: UInt64) {
+        for r in rules {
+            r.aggregate?.expire(now: now)
+            r.sequence?.expire(now: now)
+        }
+    }
+
     /// Processes one event; calls `onMatch` for each rule it matches, in
     /// rule order (for an aggregate rule: when its group reaches its count).
     @inline(__always)
@@ -456,11 +559,11 @@ public final class RuleEngine {
         guard let kind = SecurityEventKind.of(e) else { return }
         switch kind {
         case .fork, .exec: lineage.apply(e)
-        case .open:
+        case .open where tracksWritten:
             if let f = e.as(FileRecord.self), f.ret >= 0, f.openFlags & (3 | 0o100 | 0o1000) != 0 { lineage.noteWritten(f.path, at: e.timestamp) }
-        case .rename:
+        case .rename where tracksWritten:
             if let f = e.as(FileRecord.self), f.ret >= 0 { lineage.noteWritten(f.path2, at: e.timestamp) }
-        case .chmodExec:
+        case .chmodExec where tracksWritten:
             if let p = e.as(PrivilegeRecord.self), p.ret >= 0, p.strLen > 0 { lineage.noteWritten(p.str, at: e.timestamp) }
         default: break
         }
@@ -474,6 +577,8 @@ public final class RuleEngine {
                 let rule = table[i].takeUnretainedValue()
                 if let a = rule.aggregate {
                     if let m = a.add(input) { onMatch(rule, input, m) }
+                } else if let sq = rule.sequence {
+                    if let m = sq.advance(input) { onMatch(rule, input, m.aggregateMatch) }
                 } else {
                     onMatch(rule, input, nil)
                 }

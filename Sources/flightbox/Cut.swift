@@ -78,10 +78,12 @@ struct ProcessState {
             guard !f.isThread else { return }
             // A child is its parent's copy until it execs.
             let parent = processes[e.pid]
+            // The image start keeps the exec_id the process had before the cut.
             processes[f.childPid] = ProcessRecord(pid: f.childPid, ppid: e.pid, uid: parent?.uid ?? 0, comm: f.comm,
-                                                  exe: parent?.exe ?? "", argv: parent?.argv ?? [])
+                                                  exe: parent?.exe ?? "", argv: parent?.argv ?? [], imageStartNs: e.timestamp)
         } else if let x = e.as(ExecRecord.self) {
-            processes[e.pid] = ProcessRecord(pid: e.pid, ppid: x.ppid, uid: x.uid, comm: x.comm, exe: x.filename, argv: x.argv)
+            processes[e.pid] = ProcessRecord(pid: e.pid, ppid: x.ppid, uid: x.uid, comm: x.comm, exe: x.filename, argv: x.argv,
+                                             imageStartNs: e.timestamp)
         } else if let x = e.as(ExitRecord.self), x.isGroupExit {
             processes[e.pid] = nil
         }

@@ -62,10 +62,12 @@ func detectorConfiguration(file: DetectorConfiguration?, trace: TraceMetadata, p
     }
 }
 
-/// `--rules FILE...` read and checked against the built-in rules they
-/// refine: a bad rule is one usage error with file, line and column.
-func loadRuleSources(_ paths: [String]) throws -> [RuleSource] {
-    var sources = [DefaultRules.source]
+/// `--rules FILE...` read and checked against the rules they refine (the
+/// configuration file's `rules:`, else the built-ins), appended after them:
+/// a bad rule is one usage error with file, line and column.
+func loadRuleSources(_ paths: [String], over config: DetectorConfiguration? = nil) throws -> [RuleSource] {
+    let configured = config?["security"]?.rules ?? []
+    var sources = configured.isEmpty ? [DefaultRules.source] : configured
     for path in paths {
         guard let text = readText(path) else { throw fail("\(path): cannot read: \(String(cString: strerror(errno)))", code: 2) }
         sources.append(RuleSource(name: path, text: text))

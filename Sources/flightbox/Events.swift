@@ -83,7 +83,7 @@ struct Replay: ParsableCommand {
         // Checked before the trace is opened: a bad file is one usage error.
         let names = try detectorNames(detectors)
         let fileConfig = try config.map(loadDetectorConfiguration)
-        let ruleSources = rules.isEmpty ? nil : try loadRuleSources(rules)
+        let ruleSources = rules.isEmpty ? nil : try loadRuleSources(rules, over: fileConfig)
         let reader = try openTrace(file)
         let configuration = try withRules(ruleSources, detectorConfiguration(file: fileConfig, trace: reader.metadata, path: file))
         let list = try configuration.makeDetectors(only: names)

@@ -37,7 +37,7 @@ struct FixtureTest: ParsableCommand {
 
     func run() throws {
         let fileConfig = try config.map(loadDetectorConfiguration)
-        let ruleSources = rules.isEmpty ? nil : try loadRuleSources(rules)
+        let ruleSources = rules.isEmpty ? nil : try loadRuleSources(rules, over: fileConfig)
         let fixtures = try discoverFixtures(path)
         let started = monotonicSeconds()
         let results = runInParallel(count: fixtures.count, jobs: jobs ?? Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) { i in

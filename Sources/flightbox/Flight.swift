@@ -117,7 +117,8 @@ struct FlightRun: ParsableCommand {
         fb_dump_signals_install()
         let config = try capture.captureConfig()
         // The rules are stored whole in each segment (the built-ins included), so its replay runs them.
-        let detectorConfig = withRules(try loadRuleSources(rules), try self.config.map(loadDetectorConfiguration) ?? .defaults)
+        let fileConfig = try self.config.map(loadDetectorConfiguration) ?? .defaults
+        let detectorConfig = withRules(try loadRuleSources(rules, over: fileConfig), fileConfig)
         let names = try detectorNames(detectors)
         let detectorList = try detectorConfig.makeDetectors(only: names)
         let dumpOn = Severity(rawValue: self.dumpOn)

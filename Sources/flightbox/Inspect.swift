@@ -2,6 +2,7 @@ import ArgumentParser
 import FlightboxDetectors
 import FlightboxEvents
 import FlightboxFormat
+import FlightboxRules
 
 struct Inspect: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Summarize a trace: time range, events by type, busiest processes, losses, blocks, size, state.")
@@ -9,6 +10,8 @@ struct Inspect: ParsableCommand {
     @Argument(help: "Trace file.") var file: String
     @Option(help: "text or json.") var format: OutputFormat = .text
     @Option(help: "How many of the busiest processes to list.") var top: Int = 10
+    @Flag(name: .customLong("full-rules"), help: "Print the security rules stored in the trace in full, not their summary (count, size, sha256, file names).")
+    var fullRules = false
 
     func validate() throws {
         try checkRange(top, 0...Int.max, flag: "--top")
@@ -38,6 +41,7 @@ struct Inspect: ParsableCommand {
         let busiest = byPid.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }.prefix(top)
         let first = reader.firstTimestamp ?? 0, last = reader.lastTimestamp ?? 0
         let meta = reader.metadata
+        let capture = fullRules ? meta.capture : Inspect.summarizingRules(meta.capture)
         let codecs = Set(reader.eventBlocks.compactMap { _ in reader.metadata.capture["codec"]?.stringValue })
         let types = byType.keys.sorted()
         func typeName(_ t: UInt16) -> String { EventType(rawValue: t)?.name ?? "unknown_\(t)" }
@@ -63,7 +67,7 @@ struct Inspect: ParsableCommand {
                 ("lost_by_cpu", .object(lostByCpu.keys.sorted().map { (String($0), .uint(lostByCpu[$0]!)) })),
                 ("blocks", .int(Int64(reader.eventBlocks.count))), ("codec", .string(codecs.sorted().joined(separator: ","))),
                 ("bytes_per_event", .double(decoded > 0 ? Double(reader.fileSize) / Double(decoded) : 0)),
-                ("capture", meta.capture),
+                ("capture", capture),
                 ("problems", .array(reader.problems.map { .object([("offset", .uint($0.offset)), ("message", .string($0.message))]) })),
             ]).serialized())
             return
@@ -75,7 +79,7 @@ struct Inspect: ParsableCommand {
         if decoded > 0 {
             out.line("time range:    \(formatWallClock(meta.wallClock(first))) .. \(formatWallClock(meta.wallClock(last))) (\(formatDuration(last &- first)))")
         }
-        out.line("capture:       \(meta.capture.serialized())")
+        out.line("capture:       \(capture.serialized())")
         out.line("events:        \(decoded)")
         for t in types { out.line("  \(typeName(t).padding(12)) \(byType[t]!)") }
         out.line("lost:          \(lost)\(lost > 0 ? " (" + lostByCpu.keys.sorted().map { "cpu\($0): \(lostByCpu[$0]!)" }.joined(separator: ", ") + ")" : "")")
@@ -91,6 +95,36 @@ struct Inspect: ParsableCommand {
         for (pid, n) in busiest { out.line("  \(String(pid).padding(8)) \(names.comm(pid).padding(16)) \(n)") }
         out.flush()
         reportProblems(reader)
+    }
+}
+
+extension Inspect {
+    /// The capture with each detector's stored rules (the built-in file and
+    /// any --rules files, ~13 KB of YAML) replaced by a summary: the number
+    /// of rules they compile to and, per file, its name, size and sha256.
+    static func summarizingRules(_ capture: JSON) -> JSON {
+        guard case .object(var top) = capture, let d = top.firstIndex(where: { $0.0 == "detectors" }),
+              case .object(var detectors) = top[d].1 else { return capture }
+        for (i, (name, settings)) in detectors.enumerated() {
+            guard case .object(var fields) = settings, let r = fields.firstIndex(where: { $0.0 == "rules" }),
+                  let list = fields[r].1.arrayValue else { continue }
+            let sources = list.compactMap { item -> RuleSource? in
+                guard let n = item["name"]?.stringValue, let t = item["text"]?.stringValue else { return nil }
+                return RuleSource(name: n, text: t)
+            }
+            let count: JSON = (try? RuleSet(sources: sources)).map { .uint(UInt64($0.rules.count)) } ?? .null
+            fields[r].1 = .object([
+                ("rules", count),
+                ("files", .array(sources.map { s in
+                    let m = s.summary
+                    return .object([("name", .string(m.name)), ("bytes", .uint(UInt64(m.bytes))), ("sha256", .string(m.sha256))])
+                })),
+                ("full_text", .string("flightbox inspect --full-rules")),
+            ])
+            detectors[i] = (name, .object(fields))
+        }
+        top[d].1 = .object(detectors)
+        return .object(top)
     }
 }
 

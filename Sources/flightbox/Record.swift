@@ -60,7 +60,8 @@ struct Record: ParsableCommand {
         // A bad configuration file is a usage error, before anything is created or attached.
         // The rules that run are stored whole (the built-ins included), so
         // replay runs them even after the files or the built-ins change.
-        let detectorConfig = withRules(try loadRuleSources(rules), try self.config.map(loadDetectorConfiguration) ?? .defaults)
+        let fileConfig = try self.config.map(loadDetectorConfiguration) ?? .defaults
+        let detectorConfig = withRules(try loadRuleSources(rules, over: fileConfig), fileConfig)
         let names = try detectorNames(detectors)
         let detectorList = try detect ? detectorConfig.makeDetectors(only: names) : []
 

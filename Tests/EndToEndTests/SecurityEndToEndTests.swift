@@ -72,3 +72,94 @@ final class SecurityEndToEndTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: scratch("never.fbt")))
     }
 }
+
+extension SecurityEndToEndTests {
+    /// `inspect` shows the stored rules as a summary, not ~13 KB of YAML
+    /// inside the capture; `--full-rules` prints them whole.
+    func testInspectSummarizesStoredRules() throws {
+        let trace = Tool.packageRoot + "/fixtures/security-attack/trace.fbt"
+        let rules = try XCTUnwrap(inspectJSON(trace)["capture"]?["detectors"]?["security"]?["rules"])
+        XCTAssertNotNil(rules["rules"]?.uintValue)
+        XCTAssertGreaterThanOrEqual(rules["rules"]?.uintValue ?? 0, 20)
+        let file = try XCTUnwrap(rules["files"]?.arrayValue?.first)
+        XCTAssertEqual(file["name"]?.stringValue, "default")
+        XCTAssertEqual(file["sha256"]?.stringValue?.utf8.count, 64)
+        XCTAssertNil(file["text"])
+        let text = try Tool.flightbox("inspect", trace)
+        XCTAssertFalse(text.stdout.contains("- rule:"), "no YAML in the summary")
+        XCTAssertLessThan(text.stdout.utf8.count, 4096)
+        let full = try Tool.flightbox("inspect", trace, "--format", "json", "--full-rules")
+        let stored = try JSONParser.parse(full.stdout)["capture"]?["detectors"]?["security"]?["rules"]?.arrayValue?.first
+        XCTAssertTrue(stored?["text"]?.stringValue?.contains("- rule: Read shadow password file") == true)
+    }
+}
+
+extension SecurityEndToEndTests {
+    /// `rules:` in --config: a rule file relative to the configuration and a
+    /// built-in turned off, on replay of the attack fixture; --rules files
+    /// come after the configuration's.
+    func testConfigurationRulesOnReplay() throws {
+        let dir = scratch("config-rules")
+        try FileManager.default.createDirectory(atPath: dir + "/rules", withIntermediateDirectories: true)
+        try """
+        - rule: Dropped binary named dropper
+          condition: evt.type = exec and proc.name = dropper
+          output: "%proc.name ran"
+          priority: notice
+          tags: [T1204]
+        """.write(toFile: dir + "/rules/local.yaml", atomically: true, encoding: .utf8)
+        try "rules:\n  files: [rules/local.yaml]\n  disable: [Read shadow password file]\n".write(toFile: dir + "/flightbox.yaml", atomically: true, encoding: .utf8)
+        let trace = Tool.packageRoot + "/fixtures/security-attack/trace.fbt"
+        func rules(_ args: String...) throws -> [String] {
+            let r = try Tool.run(Tool.flightbox, ["replay", trace, "--detectors", "security", "--format", "json"] + args)
+            XCTAssertEqual(r.status, 0, r.stderr)
+            return try r.lines.map { try JSONParser.parse($0)["evidence"]?["rule"]?.stringValue ?? "" }
+        }
+        let plain = try rules()
+        XCTAssertTrue(plain.contains("Read shadow password file"))
+        let configured = try rules("--config", dir + "/flightbox.yaml")
+        XCTAssertFalse(configured.contains("Read shadow password file"))
+        XCTAssertEqual(configured.filter { $0 == "Dropped binary named dropper" }.count, 1)
+        // A --rules file after the configuration's turns the rule back on.
+        try "- rule: Read shadow password file\n  enabled: true\n".write(toFile: dir + "/on.yaml", atomically: true, encoding: .utf8)
+        let both = try rules("--config", dir + "/flightbox.yaml", "--rules", dir + "/on.yaml")
+        XCTAssertTrue(both.contains("Read shadow password file"))
+        XCTAssertTrue(both.contains("Dropped binary named dropper"))
+        // An error in the configuration's rule file names that file.
+        try "- rule: X\n  condition: evt.type = nope\n  output: x\n  priority: info\n".write(toFile: dir + "/rules/local.yaml", atomically: true, encoding: .utf8)
+        let bad = try Tool.run(Tool.flightbox, ["replay", trace, "--config", dir + "/flightbox.yaml"])
+        XCTAssertEqual(bad.status, 2)
+        XCTAssertTrue(bad.stderr.hasPrefix("flightbox: \(dir)/rules/local.yaml:2:25: unknown event type 'nope'"), bad.stderr)
+    }
+}
+
+extension SecurityEndToEndTests {
+    /// The dropped-executable sequence for real: copied, made executable and
+    /// run by one shell's children; live and replay byte for byte, every
+    /// step in the evidence.
+    func testDroppedExecutableSequenceLiveAndReplay() throws {
+        try requireBPF()
+        let trace = scratch("dropped.fbt"), live = scratch("dropped.jsonl")
+        let dir = scratch("dropped-dir")
+        try? FileManager.default.removeItem(atPath: dir)
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        // This test runs under swift-test, a build tool the rule exempts: the list is narrowed.
+        let narrow = scratch("dropped-rules.yaml")
+        try "- list: build_tools\n  items: [make]\n".write(toFile: narrow, atomically: true, encoding: .utf8)
+        let script = "cp /bin/true \(dir)/payload && chmod 0644 \(dir)/payload && chmod +x \(dir)/payload && \(dir)/payload && cp /bin/true \(dir)/other && /bin/true"
+        let r = try Tool.run(Tool.flightbox, ["record", "-o", trace, "--probes", "process,files,privilege", "--detect", "--detectors", "security",
+                                              "--rules", narrow, "--findings", live, "--", "sh", "-c", script])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let liveText = try String(contentsOfFile: live, encoding: .utf8)
+        let replay = try Tool.flightbox("replay", trace, "--format", "json")
+        XCTAssertEqual(replay.stdout, liveText)
+        let findings = try replay.lines.map { try JSONParser.parse($0) }
+        XCTAssertEqual(findings.compactMap { $0["evidence"]?["rule"]?.stringValue }, ["Dropped executable run"], replay.stdout)
+        let f = try XCTUnwrap(findings.first)
+        XCTAssertEqual(f["comm"]?.stringValue, "payload")
+        XCTAssertEqual(f["evidence"]?["events"]?.arrayValue?.compactMap { $0["type"]?.stringValue }, ["chmod_exec", "exec"])
+        XCTAssertEqual(f["evidence"]?["sequence"]?["by"]?.stringValue, "lineage")
+        let seqs = f["evidence"]?["events"]?.arrayValue?.compactMap { $0["seq"]?.uintValue } ?? []
+        XCTAssertEqual(seqs, seqs.sorted(), "steps in stream order")
+    }
+}

@@ -85,7 +85,7 @@ final class ConfigFileTests: XCTestCase {
     func testUnknownKeysWithSuggestion() {
         XCTAssertEqual(failure("detectors:\n  syscall-latency:\n    flor: 2ms\n"),
                        "3:5: syscall-latency: unknown key 'flor' (did you mean 'floor'?); known: enabled, min_samples, floor, buckets_above_p99, cooldown, critical, storage_ceiling, storage_share, preempted_share, exclude")
-        XCTAssertEqual(failure("detector:\n  syscall-latency: {}\n"), "1:1: unknown top-level key 'detector' (did you mean 'detectors'?); known: detectors")
+        XCTAssertEqual(failure("detector:\n  syscall-latency: {}\n"), "1:1: unknown top-level key 'detector' (did you mean 'detectors'?); known: detectors, rules")
         XCTAssertEqual(failure("detectors:\n  syscall-latency:\n    exclude:\n      comms: [x]\n"),
                        "4:7: syscall-latency.exclude: unknown key 'comms' (did you mean 'comm'?); known: comm, pid, cgroup, endpoint, device")
         XCTAssertEqual(failure("detectors:\n  syscall-latency:\n    zzzzzz: 1\n").components(separatedBy: ";").first, "3:5: syscall-latency: unknown key 'zzzzzz'")

@@ -24,8 +24,8 @@ final class SecurityDetectorTests: XCTestCase {
         ProcessRecord(pid: 50, ppid: 1, uid: 0, comm: "bash", exe: "/usr/bin/bash", argv: ["bash"]),
     ])
 
-    func run(_ records: [[UInt8]], settings: DetectorSettings = SecurityDetector.spec.defaults) -> [Finding] {
-        let engine = DetectorEngine(detectors: [SecurityDetector.spec.make(settings)], snapshot: snapshot)
+    func run(_ records: [[UInt8]], settings: DetectorSettings = SecurityDetector.spec.defaults, detector: SecurityDetector? = nil) -> [Finding] {
+        let engine = DetectorEngine(detectors: [detector ?? SecurityDetector.spec.make(settings)], snapshot: snapshot)
         for (i, r) in records.enumerated() { r.withUnsafeBytes { engine.process(Event.validated($0, sequence: UInt64(i))!) } }
         engine.finish()
         return engine.findings
@@ -160,5 +160,41 @@ final class SecurityDetectorTests: XCTestCase {
         XCTAssertFalse(d.observedTypes.contains(rawType: EventType.syscall.rawValue))
         XCTAssertFalse(d.observedTypes.contains(rawType: EventType.sched.rawValue))
         XCTAssertTrue(d.observedTypes.contains(rawType: EventType.tcp.rawValue))
+    }
+}
+
+extension SecurityDetectorTests {
+    /// More executions than the table of reported findings holds each match
+    /// a rule: a finding already reported for a live execution does not fire
+    /// again, with or without the others' exits in the trace.
+    func testAReportedFindingDoesNotFireAgainAfterAFlood() {
+        for withExits in [true, false] {
+            var recs = [open(1 * s, pid: 50, path: "/etc/shadow")]
+            // A small table (the real one holds 65,536), so the test is quick.
+            let d = SecurityDetector(settings: SecurityDetector.spec.defaults, maxReported: 1000)
+            let n = UInt32(d.maxReported + 100)
+            for k in 0..<n {
+                let pid = 1000 + k, ts = 2 * s + UInt64(k) * 10
+                recs.append(fork(ts, parent: 50, child: pid, comm: "bash"))
+                recs.append(open(ts + 1, pid: pid, path: "/etc/shadow"))
+                if withExits { recs.append(exit(ts + 2, pid: pid)) }
+            }
+            recs.append(open(10 * s, pid: 50, path: "/etc/shadow"))
+            let f = run(recs, detector: d).filter { $0.evidence["rule"]?.stringValue == "Read shadow password file" }
+            XCTAssertEqual(f.filter { $0.pid == 50 }.count, 1, "exits in the trace: \(withExits)")
+            XCTAssertEqual(d.unremembered, withExits ? 0 : UInt64(n) + 1 - UInt64(d.maxReported), "the others are live: reported, not remembered")
+            XCTAssertEqual(f.count, Int(n) + 1)
+        }
+    }
+
+    /// An execution's entry goes at its exit: a new process that reuses the
+    /// pid is a new execution and reports again.
+    func testAReusedPidIsANewExecution() {
+        let f = run([
+            fork(1 * s, parent: 50, child: 300, comm: "bash"), open(1 * s + 1, pid: 300, path: "/etc/shadow"), exit(1 * s + 2, pid: 300),
+            fork(2 * s, parent: 50, child: 300, comm: "bash"), open(2 * s + 1, pid: 300, path: "/etc/shadow"),
+            open(2 * s + 2, pid: 300, path: "/etc/shadow"),
+        ]).filter { $0.evidence["rule"]?.stringValue == "Read shadow password file" }
+        XCTAssertEqual(f.map { $0.evidence["exec_id"]?.stringValue ?? "" }, ["\(1 * s):300", "\(2 * s):300"])
     }
 }

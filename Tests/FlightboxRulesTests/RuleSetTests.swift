@@ -221,6 +221,15 @@ final class RuleSetTests: XCTestCase {
             exec(3, pid: 100, ppid: 1, comm: "ls", exe: "/bin/ls", argv: ["ls"]),
         ])
         XCTAssertEqual(m, ["Dropped 100 ./payload"])
+        // Kept only when a rule reads the field (bare, compared, or in an output).
+        XCTAssertTrue(try RuleSet(sources: [RuleSource(name: "t.yaml", text: yaml)]).usesExeWritten)
+        XCTAssertTrue(try RuleSet(sources: [RuleSource(name: "t.yaml", text: yaml.replacingOccurrences(of: "and proc.exe_written", with: "and proc.exe_written = true"))]).usesExeWritten)
+        XCTAssertFalse(RuleSet.builtIn().usesExeWritten)
+        let m2 = try matches(yaml.replacingOccurrences(of: " and proc.exe_written", with: ""), [
+            open(1, pid: 100, path: "payload", flags: 0o101),
+            exec(2, pid: 100, ppid: 1, comm: "payload", exe: "./payload", argv: ["./payload"]),
+        ])
+        XCTAssertEqual(m2, ["Dropped 100 ./payload"])
     }
 
     func testGlob() {
@@ -402,5 +411,74 @@ extension RuleSetTests {
         XCTAssertEqual(error("- rule: R\n  condition: evt.type = connect\n  aggregate: {count: 5, window: 1h, regular: 0.1, distinct: net.dport}\n  output: x\n  priority: info\n")?.reason,
                        "rule 'R': aggregate: 'regular' times repeats of one thing; it excludes 'distinct'")
         XCTAssertEqual(error("- rule: R\n  condition: evt.type = connect\n  aggregate: {count: 5, window: 1h, regular: 2}\n  output: x\n  priority: info\n")?.line, 3)
+    }
+}
+
+extension RuleSetTests {
+    static let byPort = """
+    - rule: Refused twice
+      condition: evt.type = refused
+      aggregate: {by: [net.dport], count: 2, window: 10s}
+      output: "port %net.dport"
+      priority: warning
+    """
+
+    func engine(_ yaml: String) throws -> (RuleEngine, Aggregate) {
+        let set = try RuleSet(sources: [RuleSource(name: "t.yaml", text: yaml)])
+        let e = RuleEngine(rules: set, snapshot: snapshot)
+        return (e, try XCTUnwrap(e.rules[0].aggregate))
+    }
+
+    func feed(_ engine: RuleEngine, _ records: [[UInt8]], from seq: Int = 0) -> [String] {
+        var out: [String] = []
+        for (i, r) in records.enumerated() {
+            r.withUnsafeBytes { engine.process(Event.validated($0, sequence: UInt64(seq + i))!) { rule, input, agg in out.append(rule.render(input, agg)) } }
+        }
+        return out
+    }
+
+    /// A flood of distinct keys inside the window fills every group slot: a
+    /// new key still gets one (the least recently active groups make room).
+    func testAFloodOfKeysDoesNotLockAnAggregateRuleOut() throws {
+        let (e, agg) = try engine(RuleSetTests.byPort)
+        let s: UInt64 = 1_000_000_000
+        let flood = (0..<Aggregate.maxGroups).map { refused(s + UInt64($0), pid: 400, port: UInt16(1 + $0)) }
+        XCTAssertEqual(feed(e, flood), [])
+        XCTAssertEqual(agg.groups.count, Aggregate.maxGroups)
+        // Port 1 is touched again, so it is the most recent, not the oldest.
+        XCTAssertEqual(feed(e, [refused(2 * s, pid: 400, port: 60_001)], from: 5000), [])
+        XCTAssertEqual(feed(e, [refused(2 * s + 1, pid: 400, port: 60_001)], from: 5001), ["port 60001"])
+        XCTAssertEqual(agg.evicted, UInt64(Aggregate.maxGroups / 16))
+        // The oldest sixteenth went (ports 1...256), by event time, not the dictionary's order.
+        let kept = Set(agg.groups.keys)
+        XCTAssertFalse(kept.contains("1"))
+        XCTAssertFalse(kept.contains("256"))
+        XCTAssertTrue(kept.contains("257"))
+        XCTAssertTrue(kept.contains("4096"))
+    }
+
+    /// Groups whose window passed are forgotten at a tick, not kept until the table is full.
+    func testExpiredGroupsGoAtATick() throws {
+        let (e, agg) = try engine(RuleSetTests.byPort)
+        let s: UInt64 = 1_000_000_000
+        _ = feed(e, (0..<100).map { refused(s + UInt64($0) * s / 10, pid: 400, port: UInt16(1 + $0)) })
+        XCTAssertEqual(agg.groups.count, 100)
+        e.expire(now: 12 * s) // keys last seen at or before 2 s (ports 1...11) are gone
+        XCTAssertEqual(agg.groups.count, 89)
+        XCTAssertNil(agg.groups["11"])
+        XCTAssertNotNil(agg.groups["12"])
+        e.expire(now: 100 * s)
+        XCTAssertEqual(agg.groups.count, 0)
+        XCTAssertEqual(agg.evicted, 0)
+    }
+}
+
+extension RuleSetTests {
+    func testSHA256KnownAnswers() {
+        XCTAssertEqual(SHA256.hex(Array("".utf8)), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+        XCTAssertEqual(SHA256.hex(Array("abc".utf8)), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        // Two blocks (56 bytes leave no room for the length in the first).
+        XCTAssertEqual(SHA256.hex(Array("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq".utf8)),
+                       "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
     }
 }
