@@ -168,9 +168,10 @@ public final class SegmentRing: EventWriter {
         return streamSequence &- 1
     }
 
-    /// Writes the open segment's checkpoint, meeting a full disk as a write
-    /// does; a checkpoint that cannot be made or written is left out (the
-    /// segment replays from a fresh start, and says so).
+    /// Writes the open segment's checkpoint, making room on a full disk by
+    /// removing the oldest closed segment; a checkpoint that cannot be made
+    /// or written is left out, never the segment (which then replays from a
+    /// fresh start, and says so).
     private func writeCheckpoint() {
         checkpointDue = false
         guard let make = checkpoint, let c = make() else { return }
@@ -181,7 +182,11 @@ public final class SegmentRing: EventWriter {
                 statistics.checkpointBytes += UInt64(c.bytes.count)
                 return
             } catch let e as TraceError where e.isDiskFull {
-                diskFull()
+                // The writer cut the partial block off: it writes on from its last whole block.
+                statistics.diskFull += 1
+                if evictOldest(.diskFull) { continue }
+                notice?("\(SegmentRing.name(currentSegment?.number ?? 0)) has no detector checkpoint: the disk is full")
+                return
             } catch {
                 notice?("\(SegmentRing.name(currentSegment?.number ?? 0)) has no detector checkpoint: \(error)")
                 return
