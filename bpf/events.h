@@ -64,6 +64,7 @@ enum fb_event_type {
 	FB_EV_RECLAIM = 15, /* memory family: one direct reclaim */
 	FB_EV_OOM = 16,     /* memory family: an OOM kill */
 	FB_EV_PROBE = 17,   /* probes family: a health check's uprobe, uretprobe or USDT probe fired */
+	FB_EV_NETBYTES = 18, /* tcp family: bytes sent and received on one connection summarized */
 };
 
 /* Why a write summary was written. */
@@ -71,6 +72,21 @@ enum fb_writes_reason {
 	FB_WRITES_CLOSE = 1,    /* the fd was closed (close, or dup2/dup3 onto it) */
 	FB_WRITES_INTERVAL = 2, /* the summary spanned the summary interval: more follow */
 	FB_WRITES_IDLE = 3,     /* no write for the summary interval (or the process is gone) */
+};
+
+/* Why a connection's byte summary was written. */
+enum fb_net_reason {
+	FB_NET_CLOSE = 1,    /* the socket was destroyed (closed, or its orphaned connection ended) */
+	FB_NET_INTERVAL = 2, /* the summary spanned the summary interval: more follow */
+	FB_NET_IDLE = 3,     /* no byte either way for the summary interval (or the recording ends) */
+	FB_NET_HANDOFF = 4,  /* another process sent or received on the socket: its bytes start a new summary */
+};
+
+/* Who opened a connection, as the tcp family saw it. */
+enum fb_net_direction {
+	FB_NET_DIR_UNKNOWN = 0, /* opened before the recording started */
+	FB_NET_DIR_OUT = 1,     /* connect(2) */
+	FB_NET_DIR_IN = 2,      /* accepted from a listener */
 };
 
 enum fb_tcp_kind {
@@ -294,6 +310,12 @@ struct fb_priv {
 	__u8 _pad;
 	__u16 sock_family; /* dup onto fd 0-2 of a socket: its address family (1 AF_UNIX, 2 AF_INET, 10 AF_INET6) */
 	__u8 _pad1[6];
+	__u64 cap_effective;       /* setid and capset: the capability sets after the call (bit n: capability n, as capget(2)) */
+	__u64 cap_permitted;
+	__u64 cap_inheritable;
+	__u64 old_cap_effective;   /* setid and capset: the sets before it (read at entry) */
+	__u64 old_cap_permitted;
+	__u64 old_cap_inheritable;
 };
 
 /* @event FB_EV_SCHED sched
@@ -455,6 +477,34 @@ struct fb_probe {
 	__u32 _pad;
 };
 
+/* @event FB_EV_NETBYTES netbytes
+ * Bytes sent and received on one TCP connection by one process, summarized
+ * in the kernel (tcp_sendmsg's result, tcp_cleanup_rbuf's bytes copied to
+ * the reader) instead of one record per call. Header ts is when the summary
+ * was written, pid the process, tid the thread that moved bytes last. A
+ * summary covers at most the summary interval (1 s); one is written when the
+ * socket is destroyed, when it was idle for the interval, and when another
+ * process takes over the socket. Addresses and ports as in the tcp event,
+ * read at the connection's first byte. Linux 6.2 or later. */
+struct fb_netbytes {
+	struct fb_header h;
+	__u64 first_ts;       /* the first send or receive summarized */
+	__u64 last_ts;        /* the last */
+	__u64 bytes_sent;     /* in this summary: the sum of tcp_sendmsg's positive results */
+	__u64 bytes_received; /* in this summary: bytes copied to the reader */
+	__u64 total_sent;     /* on this connection by this process since the recording first saw it, this summary included */
+	__u64 total_received; /* likewise, received */
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__u32 sends;          /* tcp_sendmsg calls */
+	__u32 receives;       /* reads that copied bytes */
+	__u16 sport;
+	__u16 dport;
+	__u16 family;         /* 2 AF_INET, 10 AF_INET6 */
+	__u8 reason;          /* enum fb_net_reason: 1 close, 2 interval, 3 idle, 4 another process */
+	__u8 direction;       /* enum fb_net_direction: 0 unknown (opened before the recording), 1 connected out, 2 accepted */
+};
+
 /* Per-CPU drop counter kept by the kernel side. */
 struct fb_drops {
 	__u64 count;
@@ -501,7 +551,7 @@ _Static_assert(sizeof(struct fb_config) == 88, "fb_config size");
 _Static_assert(sizeof(struct fb_sched) == 56, "fb_sched wire size");
 _Static_assert(sizeof(struct fb_gauge) == 48, "fb_gauge wire size");
 _Static_assert(sizeof(struct fb_tcp) == 80, "fb_tcp wire size");
-_Static_assert(sizeof(struct fb_priv) == 104, "fb_priv wire size");
+_Static_assert(sizeof(struct fb_priv) == 152, "fb_priv wire size");
 _Static_assert(sizeof(struct fb_file) == 56, "fb_file wire size");
 _Static_assert(sizeof(struct fb_signal) == 72, "fb_signal wire size");
 _Static_assert(sizeof(struct fb_block) == 72, "fb_block wire size");
@@ -510,6 +560,7 @@ _Static_assert(sizeof(struct fb_faults) == 96, "fb_faults wire size");
 _Static_assert(sizeof(struct fb_reclaim) == 48, "fb_reclaim wire size");
 _Static_assert(sizeof(struct fb_oom) == 184, "fb_oom wire size");
 _Static_assert(sizeof(struct fb_probe) == 88, "fb_probe wire size");
+_Static_assert(sizeof(struct fb_netbytes) == 120, "fb_netbytes wire size");
 #endif
 
 #endif

@@ -52,6 +52,7 @@ struct fb_pending {
 	__u32 nr;
 	__u32 compat;
 	__u32 old_uid, old_euid; /* credentials at entry, for the privilege family */
+	__u64 old_cap_effective, old_cap_permitted, old_cap_inheritable;
 };
 
 /* Everything a CPU keeps between events, in one per-CPU value so the hot

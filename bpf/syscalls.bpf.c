@@ -160,6 +160,19 @@ static __always_inline void emit_priv(struct fb_batch *b, struct fb_pending *p, 
 	e->euid = task->cred->euid.val;
 	e->old_uid = p->old_uid;
 	e->old_euid = p->old_euid;
+	if (op <= FB_PRIV_CAPSET) {
+		const struct cred *c = task->cred;
+
+		e->cap_effective = c->cap_effective.val;
+		e->cap_permitted = c->cap_permitted.val;
+		e->cap_inheritable = c->cap_inheritable.val;
+		e->old_cap_effective = p->old_cap_effective;
+		e->old_cap_permitted = p->old_cap_permitted;
+		e->old_cap_inheritable = p->old_cap_inheritable;
+	} else {
+		e->cap_effective = e->cap_permitted = e->cap_inheritable = 0;
+		e->old_cap_effective = e->old_cap_permitted = e->old_cap_inheritable = 0;
+	}
 	e->fd_kind = 0;
 	e->_pad = 0;
 	e->sock_family = 0;
@@ -433,8 +446,14 @@ int BPF_PROG(fb_sys_enter, struct pt_regs *regs, long id)
 	p->compat = in_compat_syscall(task);
 	entry_args(regs, p->compat, p->args);
 	if (fb_cfg.emit_priv && (classify(id) & FB_SC_PRIV) && priv_op(id) <= FB_PRIV_CAPSET) {
-		p->old_uid = task->cred->uid.val;
-		p->old_euid = task->cred->euid.val;
+		const struct cred *c = task->cred;
+
+		p->old_uid = c->uid.val;
+		p->old_euid = c->euid.val;
+		/* What capset (or a setid call) is judged against: the sets it started from. */
+		p->old_cap_effective = c->cap_effective.val;
+		p->old_cap_permitted = c->cap_permitted.val;
+		p->old_cap_inheritable = c->cap_inheritable.val;
 	}
 	p->ts = bpf_ktime_get_ns();
 	return 0;

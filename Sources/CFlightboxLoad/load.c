@@ -83,6 +83,7 @@ int fb_pin_to_cpu(int cpu)
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <time.h>
 
 /* A loopback port nobody listens on (bound, then closed). */
 static int closed_port(void)
@@ -147,6 +148,105 @@ int fb_tcp_scenario(int n, int *listen_port, int *refused_port)
 	return ok;
 }
 
+/* Bytes both ways on one loopback connection, exactly known. A forked
+ * server peeks at the first 10 bytes (not counted: still queued), reads
+ * everything until EOF, answers 1234 bytes and exits. The client writes
+ * 10 x 100,000 bytes and sends one, then one byte every 100 ms, `trickle`
+ * times (15: 1.5 s, so the kernel writes an interval summary), shuts down
+ * its side and reads the answer. Returns the bytes the client sent
+ * (1,000,001 + trickle), -1 on error; sets the port and the server's pid. */
+long fb_netbytes_scenario(int trickle, int *listen_port, int *server_pid)
+{
+	struct sockaddr_in a;
+	char buf[100000], peek[10];
+	long sent = 0, got = 0, n;
+	int l = loopback_listener(&a, listen_port), c, status;
+	pid_t child;
+
+	if (l < 0)
+		return -1;
+	child = fork();
+	if (child == 0) {
+		int s = accept(l, NULL, NULL);
+		long total = 0;
+
+		if (s < 0)
+			_exit(1);
+		recv(s, peek, sizeof(peek), MSG_PEEK | MSG_WAITALL);
+		while ((n = read(s, buf, sizeof(buf))) > 0)
+			total += n;
+		memset(buf, 'r', 1234);
+		_exit(total == 1000001 + trickle && write(s, buf, 1234) == 1234 ? 0 : 2);
+	}
+	if (child < 0)
+		return -1;
+	*server_pid = child;
+	close(l);
+	c = socket(AF_INET, SOCK_STREAM, 0);
+	if (c < 0 || connect(c, (struct sockaddr *)&a, sizeof(a)) != 0)
+		return -1;
+	memset(buf, 's', sizeof(buf));
+	for (int i = 0; i < 10; i++) {
+		for (long off = 0; off < (long)sizeof(buf); off += n) {
+			n = write(c, buf + off, sizeof(buf) - off);
+			if (n <= 0)
+				return -1;
+			sent += n;
+		}
+	}
+	sent += send(c, buf, 1, 0);
+	for (int i = 0; i < trickle; i++) {
+		usleep(100000);
+		sent += send(c, buf, 1, 0);
+	}
+	shutdown(c, SHUT_WR);
+	while ((n = read(c, buf, sizeof(buf))) > 0)
+		got += n;
+	close(c);
+	if (waitpid(child, &status, 0) != child || status != 0 || got != 1234)
+		return -1;
+	return sent;
+}
+
+/* A send storm on one loopback connection: n sends of `size` bytes to a
+ * forked reader that reads until EOF. Returns the ns the sends and the
+ * reader's draining took (monotonic), -1 on error: what per-call byte
+ * accounting costs shows here, on both sides. */
+long fb_net_storm(long n, int size)
+{
+	struct sockaddr_in a;
+	char *buf = calloc(1, size > 65536 ? size : 65536);
+	int port, l = loopback_listener(&a, &port), c, status;
+	struct timespec t0, t1;
+	pid_t child;
+
+	if (l < 0 || !buf)
+		return -1;
+	child = fork();
+	if (child == 0) {
+		int s = accept(l, NULL, NULL);
+
+		while (s >= 0 && read(s, buf, 65536) > 0)
+			;
+		_exit(s < 0);
+	}
+	if (child < 0)
+		return -1;
+	close(l);
+	c = socket(AF_INET, SOCK_STREAM, 0);
+	if (c < 0 || connect(c, (struct sockaddr *)&a, sizeof(a)) != 0)
+		return -1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (long i = 0; i < n; i++)
+		if (send(c, buf, size, 0) != size)
+			return -1;
+	close(c);
+	if (waitpid(child, &status, 0) != child || status != 0)
+		return -1;
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	free(buf);
+	return (t1.tv_sec - t0.tv_sec) * 1000000000L + (t1.tv_nsec - t0.tv_nsec);
+}
 
 /* An outage: n connects to a loopback listener of its own (each accepted),
  * 10 ms apart; then the listener closes and the client keeps connecting,

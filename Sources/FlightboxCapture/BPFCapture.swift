@@ -24,7 +24,8 @@ public enum ProbeFamily: String, CaseIterable, Sendable {
     case scheduler
     /// Resource levels sampled in user space (no BPF): disk, fds, tasks, memory, PSI, load.
     case gauges
-    /// TCP state changes with addresses (connect latency, accepts), retransmits, resets.
+    /// TCP state changes with addresses (connect latency, accepts), retransmits, resets;
+    /// bytes sent and received per connection, summarized in the kernel.
     case tcp
     /// Page faults summarized per thread (user/kernel, major/minor), direct
     /// reclaim with its duration, OOM kills with the victim's size and memory cgroup.
@@ -272,6 +273,7 @@ public final class BPFCapture {
 
             if family == .process { try chooseExitProgram(obj) }
             if family == .memory { try chooseMemoryPrograms(obj) }
+            if family == .tcp { try chooseTCPPrograms(obj) }
             var err = fb_bpf_set_config(obj, &cfg)
             if err != 0 { throw CaptureError.load(family: family.rawValue, errno: -err, log: "cannot set configuration") }
             var map = bpf_object__next_map(obj, nil)
@@ -354,7 +356,7 @@ public final class BPFCapture {
 
     /// Programs user space runs on demand (BPF_PROG_TEST_RUN), never attached.
     static let flushProgram = BPFNames.Syscalls.Program.fbFlush.rawValue
-    static let sweepPrograms: Set<String> = [BPFNames.Syscalls.Program.fbSweepWrites.rawValue, BPFNames.Memory.Program.fbSweepFaults.rawValue]
+    static let sweepPrograms: Set<String> = [BPFNames.Syscalls.Program.fbSweepWrites.rawValue, BPFNames.Memory.Program.fbSweepFaults.rawValue, BPFNames.Tcp.Program.fbSweepNet.rawValue]
 
     /// The memory family's tracepoints are not on every kernel (page faults
     /// are x86's exceptions:*; memcg reclaim events came and went): a missing
@@ -376,6 +378,16 @@ public final class BPFCapture {
         try skipProgram(obj, P.fbOomVictim)
         missing.append((.memory, n < 0 ? "OOM kills: this kernel has no oom:mark_victim tracepoint"
                                        : "OOM kills: this kernel's oom:mark_victim does not pass the victim's task (Linux 6.8 or later does)"))
+    }
+
+    /// The socket tracepoints the byte summaries come from arrived in Linux
+    /// 6.2: without them the connections' states are still recorded. One
+    /// look (each parses the kernel's BTF, a few ms): sock_send_length and
+    /// sock_recv_length came in one commit, tcp_destroy_sock (5.12) before.
+    private func chooseTCPPrograms(_ obj: OpaquePointer) throws {
+        guard tracepointArgs("sock_send_length") < 0 else { return }
+        for program in [BPFNames.Tcp.Program.fbSockSend, .fbSockRecv, .fbTcpDestroy] { try skipProgram(obj, program) }
+        missing.append((.tcp, "bytes per connection: this kernel lacks the sock:sock_send_length, sock:sock_recv_length or tcp:tcp_destroy_sock tracepoint (Linux 6.2 or later has them)"))
     }
 
     /// Attaches every program. Separate from loading so a caller can create
@@ -607,7 +619,7 @@ extension ProbeFamily {
         case .privilege: self = .privilege
         case .sched: self = .scheduler
         case .gauge: self = .gauges
-        case .tcp: self = .tcp
+        case .tcp, .netbytes: self = .tcp
         case .faults, .reclaim, .oom: self = .memory
         case .probe: self = .probes
         case .loss: return nil

@@ -365,3 +365,24 @@ public final class AcceptStoppedDetector: Detector {
         _ = episodes.close(before: boundary)
     }
 }
+
+extension AcceptStoppedDetector: CheckpointedDetector {
+    public struct State: Codable {
+        var ports: [UInt16: Port]
+        var listening: [UInt32: [UInt16]]
+        var resets: [ResetKey: UInt64]
+        var episodes: EpisodeTracker<UInt16>
+        var serverSideRefusals: Bool
+    }
+
+    public var state: State {
+        get { State(ports: ports, listening: listening, resets: resets, episodes: episodes, serverSideRefusals: serverSideRefusals) }
+        set {
+            ports = newValue.ports
+            listening = newValue.listening
+            resets = newValue.resets
+            episodes = newValue.episodes
+            serverSideRefusals = newValue.serverSideRefusals
+        }
+    }
+}

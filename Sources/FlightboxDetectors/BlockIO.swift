@@ -102,7 +102,7 @@ public final class BlockDetector: Detector {
     )
 
     /// The operations judged apart: each has its own latency baseline.
-    enum Op: Int, CaseIterable, Comparable {
+    enum Op: Int, CaseIterable, Comparable, Codable {
         case read, write, flush, discard, other
 
         /// REQ_OP_* to the kind judged: write-zeroes is a write, secure erase
@@ -123,7 +123,7 @@ public final class BlockDetector: Detector {
     }
 
     /// What an episode is about: a device, and slowness or failures.
-    struct Key: Hashable, Comparable {
+    struct Key: Hashable, Comparable, Codable {
         var dev: UInt32
         var errors: Bool
         static func < (a: Key, b: Key) -> Bool { (a.dev, a.errors ? 1 : 0) < (b.dev, b.errors ? 1 : 0) }
@@ -132,7 +132,7 @@ public final class BlockDetector: Detector {
     static let buckets = 64
 
     /// One operation on one device.
-    final class OpState {
+    final class OpState: Codable {
         let firstSeen: UInt64
         var baseline = [UInt64](repeating: 0, count: BlockDetector.buckets)
         var baselineTotal: UInt64 = 0
@@ -180,7 +180,7 @@ public final class BlockDetector: Detector {
     static let baselineCap: UInt64 = 1 << 16
 
     /// A task that issued requests to a device in the current window.
-    struct Issuer {
+    struct Issuer: Codable {
         var comm: String
         /// The thread of its first request.
         var tid: UInt32
@@ -199,7 +199,7 @@ public final class BlockDetector: Detector {
     }
 
     /// One device.
-    final class DeviceState {
+    final class DeviceState: Codable {
         var ops = [OpState?](repeating: nil, count: Op.allCases.count)
         var windowBytes: UInt64 = 0
         var windowRequests: UInt64 = 0
@@ -221,7 +221,7 @@ public final class BlockDetector: Detector {
     }
 
     /// A process that wrote to a file system, from the `writes` summaries.
-    struct Writer {
+    struct Writer: Codable {
         var comm: String
         var bytes: UInt64
         var lastTs: UInt64
@@ -703,4 +703,37 @@ public final class BlockDetector: Detector {
 
     static let kernelWorkerPrefixes = ["kworker/", "jbd2/", "kswapd", "flush-", "xfsaild/", "xfs-", "btrfs-", "kcompactd",
                                        "dm-", "kdmflush", "ext4-rsv", "f2fs_", "z_wr_", "nfsd", "kthreadd"]
+}
+
+// MARK: Checkpoints
+
+extension BlockDetector: CheckpointedDetector {
+    public struct State: Codable {
+        var devices: [UInt32: DeviceState]
+        var ignored: Set<UInt32>
+        var names: [UInt32: String]
+        var writers: [UInt32: [UInt32: Writer]]
+        var episodes: EpisodeTracker<Key>
+    }
+
+    public var state: State {
+        get { State(devices: devices, ignored: ignored, names: names, writers: writers, episodes: episodes) }
+        set {
+            devices = newValue.devices
+            ignored = newValue.ignored
+            names = newValue.names
+            writers = newValue.writers
+            episodes = newValue.episodes
+        }
+    }
+
+    public func problem(with state: State) -> String? {
+        for (dev, d) in state.devices {
+            guard d.ops.count == Op.allCases.count else { return "block: device \(dev) has \(d.ops.count) operations, not \(Op.allCases.count)" }
+            for case let o? in d.ops where o.baseline.count != BlockDetector.buckets || o.window.count != BlockDetector.buckets || o.pending.count != BlockDetector.buckets {
+                return "block: device \(dev) has a histogram without \(BlockDetector.buckets) buckets"
+            }
+        }
+        return nil
+    }
 }

@@ -125,7 +125,14 @@ public final class CrashLoopDetector: Detector {
     private var histories: [Program: History] = [:]
     private var episodes: EpisodeTracker<Program>
     /// The trace's process snapshot by pid, built on first use.
-    private var snapshot: [UInt32: (exe: String, ppid: UInt32, args: String)]?
+    private var snapshot: [UInt32: Known]?
+
+    /// A process of the trace's snapshot, as a program.
+    struct Known: Codable {
+        var exe: String
+        var ppid: UInt32
+        var args: String
+    }
 
     /// Signals that end a process that crashed or was killed for cause.
     static let crashSignals: Set<Int32> = [4, 5, 6, 7, 8, 9, 11, 31]
@@ -199,9 +206,9 @@ public final class CrashLoopDetector: Detector {
     /// A process the stream never showed starting: from the snapshot, else its comm.
     private func program(ofUnknown pid: UInt32, comm: String, context: DetectorContext) -> Program {
         if snapshot == nil {
-            var m: [UInt32: (exe: String, ppid: UInt32, args: String)] = [:]
+            var m: [UInt32: Known] = [:]
             for p in context.snapshot?.processes ?? [] {
-                m[p.pid] = (p.exe.isEmpty ? p.comm : p.exe, p.ppid, CrashLoopDetector.argsText(p.argv))
+                m[p.pid] = Known(exe: p.exe.isEmpty ? p.comm : p.exe, ppid: p.ppid, args: CrashLoopDetector.argsText(p.argv))
             }
             snapshot = m
         }
@@ -285,5 +292,28 @@ public final class CrashLoopDetector: Detector {
             histories = histories.filter { $0.value.lastFailureAt.addingClamped(windowNs) >= boundary }
         }
         _ = episodes.close(before: boundary)
+    }
+}
+
+extension CrashLoopDetector: CheckpointedDetector {
+    /// The snapshot table goes too: built from the first trace's snapshot,
+    /// it must not be rebuilt from a later segment's.
+    public struct State: Codable {
+        var instances: [UInt32: Instance]
+        var live: [Program: Int]
+        var histories: [Program: History]
+        var episodes: EpisodeTracker<Program>
+        var snapshot: [UInt32: Known]?
+    }
+
+    public var state: State {
+        get { State(instances: instances, live: live, histories: histories, episodes: episodes, snapshot: snapshot) }
+        set {
+            instances = newValue.instances
+            live = newValue.live
+            histories = newValue.histories
+            episodes = newValue.episodes
+            snapshot = newValue.snapshot
+        }
     }
 }

@@ -2,7 +2,7 @@ import FlightboxEvents
 import FlightboxFormat
 
 /// How bad a finding is.
-public enum Severity: String, Sendable, Comparable {
+public enum Severity: String, Sendable, Comparable, Codable {
     case info, warning, critical
 
     var rank: Int { self == .info ? 0 : self == .warning ? 1 : 2 }
@@ -177,6 +177,9 @@ public final class ProcessTable {
     func retire(_ e: Event) {
         if let x = e.as(ExitRecord.self), x.isGroupExit { comms[e.pid] = nil }
     }
+
+    /// Replaces what is known (a checkpoint's table).
+    func replace(_ comms: [UInt32: String]) { self.comms = comms }
 }
 
 /// Runs detectors over an ordered event stream and collects their findings in
@@ -342,6 +345,26 @@ public final class DetectorEngine {
     public func finish() {
         for d in detectors { d.finish(context: context) }
         collect()
+    }
+
+    // MARK: Checkpoints (Checkpoint.swift)
+
+    var engineCheckpoint: CheckpointCoding.Engine {
+        CheckpointCoding.Engine(eventsSeen: eventsSeen, now: context.now, firstTimestamp: context.firstTimestamp, findingCount: findingCount,
+                                comms: context.processes.comms.sorted { $0.key < $1.key }.map { CheckpointCoding.Comm(pid: $0.key, comm: $0.value) })
+    }
+
+    func boundary(of i: Int) -> UInt64? { nextBoundary[i] }
+    func setBoundary(of i: Int, _ b: UInt64?) { nextBoundary[i] = periods[i] == nil ? nil : b }
+
+    func restoreEngine(_ e: CheckpointCoding.Engine) {
+        eventsSeen = e.eventsSeen
+        context.now = e.now
+        context.firstTimestamp = e.firstTimestamp
+        findingCount = e.findingCount
+        context.processes.replace(Dictionary(e.comms.map { ($0.pid, $0.comm) }, uniquingKeysWith: { _, b in b }))
+        // The next event ticks every detector due, and starts the boundaries of those that start fresh.
+        earliestBoundary = 0
     }
 
     private func collect() {

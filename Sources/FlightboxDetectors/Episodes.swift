@@ -9,7 +9,7 @@
 /// everything it returns in bulk is in a stable order.
 public struct EpisodeTracker<Key: Hashable & Comparable> {
     /// An episode in progress.
-    public struct Episode: Equatable {
+    public struct Episode: Equatable, Codable {
         /// When the deviation was first seen.
         public var startedAt: UInt64
         /// When it was last seen.
@@ -88,6 +88,9 @@ public struct EpisodeTracker<Key: Hashable & Comparable> {
         episodes.map { (key: $0.key, episode: $0.value) }.sorted { $0.key < $1.key }
     }
 }
+
+/// Checkpoints carry open episodes and escalations.
+extension EpisodeTracker: Codable where Key: Codable {}
 
 extension UInt64 {
     /// `self + n`, or UInt64.max where that would overflow (hostile timestamps).

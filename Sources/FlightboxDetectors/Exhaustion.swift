@@ -95,7 +95,7 @@ public final class ExhaustionDetector: Detector {
     )
 
     /// What runs out. The order is the order of findings within a step.
-    enum Resource: Int, Comparable {
+    enum Resource: Int, Comparable, Codable {
         case diskSpace = 0, diskInodes, memory, swap, cgroupMemory, processFds, systemFds, cgroupPids, pids, threads, pressure
         /// A process's resident memory: not judged (file mappings grow it
         /// harmlessly), it says who grows when memory runs out.
@@ -153,21 +153,21 @@ public final class ExhaustionDetector: Detector {
         }
     }
 
-    struct Key: Hashable, Comparable {
+    struct Key: Hashable, Comparable, Codable {
         var resource: Resource
         var name: String
         var pid: UInt32
         static func < (a: Key, b: Key) -> Bool { (a.resource, a.name, a.pid) < (b.resource, b.name, b.pid) }
     }
 
-    struct Point {
+    struct Point: Codable {
         var t: UInt64
         var used: Double
         var limit: UInt64
     }
 
     /// One key's samples.
-    struct Series {
+    struct Series: Codable {
         /// One point per step, oldest first, within the window.
         var points: [Point] = []
         /// The last sample of the step in progress.
@@ -205,7 +205,7 @@ public final class ExhaustionDetector: Detector {
     /// they have been over the thresholds.
     private var pressure: [String: PressureState] = [:]
 
-    struct PressureState {
+    struct PressureState: Codable {
         var some = 0.0, full = 0.0
         var someSince: UInt64?, fullSince: UInt64?
         var maxSome = 0.0, maxFull = 0.0
@@ -555,4 +555,47 @@ func utcText(_ ns: Int64) -> String {
     let y = yoe + era * 400 + (m <= 2 ? 1 : 0)
     func p(_ v: Int64, _ w: Int) -> String { let s = String(v); return String(repeating: "0", count: max(0, w - s.count)) + s }
     return "\(p(y, 4))-\(p(m, 2))-\(p(d, 2))T\(p(rem / 3600, 2)):\(p(rem / 60 % 60, 2)):\(p(rem % 60, 2))Z"
+}
+
+// MARK: Checkpoints
+
+extension ExhaustionDetector: CheckpointedDetector {
+    public struct State: Codable {
+        var series: [Key: Series]
+        var episodes: EpisodeTracker<Key>
+        var writes: [UInt32: [UInt32: UInt64]]
+        var writesBefore: [UInt32: [UInt32: UInt64]]
+        var writesRotatedAt: UInt64
+        var writesSince: UInt64
+        var writerComms: [UInt32: String]
+        var devices: [String: Stamped]
+        var charges: [String: Stamped]
+        var pressure: [String: PressureState]
+    }
+
+    /// A value and when it was seen (the device of a mount, a cgroup's charge).
+    struct Stamped: Codable {
+        var value: UInt64, at: UInt64
+    }
+
+    public var state: State {
+        get {
+            State(series: series, episodes: episodes, writes: writes, writesBefore: writesBefore, writesRotatedAt: writesRotatedAt,
+                  writesSince: writesSince, writerComms: writerComms,
+                  devices: devices.mapValues { Stamped(value: UInt64($0.dev), at: $0.at) },
+                  charges: charges.mapValues { Stamped(value: $0.bytes, at: $0.at) }, pressure: pressure)
+        }
+        set {
+            series = newValue.series
+            episodes = newValue.episodes
+            writes = newValue.writes
+            writesBefore = newValue.writesBefore
+            writesRotatedAt = newValue.writesRotatedAt
+            writesSince = newValue.writesSince
+            writerComms = newValue.writerComms
+            devices = newValue.devices.mapValues { (UInt32(truncatingIfNeeded: $0.value), $0.at) }
+            charges = newValue.charges.mapValues { ($0.value, $0.at) }
+            pressure = newValue.pressure
+        }
+    }
 }

@@ -39,7 +39,7 @@ public final class HealthDetector: Detector {
     let baselineFloorNs: UInt64
     /// check id -> index in `checks` (ids are small: the configuration numbers them from 1).
     private let index: [UInt32: Int]
-    public private(set) var state: State
+    public var state: State
 
     public static let spec = DetectorSpec(
         name: "health", family: "probes",
@@ -397,5 +397,17 @@ public final class HealthDetector: Detector {
 
     private func base(_ check: HealthCheck) -> [(String, JSON)] {
         [("check", .string(check.name)), ("probe_id", .uint(UInt64(check.id))), ("target", .string(check.target.description))]
+    }
+}
+
+extension HealthDetector: CheckpointedDetector {
+    /// The checks' tables are indexed in `checks` order: a state made for
+    /// another number of checks, or with a histogram of another size, is refused.
+    public func problem(with state: State) -> String? {
+        if state.checks.count != checks.count { return "health: \(state.checks.count) checks' state for \(checks.count) checks" }
+        for (c, s) in zip(checks, state.checks) where c.latency != nil && s.latency.histogram.count != LatencyWindow.buckets {
+            return "health: \(c.name): a latency histogram without \(LatencyWindow.buckets) buckets"
+        }
+        return nil
     }
 }

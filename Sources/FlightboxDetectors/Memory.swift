@@ -80,15 +80,15 @@ public final class MemoryDetector: Detector {
     )
 
     /// What an episode is about; ordered for stable output.
-    struct Key: Hashable, Comparable {
-        enum Kind: Int { case directReclaim = 0, memcgReclaim, majorFaults, minorFaults, memAvailable }
+    struct Key: Hashable, Comparable, Codable {
+        enum Kind: Int, Codable { case directReclaim = 0, memcgReclaim, majorFaults, minorFaults, memAvailable }
         var kind: Kind
         var pid: UInt32
         static func < (a: Key, b: Key) -> Bool { (a.kind.rawValue, a.pid) < (b.kind.rawValue, b.pid) }
     }
 
     /// Reclaim stalls of one process in the current window.
-    struct Stall {
+    struct Stall: Codable {
         var ns: UInt64 = 0
         var count: UInt64 = 0
         var maxNs: UInt64 = 0
@@ -97,7 +97,7 @@ public final class MemoryDetector: Detector {
     }
 
     /// One reclaim scope in the current window.
-    struct Scope {
+    struct Scope: Codable {
         var byPid: [UInt32: Stall] = [:]
         var totalNs: UInt64 = 0
         var count: UInt64 = 0
@@ -106,7 +106,7 @@ public final class MemoryDetector: Detector {
     }
 
     /// A process's fault history.
-    struct Proc {
+    struct Proc: Codable {
         var comm: String
         var since: UInt64
         var major: Double = 0
@@ -388,4 +388,31 @@ func formatBytes(_ b: UInt64) -> String {
         return "\(String(format3: v).trimmingTrailingZeros())\(u)"
     }
     return "\(b)B"
+}
+
+// MARK: Checkpoints
+
+extension MemoryDetector: CheckpointedDetector {
+    public struct State: Codable {
+        var direct: Scope
+        var memcg: Scope
+        var procs: [UInt32: Proc]
+        var episodes: EpisodeTracker<Key>
+        var lowMemory: LowMemory?
+    }
+
+    struct LowMemory: Codable {
+        var value: UInt64, total: UInt64, ts: UInt64
+    }
+
+    public var state: State {
+        get { State(direct: direct, memcg: memcg, procs: procs, episodes: episodes, lowMemory: lowMemory.map { LowMemory(value: $0.value, total: $0.total, ts: $0.ts) }) }
+        set {
+            direct = newValue.direct
+            memcg = newValue.memcg
+            procs = newValue.procs
+            episodes = newValue.episodes
+            lowMemory = newValue.lowMemory.map { ($0.value, $0.total, $0.ts) }
+        }
+    }
 }

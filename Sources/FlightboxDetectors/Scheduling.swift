@@ -91,15 +91,15 @@ public final class SchedulingDetector: Detector {
     )
 
     /// What an episode is about; ordered for stable output.
-    struct Key: Hashable, Comparable {
-        enum Kind: Int { case starved = 0, pressure }
+    struct Key: Hashable, Comparable, Codable {
+        enum Kind: Int, Codable { case starved = 0, pressure }
         var kind: Kind
         var pid: UInt32
         static func < (a: Key, b: Key) -> Bool { (a.kind.rawValue, a.pid) < (b.kind.rawValue, b.pid) }
     }
 
     /// Waits of one task (or on one CPU) in the current window.
-    struct Tally {
+    struct Tally: Codable {
         var runqNs: UInt64 = 0
         var runqWaits: UInt64 = 0
         var runqMaxNs: UInt64 = 0
@@ -119,14 +119,14 @@ public final class SchedulingDetector: Detector {
         }
     }
 
-    struct PidCPU: Hashable, Comparable {
+    struct PidCPU: Hashable, Comparable, Codable {
         var pid: UInt32
         var cpu: UInt16
         static func < (a: PidCPU, b: PidCPU) -> Bool { (a.pid, a.cpu) < (b.pid, b.cpu) }
     }
 
     /// A task's history: its last windows, learned.
-    struct History {
+    struct History: Codable {
         var comm: String
         var since: UInt64
         var runq: [UInt64] = []
@@ -137,7 +137,7 @@ public final class SchedulingDetector: Detector {
     }
 
     /// A CPU's run-queue time per window, learned.
-    struct CPUHistory {
+    struct CPUHistory: Codable {
         var runq: [UInt64] = []
         var lastActive: UInt64
     }
@@ -398,4 +398,51 @@ public final class SchedulingDetector: Detector {
 func medianOf(_ values: [UInt64]) -> UInt64 {
     guard !values.isEmpty else { return 0 }
     return values.sorted()[(values.count - 1) / 2]
+}
+
+// MARK: Checkpoints
+
+extension SchedulingDetector: CheckpointedDetector {
+    public struct State: Codable {
+        var byPid: [UInt32: Tally]
+        var byPidCPU: [PidCPU: Tally]
+        var byCPU: [UInt16: Tally]
+        var recordComms: [UInt32: String]
+        var exited: Set<UInt32>
+        var procs: [UInt32: History]
+        var cpus: [UInt16: CPUHistory]
+        var episodes: EpisodeTracker<Key>
+        var psi: PSI?
+        var psiAbove: PSIAbove?
+        var load1: Double?
+    }
+
+    struct PSI: Codable {
+        var share: Double, ts: UInt64
+    }
+
+    struct PSIAbove: Codable {
+        var since: UInt64, max: Double, samples: UInt64
+    }
+
+    public var state: State {
+        get {
+            State(byPid: byPid, byPidCPU: byPidCPU, byCPU: byCPU, recordComms: recordComms, exited: exited, procs: procs, cpus: cpus,
+                  episodes: episodes, psi: psi.map { PSI(share: $0.share, ts: $0.ts) },
+                  psiAbove: psiAbove.map { PSIAbove(since: $0.since, max: $0.max, samples: $0.samples) }, load1: load1)
+        }
+        set {
+            byPid = newValue.byPid
+            byPidCPU = newValue.byPidCPU
+            byCPU = newValue.byCPU
+            recordComms = newValue.recordComms
+            exited = newValue.exited
+            procs = newValue.procs
+            cpus = newValue.cpus
+            episodes = newValue.episodes
+            psi = newValue.psi.map { ($0.share, $0.ts) }
+            psiAbove = newValue.psiAbove.map { ($0.since, $0.max, $0.samples) }
+            load1 = newValue.load1
+        }
+    }
 }

@@ -41,7 +41,7 @@ public final class SecurityDetector: Detector {
     static let maxSteps = 32
     static let maxOpenIncidents = 4096
 
-    struct Step {
+    struct Step: Codable {
         let ts: UInt64
         let seq: UInt64
         let rule: String
@@ -53,7 +53,7 @@ public final class SecurityDetector: Detector {
         let summary: String
     }
 
-    struct Incident {
+    struct Incident: Codable {
         let root: String
         let rootComm: String
         let rootPid: UInt32
@@ -247,5 +247,44 @@ public final class SecurityDetector: Detector {
                     })),
                 ])))
         }
+    }
+}
+
+// MARK: Checkpoints
+
+extension SecurityDetector: CheckpointedDetector {
+    public struct State: Codable {
+        /// Sorted.
+        /// exec_id -> "rule \0 key" reported for it.
+        var reported: [String: Set<String>]
+        var reportedCount: Int
+        var unremembered: UInt64
+        var incidents: [String: Incident]
+        /// nil before the first event (the engine is made then, from the trace's snapshot).
+        var rules: RuleEngineSnapshot?
+    }
+
+    public var state: State {
+        get { State(reported: reported, reportedCount: reportedCount, unremembered: unremembered, incidents: incidents, rules: engine?.snapshot) }
+        set {
+            reported = newValue.reported
+            reportedCount = newValue.reportedCount
+            unremembered = newValue.unremembered
+            incidents = newValue.incidents
+            if let s = newValue.rules {
+                // The lineage comes from the checkpoint, not from a snapshot.
+                let e = RuleEngine(rules: ruleSet, snapshot: nil)
+                e.restore(s)
+                engine = e
+            } else {
+                engine = nil
+            }
+        }
+    }
+
+    public func problem(with state: State) -> String? {
+        if state.incidents.values.contains(where: { $0.steps.isEmpty }) { return "security: an incident without steps" }
+        if let s = state.rules, let problem = RuleEngine(rules: ruleSet, snapshot: nil).problem(with: s) { return "security: \(problem)" }
+        return nil
     }
 }

@@ -84,7 +84,7 @@ public final class SyscallErrorsDetector: Detector {
     )
 
     /// What an episode is about: a process and an errno; ordered for stable output.
-    struct Key: Hashable, Comparable {
+    struct Key: Hashable, Comparable, Codable {
         var pid: UInt32
         var errno: Int32
         /// EACCES opening a directory: a tree walk (find, du, a backup) meeting
@@ -94,7 +94,7 @@ public final class SyscallErrorsDetector: Detector {
     }
 
     /// Failures of one key in the current window.
-    struct Window {
+    struct Window: Codable {
         var count: UInt64 = 0
         var bySyscall: [UInt32: UInt64] = [:]
         var firstTs: UInt64 = .max
@@ -104,7 +104,7 @@ public final class SyscallErrorsDetector: Detector {
     }
 
     /// What is known of a key from earlier windows.
-    struct History {
+    struct History: Codable {
         var base: Double = 0
         /// Index (boundary / window) of the window last learned.
         var lastWindow: UInt64 = 0
@@ -371,5 +371,33 @@ func errnoMeaning(_ n: Int32) -> String {
     case 113: "no route to host"
     case 122: "disk quota exceeded"
     default: "errno \(n)"
+    }
+}
+
+// MARK: Checkpoints
+
+extension SyscallErrorsDetector: CheckpointedDetector {
+    public struct State: Codable {
+        var current: [Key: Window]
+        var history: [Key: History]
+        var born: [UInt32: UInt64]
+        var gone: Set<UInt32>
+        var episodes: EpisodeTracker<Key>
+    }
+
+    public func problem(with state: State) -> String? {
+        // Window numbers are event time over the window: far below these.
+        state.history.values.contains { $0.lastWindow >= UInt64.max / 2 } ? "syscall-errors: a window number out of range" : nil
+    }
+
+    public var state: State {
+        get { State(current: current, history: history, born: born, gone: gone, episodes: episodes) }
+        set {
+            current = newValue.current
+            history = newValue.history
+            born = newValue.born
+            gone = newValue.gone
+            episodes = newValue.episodes
+        }
     }
 }

@@ -2,7 +2,7 @@ import FlightboxEvents
 
 /// A log2 histogram of durations: bucket i holds values in [2^i, 2^(i+1)) ns
 /// (bucket 0 also holds 0).
-public struct Log2Histogram: Equatable, Sendable {
+public struct Log2Histogram: Equatable, Sendable, Codable {
     public private(set) var counts = [UInt32](repeating: 0, count: 64)
     public private(set) var total: UInt64 = 0
 
@@ -113,7 +113,7 @@ public final class SyscallLatencyDetector: Detector {
     )
 
     /// What a (process, syscall) remembers besides its histogram.
-    struct Episode {
+    struct Episode: Codable {
         var quietUntil: UInt64 = 0
         var suppressed: UInt64 = 0
         /// Outliers explained by the disk or by a wait for a CPU since the last finding.
@@ -547,5 +547,107 @@ final class ProcessStates {
         episodes.deallocate()
         episodes = e
         capacity = newCapacity
+    }
+}
+
+// MARK: Checkpoints
+
+extension SyscallLatencyDetector: CheckpointedDetector {
+    public struct State: Codable {
+        /// pid -> its syscalls' baselines and episodes.
+        var processes: [UInt32: ProcessStates.Snapshot]
+        var runqueueWaits: [ThreadIntervals.Slot]
+        var blockIO: [ThreadIntervals.Slot]
+    }
+
+    public var state: State {
+        get { State(processes: processes.mapValues(\.snapshot), runqueueWaits: runqueueWaits.snapshot, blockIO: blockIO.snapshot) }
+        set {
+            processes = newValue.processes.mapValues(ProcessStates.init(snapshot:))
+            lastPid = 0
+            lastStates = nil
+            runqueueWaits.restore(newValue.runqueueWaits)
+            blockIO.restore(newValue.blockIO)
+        }
+    }
+
+    public func problem(with state: State) -> String? {
+        for (pid, p) in state.processes {
+            if Set(p.map(\.nr)).count != p.count { return "syscall-latency: pid \(pid) repeats a syscall" }
+            if let bad = p.first(where: { $0.counts.count != 64 }) { return "syscall-latency: pid \(pid) syscall \(bad.nr) has \(bad.counts.count) histogram buckets, not 64" }
+        }
+        for s in state.runqueueWaits + state.blockIO {
+            guard s.slot >= 0, s.slot < ThreadIntervals.slots, s.starts.count == ThreadIntervals.perThread, s.ends.count == ThreadIntervals.perThread else {
+                return "syscall-latency: a thread interval slot is out of range"
+            }
+        }
+        return nil
+    }
+}
+
+extension ThreadIntervals {
+    /// A slot in use.
+    struct Slot: Codable {
+        var slot: Int
+        var tid: UInt32
+        var count: UInt32
+        var starts: [UInt64]
+        var ends: [UInt64]
+    }
+
+    var snapshot: [Slot] {
+        (0..<ThreadIntervals.slots).filter { tids[$0] != 0 }.map { s in
+            let base = s * ThreadIntervals.perThread
+            return Slot(slot: s, tid: tids[s], count: counts[s],
+                        starts: Array(UnsafeBufferPointer(start: starts + base, count: ThreadIntervals.perThread)),
+                        ends: Array(UnsafeBufferPointer(start: ends + base, count: ThreadIntervals.perThread)))
+        }
+    }
+
+    /// Replaces every slot (sizes checked by `problem(with:)`).
+    func restore(_ slots: [Slot]) {
+        tids.update(repeating: 0, count: ThreadIntervals.slots)
+        counts.update(repeating: 0, count: ThreadIntervals.slots)
+        for s in slots {
+            tids[s.slot] = s.tid
+            counts[s.slot] = s.count
+            let base = s.slot * ThreadIntervals.perThread
+            for i in 0..<ThreadIntervals.perThread {
+                starts[base + i] = s.starts[i]
+                ends[base + i] = s.ends[i]
+            }
+        }
+    }
+}
+
+extension ProcessStates {
+    /// One syscall's state, in slot order.
+    struct Entry: Codable {
+        var nr: UInt32
+        var counts: [UInt32]
+        var total: UInt64
+        var episode: SyscallLatencyDetector.Episode
+    }
+
+    typealias Snapshot = [Entry]
+
+    var snapshot: Snapshot {
+        var nrs = [UInt32](repeating: 0, count: count)
+        for nr in 0..<ProcessStates.direct where slotByNr[nr] >= 0 { nrs[Int(slotByNr[nr])] = UInt32(nr) }
+        for (nr, s) in overflow { nrs[s] = nr }
+        return (0..<count).map { i in
+            Entry(nr: nrs[i], counts: Array(UnsafeBufferPointer(start: counts + i * 64, count: 64)), total: totals[i], episode: episodes[i])
+        }
+    }
+
+    /// Made again in the same slot order (sizes checked by `problem(with:)`).
+    convenience init(snapshot: Snapshot) {
+        self.init()
+        for e in snapshot {
+            let i = slot(e.nr)
+            for b in 0..<64 { counts[i * 64 + b] = e.counts[b] }
+            totals[i] = e.total
+            episodes[i] = e.episode
+        }
     }
 }

@@ -107,7 +107,7 @@ public final class TCPAnomalyDetector: Detector {
     static let resetPairingNs: UInt64 = 1_000_000
 
     /// Connect outcomes counted in one window.
-    struct Counts: Equatable {
+    struct Counts: Equatable, Codable {
         var ok: UInt64 = 0
         var refused: UInt64 = 0
         var timedOut: UInt64 = 0
@@ -128,7 +128,7 @@ public final class TCPAnomalyDetector: Detector {
         }
     }
 
-    struct Endpoint {
+    struct Endpoint: Codable {
         let name: String
         let excluded: Bool
         var lastActiveAt: UInt64 = 0
@@ -156,7 +156,7 @@ public final class TCPAnomalyDetector: Detector {
         }
     }
 
-    struct Process {
+    struct Process: Codable {
         var lastActiveAt: UInt64 = 0
         var windows: UInt64 = 0
         var current: UInt64 = 0
@@ -177,13 +177,14 @@ public final class TCPAnomalyDetector: Detector {
 
     /// A connect in progress: (owner, endpoint). Not the local port: the
     /// kernel has released it by the time a failed connect's CLOSE is seen.
-    struct SocketKey: Hashable {
+    struct SocketKey: Hashable, Comparable, Codable {
         let pid: UInt32
         let endpoint: EndpointKey
+        static func < (a: SocketKey, b: SocketKey) -> Bool { (a.pid, a.endpoint) < (b.pid, b.endpoint) }
     }
 
     /// What an episode is about, ordered for stable output.
-    struct EpisodeKey: Hashable, Comparable {
+    struct EpisodeKey: Hashable, Comparable, Codable {
         let kind: String
         let subject: String
         let pid: UInt32
@@ -201,9 +202,11 @@ public final class TCPAnomalyDetector: Detector {
     private var windowStart: UInt64?
 
     /// A remote endpoint as the record has it: cheap to hash, named only when needed.
-    struct EndpointKey: Hashable {
+    struct EndpointKey: Hashable, Comparable, Codable {
         let w0: UInt64, w1: UInt64
         let port: UInt16, family: UInt16
+
+        static func < (a: EndpointKey, b: EndpointKey) -> Bool { (a.w0, a.w1, a.port, a.family) < (b.w0, b.w1, b.port, b.family) }
 
         init(_ r: TCPRecord) {
             w0 = r.daddr.loadUnaligned(fromByteOffset: 0, as: UInt64.self)
@@ -460,5 +463,32 @@ public final class TCPAnomalyDetector: Detector {
         let stale = boundary > windowNs ? boundary - windowNs : 0
         resetWhileConnecting = resetWhileConnecting.filter { $0.value >= stale }
         _ = episodes.close(before: boundary)
+    }
+}
+
+// MARK: Checkpoints
+
+extension TCPAnomalyDetector: CheckpointedDetector {
+    public struct State: Codable {
+        var endpoints: [EndpointKey: Endpoint]
+        var processes: [UInt32: Process]
+        var resetWhileConnecting: [SocketKey: UInt64]
+        var episodes: EpisodeTracker<EpisodeKey>
+        var windowStart: UInt64?
+    }
+
+    public var state: State {
+        get { State(endpoints: endpoints, processes: processes, resetWhileConnecting: resetWhileConnecting, episodes: episodes, windowStart: windowStart) }
+        set {
+            endpoints = newValue.endpoints
+            processes = newValue.processes
+            resetWhileConnecting = newValue.resetWhileConnecting
+            episodes = newValue.episodes
+            windowStart = newValue.windowStart
+        }
+    }
+
+    public func problem(with state: State) -> String? {
+        state.endpoints.values.contains { $0.hist.counts.count != 64 } ? "tcp-anomaly: a latency histogram without 64 buckets" : nil
     }
 }

@@ -38,6 +38,9 @@ extension Event {
                    ("old_state_name", .string(tcpStateName(r.oldstate))), ("new_state_name", .string(tcpStateName(r.newstate)))]
         case .writes(let r):
             kv += [("device", .string(deviceName(r.dev))), ("fd_kind_name", .string(r.fdKindValue.name)), ("reason_name", .string(r.reasonName))]
+        case .netbytes(let r):
+            kv += [("src_ip", .string(r.sourceAddress)), ("dst_ip", .string(r.destinationAddress)),
+                   ("reason_name", .string(r.reasonName)), ("direction_name", .string(r.directionName))]
         case .reclaim(let r):
             kv.append(("scope", .string(r.isMemcg ? "memcg" : "system")))
         case .probe(let r):
@@ -132,6 +135,11 @@ extension Event {
             string(",\"device\":", deviceName(r.dev))
             string(",\"fd_kind_name\":", r.fdKindValue.name)
             string(",\"reason_name\":", r.reasonName)
+        case .netbytes(let r):
+            string(",\"src_ip\":", r.sourceAddress)
+            string(",\"dst_ip\":", r.destinationAddress)
+            string(",\"reason_name\":", r.reasonName)
+            string(",\"direction_name\":", r.directionName)
         case .reclaim(let r):
             string(",\"scope\":", r.isMemcg ? "memcg" : "system")
         case .probe(let r):
@@ -184,7 +192,16 @@ extension Event {
             let strs = r.strings.joined(separator: " ")
             // A dup onto stdio says what now sits there (a socket with its family).
             let onto = r.fdKind == 0 ? "" : " now \(stdioText(r.fdKind, r.sockFamily))"
-            what = "\(r.opName): \(syscallName(r.nr, arch: arch))(0x\(String(r.args(0), radix: 16)), 0x\(String(r.args(1), radix: 16))) = \(returnText(r.ret)) uid \(r.oldUid)->\(r.uid) euid \(r.oldEuid)->\(r.euid)\(strs.isEmpty ? "" : " " + strs)\(onto)"
+            // capset says what the sets became, as capget(2) masks, and names what it added or raised
+            // (a trace before these fields reads them as 0).
+            var caps = ""
+            if r.op == 2, (r.oldCapPermitted | r.capPermitted) != 0 {
+                func hex(_ v: UInt64) -> String { "0x" + String(v, radix: 16) }
+                caps = " caps effective \(hex(r.oldCapEffective))->\(hex(r.capEffective)) permitted \(hex(r.oldCapPermitted))->\(hex(r.capPermitted)) inheritable \(hex(r.oldCapInheritable))->\(hex(r.capInheritable))"
+                if r.capsAdded != 0 { caps += " added \(capabilityText(r.capsAdded))" }
+                if r.capsRaised != 0 { caps += " raised \(capabilityText(r.capsRaised))" }
+            }
+            what = "\(r.opName): \(syscallName(r.nr, arch: arch))(0x\(String(r.args(0), radix: 16)), 0x\(String(r.args(1), radix: 16))) = \(returnText(r.ret)) uid \(r.oldUid)->\(r.uid) euid \(r.oldEuid)->\(r.euid)\(strs.isEmpty ? "" : " " + strs)\(onto)\(caps)"
         case .block(let r):
             what = "block \(r.opName) dev \(deviceName(r.dev)) sector \(r.sector) \(r.bytes) bytes <\(formatDuration(r.latencyNs))>\(r.error != 0 ? " error \(r.error)" : "")"
         case .signal(let r):
@@ -203,6 +220,8 @@ extension Event {
         case .writes(let r):
             let err = r.errors > 0 ? ", \(r.errors) failed" : ""
             what = "wrote \(r.bytes) bytes to \(r.name) (fd \(r.fd), dev \(deviceName(r.dev)) ino \(r.ino)) in \(r.calls) calls\(err) over \(formatDuration(r.lastTs &- r.firstTs)), \(formatDuration(r.timeNs)) inside: \(r.reasonName)"
+        case .netbytes(let r):
+            what = "tcp \(r.sourceAddress):\(r.sport) -> \(r.destinationAddress):\(r.dport) (\(r.directionName)) sent \(r.bytesSent) bytes in \(r.sends) sends, received \(r.bytesReceived) in \(r.receives) reads over \(formatDuration(r.lastTs &- r.firstTs)); connection total \(r.totalSent) sent, \(r.totalReceived) received: \(r.reasonName)"
         case .faults(let r):
             what = "page faults over \(formatDuration(timestamp &- r.firstTs)): \(r.user) user, \(r.kernel) kernel; \(r.major) major, \(r.minor) minor"
         case .reclaim(let r):

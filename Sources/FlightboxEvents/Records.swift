@@ -86,13 +86,49 @@ extension TCPRecord {
         default: "kind\(kind)"
         }
     }
-    public var sourceAddress: String { addressText(saddr) }
-    public var destinationAddress: String { addressText(daddr) }
+    public var sourceAddress: String { ipText(saddr, family: family) }
+    public var destinationAddress: String { ipText(daddr, family: family) }
+}
 
-    func addressText(_ b: UnsafeRawBufferPointer) -> String {
-        if family == 2 { return b.prefix(4).map { String($0) }.joined(separator: ".") }
-        return stride(from: 0, to: 16, by: 2).map { String(UInt16(b[$0]) << 8 | UInt16(b[$0 + 1]), radix: 16) }.joined(separator: ":")
+extension NetbytesRecord {
+    public var reasonName: String { ["", "close", "interval", "idle", "handoff"][safe: Int(reason)] ?? "reason\(reason)" }
+    /// "out" (connected), "in" (accepted) or "unknown" (opened before the recording).
+    public var directionName: String { ["unknown", "out", "in"][safe: Int(direction)] ?? "direction\(direction)" }
+    public var sourceAddress: String { ipText(saddr, family: family) }
+    public var destinationAddress: String { ipText(daddr, family: family) }
+}
+
+extension PrivilegeRecord {
+    /// Capabilities held in some set after the call that were in no set
+    /// before it (permitted or inheritable; effective is within permitted):
+    /// what capset "adds". Re-raising a capability still permitted is not.
+    @inlinable public var capsAdded: UInt64 {
+        (capEffective | capPermitted | capInheritable) & ~(oldCapEffective | oldCapPermitted | oldCapInheritable)
     }
+    /// Capabilities the effective set gained, permitted before or not.
+    @inlinable public var capsRaised: UInt64 { capEffective & ~oldCapEffective }
+}
+
+/// Linux capability names by number (include/uapi/linux/capability.h), as capsh prints them.
+public let capabilityNames = [
+    "cap_chown", "cap_dac_override", "cap_dac_read_search", "cap_fowner", "cap_fsetid", "cap_kill", "cap_setgid",
+    "cap_setuid", "cap_setpcap", "cap_linux_immutable", "cap_net_bind_service", "cap_net_broadcast", "cap_net_admin",
+    "cap_net_raw", "cap_ipc_lock", "cap_ipc_owner", "cap_sys_module", "cap_sys_rawio", "cap_sys_chroot", "cap_sys_ptrace",
+    "cap_sys_pacct", "cap_sys_admin", "cap_sys_boot", "cap_sys_nice", "cap_sys_resource", "cap_sys_time",
+    "cap_sys_tty_config", "cap_mknod", "cap_lease", "cap_audit_write", "cap_audit_control", "cap_setfcap",
+    "cap_mac_override", "cap_mac_admin", "cap_syslog", "cap_wake_alarm", "cap_block_suspend", "cap_audit_read",
+    "cap_perfmon", "cap_bpf", "cap_checkpoint_restore",
+]
+
+/// A capability set as names joined by commas ("cap_net_raw,cap_sys_admin"); unknown bits as cap_N, none as "none".
+public func capabilityText(_ set: UInt64) -> String {
+    if set == 0 { return "none" }
+    return (0..<64).filter { set & (1 << UInt64($0)) != 0 }.map { capabilityNames[safe: $0] ?? "cap_\($0)" }.joined(separator: ",")
+}
+
+func ipText(_ b: UnsafeRawBufferPointer, family: UInt16) -> String {
+    if family == 2 { return b.prefix(4).map { String($0) }.joined(separator: ".") }
+    return stride(from: 0, to: 16, by: 2).map { String(UInt16(b[$0]) << 8 | UInt16(b[$0 + 1]), radix: 16) }.joined(separator: ":")
 }
 
 extension WritesRecord {

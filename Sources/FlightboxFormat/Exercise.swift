@@ -42,6 +42,11 @@ extension TraceReader {
         digest &+= UInt64(reader.metadata.json.serialized().utf8.count)
         digest &+= UInt64(reader.snapshot?.processes.count ?? 0)
         digest &+= UInt64(reader.problems.count)
+        switch reader.readCheckpoint() {
+        case .success(let b): digest &+= UInt64(b.count)
+        case .failure(let p): digest &+= UInt64(p.description.utf8.count)
+        case nil: break
+        }
         return digest
     }
 }

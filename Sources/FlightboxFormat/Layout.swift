@@ -32,6 +32,8 @@ public enum BlockType: UInt16, Sendable {
     case processSnapshot = 2
     case events = 3
     case index = 4
+    /// The live detectors' state before the file's first event (flight segments and dumps).
+    case checkpoint = 5
 }
 
 /// Block payload codecs.

@@ -5,6 +5,8 @@ public enum TraceError: Error, CustomStringConvertible, Equatable {
     case notATrace(path: String)
     case notRegularFile(path: String, kind: String)
     case sequenceExhausted(path: String)
+    /// A detector checkpoint goes before the first event, not after.
+    case checkpointAfterEvents(path: String)
     case blockTooLarge(path: String, bytes: Int)
     case sequenceOutOfOrder(path: String, sequence: UInt64, next: UInt64)
     case unsupportedVersion(path: String, major: UInt16, minor: UInt16)
@@ -26,6 +28,7 @@ public enum TraceError: Error, CustomStringConvertible, Equatable {
         case .notATrace(let p): "\(p) is not a Flightbox trace (no FLIGHTBX magic at offset 0)"
         case .notRegularFile(let p, let k): "\(p) is \(k), not a regular file: a trace is read from a file (copy a stream to a file first)"
         case .sequenceExhausted(let p): "\(p): sequence numbers exhausted (2^64 records); start a new trace"
+        case .checkpointAfterEvents(let p): "\(p): a detector checkpoint must be written before the first event"
         case .blockTooLarge(let p, let n): "\(p): a \(n)-byte block is over the \(TraceLayout.maxBlockBytes)-byte limit readers accept; not written"
         case .sequenceOutOfOrder(let p, let s, let n): "\(p): record \(s) comes after \(n - 1) was written; sequence numbers only grow"
         case .unsupportedVersion(let p, let ma, let mi): "\(p) is trace format v\(ma).\(mi); this flightbox reads v1.x: upgrade flightbox"

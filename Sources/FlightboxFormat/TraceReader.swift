@@ -6,7 +6,7 @@ import FlightboxEvents
 
 /// Something wrong in a trace, and where: the reader reports it and goes on
 /// with whatever is intact.
-public struct TraceProblem: Hashable, Sendable, CustomStringConvertible {
+public struct TraceProblem: Hashable, Sendable, CustomStringConvertible, Error {
     public var offset: UInt64
     public var message: String
     public var description: String { "at byte \(offset): \(message)" }
@@ -69,6 +69,8 @@ public final class TraceReader {
     public let closedCleanly: Bool
     public let metadata: TraceMetadata
     public let snapshot: ProcessSnapshot?
+    /// The detector checkpoint block (type 5) before the first event block, if any; `readCheckpoint()` decodes it.
+    public let checkpoint: CheckpointBlock?
     /// Event blocks in file order (from the index, or from a scan).
     public let eventBlocks: [IndexEntry]
     /// The index came from the footer rather than a scan.
@@ -128,6 +130,7 @@ public final class TraceReader {
         var snapshot: ProcessSnapshot?
         let footer = TraceReader.readFooter(base: base, size: file.size, problems: &problems)
         var snapshotTried = false
+        var checkpoint: CheckpointBlock?
 
         // Walk the chain of block headers from the start, always: the blocks
         // are the truth, the index only a shortcut that must agree with them
@@ -163,6 +166,10 @@ public final class TraceReader {
                        let json = try? JSONParser.parse(text) {
                         snapshot = ProcessSnapshot(json: json)
                     }
+                case .checkpoint where checkpoint == nil && chain.isEmpty:
+                    // Only before the first event block (SPEC): a checkpoint is
+                    // the detectors' state before the file's first event.
+                    checkpoint = CheckpointBlock(offset: UInt64(offset), timestamp: h.firstTimestamp, storedLength: h.storedLength, rawLength: h.rawLength)
                 case .events:
                     chain.append(TraceReader.entry(h, at: offset, problems: &problems))
                 default:
@@ -196,6 +203,7 @@ public final class TraceReader {
         }
         self.metadata = metadata
         self.snapshot = snapshot
+        self.checkpoint = checkpoint
         adapter = SchemaAdapter(fileSchema: metadata.schema)
 
         var blocks = chain
@@ -454,6 +462,31 @@ public final class TraceReader {
             return nil
         }
         return out
+    }
+
+    // MARK: Detector checkpoint
+
+    /// Where a trace's detector checkpoint is.
+    public struct CheckpointBlock: Sendable, Equatable {
+        public var offset: UInt64
+        /// The event time the live detectors had reached.
+        public var timestamp: UInt64
+        public var storedLength: UInt32
+        public var rawLength: UInt32
+    }
+
+    /// The checkpoint's bytes, checked (payload CRC, codec, ratio) and
+    /// decoded; or why not, in one line. nil when the trace has none.
+    public func readCheckpoint() -> Result<[UInt8], TraceProblem>? {
+        guard let c = checkpoint, let base = file.base else { return nil }
+        guard case .success(let h) = TraceReader.blockAt(base: base, size: file.size, offset: Int(c.offset)) else {
+            return .failure(TraceProblem(offset: c.offset, message: "the detector checkpoint block is damaged"))
+        }
+        var problems: [TraceProblem] = []
+        guard let bytes = TraceReader.payloadText(base: base, offset: Int(c.offset), header: h, decompressor: decompressor, problems: &problems) else {
+            return .failure(problems.first ?? TraceProblem(offset: c.offset, message: "the detector checkpoint block cannot be decoded"))
+        }
+        return .success(bytes)
     }
 
     // MARK: Events

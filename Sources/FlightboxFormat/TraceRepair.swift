@@ -28,6 +28,8 @@ public enum TraceRepair {
         metadata.schema = EventSchema.json(syscallTable: SyscallArch(schema: reader.metadata.schema, machine: reader.metadata.machine))
         let writer = try TraceWriter(path: output, publish: .whenClosed, codec: codec == .none ? .zstd : codec, metadata: metadata,
                                      snapshot: reader.snapshot ?? ProcessSnapshot(timestamp: reader.metadata.clockNs, processes: []))
+        // A flight segment's detector checkpoint stays with it (a killed recorder's segment is repaired in place).
+        if let at = reader.checkpoint, case .success(let bytes)? = reader.readCheckpoint() { try writer.writeCheckpoint(bytes, ts: at.timestamp) }
         var kept: UInt64 = 0
         // The reader gives every number once: each record keeps its own.
         for entry in reader.eventBlocks.sorted(by: { ($0.firstSequence, $0.offset) < ($1.firstSequence, $1.offset) }) {

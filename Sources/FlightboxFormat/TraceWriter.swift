@@ -117,6 +117,15 @@ public final class TraceWriter {
         return nextSequence - 1
     }
 
+    /// Writes a detector checkpoint block (type 5): the state of the live
+    /// detectors after every event before this file's first. Only before the
+    /// first event (readers ignore a checkpoint that follows an event block).
+    /// - Parameter ts: the event time the detectors had reached.
+    public func writeCheckpoint(_ bytes: [UInt8], ts: UInt64) throws {
+        guard nextSequence == 0, used == 0, eventBlocks == 0 else { throw TraceError.checkpointAfterEvents(path: path) }
+        try writeBlock(type: .checkpoint, payload: bytes, firstTs: ts, lastTs: ts)
+    }
+
     /// Seals the open block and continues numbering at `sequence`, leaving a
     /// gap that readers see: used by repair, where records were lost.
     public func skip(toSequence sequence: UInt64) throws {

@@ -310,6 +310,15 @@ public final class FlightDumps {
             return
         }
         var metadata = base.metadata
+        // The first segment's detector checkpoint goes with the dump, which
+        // starts where that segment does: its replay continues from the live state.
+        var checkpoint: [UInt8]?
+        switch base.readCheckpoint() {
+        case .success(let bytes): checkpoint = bytes
+        case .failure(let problem): notice?("dump \(c.name): the detector checkpoint of \(SegmentRing.name(numbers[0])) is unusable (\(problem)); the dump replays from a fresh start")
+        case nil: break
+        }
+        let segmentInfo = base.metadata.capture["flight_segment"]
         let findings = recentFindings.filter { f in f.ts >= (base.firstTimestamp ?? 0) && f.ts <= c.postEnd &+ configuration.settleNs }
         let dump = JSON.object([
             ("reason", .string(c.triggers[0].reason)),
@@ -323,7 +332,10 @@ public final class FlightDumps {
             ("start_ts_ns", .uint(first.startNs)),
             ("segments", .array(numbers.map { .string(SegmentRing.name($0)) })),
             ("live_findings", .array(findings.map(\.json))),
-            ("replay", .string(FlightDumps.replayNote)),
+            // The stream number of the dump's first event: the live detectors numbered events across segments.
+            ("first_sequence", .uint(segmentInfo?["first_sequence"]?.uintValue ?? 0)),
+            ("checkpoint", .bool(checkpoint != nil)),
+            ("replay", .string(checkpoint != nil ? FlightDumps.replayNote : FlightDumps.replayNoteWithoutCheckpoint)),
         ])
         if case .object(var fields) = metadata.capture {
             fields.removeAll { $0.0 == "flight_segment" }
@@ -341,6 +353,7 @@ public final class FlightDumps {
             let blockBytes = Int(min(UInt64(TraceLayout.defaultBlockBytes), max(16 << 10, configuration.maxBytes / 32)))
             let writer = try TraceWriter(path: path, publish: .whenClosed, codec: configuration.codec, level: configuration.level,
                                          blockBytes: blockBytes, metadata: metadata, snapshot: base.snapshot ?? ProcessSnapshot(timestamp: metadata.clockNs, processes: []))
+            if let checkpoint, let at = base.checkpoint { try writer.writeCheckpoint(checkpoint, ts: at.timestamp) }
             writing = Writing(collected: c, readers: readers, segmentNumbers: numbers, writer: writer)
         } catch {
             fail(c.name, "\(error)")
@@ -450,6 +463,16 @@ public final class FlightDumps {
 
     /// What a dump's replay gives, stored in each dump's metadata.
     public static let replayNote = """
+        This dump starts where a segment did and carries that segment's detector checkpoint: the state of the live \
+        detectors after every event before the dump's first. Replaying it restores that state (flightbox replay does \
+        unless told --no-checkpoint) and numbers events as the live detectors did (from first_sequence), so it gives \
+        the findings the live detectors made while processing the dump's events; live_findings lists those by time, \
+        which can differ at the edges (a finding stamped with an earlier episode start, or made at the recorder's stop).
+        """
+
+    /// The same, for a dump whose first segment has no usable checkpoint
+    /// (the recorder's first segment, or a damaged one).
+    public static let replayNoteWithoutCheckpoint = """
         Replaying this dump runs the detectors of the recording from the dump's first event, with its process snapshot; \
         the live detectors had run since the recorder started. Findings that depend only on events inside the dump \
         (those of event-driven detectors, and every finding once a detector's warm-up and window lie inside the dump) \

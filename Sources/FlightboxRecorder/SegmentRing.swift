@@ -70,10 +70,20 @@ public final class SegmentRing: EventWriter {
         public var diskFull: UInt64 = 0
         /// Bytes written into segments, closed and open.
         public var bytesWritten: UInt64 = 0
+        /// Detector checkpoints written at segment starts, and their raw bytes.
+        public var checkpoints: UInt64 = 0
+        public var checkpointBytes: UInt64 = 0
     }
 
-    /// Makes a new segment's metadata and process snapshot; called at each rotation.
-    public typealias Header = (_ number: UInt64) -> (TraceMetadata, ProcessSnapshot)
+    /// Makes a new segment's metadata and process snapshot; called at each
+    /// rotation, with the stream number its first record will get (the
+    /// segment's own records are numbered from 0: a replay adds it back).
+    public typealias Header = (_ number: UInt64, _ firstSequence: UInt64) -> (TraceMetadata, ProcessSnapshot)
+
+    /// The live detectors' checkpoint and the event time they reached, taken
+    /// when a segment gets its first record, before the record is written:
+    /// the state after exactly the records before it. nil: none.
+    public typealias Checkpoint = () -> (bytes: [UInt8], ts: UInt64)?
 
     public let configuration: Configuration
     private let clock: any RecorderClock
@@ -99,8 +109,15 @@ public final class SegmentRing: EventWriter {
     /// of the budget's sight, until it does.
     public var willRemove: ((Segment) -> Void)?
     public private(set) var statistics = Statistics()
-    /// A record number for the recorder while no segment is open.
+    /// Records dropped since the last segment was open (for the notice).
     private var droppedSequence: UInt64 = 0
+    /// The stream's next record number: across segments, dropped records
+    /// included, so the detectors see every record under one numbering.
+    private var streamSequence: UInt64 = 0
+    /// Makes the checkpoint each segment starts with (`Checkpoint`).
+    public var checkpoint: Checkpoint?
+    /// The open segment has no record yet, so its checkpoint is still to be written.
+    private var checkpointDue = false
 
     /// Takes over `configuration.directory`: segments an earlier run left
     /// count against the budget, and the last one, if a killed recorder left
@@ -121,14 +138,18 @@ public final class SegmentRing: EventWriter {
 
     // MARK: EventWriter
 
-    public var nextSequence: UInt64 { current?.nextSequence ?? droppedSequence }
+    /// The stream's numbering, not the open segment's (which starts at 0).
+    public var nextSequence: UInt64 { streamSequence }
 
     @discardableResult
     public func append(_ record: UnsafeRawBufferPointer) throws -> UInt64 {
+        if checkpointDue { writeCheckpoint() }
         imageStarts.note(record)
         while let w = current {
             do {
-                let s = try w.append(record)
+                try w.append(record)
+                let s = streamSequence
+                streamSequence &+= 1
                 statistics.eventsWritten += 1
                 // Due segments close after the record that makes them due, so
                 // the next record is numbered in the next segment; a poll that
@@ -147,7 +168,34 @@ public final class SegmentRing: EventWriter {
         }
         statistics.eventsDropped += 1
         droppedSequence &+= 1
-        return droppedSequence &- 1
+        streamSequence &+= 1
+        return streamSequence &- 1
+    }
+
+    /// Writes the open segment's checkpoint, making room on a full disk by
+    /// removing the oldest closed segment; a checkpoint that cannot be made
+    /// or written is left out, never the segment (which then replays from a
+    /// fresh start, and says so).
+    private func writeCheckpoint() {
+        checkpointDue = false
+        guard let make = checkpoint, let c = make() else { return }
+        while let w = current {
+            do {
+                try w.writeCheckpoint(c.bytes, ts: c.ts)
+                statistics.checkpoints += 1
+                statistics.checkpointBytes += UInt64(c.bytes.count)
+                return
+            } catch let e as TraceError where e.isDiskFull {
+                // The writer cut the partial block off: it writes on from its last whole block.
+                statistics.diskFull += 1
+                if evictOldest(.diskFull) { continue }
+                notice?("\(SegmentRing.name(currentSegment?.number ?? 0)) has no detector checkpoint: the disk is full")
+                return
+            } catch {
+                notice?("\(SegmentRing.name(currentSegment?.number ?? 0)) has no detector checkpoint: \(error)")
+                return
+            }
+        }
     }
 
     /// Seals the open block, then does what `maintain` does.
@@ -265,13 +313,14 @@ public final class SegmentRing: EventWriter {
         let path = configuration.directory + "/" + SegmentRing.name(number)
         while true {
             do {
-                let (metadata, scanned) = header(number)
+                let (metadata, scanned) = header(number, streamSequence)
                 let snapshot = imageStarts.annotate(scanned)
                 current = try TraceWriter(path: path, publish: .afterHeader, codec: configuration.codec, level: configuration.level,
                                           blockBytes: configuration.blockBytes, metadata: metadata, snapshot: snapshot)
                 currentSegment = Segment(number: number, path: path, bytes: 0, startNs: now, endNs: now, thisRun: true)
                 nextNumber += 1
                 statistics.segmentsStarted += 1
+                checkpointDue = true
                 lastOpenError = nil
                 if statistics.eventsDropped > 0, droppedSequence > 0 {
                     notice?("disk space again: recording into \(SegmentRing.name(number)) after dropping \(droppedSequence) events")

@@ -273,7 +273,7 @@ public final class PerfettoExport {
             instant(thread(e), at: ts, name: e.type?.name ?? "event", args: args(e))
         case .loss:
             instant(PerfettoExport.flightboxTrack, at: ts, name: "events lost", args: args(e))
-        case .file, .writes, .faults, .unknown:
+        case .file, .writes, .netbytes, .faults, .unknown:
             // Too many to draw one by one (files) or summaries with no time span of their own.
             break
         }

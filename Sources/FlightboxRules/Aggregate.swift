@@ -32,18 +32,18 @@ public final class Aggregate {
     /// a mean gap of at least `minPeriod` — a beacon, not a burst.
     public let regular: Double?
     public static let minPeriod: UInt64 = 1_000_000_000
-    private(set) var groups: [String: Group] = [:]
+    var groups: [String: Group] = [:]
     /// Groups forgotten while their window was still open, to make room for
     /// a new key (the least recently active first).
-    public private(set) var evicted: UInt64 = 0
+    public internal(set) var evicted: UInt64 = 0
 
-    struct Entry: Equatable {
+    struct Entry: Equatable, Codable {
         var ts: UInt64
         var seq: UInt64
         var value: String
     }
 
-    struct Group: Equatable {
+    struct Group: Equatable, Codable {
         var entries: [Entry] = []
         /// The newest event time seen in the group.
         var newest: UInt64 = 0

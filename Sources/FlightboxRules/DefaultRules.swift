@@ -268,5 +268,44 @@ public enum DefaultRules {
   priority: notice
   tags: [T1071, command_and_control]
 
+# --- Exfiltration (net_bytes: bytes per connection, summarized in the kernel) ---
+
+# Programs whose job is pushing bulk data to another host (copies, backups,
+# sync, replication, image registries, log shippers). Their uploads, and
+# those of their children (scp and rsync run ssh), are their work. Names as
+# comm shows them: at most 15 bytes.
+- list: bulk_transfer_tools
+  items: [scp, sftp, rsync, rclone, restic, borg, duplicity, rsnapshot, bacula-fd, bareos-fd, aws, gsutil, azcopy, s3cmd, git, git-remote-http, docker, dockerd, containerd, podman, skopeo, buildah, pg_basebackup, pg_receivewal, postgres, mysqld, mariadbd, mongod, redis-server, etcd, filebeat, fluent-bit, fluentd, vector, promtail, otelcol, otelcol-contrib, telegraf, prometheus, datadog-agent, rsyslogd, syslog-ng, systemd-journal]
+
+# Remote addresses uploads may go to (a backup server, a log collector), as
+# net.dip shows them. Empty: every destination is judged, loopback included.
+# To leave out whole networks, change the macro, e.g. to
+# `net.dip in (exfiltration_trusted_hosts) or net.dip startswith 10. or net.dip startswith 127.`
+- list: exfiltration_trusted_hosts
+  items: []
+
+- macro: exfiltration_trusted_destination
+  condition: net.dip in (exfiltration_trusted_hosts)
+
+- rule: Exfiltration
+  desc: A process that is not a bulk transfer tool sent at least 20 MB to one remote address over the connections it opened, and at least 10 times what it received from there (an upload, not a conversation or a download). The thresholds are the two literals; connections the process accepted (a server's) do not count.
+  condition: evt.type = net_bytes and net.host_sent >= 20000000 and net.host_send_ratio >= 10 and not proc.name in (bulk_transfer_tools) and not proc.pname in (bulk_transfer_tools) and not exfiltration_trusted_destination
+  output: "%proc.name (%proc.cmdline) sent %net.host_sent bytes to %net.dip and received %net.host_received (connection to port %net.dport: %net.bytes_sent sent); parent %proc.pname"
+  priority: warning
+  tags: [T1041, T1048, exfiltration]
+
+# --- Capabilities -------------------------------------------------------------
+
+# Container runtimes set up a container's capability sets.
+- list: capability_managers
+  items: [runc, crun, conmon, containerd-shim, youki]
+
+- rule: Capabilities added with capset
+  desc: capset(2) left the process holding a capability it held in no set before the call (cap.added). Through capset only a CAP_SETPCAP holder can, by putting bounding-set capabilities into its inheritable set for a program it executes; a kernel exploit rewriting the credentials between the call's entry and exit shows the same way. Re-raising a capability still permitted (ping, a capability-aware daemon) is not adding.
+  condition: evt.type = capset and not evt.failed and cap.added != 0 and not proc.name in (capability_managers)
+  output: "%proc.name (%proc.exe, uid %user.uid) added %cap.added_names with capset (effective raised: %cap.raised_names); parent %proc.pname"
+  priority: critical
+  tags: [T1548, T1068, privilege_escalation]
+
 """#
 }

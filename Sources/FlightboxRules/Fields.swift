@@ -10,6 +10,7 @@ public enum SecurityEventKind: Int, CaseIterable, Sendable {
     case setid, capset, ptrace, vmWrite, module, bpf, memfd, mount, chmodExec, dupStdio
     case connect, connected, refused, accept, resetSent, resetReceived
     case signal
+    case netBytes
 
     public var name: String {
         switch self {
@@ -36,6 +37,7 @@ public enum SecurityEventKind: Int, CaseIterable, Sendable {
         case .resetSent: "reset_sent"
         case .resetReceived: "reset_received"
         case .signal: "signal"
+        case .netBytes: "net_bytes"
         }
     }
 
@@ -88,6 +90,8 @@ public enum SecurityEventKind: Int, CaseIterable, Sendable {
         case EventType.signal.rawValue:
             guard let s = e.as(SignalRecord.self), s.isGenerate else { return nil }
             return .signal
+        case EventType.netbytes.rawValue:
+            return .netBytes
         default:
             return nil
         }
@@ -116,6 +120,7 @@ public struct KindSet: Equatable, Sendable {
         add(.privilege, [.setid, .capset, .ptrace, .vmWrite, .module, .bpf, .memfd, .mount, .chmodExec, .dupStdio])
         add(.tcp, [.connect, .connected, .refused, .accept, .resetSent, .resetReceived])
         add(.signal, [.signal])
+        add(.netbytes, [.netBytes])
         return out
     }
 }
@@ -220,10 +225,28 @@ public enum Fields {
         FieldInfo(name: "ptrace.request", type: .int, doc: "ptrace request (16 PTRACE_ATTACH, 0x4206 PTRACE_SEIZE, 4/5 POKETEXT/POKEDATA)"),
         FieldInfo(name: "bpf.cmd", type: .int, doc: "bpf(2) command (5 BPF_PROG_LOAD)"),
         FieldInfo(name: "signal.sig", type: .int, doc: "signal number"),
-        FieldInfo(name: "net.sip", type: .string, doc: "TCP source address"),
-        FieldInfo(name: "net.dip", type: .string, doc: "TCP destination address"),
+        FieldInfo(name: "net.sip", type: .string, doc: "TCP source address (net_bytes: the local one)"),
+        FieldInfo(name: "net.dip", type: .string, doc: "TCP destination address (net_bytes: the remote one)"),
         FieldInfo(name: "net.sport", type: .int, doc: "TCP source port"),
         FieldInfo(name: "net.dport", type: .int, doc: "TCP destination port"),
+        FieldInfo(name: "net.bytes_sent", type: .int, doc: "net_bytes: bytes this process sent on the connection since the recording saw it, this summary included"),
+        FieldInfo(name: "net.bytes_received", type: .int, doc: "net_bytes: bytes it received on the connection, likewise"),
+        FieldInfo(name: "net.interval_sent", type: .int, doc: "net_bytes: bytes sent in this summary (at most 1 s)"),
+        FieldInfo(name: "net.interval_received", type: .int, doc: "net_bytes: bytes received in this summary"),
+        FieldInfo(name: "net.direction", type: .string, doc: "net_bytes: out (the process connected), in (accepted from a listener) or unknown (opened before the recording)"),
+        FieldInfo(name: "net.host_sent", type: .int, doc: "net_bytes: bytes this execution sent to this remote address over all its connections not accepted (out or unknown), this summary included"),
+        FieldInfo(name: "net.host_received", type: .int, doc: "net_bytes: bytes it received from that address over the same connections"),
+        FieldInfo(name: "net.host_send_ratio", type: .int, doc: "net_bytes: net.host_sent / net.host_received, rounded down (net.host_sent when nothing was received)"),
+        FieldInfo(name: "cap.effective", type: .int, doc: "setid, capset: the effective capability set after the call (bit n: capability n)"),
+        FieldInfo(name: "cap.permitted", type: .int, doc: "setid, capset: the permitted set after the call"),
+        FieldInfo(name: "cap.inheritable", type: .int, doc: "setid, capset: the inheritable set after the call"),
+        FieldInfo(name: "cap.old_effective", type: .int, doc: "setid, capset: the effective set before the call"),
+        FieldInfo(name: "cap.old_permitted", type: .int, doc: "setid, capset: the permitted set before the call"),
+        FieldInfo(name: "cap.old_inheritable", type: .int, doc: "setid, capset: the inheritable set before the call"),
+        FieldInfo(name: "cap.added", type: .int, doc: "setid, capset: capabilities in some set after the call that were in no set before it (0: none); re-raising a permitted capability is not adding"),
+        FieldInfo(name: "cap.added_names", type: .string, doc: "cap.added as names (cap_sys_admin,cap_net_raw), none when empty"),
+        FieldInfo(name: "cap.raised", type: .int, doc: "setid, capset: capabilities the effective set gained, permitted before or not"),
+        FieldInfo(name: "cap.raised_names", type: .string, doc: "cap.raised as names"),
     ]
 
     /// The access of a field name (with its index, if any), or a reason it is unknown.
@@ -343,10 +366,37 @@ public enum Fields {
                 return pid.flatMap { i.lineage.execution($0)?.comm.buffer }
             })
         case "signal.sig": return .success(.int { $0.event.as(SignalRecord.self).map { Int64($0.sig) } })
-        case "net.sip": return .success(.string { i in i.event.as(TCPRecord.self).map { _ in address(i, source: true) } })
-        case "net.dip": return .success(.string { i in i.event.as(TCPRecord.self).map { _ in address(i, source: false) } })
-        case "net.sport": return .success(.int { $0.event.as(TCPRecord.self).map { Int64($0.sport) } })
-        case "net.dport": return .success(.int { $0.event.as(TCPRecord.self).map { Int64($0.dport) } })
+        case "net.sip": return .success(.string { i in address(i, source: true) })
+        case "net.dip": return .success(.string { i in address(i, source: false) })
+        case "net.sport": return .success(.int { i in i.event.as(TCPRecord.self).map { Int64($0.sport) } ?? i.event.as(NetbytesRecord.self).map { Int64($0.sport) } })
+        case "net.dport": return .success(.int { i in i.event.as(TCPRecord.self).map { Int64($0.dport) } ?? i.event.as(NetbytesRecord.self).map { Int64($0.dport) } })
+        case "net.bytes_sent": return .success(.int { $0.event.as(NetbytesRecord.self).map { clamp($0.totalSent) } })
+        case "net.bytes_received": return .success(.int { $0.event.as(NetbytesRecord.self).map { clamp($0.totalReceived) } })
+        case "net.interval_sent": return .success(.int { $0.event.as(NetbytesRecord.self).map { clamp($0.bytesSent) } })
+        case "net.interval_received": return .success(.int { $0.event.as(NetbytesRecord.self).map { clamp($0.bytesReceived) } })
+        case "net.direction":
+            return .success(.string { i in
+                // A direction this reader does not know is absent.
+                guard let n = i.event.as(NetbytesRecord.self), Int(n.direction) < directions.count else { return nil }
+                return directions[Int(n.direction)].buffer
+            })
+        case "net.host_sent": return .success(.int { i in i.lineage.traffic.current(i.event).map { clamp($0.sent) } })
+        case "net.host_received": return .success(.int { i in i.lineage.traffic.current(i.event).map { clamp($0.received) } })
+        case "net.host_send_ratio": return .success(.int { i in i.lineage.traffic.current(i.event).map { clamp($0.sent / max($0.received, 1)) } })
+        case "cap.effective": return .success(caps { $0.capEffective })
+        case "cap.permitted": return .success(caps { $0.capPermitted })
+        case "cap.inheritable": return .success(caps { $0.capInheritable })
+        case "cap.old_effective": return .success(caps { $0.oldCapEffective })
+        case "cap.old_permitted": return .success(caps { $0.oldCapPermitted })
+        case "cap.old_inheritable": return .success(caps { $0.oldCapInheritable })
+        case "cap.added": return .success(caps { $0.capsAdded })
+        case "cap.raised": return .success(caps { $0.capsRaised })
+        case "cap.added_names", "cap.raised_names":
+            let added = name == "cap.added_names"
+            return .success(.string { i in
+                guard i.kind == .setid || i.kind == .capset, let p = i.event.as(PrivilegeRecord.self) else { return nil }
+                return capabilityNames(added ? p.capsAdded : p.capsRaised, i, slot: added ? 0 : 1)
+            })
         default:
             let known = catalog.map { $0.name.replacingIndex() }
             let near = known.first { $0.hasPrefix(name.split(separator: ".").first.map { String($0) + "." } ?? name) }
@@ -379,12 +429,47 @@ public enum Fields {
         .int { i in i.kind == kind ? i.event.as(PrivilegeRecord.self).map { Int64(truncatingIfNeeded: $0.args(n)) } : nil }
     }
 
-    /// TCP addresses as text, in the engine's scratch buffer: built only
-    /// when a rule reads net.sip or net.dip, which only TCP events reach.
-    static func address(_ i: RuleInput, source: Bool) -> UnsafeRawBufferPointer {
+    /// The engine's scratch buffer: two addresses of 64 bytes, then two
+    /// capability name lists.
+    static let scratchBytes = 128 + 2 * capabilityTextBytes
+    static let capabilityTextBytes = 1024
+
+    /// `enum fb_net_direction` by number, as net.direction names them.
+    static let directions = [Bytes("unknown"), Bytes("out"), Bytes("in")]
+
+    /// A byte count as an int field (a counter past Int64.max cannot happen; it would read as the maximum).
+    static func clamp(_ v: UInt64) -> Int64 { Int64(clamping: v) }
+
+    /// A capability set of a setid or capset event (a record before these fields reads 0).
+    static func caps(_ f: @escaping (PrivilegeRecord) -> UInt64) -> FieldAccess {
+        .int { i in
+            guard i.kind == .setid || i.kind == .capset, let p = i.event.as(PrivilegeRecord.self) else { return nil }
+            return Int64(bitPattern: f(p))
+        }
+    }
+
+    /// `set` as capability names in the scratch buffer's slot 0 or 1.
+    static func capabilityNames(_ set: UInt64, _ i: RuleInput, slot: Int) -> UnsafeRawBufferPointer {
+        let start = 128 + slot * capabilityTextBytes
+        let out = UnsafeMutableRawBufferPointer(rebasing: i.scratch[start..<(start + capabilityTextBytes)])
+        let text = capabilityText(set)
+        let n = min(text.utf8.count, capabilityTextBytes)
+        for (k, b) in text.utf8.prefix(n).enumerated() { out[k] = b }
+        return UnsafeRawBufferPointer(start: out.baseAddress, count: n)
+    }
+
+    /// Addresses as text, in the engine's scratch buffer: built only when a
+    /// rule reads net.sip or net.dip, which only TCP and net_bytes events reach.
+    static func address(_ i: RuleInput, source: Bool) -> UnsafeRawBufferPointer? {
         let scratch = i.scratch
-        guard let t = i.event.as(TCPRecord.self) else { return UnsafeRawBufferPointer(start: nil, count: 0) }
-        let text = source ? t.sourceAddress : t.destinationAddress
+        let text: String
+        if let t = i.event.as(TCPRecord.self) {
+            text = source ? t.sourceAddress : t.destinationAddress
+        } else if let n = i.event.as(NetbytesRecord.self) {
+            text = source ? n.sourceAddress : n.destinationAddress
+        } else {
+            return nil
+        }
         let slot = UnsafeMutableRawBufferPointer(rebasing: scratch[(source ? 0 : 64)..<(source ? 64 : 128)])
         let n = min(text.utf8.count, 64)
         for (k, b) in text.utf8.prefix(n).enumerated() { slot[k] = b }

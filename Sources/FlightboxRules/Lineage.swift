@@ -88,6 +88,25 @@ public final class Execution {
         execId = Bytes("\(startNs):\(pid)")
     }
 
+    /// An execution as a checkpoint holds it (`depth` as it was: a cut chain keeps its depth).
+    init(pid: UInt32, startNs: UInt64, startSeq: UInt64?, parent: Execution?, uid: UInt32, comm: String, exe: String, argv: [String],
+         depth: Int, fromSnapshot: Bool, exeWritten: Bool) {
+        self.pid = pid
+        self.startNs = startNs
+        self.startSeq = startSeq
+        self.parent = parent
+        self.uid = uid
+        self.comm = Bytes(comm)
+        self.exe = Bytes(exe)
+        self.argv = argv
+        cmdline = Bytes(argv.joined(separator: " "))
+        args = Bytes(argv.dropFirst().joined(separator: " "))
+        self.depth = depth
+        self.fromSnapshot = fromSnapshot
+        self.exeWritten = exeWritten
+        execId = Bytes("\(startNs):\(pid)")
+    }
+
     /// The n-th ancestor: 0 is this execution, 1 its parent.
     public func ancestor(_ n: Int) -> Execution? {
         var e: Execution? = self
@@ -110,12 +129,14 @@ public final class Execution {
 /// starts mid-life: snapshot processes become executions with start 0 whose
 /// parents are their snapshot ppids (resolved after all are known).
 public final class LineageTable {
-    public private(set) var current: [UInt32: Execution] = [:]
+    public internal(set) var current: [UInt32: Execution] = [:]
     /// Paths written, created or made executable in this trace (most recent
     /// `maxWritten`), for `proc.exe_written`: a dropped executable.
-    private var written: [String: UInt64] = [:]
-    private var writtenOrder: [String] = []
+    var written: [String: UInt64] = [:]
+    var writtenOrder: [String] = []
     public let maxWritten: Int
+    /// Bytes per execution and remote host, for net.host_sent and net.host_received.
+    public let traffic = TrafficTable()
 
     /// False when no rule reads `proc.exe_written`: no path is kept or looked up.
     public let tracksWritten: Bool
@@ -189,6 +210,7 @@ public final class LineageTable {
     public func retire(_ e: Event) {
         guard e.rawType == EventType.exit.rawValue, let x = e.as(ExitRecord.self), x.isGroupExit else { return }
         current[e.pid] = nil
+        traffic.retire(pid: e.pid)
     }
 
     /// Records that `path` was written, created or made executable at `ts`.

@@ -515,7 +515,7 @@ public final class RuleEngine {
     /// alive), so the hot path does no reference counting for them.
     private let table: UnsafeMutablePointer<Unmanaged<CompiledRule>>
     private let starts: UnsafeMutablePointer<Int>
-    private let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 128, alignment: 8)
+    private let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: Fields.scratchBytes, alignment: 8)
 
     /// Whether the lineage keeps written paths (for `proc.exe_written`).
     private let tracksWritten: Bool
@@ -565,6 +565,7 @@ public final class RuleEngine {
             if let f = e.as(FileRecord.self), f.ret >= 0 { lineage.noteWritten(f.path2, at: e.timestamp) }
         case .chmodExec where tracksWritten:
             if let p = e.as(PrivilegeRecord.self), p.ret >= 0, p.strLen > 0 { lineage.noteWritten(p.str, at: e.timestamp) }
+        case .netBytes: lineage.traffic.add(e, execution: lineage.execution(e.pid))
         default: break
         }
         let from = starts[kind.rawValue], to = starts[kind.rawValue + 1]

@@ -3,7 +3,7 @@ import FlightboxEvents
 /// What a sequence rule saw when its last step matched.
 public struct SequenceMatch {
     /// One per step, in step order.
-    public struct Step: Equatable {
+    public struct Step: Equatable, Codable {
         public let seq: UInt64
         public let ts: UInt64
         public let kind: SecurityEventKind
@@ -37,7 +37,7 @@ public final class StepSequence {
         let key: FieldAccess?
     }
 
-    struct Partial: Equatable {
+    struct Partial: Equatable, Codable {
         /// Steps matched so far (1 ... steps.count - 1).
         var matched: Int
         var firstTs: UInt64
@@ -54,10 +54,10 @@ public final class StepSequence {
     public let within: UInt64
     public let by: By
     public var stepCount: Int { steps.count }
-    private(set) var partials: [UInt64: [Partial]] = [:]
-    public private(set) var count = 0
+    var partials: [UInt64: [Partial]] = [:]
+    public internal(set) var count = 0
     /// Partial matches dropped, unexpired, to make room for a new one.
-    public private(set) var evicted: UInt64 = 0
+    public internal(set) var evicted: UInt64 = 0
 
     init(steps: [StepDefinition], within: UInt64, by: By) {
         self.steps = steps

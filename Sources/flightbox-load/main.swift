@@ -14,6 +14,8 @@
 //   flightbox-load serve N WORK SLEEP CPU  N requests pinned to CPU: WORK ms of CPU time each, SLEEP ms apart
 //   flightbox-load serve-read FILE N SLEEP CPU  N requests pinned to CPU: a pread of all of FILE each, SLEEP ms apart
 //   flightbox-load tcp N            N loopback connections, then one to a closed port
+//   flightbox-load net-storm N SIZE N sends of SIZE bytes on one loopback connection (bench net)
+//   flightbox-load netbytes N       1,000,001 + N bytes out and 1,234 back on one loopback connection, the last N 100 ms apart
 //   flightbox-load tcp-outage N MS  N accepted loopback connects, then the listener closes: MS ms of refused ones
 //   flightbox-load accept-stop MODE SERVE_MS AFTER_MS  a server that accepts, then close|stall|restart|idle (see CFlightboxLoad)
 //   flightbox-load retransmit MS    a SYN the listener drops, retransmitted; gives up after MS ms
@@ -56,7 +58,7 @@ nonisolated func getppidThread(_ arg: UnsafeMutableRawPointer?) -> UnsafeMutable
 }
 
 func usage() -> Never {
-    printError("usage: flightbox-load getppid N | read N [SIZE] | latency DIR | threads N [CALLS] | wait-getppid MS N | trickle N MS | direct-write DIR N SIZE | privilege DIR | spin MS CPU | serve N WORK SLEEP CPU | serve-read FILE N SLEEP CPU | tcp N | tcp-outage N MS | accept-stop close|stall|restart|idle SERVE_MS AFTER_MS | retransmit MS | http MS | writes DIR | linger DIR | faults DIR PAGES | oom CGROUP MB | use KIND SHAPE RATE PERIOD SECONDS [FILE] | exit CODE | signal SIG\n")
+    printError("usage: flightbox-load getppid N | read N [SIZE] | latency DIR | threads N [CALLS] | wait-getppid MS N | trickle N MS | direct-write DIR N SIZE | privilege DIR | spin MS CPU | serve N WORK SLEEP CPU | serve-read FILE N SLEEP CPU | tcp N | netbytes N | net-storm N SIZE | tcp-outage N MS | accept-stop close|stall|restart|idle SERVE_MS AFTER_MS | retransmit MS | http MS | writes DIR | linger DIR | faults DIR PAGES | oom CGROUP MB | use KIND SHAPE RATE PERIOD SECONDS [FILE] | exit CODE | signal SIG\n")
     exit(2)
 }
 
@@ -238,6 +240,22 @@ case "tcp":
     var port: Int32 = 0, refused: Int32 = 0
     let made = fb_tcp_scenario(n, &port, &refused)
     print("\(port) \(refused) \(made)")
+
+case "netbytes":
+    // Bytes both ways on one loopback connection (see fb_netbytes_scenario);
+    // prints "PORT SERVER_PID BYTES_SENT".
+    guard let trickle = Int32(args[2]), trickle >= 0 else { usage() }
+    var port: Int32 = 0, server: Int32 = 0
+    let sent = fb_netbytes_scenario(trickle, &port, &server)
+    check(sent > 0, "netbytes scenario")
+    print("\(port) \(server) \(sent)")
+
+case "net-storm":
+    // N sends of SIZE bytes on one loopback connection; prints the ns they took.
+    guard args.count > 3, let n = Int(args[2]), let size = Int32(args[3]), size > 0 else { usage() }
+    let ns = fb_net_storm(n, size)
+    check(ns > 0, "net-storm")
+    print(ns)
 
 case "tcp-outage":
     // Prints "PORT ACCEPTED REFUSED".

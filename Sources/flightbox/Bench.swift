@@ -13,7 +13,7 @@ import FlightboxFormat
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks, measured side by side in one run.",
-        subcommands: [StormBench.self, MixedBench.self, FormatBench.self, ReplayBench.self, GaugesBench.self, RulesBench.self, UprobesBench.self],
+        subcommands: [StormBench.self, MixedBench.self, FormatBench.self, ReplayBench.self, GaugesBench.self, RulesBench.self, UprobesBench.self, NetBench.self],
         defaultSubcommand: StormBench.self
     )
 }

@@ -77,6 +77,7 @@ struct Replay: ParsableCommand {
     var rules: [String] = []
     @OptionGroup var window: Window
     @Option(help: "text or json (one finding per line).") var format: OutputFormat = .text
+    @Flag(help: "Start the detectors fresh, ignoring the detector checkpoint a flight segment or dump carries.") var noCheckpoint = false
 
     func run() throws {
         // Checked before the trace is opened: a bad file is one usage error.
@@ -84,7 +85,8 @@ struct Replay: ParsableCommand {
         let fileConfig = try config.map(loadDetectorConfiguration)
         let ruleSources = rules.isEmpty ? nil : try loadRuleSources(rules, over: fileConfig)
         let reader = try openTrace(file)
-        let list = try withRules(ruleSources, detectorConfiguration(file: fileConfig, trace: reader.metadata, path: file)).makeDetectors(only: names)
+        let configuration = try withRules(ruleSources, detectorConfiguration(file: fileConfig, trace: reader.metadata, path: file))
+        let list = try configuration.makeDetectors(only: names)
         let (from, to) = try window.resolve(reader)
         let out = Output()
         let meta = reader.metadata
@@ -92,15 +94,46 @@ struct Replay: ParsableCommand {
         let engine = DetectorEngine(detectors: list, snapshot: reader.snapshot, arch: arch, clock: TraceClock(meta)) { f in
             out.line(format == .json ? f.jsonLine : formatFinding(f, metadata: meta))
         }
+        let sequenceBase = noCheckpoint ? 0 : resumeFromCheckpoint(engine, reader: reader, configuration: configuration, path: file)
+        let eventsBefore = engine.eventsSeen, findingsBefore = engine.findingCount
         let progress = Progress(label: "replay", total: reader.eventCount)
         reader.forEachEvent(from: from, to: to) { e in
-            engine.process(e)
+            if sequenceBase == 0 {
+                engine.process(e)
+            } else if let renumbered = Event.validated(e.bytes, sequence: e.sequence &+ sequenceBase) {
+                engine.process(renumbered)
+            }
             progress.step()
         }
         progress.done()
         engine.finish()
         out.flush()
-        FileHandleStderr.write("flightbox: \(engine.eventsSeen) events replayed, \(engine.findings.count) findings\n")
+        FileHandleStderr.write("flightbox: \(engine.eventsSeen - eventsBefore) events replayed, \(engine.findingCount - findingsBefore) findings\n")
         reportProblems(reader)
     }
+}
+
+/// Restores the detector checkpoint a flight segment or dump carries (a
+/// line on stderr says what happened), and returns the stream number of the
+/// trace's first event, which the live detectors numbered it with (0 for any
+/// other trace, or when the checkpoint is not used: then the detectors start
+/// fresh, as for a trace of its own).
+func resumeFromCheckpoint(_ engine: DetectorEngine, reader: TraceReader, configuration: DetectorConfiguration, path: String) -> UInt64 {
+    guard let stored = reader.readCheckpoint() else { return 0 }
+    let bytes: [UInt8]
+    switch stored {
+    case .success(let b): bytes = b
+    case .failure(let problem):
+        FileHandleStderr.write("flightbox: \(path): detector checkpoint not used: \(problem); the detectors start fresh\n")
+        return 0
+    }
+    do {
+        let r = try engine.restore(bytes, configuration: configuration)
+        FileHandleStderr.write("flightbox: \(path): \(r.summary)\n")
+    } catch {
+        FileHandleStderr.write("flightbox: \(path): \(error)\n")
+        return 0
+    }
+    let capture = reader.metadata.capture
+    return (capture["flight_dump"] ?? capture["flight_segment"])?["first_sequence"]?.uintValue ?? 0
 }

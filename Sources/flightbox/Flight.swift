@@ -78,6 +78,9 @@ struct FlightRun: ParsableCommand {
     @Option(name: .customLong("rules"), help: ArgumentHelp("Security rules file (YAML, repeatable), over the built-in rules; stored in each segment: see rules/default.yaml.", valueName: "file"))
     var rules: [String] = []
 
+    @Option(help: "Also write the live findings to this file as JSON lines, as `replay --format json` prints them.")
+    var findings: String?
+
     @Option(help: "Write metrics in Prometheus text format to this file every --status-interval (node_exporter textfile collector; replaced atomically).")
     var metricsFile: String?
 
@@ -165,10 +168,10 @@ struct FlightRun: ParsableCommand {
         var firstMetadata: TraceMetadata?
         let ring: SegmentRing
         do {
-            ring = try SegmentRing(configuration: ringConfig, header: { number in
+            ring = try SegmentRing(configuration: ringConfig, header: { number, firstSequence in
                 let start = monotonicNow()
                 let metadata = captureMetadata(options: options, config: config, capture: bpf, detectors: detectorsJSON, healthChecks: checks,
-                                               extra: [("flight_segment", .object([("number", .uint(number)), ("start_ts_ns", .uint(start)),
+                                               extra: [("flight_segment", .object([("number", .uint(number)), ("start_ts_ns", .uint(start)), ("first_sequence", .uint(firstSequence)),
                                                                                     ("keep_ns", .uint(keepNs)), ("max_bytes", .uint(maxBytes))]))],
                                                clock: clock)
                 let snapshot = processSnapshot(at: start)
@@ -195,14 +198,43 @@ struct FlightRun: ParsableCommand {
 
         let state = FlightState(directory: dir, ring: ring, dumps: dumps, capture: bpf)
         let out = Output()
+        var findingsFd: Int32 = -1
+        if let findings {
+            findingsFd = open(findings, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+            if findingsFd < 0 { throw fail("cannot create \(findings): \(String(cString: strerror(errno)))") }
+        }
+        defer { if findingsFd >= 0 { close(findingsFd) } }
         let metadata = firstMetadata ?? captureMetadata(options: options, config: config, capture: bpf, healthChecks: checks, clock: clock)
         let engine = detectorEngine(detectorList, snapshot: firstSnapshot ?? processSnapshot(at: monotonicNow()), metadata: metadata, keepsFindings: false) { f in
             out.line(formatFinding(f, metadata: metadata))
             out.flush()
+            if findingsFd >= 0 {
+                let line = Array((f.jsonLine + "\n").utf8)
+                _ = line.withUnsafeBytes { write(findingsFd, $0.baseAddress, $0.count) }
+            }
             state.finding(f)
             dumps.observe(f)
             if let dumpOn, f.severity >= dumpOn {
                 dumps.trigger(.init(kind: .finding, ts: f.ts, reason: "\(f.severity.rawValue) \(f.detector): \(f.summary)", finding: f))
+            }
+        }
+
+        // Each segment starts with the live detectors' state before its
+        // first record, so a segment or a dump replays with the live findings.
+        let asRun = detectorConfig.asRun(names)
+        var checkpointNs: UInt64 = 0, checkpointMaxNs: UInt64 = 0
+        ring.checkpoint = {
+            // Before the first record the detectors know nothing a replay would not.
+            guard engine.eventsSeen > 0 else { return nil }
+            let t0 = monotonicNow()
+            defer {
+                let took = monotonicNow() - t0
+                checkpointNs += took
+                checkpointMaxNs = max(checkpointMaxNs, took)
+            }
+            do { return (try engine.checkpoint(configuration: asRun), engine.context.now) } catch {
+                FileHandleStderr.write("flightbox: no detector checkpoint for the next segment: \(error)\n")
+                return nil
             }
         }
 
@@ -260,6 +292,9 @@ struct FlightRun: ParsableCommand {
         unlink(FlightFiles.pid(dir))
         let s = ring.statistics
         FileHandleStderr.write("flightbox: flight recorder stopped: \(s.eventsWritten) events in \(s.segmentsStarted) segments, \(bpf.totalLost) lost, \(s.eventsDropped) dropped for a full disk, \(dumps.statistics.written) dumps\n")
+        if s.checkpoints > 0 {
+            FileHandleStderr.write("flightbox: \(s.checkpoints) detector checkpoints, \(s.checkpointBytes / s.checkpoints) bytes and \(formatDuration(checkpointNs / s.checkpoints)) each on average (largest time \(formatDuration(checkpointMaxNs)))\n")
+        }
         if let error = outcome.error { throw fail(error.description) }
     }
 }

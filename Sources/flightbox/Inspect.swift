@@ -56,6 +56,9 @@ struct Inspect: ParsableCommand {
                 ("first_ts_ns", .uint(first)), ("last_ts_ns", .uint(last)), ("duration_ns", .uint(last &- first)),
                 ("start_wall", .string(formatWallClock(meta.wallClock(first)))),
                 ("events", .uint(decoded)),
+                ("checkpoint", reader.checkpoint.map { c in
+                    .object([("ts_ns", .uint(c.timestamp)), ("stored_bytes", .uint(UInt64(c.storedLength))), ("raw_bytes", .uint(UInt64(c.rawLength)))])
+                } ?? .null),
                 ("events_by_type", .object(types.map { (typeName($0), .uint(byType[$0]!)) })),
                 ("busiest", .array(busiest.map { .object([("pid", .uint(UInt64($0.key))), ("comm", .string(names.comm($0.key))), ("events", .uint($0.value))]) })),
                 ("lost", .uint(lost)),
@@ -84,6 +87,9 @@ struct Inspect: ParsableCommand {
             out.line("missing:       \(missing) events that the file no longer holds readably (damaged blocks; \(gaps.count) gaps in the sequence)")
         }
         out.line("blocks:        \(reader.eventBlocks.count) event blocks, codec \(codecs.sorted().joined(separator: ",")), index \(reader.usedIndex ? "used" : "missing: blocks scanned")")
+        if let c = reader.checkpoint {
+            out.line("checkpoint:    the live detectors' state before the first event, at \(formatWallClock(meta.wallClock(c.timestamp))) (\(c.rawLength) bytes, \(c.storedLength) stored); replay restores it")
+        }
         out.line("on disk:       \(decoded > 0 ? String(format3: Double(reader.fileSize) / Double(decoded)) : "-") bytes/event")
         out.line("busiest processes:")
         for (pid, n) in busiest { out.line("  \(String(pid).padding(8)) \(names.comm(pid).padding(16)) \(n)") }

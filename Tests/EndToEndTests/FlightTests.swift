@@ -176,6 +176,81 @@ final class FlightTests: XCTestCase {
         XCTAssertEqual(try status(dir)["dumps"]?["written"]?.uintValue, 2)
     }
 
+    /// (b) A dump that starts after the detectors learned what its findings
+    /// depend on: a shell lineage reads /etc/shadow and drops an executable
+    /// before the dump's first segment, and runs it inside the dump. Live,
+    /// that is a "Dropped executable run" and, at the stop, an incident of the
+    /// lineage; the dump carries its first segment's checkpoint, so its
+    /// replay gives exactly the live findings made while its events were
+    /// processed: the last ones of the run (the dump holds the run's end),
+    /// byte for byte. Without the checkpoint neither finding replays.
+    func testDumpReplaysTheLiveFindingsOfItsWindowFromItsCheckpoint() throws {
+        try requireBPF()
+        let dir = try scratchDirectory("flight-checkpoint")
+        let live = dir + "/live.jsonl"
+        let work = try scratchDirectory("flight-checkpoint-work")
+        // The built-in "Dropped executable run" leaves out what a build tool
+        // started, as the test runner is: this rule judges the dropper alone.
+        let rules = work + "/rules.yaml"
+        try """
+        - rule: Checkpoint test dropper
+          desc: The test's dropper, a file written before the dump, executed inside it.
+          condition: evt.type = exec and proc.exe_written and proc.name = dropper
+          output: "%proc.name executed %proc.exe, a file written in this trace"
+          priority: warning
+          tags: [T1105]
+
+        """.write(toFile: rules, atomically: true, encoding: .utf8)
+        let r = try startFlight(dir, ["--probes", "process,files,privilege,syscalls,scheduler,gauges", "--segment", "1s", "--keep", "60s", "--pre", "2s",
+                                      "--post", "120s", "--dump-on", "none", "--findings", live, "--rules", rules])
+        defer { _ = stop(r) }
+        sleep(2)
+        let attack = Process()
+        attack.executableURL = URL(fileURLWithPath: "/bin/sh")
+        attack.arguments = ["-c", "cp /bin/true \(work)/dropper; chmod 0644 \(work)/dropper; chmod +x \(work)/dropper; cat /etc/shadow > /dev/null; sleep 6; \(work)/dropper"]
+        try attack.run()
+        // The pre window starts 2 s before the request: after the lineage's first steps, in a later segment.
+        sleep(4)
+        let asked = try Tool.flightbox("dump", "--dir", dir, "--reason", "checkpoint test")
+        XCTAssertEqual(asked.status, 0, asked.stderr)
+        attack.waitUntilExit()
+        sleep(2)
+        // Stopping writes the dump (its post window is still open): it holds the run's end, the live engine's finish included.
+        XCTAssertEqual(stop(r), 0, r.stderr)
+        let path = try waitForDumps(dir, 1)[0]
+        let meta = try dumpMetadata(path)
+        XCTAssertEqual(meta["checkpoint"], .bool(true), "the dump carries its first segment's checkpoint")
+        XCTAssertGreaterThan(try XCTUnwrap(meta["first_sequence"]?.uintValue), 0, "the dump starts after the recorder's first events")
+        XCTAssertTrue(try XCTUnwrap(meta["replay"]?.stringValue).contains("detector checkpoint"))
+
+        let liveLines = try String(contentsOfFile: live, encoding: .utf8).split(separator: "\n").map(String.init)
+        let replay = try Tool.flightbox("replay", path, "--format", "json")
+        XCTAssertEqual(replay.status, 0, replay.stderr)
+        XCTAssertTrue(replay.stderr.contains("detector checkpoint restored"), replay.stderr)
+        XCTAssertFalse(replay.stderr.contains("starting fresh"), replay.stderr)
+        let replayed = replay.lines
+        XCTAssertGreaterThan(liveLines.count, replayed.count, "live findings before the dump's window")
+        XCTAssertEqual(Array(liveLines.suffix(replayed.count)), replayed, "the replay gives the live findings of the dump's window")
+        // The machine runs other things (other tests' attacks among them): only this lineage's findings are judged.
+        func ours(_ lines: [String]) -> [String] {
+            lines.compactMap { try? JSONParser.parse($0) }.filter { $0["detector"]?.stringValue == "security" && $0.serialized().contains("Checkpoint test dropper") }
+                .compactMap { $0["evidence"]?["rule"]?.stringValue }
+        }
+        XCTAssertEqual(ours(replayed), ["Checkpoint test dropper", "incident"], "the dropper, and the incident of its lineage with the shadow read before the dump")
+
+        let fresh = try Tool.flightbox("replay", path, "--format", "json", "--no-checkpoint")
+        XCTAssertEqual(fresh.status, 0, fresh.stderr)
+        XCTAssertNotEqual(fresh.lines, replayed, "without the checkpoint the history before the dump is missing")
+        XCTAssertEqual(ours(fresh.lines), [], "without the checkpoint the dropper is not a file written in this trace, and no incident")
+
+        // A segment replays the same way: the last one gives the live findings' tail too.
+        let last = try XCTUnwrap(segments(dir).last)
+        let segment = try Tool.flightbox("replay", last, "--format", "json")
+        XCTAssertEqual(segment.status, 0, segment.stderr)
+        XCTAssertTrue(segment.stderr.contains("detector checkpoint restored"), segment.stderr)
+        XCTAssertEqual(Array(liveLines.suffix(segment.lines.count)), segment.lines)
+    }
+
     /// Under load, segments close at a quarter of --max-size and the oldest
     /// go: the directory never holds more than the budget plus one segment.
     func testRotationBySizeKeepsTheBudget() throws {

@@ -59,6 +59,48 @@ final class TCPFamilyTests: XCTestCase {
         XCTAssertTrue(tcp.contains { $0["old_state_name"]?.stringValue == "SYN_SENT" && $0["new_state_name"]?.stringValue == "CLOSE" && ($0["fields"]?["latency_ns"]?.uintValue ?? 0) > 1_400_000_000 })
     }
 
+    /// Bytes per connection, summarized in the kernel: the client's and the
+    /// server's side of one loopback connection, their directions, an
+    /// interval summary while the client trickles, a peek not counted, and
+    /// the totals at the socket's end.
+    func testBytesPerConnectionAreSummarizedInTheKernel() throws {
+        try requireBPF()
+        let trace = scratch("netbytes.fbt")
+        let r = try Tool.run(Tool.flightbox, ["record", "-o", trace, "--probes", "process,tcp", "--", Tool.load, "netbytes", "15"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let out = r.stdout.split(separator: " ").compactMap { UInt64($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        XCTAssertEqual(out.count, 3, r.stdout)
+        let (port, server, sent) = (out[0], out[1], out[2])
+        XCTAssertEqual(sent, 1_000_016)
+        let all = try eventsJSON(trace, ["--type", "netbytes"])
+        let client = all.filter { $0["fields"]?["dport"]?.uintValue == port }
+        let served = all.filter { $0["fields"]?["sport"]?.uintValue == port }
+        XCTAssertEqual(client.count + served.count, all.count, "only this connection moved bytes: \(all.map { $0.serialized() })")
+        func sum(_ es: [JSON], _ k: String) -> UInt64 { es.reduce(0) { $0 + ($1["fields"]?[k]?.uintValue ?? 0) } }
+        // The client: every byte it sent, in at least two summaries (one
+        // when its trickle spanned a second), the last at the socket's end
+        // with the connection's totals.
+        XCTAssertGreaterThanOrEqual(client.count, 2, "\(client.map { $0.serialized() })")
+        XCTAssertEqual(sum(client, "bytes_sent"), 1_000_016)
+        XCTAssertEqual(sum(client, "bytes_received"), 1234)
+        XCTAssertTrue(client.contains { $0["reason_name"]?.stringValue == "interval" })
+        let last = try XCTUnwrap(client.last)
+        XCTAssertEqual(last["reason_name"]?.stringValue, "close")
+        XCTAssertEqual(last["fields"]?["total_sent"]?.uintValue, 1_000_016)
+        XCTAssertEqual(last["fields"]?["total_received"]?.uintValue, 1234)
+        XCTAssertTrue(client.allSatisfy { $0["direction_name"]?.stringValue == "out" && $0["dst_ip"]?.stringValue == "127.0.0.1" && $0["comm"]?.stringValue == "flightbox-load" })
+        XCTAssertTrue(client.allSatisfy { ($0["fields"]?["first_ts"]?.uintValue ?? 0) <= ($0["fields"]?["last_ts"]?.uintValue ?? 0) })
+        // The server (another process): the peek left the bytes queued, so
+        // they are counted once, when read.
+        XCTAssertTrue(served.allSatisfy { $0["pid"]?.uintValue == server && $0["direction_name"]?.stringValue == "in" }, "\(served.map { $0.serialized() })")
+        XCTAssertEqual(sum(served, "bytes_received"), 1_000_016)
+        XCTAssertEqual(sum(served, "bytes_sent"), 1234)
+        XCTAssertEqual(served.last?["fields"]?["total_received"]?.uintValue, 1_000_016)
+        // One record per summary, not per call: 27 sends at most 3 records.
+        XCTAssertLessThanOrEqual(client.count, 3)
+        XCTAssertGreaterThanOrEqual(sum(client, "sends"), 26)
+    }
+
     /// A listener closes and its client keeps connecting: each SYN the
     /// kernel refuses for want of a listener is a `refused` record from the
     /// server's side (the reset it sends has no socket), attributed to the

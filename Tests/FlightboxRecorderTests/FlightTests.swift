@@ -398,7 +398,7 @@ func flightDirectory(_ name: String) -> String {
 }
 
 func segmentHeader(clock: ManualClock) -> SegmentRing.Header {
-    { number in
+    { number, _ in
         let meta = TraceMetadata(host: "flight-test", kernelRelease: "6.18", machine: hostMachine, clockNs: clock.now(),
                                  realtimeNs: 1_700_000_000_000_000_000 + clock.now(),
                                  capture: .object([("codec", .string("zstd")), ("flight_segment", .object([("number", .uint(number))]))]))

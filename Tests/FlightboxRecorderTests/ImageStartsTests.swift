@@ -16,7 +16,7 @@ final class ImageStartsTests: XCTestCase {
         // What /proc holds at each rotation: the shell, and from the second
         // segment on its child (forked and exec'd in the first).
         var scanned: [ProcessRecord] = [ProcessRecord(pid: 42, ppid: 1, uid: 0, comm: "bash", exe: "/usr/bin/bash", argv: ["bash"])]
-        let ring = try SegmentRing(configuration: config, clock: clock, header: { number in
+        let ring = try SegmentRing(configuration: config, clock: clock, header: { number, _ in
             let meta = TraceMetadata(host: "t", kernelRelease: "6.18", machine: hostMachine, clockNs: clock.now(), realtimeNs: clock.now(),
                                      capture: .object([("flight_segment", .object([("number", .uint(number))]))]))
             return (meta, ProcessSnapshot(timestamp: clock.now(), processes: scanned))

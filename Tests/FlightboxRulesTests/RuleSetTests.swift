@@ -290,6 +290,14 @@ final class BuiltInRuleTests: XCTestCase {
         PrivilegeRecord.encode(ts: ts, pid: pid, tid: pid, ret: ret, nr: 0, op: op, args: args, uid: uid, euid: uid, oldUid: oldUid, oldEuid: 0,
                                fdKind: fdKind, sockFamily: family, str: Array(str.utf8))
     }
+    func netBytes(_ ts: UInt64, pid: UInt32, sent: UInt64, received: UInt64, direction: UInt8 = 1) -> [UInt8] {
+        NetbytesRecord.encode(ts: ts, pid: pid, tid: pid, bytesSent: sent, bytesReceived: received, totalSent: sent, totalReceived: received,
+                              daddr: [10, 0, 0, 9] + [UInt8](repeating: 0, count: 12), dport: 443, family: 2, reason: 1, direction: direction)
+    }
+    func capset(_ ts: UInt64, pid: UInt32, old: (UInt64, UInt64, UInt64), new: (UInt64, UInt64, UInt64)) -> [UInt8] {
+        PrivilegeRecord.encode(ts: ts, pid: pid, tid: pid, op: 2, capEffective: new.0, capPermitted: new.1, capInheritable: new.2,
+                               oldCapEffective: old.0, oldCapPermitted: old.1, oldCapInheritable: old.2)
+    }
     func connect(_ ts: UInt64, pid: UInt32) -> [UInt8] {
         TCPRecord.encode(ts: ts, pid: pid, tid: pid, daddr: [10, 0, 0, 9] + [UInt8](repeating: 0, count: 12), dport: 4444, family: 2, kind: 1, oldstate: 7, newstate: 2)
     }
@@ -334,6 +342,12 @@ final class BuiltInRuleTests: XCTestCase {
             ("BPF program loaded by an unexpected process", try run("x") { [priv(9, pid: $0, op: 6, ret: 5, args: [5, 0, 0, 0])] }, try run("x") { [priv(9, pid: $0, op: 6, ret: 5, args: [1, 0, 0, 0])] }),
             ("Stdio redirected to a network socket", try run("python3") { [priv(9, pid: $0, op: 10, ret: 1, args: [3, 1, 0, 0], fdKind: 6, family: 2)] },
              try run("python3") { [priv(9, pid: $0, op: 10, ret: 1, args: [3, 1, 0, 0], fdKind: 6, family: 1)] }),
+            // 25 MB out for 1 KB back; the neighbour downloads the same amount.
+            ("Exfiltration", try run("python3") { [netBytes(9, pid: $0, sent: 25_000_000, received: 1000)] },
+             try run("python3") { [netBytes(9, pid: $0, sent: 1000, received: 25_000_000)] }),
+            // cap_sys_admin into inheritable from nowhere; the neighbour re-raises cap_net_raw, still permitted.
+            ("Capabilities added with capset", try run("x") { [capset(9, pid: $0, old: (0x100, 0x100, 0), new: (0x100, 0x100, 1 << 21))] },
+             try run("ping") { [capset(9, pid: $0, old: (0, 1 << 13, 0), new: (1 << 13, 1 << 13, 0))] }),
         ]
         for (rule, positive, negative) in cases {
             XCTAssertTrue(positive.contains(rule), "\(rule) did not fire: \(positive)")

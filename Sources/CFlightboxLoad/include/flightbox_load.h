@@ -15,6 +15,8 @@ int fb_pin_to_cpu(int cpu);
 /* N loopback TCP connections to a listener of its own, then one to a
  * closed port. Returns the connections made; sets the two ports. */
 int fb_tcp_scenario(int n, int *listen_port, int *refused_port);
+long fb_netbytes_scenario(int trickle, int *listen_port, int *server_pid);
+long fb_net_storm(long n, int size);
 
 /* n accepted loopback connects, 10 ms apart, then the listener closes and
  * the client keeps connecting (refused), 20 ms apart, for outage_ms.

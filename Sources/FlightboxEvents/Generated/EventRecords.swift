@@ -21,6 +21,7 @@ public enum EventType: UInt16, CaseIterable, Sendable {
     case reclaim = 15
     case oom = 16
     case probe = 17
+    case netbytes = 18
 
     /// The name used in the schema, in JSON and on the command line.
     public var name: String {
@@ -42,6 +43,7 @@ public enum EventType: UInt16, CaseIterable, Sendable {
         case .reclaim: "reclaim"
         case .oom: "oom"
         case .probe: "probe"
+        case .netbytes: "netbytes"
         }
     }
 
@@ -64,6 +66,7 @@ public enum EventType: UInt16, CaseIterable, Sendable {
         case "reclaim": self = .reclaim
         case "oom": self = .oom
         case "probe": self = .probe
+        case "netbytes": self = .netbytes
         default: return nil
         }
     }
@@ -79,7 +82,7 @@ public enum EventType: UInt16, CaseIterable, Sendable {
         case .file: 56
         case .signal: 72
         case .block: 72
-        case .privilege: 104
+        case .privilege: 152
         case .sched: 56
         case .gauge: 48
         case .tcp: 80
@@ -88,6 +91,7 @@ public enum EventType: UInt16, CaseIterable, Sendable {
         case .reclaim: 48
         case .oom: 184
         case .probe: 88
+        case .netbytes: 120
         }
     }
 
@@ -671,14 +675,22 @@ public struct PrivilegeRecord: EventRecord {
     @inlinable public var fdKind: UInt8 { event.base.loadUnaligned(fromByteOffset: 94, as: UInt8.self) }
     /// dup onto fd 0-2 of a socket: its address family (1 AF_UNIX, 2 AF_INET, 10 AF_INET6)
     @inlinable public var sockFamily: UInt16 { event.base.loadUnaligned(fromByteOffset: 96, as: UInt16.self) }
+    /// setid and capset: the capability sets after the call (bit n: capability n, as capget(2))
+    @inlinable public var capEffective: UInt64 { event.base.loadUnaligned(fromByteOffset: 104, as: UInt64.self) }
+    @inlinable public var capPermitted: UInt64 { event.base.loadUnaligned(fromByteOffset: 112, as: UInt64.self) }
+    @inlinable public var capInheritable: UInt64 { event.base.loadUnaligned(fromByteOffset: 120, as: UInt64.self) }
+    /// setid and capset: the sets before it (read at entry)
+    @inlinable public var oldCapEffective: UInt64 { event.base.loadUnaligned(fromByteOffset: 128, as: UInt64.self) }
+    @inlinable public var oldCapPermitted: UInt64 { event.base.loadUnaligned(fromByteOffset: 136, as: UInt64.self) }
+    @inlinable public var oldCapInheritable: UInt64 { event.base.loadUnaligned(fromByteOffset: 144, as: UInt64.self) }
     /// memfd name, mount source, chmod path
-    @inlinable public var strBytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: event.base + 104, count: Int(strLen)) }
+    @inlinable public var strBytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: event.base + 152, count: Int(strLen)) }
     public var str: String { String(decoding: strBytes, as: UTF8.self) }
     /// mount target
-    @inlinable public var str2Bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: event.base + 104 + Int(strLen), count: Int(str2Len)) }
+    @inlinable public var str2Bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: event.base + 152 + Int(strLen), count: Int(str2Len)) }
     public var str2: String { String(decoding: str2Bytes, as: UTF8.self) }
     /// mount file system type
-    @inlinable public var str3Bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: event.base + 104 + Int(strLen) + Int(str2Len), count: Int(str3Len)) }
+    @inlinable public var str3Bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: event.base + 152 + Int(strLen) + Int(str2Len), count: Int(str3Len)) }
     public var str3: String { String(decoding: str3Bytes, as: UTF8.self) }
 
     /// Every field by its schema name, raw; variable parts decoded.
@@ -697,6 +709,12 @@ public struct PrivilegeRecord: EventRecord {
             ("str3_len", .uint(UInt64(str3Len))),
             ("fd_kind", .uint(UInt64(fdKind))),
             ("sock_family", .uint(UInt64(sockFamily))),
+            ("cap_effective", .uint(UInt64(capEffective))),
+            ("cap_permitted", .uint(UInt64(capPermitted))),
+            ("cap_inheritable", .uint(UInt64(capInheritable))),
+            ("old_cap_effective", .uint(UInt64(oldCapEffective))),
+            ("old_cap_permitted", .uint(UInt64(oldCapPermitted))),
+            ("old_cap_inheritable", .uint(UInt64(oldCapInheritable))),
             ("str", .string(str)),
             ("str2", .string(str2)),
             ("str3", .string(str3)),
@@ -736,6 +754,18 @@ public struct PrivilegeRecord: EventRecord {
         JSON.appendDecimal(UInt64(fdKind), into: &out)
         out.append(contentsOf: ",\"sock_family\":".utf8)
         JSON.appendDecimal(UInt64(sockFamily), into: &out)
+        out.append(contentsOf: ",\"cap_effective\":".utf8)
+        JSON.appendDecimal(UInt64(capEffective), into: &out)
+        out.append(contentsOf: ",\"cap_permitted\":".utf8)
+        JSON.appendDecimal(UInt64(capPermitted), into: &out)
+        out.append(contentsOf: ",\"cap_inheritable\":".utf8)
+        JSON.appendDecimal(UInt64(capInheritable), into: &out)
+        out.append(contentsOf: ",\"old_cap_effective\":".utf8)
+        JSON.appendDecimal(UInt64(oldCapEffective), into: &out)
+        out.append(contentsOf: ",\"old_cap_permitted\":".utf8)
+        JSON.appendDecimal(UInt64(oldCapPermitted), into: &out)
+        out.append(contentsOf: ",\"old_cap_inheritable\":".utf8)
+        JSON.appendDecimal(UInt64(oldCapInheritable), into: &out)
         out.append(contentsOf: ",\"str\":".utf8)
         JSON.escape(str, into: &out)
         out.append(contentsOf: ",\"str2\":".utf8)
@@ -746,8 +776,8 @@ public struct PrivilegeRecord: EventRecord {
     }
 
     /// The wire bytes of a record with these values; lengths of variable parts are set from them.
-    public static func encode(ts: UInt64, cpu: UInt16 = 0, flags: UInt16 = 0, pid: UInt32 = 0, tid: UInt32 = 0, ret: Int64 = 0, nr: UInt32 = 0, op: UInt32 = 0, args: [UInt64] = [], uid: UInt32 = 0, euid: UInt32 = 0, oldUid: UInt32 = 0, oldEuid: UInt32 = 0, fdKind: UInt8 = 0, sockFamily: UInt16 = 0, str: [UInt8] = [], str2: [UInt8] = [], str3: [UInt8] = []) -> [UInt8] {
-        var b = EventEncoder.header(type: .privilege, size: 104 + str.count + str2.count + str3.count, ts: ts, cpu: cpu, flags: flags, pid: pid, tid: tid)
+    public static func encode(ts: UInt64, cpu: UInt16 = 0, flags: UInt16 = 0, pid: UInt32 = 0, tid: UInt32 = 0, ret: Int64 = 0, nr: UInt32 = 0, op: UInt32 = 0, args: [UInt64] = [], uid: UInt32 = 0, euid: UInt32 = 0, oldUid: UInt32 = 0, oldEuid: UInt32 = 0, fdKind: UInt8 = 0, sockFamily: UInt16 = 0, capEffective: UInt64 = 0, capPermitted: UInt64 = 0, capInheritable: UInt64 = 0, oldCapEffective: UInt64 = 0, oldCapPermitted: UInt64 = 0, oldCapInheritable: UInt64 = 0, str: [UInt8] = [], str2: [UInt8] = [], str3: [UInt8] = []) -> [UInt8] {
+        var b = EventEncoder.header(type: .privilege, size: 152 + str.count + str2.count + str3.count, ts: ts, cpu: cpu, flags: flags, pid: pid, tid: tid)
         EventEncoder.put(&b, 24, ret)
         EventEncoder.put(&b, 32, nr)
         EventEncoder.put(&b, 36, op)
@@ -758,7 +788,13 @@ public struct PrivilegeRecord: EventRecord {
         EventEncoder.put(&b, 84, oldEuid)
         EventEncoder.put(&b, 94, fdKind)
         EventEncoder.put(&b, 96, sockFamily)
-        var at = 104
+        EventEncoder.put(&b, 104, capEffective)
+        EventEncoder.put(&b, 112, capPermitted)
+        EventEncoder.put(&b, 120, capInheritable)
+        EventEncoder.put(&b, 128, oldCapEffective)
+        EventEncoder.put(&b, 136, oldCapPermitted)
+        EventEncoder.put(&b, 144, oldCapInheritable)
+        var at = 152
         EventEncoder.put(&b, 88, UInt16(truncatingIfNeeded: str.count))
         b.replaceSubrange(at..<(at + str.count), with: str)
         at += str.count
@@ -1337,6 +1373,117 @@ public struct ProbeRecord: EventRecord {
     }
 }
 
+/// Bytes sent and received on one TCP connection by one process, summarized in the kernel (tcp_sendmsg's result, tcp_cleanup_rbuf's bytes copied to the reader) instead of one record per call. Header ts is when the summary was written, pid the process, tid the thread that moved bytes last. A summary covers at most the summary interval (1 s); one is written when the socket is destroyed, when it was idle for the interval, and when another process takes over the socket. Addresses and ports as in the tcp event, read at the connection's first byte. Linux 6.2 or later.
+public struct NetbytesRecord: EventRecord {
+    @inlinable public static var eventType: EventType { .netbytes }
+    public let event: Event
+    @inlinable public init(unchecked event: Event) { self.event = event }
+
+    /// the first send or receive summarized
+    @inlinable public var firstTs: UInt64 { event.base.loadUnaligned(fromByteOffset: 24, as: UInt64.self) }
+    /// the last
+    @inlinable public var lastTs: UInt64 { event.base.loadUnaligned(fromByteOffset: 32, as: UInt64.self) }
+    /// in this summary: the sum of tcp_sendmsg's positive results
+    @inlinable public var bytesSent: UInt64 { event.base.loadUnaligned(fromByteOffset: 40, as: UInt64.self) }
+    /// in this summary: bytes copied to the reader
+    @inlinable public var bytesReceived: UInt64 { event.base.loadUnaligned(fromByteOffset: 48, as: UInt64.self) }
+    /// on this connection by this process since the recording first saw it, this summary included
+    @inlinable public var totalSent: UInt64 { event.base.loadUnaligned(fromByteOffset: 56, as: UInt64.self) }
+    /// likewise, received
+    @inlinable public var totalReceived: UInt64 { event.base.loadUnaligned(fromByteOffset: 64, as: UInt64.self) }
+    @inlinable public var saddr: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: event.base + 72, count: 16) }
+    @inlinable public var daddr: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: event.base + 88, count: 16) }
+    /// tcp_sendmsg calls
+    @inlinable public var sends: UInt32 { event.base.loadUnaligned(fromByteOffset: 104, as: UInt32.self) }
+    /// reads that copied bytes
+    @inlinable public var receives: UInt32 { event.base.loadUnaligned(fromByteOffset: 108, as: UInt32.self) }
+    @inlinable public var sport: UInt16 { event.base.loadUnaligned(fromByteOffset: 112, as: UInt16.self) }
+    @inlinable public var dport: UInt16 { event.base.loadUnaligned(fromByteOffset: 114, as: UInt16.self) }
+    /// 2 AF_INET, 10 AF_INET6
+    @inlinable public var family: UInt16 { event.base.loadUnaligned(fromByteOffset: 116, as: UInt16.self) }
+    /// enum fb_net_reason: 1 close, 2 interval, 3 idle, 4 another process
+    @inlinable public var reason: UInt8 { event.base.loadUnaligned(fromByteOffset: 118, as: UInt8.self) }
+    /// enum fb_net_direction: 0 unknown (opened before the recording), 1 connected out, 2 accepted
+    @inlinable public var direction: UInt8 { event.base.loadUnaligned(fromByteOffset: 119, as: UInt8.self) }
+
+    /// Every field by its schema name, raw; variable parts decoded.
+    public var fieldsJSON: JSON {
+        .object([
+            ("first_ts", .uint(UInt64(firstTs))),
+            ("last_ts", .uint(UInt64(lastTs))),
+            ("bytes_sent", .uint(UInt64(bytesSent))),
+            ("bytes_received", .uint(UInt64(bytesReceived))),
+            ("total_sent", .uint(UInt64(totalSent))),
+            ("total_received", .uint(UInt64(totalReceived))),
+            ("saddr", .string(hexString(saddr))),
+            ("daddr", .string(hexString(daddr))),
+            ("sends", .uint(UInt64(sends))),
+            ("receives", .uint(UInt64(receives))),
+            ("sport", .uint(UInt64(sport))),
+            ("dport", .uint(UInt64(dport))),
+            ("family", .uint(UInt64(family))),
+            ("reason", .uint(UInt64(reason))),
+            ("direction", .uint(UInt64(direction))),
+        ])
+    }
+
+    /// `fieldsJSON` serialized straight into `out`: the same bytes, no tree.
+    public func writeFieldsJSON(into out: inout [UInt8]) {
+        out.append(contentsOf: "{\"first_ts\":".utf8)
+        JSON.appendDecimal(UInt64(firstTs), into: &out)
+        out.append(contentsOf: ",\"last_ts\":".utf8)
+        JSON.appendDecimal(UInt64(lastTs), into: &out)
+        out.append(contentsOf: ",\"bytes_sent\":".utf8)
+        JSON.appendDecimal(UInt64(bytesSent), into: &out)
+        out.append(contentsOf: ",\"bytes_received\":".utf8)
+        JSON.appendDecimal(UInt64(bytesReceived), into: &out)
+        out.append(contentsOf: ",\"total_sent\":".utf8)
+        JSON.appendDecimal(UInt64(totalSent), into: &out)
+        out.append(contentsOf: ",\"total_received\":".utf8)
+        JSON.appendDecimal(UInt64(totalReceived), into: &out)
+        out.append(contentsOf: ",\"saddr\":".utf8)
+        JSON.appendHex(saddr, into: &out)
+        out.append(contentsOf: ",\"daddr\":".utf8)
+        JSON.appendHex(daddr, into: &out)
+        out.append(contentsOf: ",\"sends\":".utf8)
+        JSON.appendDecimal(UInt64(sends), into: &out)
+        out.append(contentsOf: ",\"receives\":".utf8)
+        JSON.appendDecimal(UInt64(receives), into: &out)
+        out.append(contentsOf: ",\"sport\":".utf8)
+        JSON.appendDecimal(UInt64(sport), into: &out)
+        out.append(contentsOf: ",\"dport\":".utf8)
+        JSON.appendDecimal(UInt64(dport), into: &out)
+        out.append(contentsOf: ",\"family\":".utf8)
+        JSON.appendDecimal(UInt64(family), into: &out)
+        out.append(contentsOf: ",\"reason\":".utf8)
+        JSON.appendDecimal(UInt64(reason), into: &out)
+        out.append(contentsOf: ",\"direction\":".utf8)
+        JSON.appendDecimal(UInt64(direction), into: &out)
+        out.append(125)
+    }
+
+    /// The wire bytes of a record with these values; lengths of variable parts are set from them.
+    public static func encode(ts: UInt64, cpu: UInt16 = 0, flags: UInt16 = 0, pid: UInt32 = 0, tid: UInt32 = 0, firstTs: UInt64 = 0, lastTs: UInt64 = 0, bytesSent: UInt64 = 0, bytesReceived: UInt64 = 0, totalSent: UInt64 = 0, totalReceived: UInt64 = 0, saddr: [UInt8] = [], daddr: [UInt8] = [], sends: UInt32 = 0, receives: UInt32 = 0, sport: UInt16 = 0, dport: UInt16 = 0, family: UInt16 = 0, reason: UInt8 = 0, direction: UInt8 = 0) -> [UInt8] {
+        var b = EventEncoder.header(type: .netbytes, size: 120, ts: ts, cpu: cpu, flags: flags, pid: pid, tid: tid)
+        EventEncoder.put(&b, 24, firstTs)
+        EventEncoder.put(&b, 32, lastTs)
+        EventEncoder.put(&b, 40, bytesSent)
+        EventEncoder.put(&b, 48, bytesReceived)
+        EventEncoder.put(&b, 56, totalSent)
+        EventEncoder.put(&b, 64, totalReceived)
+        for (i, v) in saddr.prefix(16).enumerated() { b[72 + i] = v }
+        for (i, v) in daddr.prefix(16).enumerated() { b[88 + i] = v }
+        EventEncoder.put(&b, 104, sends)
+        EventEncoder.put(&b, 108, receives)
+        EventEncoder.put(&b, 112, sport)
+        EventEncoder.put(&b, 114, dport)
+        EventEncoder.put(&b, 116, family)
+        EventEncoder.put(&b, 118, reason)
+        EventEncoder.put(&b, 119, direction)
+        return b
+    }
+}
+
 /// An event's record as its typed view, for switching over every type.
 public enum EventPayload {
     case syscall(SyscallRecord)
@@ -1356,6 +1503,7 @@ public enum EventPayload {
     case reclaim(ReclaimRecord)
     case oom(OOMRecord)
     case probe(ProbeRecord)
+    case netbytes(NetbytesRecord)
     /// A type this build does not know: only the header can be read.
     case unknown
 }
@@ -1381,6 +1529,7 @@ extension Event {
         case 15: .reclaim(ReclaimRecord(unchecked: self))
         case 16: .oom(OOMRecord(unchecked: self))
         case 17: .probe(ProbeRecord(unchecked: self))
+        case 18: .netbytes(NetbytesRecord(unchecked: self))
         default: .unknown
         }
     }
@@ -1405,6 +1554,7 @@ extension Event {
         case .reclaim(let r): r.fieldsJSON
         case .oom(let r): r.fieldsJSON
         case .probe(let r): r.fieldsJSON
+        case .netbytes(let r): r.fieldsJSON
         case .unknown: nil
         }
     }
@@ -1430,6 +1580,7 @@ extension Event {
         case .reclaim(let r): r.writeFieldsJSON(into: &out)
         case .oom(let r): r.writeFieldsJSON(into: &out)
         case .probe(let r): r.writeFieldsJSON(into: &out)
+        case .netbytes(let r): r.writeFieldsJSON(into: &out)
         case .unknown: return false
         }
         return true
@@ -1448,7 +1599,7 @@ extension EventEncoder {
         case .file: FileRecord.encode(ts: ts, cpu: 1, pid: pid, tid: tid, ret: 2, op: 3, dirfd: 4, openFlags: 5, mode: 6, path: Array("path".utf8), path2: Array("path2".utf8))
         case .signal: SignalRecord.encode(ts: ts, cpu: 1, pid: pid, tid: tid, sig: 2, code: 3, op: 4, result: 5, targetPid: 6, targetTid: 7, senderUid: 8, group: 9, targetComm: "target_comm")
         case .block: BlockRecord.encode(ts: ts, cpu: 1, pid: pid, tid: tid, latencyNs: 2, sector: 3, dev: 4, bytes: 5, op: 6, error: 7, comm: "comm")
-        case .privilege: PrivilegeRecord.encode(ts: ts, cpu: 1, pid: pid, tid: tid, ret: 2, nr: 3, op: 4, args: (0..<4).map { UInt64(truncatingIfNeeded: $0 + 5) }, uid: 6, euid: 7, oldUid: 8, oldEuid: 9, fdKind: 10, sockFamily: 11, str: Array("str".utf8), str2: Array("str2".utf8), str3: Array("str3".utf8))
+        case .privilege: PrivilegeRecord.encode(ts: ts, cpu: 1, pid: pid, tid: tid, ret: 2, nr: 3, op: 4, args: (0..<4).map { UInt64(truncatingIfNeeded: $0 + 5) }, uid: 6, euid: 7, oldUid: 8, oldEuid: 9, fdKind: 10, sockFamily: 11, capEffective: 12, capPermitted: 13, capInheritable: 14, oldCapEffective: 15, oldCapPermitted: 16, oldCapInheritable: 17, str: Array("str".utf8), str2: Array("str2".utf8), str3: Array("str3".utf8))
         case .sched: SchedRecord.encode(ts: ts, cpu: 1, pid: pid, tid: tid, waitNs: 2, kind: 3, prevState: 4, comm: "comm")
         case .gauge: GaugeRecord.encode(ts: ts, cpu: 1, pid: pid, tid: tid, value: 2, limit: 3, kind: 4, name: Array("name".utf8))
         case .tcp: TCPRecord.encode(ts: ts, cpu: 1, pid: pid, tid: tid, latencyNs: 2, saddr: (0..<16).map { UInt8(truncatingIfNeeded: $0 + 3) }, daddr: (0..<16).map { UInt8(truncatingIfNeeded: $0 + 4) }, sport: 5, dport: 6, family: 7, kind: 8, oldstate: 9, newstate: 10)
@@ -1457,6 +1608,7 @@ extension EventEncoder {
         case .reclaim: ReclaimRecord.encode(ts: ts, cpu: 1, pid: pid, tid: tid, durationNs: 2, reclaimed: 3, order: 4, gfpFlags: 5)
         case .oom: OOMRecord.encode(ts: ts, cpu: 1, pid: pid, tid: tid, totalVm: 2, anonRss: 3, fileRss: 4, shmemRss: 5, pgtablesBytes: 6, memcgId: 7, uid: 8, oomScoreAdj: 9, triggerPid: 10, triggerTid: 11, comm: "comm", triggerComm: "trigger_comm", memcg: "memcg")
         case .probe: ProbeRecord.encode(ts: ts, cpu: 1, pid: pid, tid: tid, latencyNs: 2, ret: 3, args: (0..<4).map { UInt64(truncatingIfNeeded: $0 + 4) }, probeId: 5, nargs: 6, strArg: 7, str: Array("str".utf8))
+        case .netbytes: NetbytesRecord.encode(ts: ts, cpu: 1, pid: pid, tid: tid, firstTs: 2, lastTs: 3, bytesSent: 4, bytesReceived: 5, totalSent: 6, totalReceived: 7, saddr: (0..<16).map { UInt8(truncatingIfNeeded: $0 + 8) }, daddr: (0..<16).map { UInt8(truncatingIfNeeded: $0 + 9) }, sends: 10, receives: 11, sport: 12, dport: 13, family: 14, reason: 15, direction: 16)
         }
     }
 }
@@ -1539,7 +1691,7 @@ extension EventSchema {
             FieldDescriptor(name: "error", kind: "s32", offset: 52, size: 4),
             FieldDescriptor(name: "comm", kind: "char[16]", offset: 56, size: 16),
         ], trailing: []),
-        TypeDescriptor(id: 9, name: "privilege", fixedSize: 104, fields: [
+        TypeDescriptor(id: 9, name: "privilege", fixedSize: 152, fields: [
             FieldDescriptor(name: "ret", kind: "s64", offset: 24, size: 8),
             FieldDescriptor(name: "nr", kind: "u32", offset: 32, size: 4),
             FieldDescriptor(name: "op", kind: "u32", offset: 36, size: 4),
@@ -1553,6 +1705,12 @@ extension EventSchema {
             FieldDescriptor(name: "str3_len", kind: "u16", offset: 92, size: 2),
             FieldDescriptor(name: "fd_kind", kind: "u8", offset: 94, size: 1),
             FieldDescriptor(name: "sock_family", kind: "u16", offset: 96, size: 2),
+            FieldDescriptor(name: "cap_effective", kind: "u64", offset: 104, size: 8),
+            FieldDescriptor(name: "cap_permitted", kind: "u64", offset: 112, size: 8),
+            FieldDescriptor(name: "cap_inheritable", kind: "u64", offset: 120, size: 8),
+            FieldDescriptor(name: "old_cap_effective", kind: "u64", offset: 128, size: 8),
+            FieldDescriptor(name: "old_cap_permitted", kind: "u64", offset: 136, size: 8),
+            FieldDescriptor(name: "old_cap_inheritable", kind: "u64", offset: 144, size: 8),
         ], trailing: [("str", "str_len", "bytes"), ("str2", "str2_len", "bytes"), ("str3", "str3_len", "bytes")]),
         TypeDescriptor(id: 10, name: "sched", fixedSize: 56, fields: [
             FieldDescriptor(name: "wait_ns", kind: "u64", offset: 24, size: 8),
@@ -1631,6 +1789,23 @@ extension EventSchema {
             FieldDescriptor(name: "str_len", kind: "u16", offset: 80, size: 2),
             FieldDescriptor(name: "str_arg", kind: "u16", offset: 82, size: 2),
         ], trailing: [("str", "str_len", "bytes")]),
+        TypeDescriptor(id: 18, name: "netbytes", fixedSize: 120, fields: [
+            FieldDescriptor(name: "first_ts", kind: "u64", offset: 24, size: 8),
+            FieldDescriptor(name: "last_ts", kind: "u64", offset: 32, size: 8),
+            FieldDescriptor(name: "bytes_sent", kind: "u64", offset: 40, size: 8),
+            FieldDescriptor(name: "bytes_received", kind: "u64", offset: 48, size: 8),
+            FieldDescriptor(name: "total_sent", kind: "u64", offset: 56, size: 8),
+            FieldDescriptor(name: "total_received", kind: "u64", offset: 64, size: 8),
+            FieldDescriptor(name: "saddr", kind: "u8[16]", offset: 72, size: 16),
+            FieldDescriptor(name: "daddr", kind: "u8[16]", offset: 88, size: 16),
+            FieldDescriptor(name: "sends", kind: "u32", offset: 104, size: 4),
+            FieldDescriptor(name: "receives", kind: "u32", offset: 108, size: 4),
+            FieldDescriptor(name: "sport", kind: "u16", offset: 112, size: 2),
+            FieldDescriptor(name: "dport", kind: "u16", offset: 114, size: 2),
+            FieldDescriptor(name: "family", kind: "u16", offset: 116, size: 2),
+            FieldDescriptor(name: "reason", kind: "u8", offset: 118, size: 1),
+            FieldDescriptor(name: "direction", kind: "u8", offset: 119, size: 1),
+        ], trailing: []),
     ]
 
     /// Fields renamed since older traces were written, by type id: old name to new.
@@ -1717,6 +1892,12 @@ extension EventSchema {
         ("privilege", "str3_len", MemoryLayout<fb_priv>.offset(of: \fb_priv.str3_len)!),
         ("privilege", "fd_kind", MemoryLayout<fb_priv>.offset(of: \fb_priv.fd_kind)!),
         ("privilege", "sock_family", MemoryLayout<fb_priv>.offset(of: \fb_priv.sock_family)!),
+        ("privilege", "cap_effective", MemoryLayout<fb_priv>.offset(of: \fb_priv.cap_effective)!),
+        ("privilege", "cap_permitted", MemoryLayout<fb_priv>.offset(of: \fb_priv.cap_permitted)!),
+        ("privilege", "cap_inheritable", MemoryLayout<fb_priv>.offset(of: \fb_priv.cap_inheritable)!),
+        ("privilege", "old_cap_effective", MemoryLayout<fb_priv>.offset(of: \fb_priv.old_cap_effective)!),
+        ("privilege", "old_cap_permitted", MemoryLayout<fb_priv>.offset(of: \fb_priv.old_cap_permitted)!),
+        ("privilege", "old_cap_inheritable", MemoryLayout<fb_priv>.offset(of: \fb_priv.old_cap_inheritable)!),
         ("sched", "(size)", MemoryLayout<fb_sched>.size),
         ("sched", "wait_ns", MemoryLayout<fb_sched>.offset(of: \fb_sched.wait_ns)!),
         ("sched", "kind", MemoryLayout<fb_sched>.offset(of: \fb_sched.kind)!),
@@ -1786,5 +1967,21 @@ extension EventSchema {
         ("probe", "nargs", MemoryLayout<fb_probe>.offset(of: \fb_probe.nargs)!),
         ("probe", "str_len", MemoryLayout<fb_probe>.offset(of: \fb_probe.str_len)!),
         ("probe", "str_arg", MemoryLayout<fb_probe>.offset(of: \fb_probe.str_arg)!),
+        ("netbytes", "(size)", MemoryLayout<fb_netbytes>.size),
+        ("netbytes", "first_ts", MemoryLayout<fb_netbytes>.offset(of: \fb_netbytes.first_ts)!),
+        ("netbytes", "last_ts", MemoryLayout<fb_netbytes>.offset(of: \fb_netbytes.last_ts)!),
+        ("netbytes", "bytes_sent", MemoryLayout<fb_netbytes>.offset(of: \fb_netbytes.bytes_sent)!),
+        ("netbytes", "bytes_received", MemoryLayout<fb_netbytes>.offset(of: \fb_netbytes.bytes_received)!),
+        ("netbytes", "total_sent", MemoryLayout<fb_netbytes>.offset(of: \fb_netbytes.total_sent)!),
+        ("netbytes", "total_received", MemoryLayout<fb_netbytes>.offset(of: \fb_netbytes.total_received)!),
+        ("netbytes", "saddr", MemoryLayout<fb_netbytes>.offset(of: \fb_netbytes.saddr)!),
+        ("netbytes", "daddr", MemoryLayout<fb_netbytes>.offset(of: \fb_netbytes.daddr)!),
+        ("netbytes", "sends", MemoryLayout<fb_netbytes>.offset(of: \fb_netbytes.sends)!),
+        ("netbytes", "receives", MemoryLayout<fb_netbytes>.offset(of: \fb_netbytes.receives)!),
+        ("netbytes", "sport", MemoryLayout<fb_netbytes>.offset(of: \fb_netbytes.sport)!),
+        ("netbytes", "dport", MemoryLayout<fb_netbytes>.offset(of: \fb_netbytes.dport)!),
+        ("netbytes", "family", MemoryLayout<fb_netbytes>.offset(of: \fb_netbytes.family)!),
+        ("netbytes", "reason", MemoryLayout<fb_netbytes>.offset(of: \fb_netbytes.reason)!),
+        ("netbytes", "direction", MemoryLayout<fb_netbytes>.offset(of: \fb_netbytes.direction)!),
     ]
 }
