@@ -10,7 +10,8 @@ need=""
 # systemtap-sdt-dev: <sys/sdt.h>, the USDT probes of flightbox-app (the health checks' test program).
 # python3.11 and postgresql-15: real applications with USDT probes (python:gc__start,
 # postgresql:query__start, ...) for the health checks' tests.
-for pkg in libbpf-dev libelf-dev libzstd-dev liblz4-dev zlib1g-dev bpftool linux-perf util-linux gcc make tar libfuse3-dev fuse3 e2fsprogs man-db chromium systemtap-sdt-dev python3.11 postgresql-15; do
+# systemd: systemd-analyze, which verifies the flight recorder's unit in the tests.
+for pkg in libbpf-dev libelf-dev libzstd-dev liblz4-dev zlib1g-dev bpftool linux-perf util-linux gcc make tar libfuse3-dev fuse3 e2fsprogs man-db chromium systemtap-sdt-dev python3.11 postgresql-15 systemd; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need="$need $pkg"
 done
 if [ -n "$need" ]; then

@@ -95,6 +95,13 @@ public final class TraceReader {
         try self.init(path: path, file: MappedFile(path: path))
     }
 
+    deinit {
+        // A reader the flight recorder opens for every dump must not leave
+        // its decode buffers (1 MiB and more) behind.
+        buffer?.deallocate()
+        adaptedBuffer?.deallocate()
+    }
+
     /// Reads a trace held in memory; `name` stands for the path in messages.
     public convenience init(bytes: UnsafeRawBufferPointer, name: String = "<memory>") throws {
         try self.init(path: name, file: MappedFile(copying: bytes))

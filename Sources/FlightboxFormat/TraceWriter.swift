@@ -40,6 +40,9 @@ public final class TraceWriter {
     private let stored: UnsafeMutableRawPointer
     private let storedCapacity: Int
     private var used = 0
+    /// Raw bytes of the block not yet sealed: with `bytesWritten`, a bound
+    /// on what the file will take once they are.
+    public var pendingBytes: Int { used }
     private var blockCount: UInt32 = 0
     private var blockFirstSeq: UInt64 = 0
     private var blockMinTs = UInt64.max

@@ -13,8 +13,15 @@ import FlightboxFormat
 /// thread: collecting, until the post window has passed (a further trigger
 /// meanwhile extends the post window instead of making another dump), then
 /// writing, a few blocks per poll so the recorder keeps draining the kernel.
-/// The segments it reads are opened (mapped) when writing starts, so the
-/// ring may remove them meanwhile.
+/// The segments it reads are opened (mapped) when writing starts and let go
+/// one by one as they are copied. Until then they are kept from age eviction
+/// (`SegmentRing.pinnedFrom`); one the ring removes for its size budget or a
+/// full disk is let go at once (`SegmentRing.willRemove`), copied or not, so
+/// its blocks never stay on disk behind the ring's back.
+///
+/// Dumps have a budget of their own: at most `maxDumps` dumps and `maxBytes`
+/// bytes in `directory`, the oldest removed first; a dump that alone would
+/// pass `maxBytes` is cut there (to within one block of the segments).
 ///
 /// A dump starts at the first event of the segment that holds the start of
 /// the pre window, so it has that segment's process snapshot: it holds at
@@ -31,6 +38,12 @@ public final class FlightDumps {
         public var maxPostNs: UInt64 = 300_000_000_000
         /// Dumps kept in `directory`; the oldest go first.
         public var maxDumps: Int = 10
+        /// Bytes the dumps in `directory` may take: the oldest go first to
+        /// make room for the next, and a dump is cut at this size.
+        public var maxBytes: UInt64 = 1 << 30
+        /// Triggers of one dump kept in its metadata (the first ones); the
+        /// others are only counted, so a storm of findings costs no memory.
+        public var maxTriggers: Int = 256
         /// What writing may take per poll, in clock ns.
         public var stepBudgetNs: UInt64 = 20_000_000
         /// Waited after the post window, for the events of its last moments
@@ -103,28 +116,45 @@ public final class FlightDumps {
         public var rateLimited: UInt64 = 0
         public var failed: UInt64 = 0
         public var removed: UInt64 = 0
+        /// Dumps cut at `maxBytes`.
+        public var cut: UInt64 = 0
+        /// Segments the ring removed (size budget, full disk) before a dump had copied them.
+        public var segmentsLost: UInt64 = 0
         public var last: Written?
         public var lastError: String?
     }
 
     private struct Collecting {
         var name: String
+        /// The first `maxTriggers`; the rest are counted in `triggersDropped`.
         var triggers: [Trigger]
+        var triggersDropped: UInt64 = 0
         var preStart: UInt64
         var triggerTs: UInt64
         var postEnd: UInt64
     }
 
-    private struct Writing {
-        var collected: Collecting
-        var readers: [TraceReader]
-        var segmentNames: [String]
-        var writer: TraceWriter
+    /// A class: the ring may take a segment away (`segmentRemoved`) while
+    /// `step` copies, through `makeRoom` on a full disk.
+    private final class Writing {
+        let collected: Collecting
+        /// nil once copied, or once the ring removed the segment.
+        var readers: [TraceReader?]
+        let segmentNumbers: [UInt64]
+        let writer: TraceWriter
         var reader = 0
         var block = 0
-        var blocks: [[IndexEntry]]
+        let blocks: [[IndexEntry]]
         var firstTs: UInt64?
         var lastTs: UInt64?
+
+        init(collected: Collecting, readers: [TraceReader], segmentNumbers: [UInt64], writer: TraceWriter) {
+            self.collected = collected
+            self.readers = readers
+            self.segmentNumbers = segmentNumbers
+            self.writer = writer
+            blocks = readers.map { $0.eventBlocks.sorted { ($0.firstSequence, $0.offset) < ($1.firstSequence, $1.offset) } }
+        }
     }
 
     public let configuration: Configuration
@@ -172,7 +202,7 @@ public final class FlightDumps {
         if var c = collecting {
             let limit = c.triggerTs &+ configuration.maxPostNs
             c.postEnd = min(max(c.postEnd, t.ts &+ configuration.postNs), limit)
-            c.triggers.append(t)
+            if c.triggers.count < configuration.maxTriggers { c.triggers.append(t) } else { c.triggersDropped += 1 }
             collecting = c
             statistics.extended += 1
             return .extended(name: c.name)
@@ -205,6 +235,16 @@ public final class FlightDumps {
         ring.pinnedFrom = pinFor(ring: ring)
     }
 
+    /// The ring is removing segment `number` (its size budget, a full disk):
+    /// the dump being written lets it go now, so its blocks leave the disk
+    /// with its name; if it was not copied yet, the dump goes without it.
+    public func segmentRemoved(_ number: UInt64) {
+        guard let w = writing, let i = w.segmentNumbers.firstIndex(of: number), w.readers[i] != nil else { return }
+        w.readers[i] = nil
+        statistics.segmentsLost += 1
+        notice?("dump \(w.collected.name): segment \(SegmentRing.name(number)) removed by the ring before it was \(i == w.reader && w.block > 0 ? "wholly " : "")copied; left out")
+    }
+
     /// Writes every dump now, however short its post window: the recorder is
     /// stopping. Call after the ring is closed.
     public func finish(ring: SegmentRing) {
@@ -229,7 +269,10 @@ public final class FlightDumps {
 
     // MARK: Writing
 
+    /// The first segment a dump still needs: the first one not yet copied
+    /// of the dump being written, or the first one of the dump collected.
     private func pinFor(ring: SegmentRing) -> UInt64? {
+        if let w = writing, let i = w.readers[w.reader...].firstIndex(where: { $0 != nil }) { return w.segmentNumbers[i] }
         guard let c = collecting else { return nil }
         return firstSegment(for: c, in: ring.segments)?.number
     }
@@ -249,12 +292,14 @@ public final class FlightDumps {
             return
         }
         var readers: [TraceReader] = []
-        var names: [String] = []
+        var numbers: [UInt64] = []
+        var bytes: UInt64 = 0
         for seg in segments where seg.number >= first.number {
             do {
                 let r = try TraceReader(path: seg.path)
                 readers.append(r)
-                names.append(SegmentRing.name(seg.number))
+                numbers.append(seg.number)
+                bytes += seg.bytes
             } catch {
                 // Removed meanwhile (a full disk) or unreadable: the dump holds the rest.
                 notice?("dump \(c.name): segment \(SegmentRing.name(seg.number)) unreadable (\(error)); left out")
@@ -270,7 +315,7 @@ public final class FlightDumps {
         var checkpoint: [UInt8]?
         switch base.readCheckpoint() {
         case .success(let bytes): checkpoint = bytes
-        case .failure(let problem): notice?("dump \(c.name): the detector checkpoint of \(names[0]) is unusable (\(problem)); the dump replays from a fresh start")
+        case .failure(let problem): notice?("dump \(c.name): the detector checkpoint of \(SegmentRing.name(numbers[0])) is unusable (\(problem)); the dump replays from a fresh start")
         case nil: break
         }
         let segmentInfo = base.metadata.capture["flight_segment"]
@@ -278,12 +323,14 @@ public final class FlightDumps {
         let dump = JSON.object([
             ("reason", .string(c.triggers[0].reason)),
             ("triggers", .array(c.triggers.map(\.json))),
+            // Triggers past the first maxTriggers, counted only.
+            ("triggers_dropped", .uint(c.triggersDropped)),
             ("pre_ns", .uint(configuration.preNs)), ("post_ns", .uint(configuration.postNs)),
             ("pre_start_ts_ns", .uint(c.preStart)), ("trigger_ts_ns", .uint(c.triggerTs)), ("post_end_ts_ns", .uint(c.postEnd)),
             // Where the dump's events begin: the start of its first segment (at or before pre_start_ts_ns
             // once the recorder has run --pre), whatever its first event's time.
             ("start_ts_ns", .uint(first.startNs)),
-            ("segments", .array(names.map { .string($0) })),
+            ("segments", .array(numbers.map { .string(SegmentRing.name($0)) })),
             ("live_findings", .array(findings.map(\.json))),
             // The stream number of the dump's first event: the live detectors numbered events across segments.
             ("first_sequence", .uint(segmentInfo?["first_sequence"]?.uintValue ?? 0)),
@@ -296,12 +343,18 @@ public final class FlightDumps {
             metadata.capture = .object(fields)
         }
         let path = configuration.directory + "/" + c.name
+        // Room first: the dump takes about what its segments take (same codec).
+        removeOldDumps(keepingNewest: false, room: min(bytes, configuration.maxBytes))
+        // Told from here on about the segments the ring removes.
+        ring.willRemove = { [weak self] in self?.segmentRemoved($0.number) }
         do {
+            // Blocks of at most a 32nd of the budget, so a cut (checked against
+            // the unsealed block's raw bytes) lands close to it.
+            let blockBytes = Int(min(UInt64(TraceLayout.defaultBlockBytes), max(16 << 10, configuration.maxBytes / 32)))
             let writer = try TraceWriter(path: path, publish: .whenClosed, codec: configuration.codec, level: configuration.level,
-                                         metadata: metadata, snapshot: base.snapshot ?? ProcessSnapshot(timestamp: metadata.clockNs, processes: []))
+                                         blockBytes: blockBytes, metadata: metadata, snapshot: base.snapshot ?? ProcessSnapshot(timestamp: metadata.clockNs, processes: []))
             if let checkpoint, let at = base.checkpoint { try writer.writeCheckpoint(checkpoint, ts: at.timestamp) }
-            writing = Writing(collected: c, readers: readers, segmentNames: names, writer: writer,
-                              blocks: readers.map { $0.eventBlocks.sorted { ($0.firstSequence, $0.offset) < ($1.firstSequence, $1.offset) } })
+            writing = Writing(collected: c, readers: readers, segmentNumbers: numbers, writer: writer)
         } catch {
             fail(c.name, "\(error)")
         }
@@ -309,15 +362,22 @@ public final class FlightDumps {
 
     /// Copies blocks until the clock passes `deadline` or the dump is done.
     private func step(until deadline: UInt64) {
-        guard var w = writing else { return }
+        guard let w = writing else { return }
         var failure: (any Error)?
+        var cut = false
         while w.reader < w.readers.count, failure == nil {
-            if w.block >= w.blocks[w.reader].count {
+            guard let r = w.readers[w.reader], w.block < w.blocks[w.reader].count else {
+                // Copied (or removed by the ring): its mapping goes now.
+                w.readers[w.reader] = nil
                 w.reader += 1
                 w.block = 0
                 continue
             }
-            let r = w.readers[w.reader]
+            // Raw bytes bound the unsealed block's compressed size.
+            if w.writer.bytesWritten + UInt64(w.writer.pendingBytes) >= configuration.maxBytes {
+                cut = true
+                break
+            }
             let entry = w.blocks[w.reader][w.block]
             r.decodeBlock(entry) { e in
                 guard failure == nil else { return }
@@ -344,11 +404,13 @@ public final class FlightDumps {
             fail(w.collected.name, "\(failure)")
             return
         }
-        guard w.reader >= w.readers.count else {
-            writing = w
-            return
-        }
+        guard w.reader >= w.readers.count || cut else { return }
         writing = nil
+        w.readers = []
+        if cut {
+            statistics.cut += 1
+            notice?("dump \(w.collected.name) cut at \(w.writer.bytesWritten) bytes (--max-dump-bytes \(configuration.maxBytes))")
+        }
         do {
             try w.writer.close()
         } catch {
@@ -360,7 +422,7 @@ public final class FlightDumps {
         statistics.written += 1
         statistics.last = written
         notice?("dump written: \(written.path) (\(written.events) events, \(written.bytes) bytes)")
-        removeOldDumps()
+        removeOldDumps(keepingNewest: true)
     }
 
     private func fail(_ name: String, _ why: String) {
@@ -369,20 +431,34 @@ public final class FlightDumps {
         notice?("dump \(name) failed: \(why)")
     }
 
-    /// Keeps the newest `maxDumps` dumps.
-    private func removeOldDumps() {
-        guard let dir = opendir(configuration.directory) else { return }
-        var names: [String] = []
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
-            if name.hasPrefix("dump-"), name.hasSuffix(".fbt") { names.append(name) }
-        }
-        closedir(dir)
-        names.sort()
-        for name in names.dropLast(max(0, configuration.maxDumps)) {
-            unlink(configuration.directory + "/" + name)
+    /// Removes dumps oldest first (names sort by time) until at most
+    /// `maxDumps` are left and they take at most `maxBytes` less `room`;
+    /// the newest one stays when `keepingNewest` (the dump just written).
+    private func removeOldDumps(keepingNewest: Bool, room: UInt64 = 0) {
+        var dumps = FlightDumps.onDisk(configuration.directory)
+        let kept = keepingNewest ? 1 : 0
+        var total = dumps.reduce(UInt64(0)) { $0 + $1.bytes }
+        let limit = configuration.maxBytes > room ? configuration.maxBytes - room : 0
+        while dumps.count > kept, dumps.count > configuration.maxDumps - (keepingNewest ? 0 : 1) || total > limit {
+            let oldest = dumps.removeFirst()
+            unlink(configuration.directory + "/" + oldest.name)
+            total -= oldest.bytes
             statistics.removed += 1
         }
+    }
+
+    /// The dumps in `directory`, oldest first, with their sizes.
+    public static func onDisk(_ directory: String) -> [(name: String, bytes: UInt64)] {
+        guard let dir = opendir(directory) else { return [] }
+        var found: [(name: String, bytes: UInt64)] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+            guard name.hasPrefix("dump-"), name.hasSuffix(".fbt") else { continue }
+            var st = stat()
+            if stat(directory + "/" + name, &st) == 0 { found.append((name, UInt64(st.st_size))) }
+        }
+        closedir(dir)
+        return found.sorted { $0.name < $1.name }
     }
 
     /// What a dump's replay gives, stored in each dump's metadata.

@@ -104,6 +104,10 @@ public final class SegmentRing: EventWriter {
     /// Segments from this number on are kept from age eviction (a dump still
     /// needs them); the size budget still applies.
     public var pinnedFrom: UInt64?
+    /// Told before a closed segment is removed (age, size, full disk): a
+    /// reader that maps it must let it go, or its blocks stay on disk, out
+    /// of the budget's sight, until it does.
+    public var willRemove: ((Segment) -> Void)?
     public private(set) var statistics = Statistics()
     /// Records dropped since the last segment was open (for the notice).
     private var droppedSequence: UInt64 = 0
@@ -379,6 +383,7 @@ public final class SegmentRing: EventWriter {
     private func evictOldest(_ why: Eviction) -> Bool {
         guard !closed.isEmpty else { return false }
         let seg = closed.removeFirst()
+        willRemove?(seg)
         unlink(seg.path)
         statistics.evicted[why, default: 0] += 1
         if why == .diskFull { notice?("disk full: removed the oldest segment \(SegmentRing.name(seg.number)) (\(seg.bytes) bytes) and recording on") }

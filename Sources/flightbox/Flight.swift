@@ -63,6 +63,9 @@ struct FlightRun: ParsableCommand {
     @Option(help: "Dumps to keep in DIR/dumps (oldest removed first).")
     var maxDumps: Int = 10
 
+    @Option(help: "Most bytes the dumps in DIR/dumps may take (e.g. 512M; default: --max-size): the oldest are removed first to make room, and a dump is cut at this size.")
+    var maxDumpBytes: String?
+
     @Option(help: "At most one new dump this often; triggers in between are counted and dropped.")
     var dumpInterval: String = "1m"
 
@@ -107,6 +110,9 @@ struct FlightRun: ParsableCommand {
             throw ValidationError("--dump-on: '\(dumpOn)' is not info, warning, critical or none")
         }
         try checkRange(maxDumps, 1...100_000, flag: "--max-dumps")
+        if let maxDumpBytes, try parseSize(maxDumpBytes, flag: "--max-dump-bytes") < 1 << 20 {
+            throw ValidationError("--max-dump-bytes: '\(maxDumpBytes)' is too small (at least 1M)")
+        }
         if let metrics { _ = try parseListenAddress(metrics) }
         _ = try detectorNames(detectors)
     }
@@ -180,6 +186,7 @@ struct FlightRun: ParsableCommand {
         dumpConfig.maxPostNs = max(dumpConfig.postNs, keepNs - dumpConfig.preNs)
         dumpConfig.minIntervalNs = parseDuration(dumpInterval)!
         dumpConfig.maxDumps = maxDumps
+        dumpConfig.maxBytes = try maxDumpBytes.map { try parseSize($0, flag: "--max-dump-bytes") } ?? maxBytes
         dumpConfig.findingsRetainNs = keepNs + ringConfig.segmentNs
         dumpConfig.codec = capture.blockCodec
         dumpConfig.level = capture.level
@@ -246,7 +253,7 @@ struct FlightRun: ParsableCommand {
         let statusEvery = parseDuration(statusInterval)!
         var nextStatus: UInt64 = 0
         let exporter = FlightMetrics(state: state)
-        FileHandleStderr.write("flightbox: flight recording \(config.filter.summary) into \(dir) (keep \(keep), max \(maxSize), segments of \(segment); dumps of \(pre) before and \(post) after a trigger\(dumpOn.map { ", on \($0.rawValue) findings" } ?? ""))\n")
+        FileHandleStderr.write("flightbox: flight recording \(config.filter.summary) into \(dir) (keep \(keep), max \(maxSize), segments of \(segment); at most \(maxDumps) dumps of \(maxDumpBytes ?? maxSize) in all, each of \(pre) before and \(post) after a trigger\(dumpOn.map { ", on \($0.rawValue) findings" } ?? ""))\n")
 
         let recorder = Recorder(
             source: BPFCaptureSource(bpf), writer: ring, engine: engine, sampler: gaugeSampler(options: options, config: config),
@@ -258,7 +265,7 @@ struct FlightRun: ParsableCommand {
                     signalsSeen = signals
                     dumps.trigger(.init(kind: .signal, ts: now, reason: "SIGUSR1"))
                 }
-                control.serve { reason in
+                control.serve(now: now) { reason in
                     switch dumps.trigger(.init(kind: .request, ts: monotonicNow(), reason: reason.isEmpty ? "flightbox dump" : reason)) {
                     case .started(let name): "started \(name)"
                     case .extended(let name): "extended \(name)"
@@ -266,7 +273,7 @@ struct FlightRun: ParsableCommand {
                     }
                 }
                 dumps.poll(ring: ring)
-                metricsServer?.serve { exporter.text() }
+                metricsServer?.serve(now: now) { exporter.text() }
                 if now >= nextStatus {
                     nextStatus = now &+ statusEvery
                     state.update(now: now)

@@ -34,7 +34,7 @@ struct FlightStatusCommand: ParsableCommand {
         print("recorder:   \(holder.running ? "running" : "not running") (pid \(s("pid")), since \(s("started_at")); status of \(s("updated_at")))")
         print("segments:   \(s("segments")) on disk, \(s("segment_bytes")) bytes of \(s("max_bytes"))")
         print("events:     \(s("events")) written, \(s("events_per_second"))/s, \(s("losses")) lost in the kernel, \(s("dropped_for_disk_full")) dropped for a full disk")
-        print("dumps:      \(dumps?["on_disk"]?.serialized() ?? "0") on disk, \(dumps?["written"]?.serialized() ?? "0") written by this run, \(dumps?["rate_limited"]?.serialized() ?? "0") triggers rate-limited\(dumps?["last"]?["path"]?.stringValue.map { "; last \($0)" } ?? "")")
+        print("dumps:      \(dumps?["on_disk"]?.serialized() ?? "0") on disk (\(dumps?["bytes"]?.serialized() ?? "0") bytes of \(dumps?["max_bytes"]?.serialized() ?? "?")), \(dumps?["written"]?.serialized() ?? "0") written by this run, \(dumps?["rate_limited"]?.serialized() ?? "0") triggers rate-limited\(dumps?["last"]?["path"]?.stringValue.map { "; last \($0)" } ?? "")")
         print("recorder:   \(s("cpu_seconds")) s CPU, \(s("rss_bytes")) bytes resident")
         if let f = status["last_finding"] {
             print("last finding: \(f["at"]?.stringValue ?? "?") \(f["finding"]?["severity"]?.stringValue?.uppercased() ?? "") \(f["finding"]?["detector"]?.stringValue ?? ""): \(f["finding"]?["summary"]?.stringValue ?? "")")

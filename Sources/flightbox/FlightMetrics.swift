@@ -75,7 +75,12 @@ final class FlightMetrics {
         count("flightbox_dump_failures_total", "Dumps that could not be written.", [], Double(d.failed))
         count("flightbox_dump_triggers_total", "Dump triggers (findings, SIGUSR1, requests), including those that extended a dump or were rate-limited.", [], Double(d.triggers))
         count("flightbox_dump_triggers_rate_limited_total", "Dump triggers dropped by --dump-interval.", [], Double(d.rateLimited))
-        gauge("flightbox_dumps", "Dumps on disk.", [], Double(s.dumpsOnDisk.count))
+        let dumpsOnDisk = s.dumpsOnDisk
+        gauge("flightbox_dumps", "Dumps on disk.", [], Double(dumpsOnDisk.count))
+        gauge("flightbox_dumps_bytes", "Bytes the dumps take on disk.", [], Double(dumpsOnDisk.bytes))
+        gauge("flightbox_dumps_max_bytes", "The dumps' size budget (--max-dump-bytes).", [], Double(s.dumps.configuration.maxBytes))
+        count("flightbox_dumps_cut_total", "Dumps cut at --max-dump-bytes.", [], Double(d.cut))
+        count("flightbox_dump_segments_lost_total", "Segments the ring removed (size budget, full disk) before a dump had copied them.", [], Double(d.segmentsLost))
         for key in s.findings.keys.sorted() {
             let parts = key.split(separator: "\u{0}", omittingEmptySubsequences: false)
             count("flightbox_findings_total", "Live findings, by detector and severity.", [("detector", String(parts[0])), ("severity", String(parts[1]))], Double(s.findings[key]!))

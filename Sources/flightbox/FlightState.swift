@@ -61,18 +61,8 @@ final class FlightState {
 
     /// Dumps in DIR/dumps: how many, how many bytes.
     var dumpsOnDisk: (count: Int, bytes: UInt64) {
-        let dir = FlightFiles.dumps(directory)
-        guard let d = opendir(dir) else { return (0, 0) }
-        defer { closedir(d) }
-        var count = 0
-        var bytes: UInt64 = 0
-        while let entry = readdir(d) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
-            guard name.hasPrefix("dump-"), name.hasSuffix(".fbt") else { continue }
-            var st = stat()
-            if stat(dir + "/" + name, &st) == 0 { count += 1; bytes += UInt64(st.st_size) }
-        }
-        return (count, bytes)
+        let found = FlightDumps.onDisk(FlightFiles.dumps(directory))
+        return (found.count, found.reduce(0) { $0 + $1.bytes })
     }
 
     func statusJSON(running: Bool) -> JSON {
@@ -95,8 +85,10 @@ final class FlightState {
             ("disk_full", .uint(r.diskFull)), ("dropped_for_disk_full", .uint(r.eventsDropped)),
             ("dumps", .object([
                 ("written", .uint(d.written)), ("on_disk", .int(Int64(onDisk.count))), ("bytes", .uint(onDisk.bytes)),
+                ("max_dumps", .int(Int64(dumps.configuration.maxDumps))), ("max_bytes", .uint(dumps.configuration.maxBytes)),
                 ("triggers", .uint(d.triggers)), ("extended", .uint(d.extended)), ("rate_limited", .uint(d.rateLimited)),
-                ("failed", .uint(d.failed)), ("in_progress", .bool(dumps.isBusy)),
+                ("failed", .uint(d.failed)), ("removed", .uint(d.removed)), ("cut", .uint(d.cut)), ("segments_lost", .uint(d.segmentsLost)),
+                ("in_progress", .bool(dumps.isBusy)),
             ] + (d.last.map { [("last", .object([("path", .string($0.path)), ("events", .uint($0.events)), ("bytes", .uint($0.bytes)),
                                                   ("reason", .string($0.triggers.first?.reason ?? ""))]))] } ?? [])
               + (d.lastError.map { [("last_error", .string($0))] } ?? []))),
@@ -151,34 +143,19 @@ struct ProcessUsage {
 final class ControlChannel {
     let path: String
     private var fd: Int32 = -1
+    private var connections: Connections?
     private(set) var error: String?
 
     init(path: String) {
         self.path = path
         let r = fb_unix_listen(path)
-        if r < 0 { error = String(cString: strerror(-r)) } else { fd = r }
+        if r < 0 { error = String(cString: strerror(-r)) } else { fd = r; connections = Connections(listener: r, maxRequestBytes: 4096) }
     }
 
-    /// Answers the requests waiting, without blocking for new ones;
-    /// `dump` gets the reason and returns the reply.
-    func serve(_ dump: (String) -> String) {
-        guard fd >= 0 else { return }
-        while true {
-            let c = fb_accept(fd)
-            if c < 0 { return }
-            defer { Glibc.close(c) }
-            // A client that connects and says nothing holds the recorder at most this long.
-            var tv = timeval(tv_sec: 0, tv_usec: 200_000)
-            setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-            setsockopt(c, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-            var line: [UInt8] = []
-            var buf = [UInt8](repeating: 0, count: 1024)
-            while line.count < 4096, !line.contains(10) {
-                let n = buf.withUnsafeMutableBytes { read(c, $0.baseAddress, $0.count) }
-                if n < 0, errno == EINTR { continue }
-                if n <= 0 { break }
-                line += buf[0..<n]
-            }
+    /// Answers the requests complete by now and moves the others on, never
+    /// waiting for a client; `dump` gets the reason and returns the reply.
+    func serve(now: UInt64, _ dump: (String) -> String) {
+        connections?.serve(now: now, complete: { $0.contains(10) }) { line in
             let text = String(decoding: line.prefix(while: { $0 != 10 }), as: UTF8.self)
             let reply: String
             if text == "dump" || text.hasPrefix("dump ") {
@@ -186,12 +163,12 @@ final class ControlChannel {
             } else {
                 reply = "error: unknown request '\(text.prefix(64))' (this recorder knows: dump REASON)"
             }
-            let bytes = Array((reply + "\n").utf8)
-            _ = bytes.withUnsafeBytes { write(c, $0.baseAddress, $0.count) }
+            return Array((reply + "\n").utf8)
         }
     }
 
     func close() {
+        connections = nil
         if fd >= 0 {
             Glibc.close(fd)
             unlink(path)
@@ -213,43 +190,25 @@ final class MetricsServer {
     }
 
     private let fd: Int32
+    private let connections: Connections
 
     init(address: String, port: Int) throws {
         let r = fb_tcp_listen(address, Int32(port))
         guard r >= 0 else { throw Failure.listen(address, port, -r) }
         fd = r
+        connections = Connections(listener: r)
     }
 
     deinit { Glibc.close(fd) }
 
-    func serve(_ body: () -> [UInt8]) {
-        while true {
-            let c = fb_accept(fd)
-            if c < 0 { return }
-            defer { Glibc.close(c) }
-            var tv = timeval(tv_sec: 0, tv_usec: 200_000)
-            setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-            setsockopt(c, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-            // Read the request head (up to its blank line); its path does not matter.
-            var head: [UInt8] = []
-            var buf = [UInt8](repeating: 0, count: 2048)
-            while head.count < 16384 {
-                let n = buf.withUnsafeMutableBytes { read(c, $0.baseAddress, $0.count) }
-                if n < 0, errno == EINTR { continue }
-                if n <= 0 { break }
-                head += buf[0..<n]
-                if head.count >= 4, head.suffix(4) == [13, 10, 13, 10] || head.suffix(2) == [10, 10] { break }
-            }
+    /// Answers the scrapes whose request head is complete by now; never waits.
+    func serve(now: UInt64, _ body: () -> [UInt8]) {
+        // The request head ends at its blank line; its path does not matter.
+        connections.serve(now: now, complete: { $0.count >= 2 && ($0.suffix(4).elementsEqual([13, 10, 13, 10]) || $0.suffix(2).elementsEqual([10, 10])) }) { _ in
             let text = body()
             var response = Array("HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: \(text.count)\r\nConnection: close\r\n\r\n".utf8)
             response += text
-            var off = 0
-            while off < response.count {
-                let n = response.withUnsafeBytes { write(c, $0.baseAddress! + off, $0.count - off) }
-                if n < 0, errno == EINTR { continue }
-                if n <= 0 { break }
-                off += n
-            }
+            return response
         }
     }
 }

@@ -130,8 +130,9 @@ final class FlightTests: XCTestCase {
     func testSignalAndDumpCommandTriggerDumpsWithThePreWindow() throws {
         try requireBPF()
         let dir = try scratchDirectory("flight-signal")
+        // No dump on findings: the critical findings of other work on the machine would add dumps to count.
         let r = try startFlight(dir, ["--probes", "process,syscalls", "--segment", "1s", "--keep", "30s", "--pre", "3s", "--post", "1s",
-                                      "--dump-interval", "1s"])
+                                      "--dump-interval", "1s", "--dump-on", "none"])
         defer { _ = stop(r) }
         sleep(2)
         let before = monotonicNs()
@@ -419,6 +420,73 @@ final class FlightTests: XCTestCase {
         XCTAssertEqual(stop(r), 0, r.stderr)
     }
 
+    /// Clients trickling a byte every 150 ms into the control socket and the
+    /// metrics endpoint (each read waited for alone would hold the recorder)
+    /// do not stall recording: the status goes on being rewritten, events go
+    /// on being counted, none is lost, a `flightbox dump` meanwhile is
+    /// answered, and each slow client is closed at its one deadline.
+    func testSlowClientsDoNotStallRecording() throws {
+        try requireBPF()
+        let dir = try scratchDirectory("flight-slow-client")
+        let port = 20_000 + Int(getpid() % 1000)
+        // Our load only, under a name of its own (whatever else loads the
+        // machine), into a 1 MiB ring: about 16,000 events, a third of what
+        // the load makes while the clients trickle. A recorder held by them
+        // would lose events; one that goes on draining loses none.
+        let load = dir + "/fbtrickleload"
+        try FileManager.default.copyItem(atPath: Tool.load, toPath: load)
+        let r = try startFlight(dir, ["--probes", "process,syscalls", "--comm", "fbtrickleload", "--ring-kb", "1024", "--segment", "1s",
+                                      "--keep", "10s", "--pre", "1s", "--post", "1s", "--dump-interval", "1s", "--metrics", "127.0.0.1:\(port)",
+                                      "--max-dump-bytes", "64M"])
+        defer { _ = stop(r) }
+        sleep(1)
+        let trickling = Trickle(unixPath: dir + "/control.sock", tcpPort: port, request: "dump slow client\n", every: 150_000, for: 4_000_000)
+        let thread = Thread { trickling.run() }
+        thread.start()
+        // While they trickle: load, and what the status says every 250 ms.
+        var samples: [(updated: String, events: UInt64)] = []
+        var asked: Tool.Result?
+        let start = Date()
+        while Date().timeIntervalSince(start) < 3.5 {
+            XCTAssertEqual(try Tool.run(load, ["getppid", "5000"]).status, 0)
+            if asked == nil, Date().timeIntervalSince(start) > 1 { asked = try Tool.flightbox("dump", "--dir", dir, "--reason", "beside a slow client") }
+            if let text = try? String(contentsOfFile: dir + "/status.json", encoding: .utf8), let s = try? JSONParser.parse(text) {
+                samples.append((s["updated_at"]?.stringValue ?? "", s["events"]?.uintValue ?? 0))
+            }
+            usleep(250_000)
+        }
+        trickling.done.wait()
+        XCTAssertGreaterThanOrEqual(Set(samples.map(\.updated)).count, 6, "the status was rewritten all along: \(samples)")
+        XCTAssertGreaterThan(samples.last!.events, samples.first!.events + 30_000, "events recorded while the clients trickled")
+        XCTAssertEqual(asked?.status, 0, asked?.stderr ?? "")
+        XCTAssertTrue(asked?.stdout.contains("started dump-") ?? false, asked?.stdout ?? "")
+        // Closed at the deadline (1 s), long before their 4 s of bytes.
+        XCTAssertLessThan(trickling.unixClosedAfter ?? 99, 2.0, "the control socket's slow client")
+        XCTAssertLessThan(trickling.tcpClosedAfter ?? 99, 2.0, "the metrics endpoint's slow client")
+        _ = try waitForDumps(dir, 1)
+        XCTAssertEqual(stop(r), 0, r.stderr)
+        let s = try status(dir)
+        XCTAssertEqual(s["losses"]?.uintValue, 0)
+        XCTAssertEqual(s["dumps"]?["max_bytes"]?.uintValue, 64 << 20)
+    }
+
+    /// The service unit passes `systemd-analyze verify` (its ExecStart
+    /// pointed at the built binary: /usr/local/bin/flightbox is not installed
+    /// here). systemd cannot start it on this machine (no systemd as PID 1).
+    func testTheSystemdUnitVerifies() throws {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/systemd-analyze") else {
+            throw XCTSkip("systemd-analyze is missing (scripts/setup.sh installs systemd)")
+        }
+        let unit = try String(contentsOfFile: Tool.packageRoot + "/systemd/flightbox-flight.service", encoding: .utf8)
+        XCTAssertTrue(unit.contains("ExecStart=/usr/local/bin/flightbox flight "))
+        let dir = try scratchDirectory("flight-unit")
+        try unit.replacingOccurrences(of: "/usr/local/bin/flightbox", with: Tool.flightbox)
+            .write(toFile: dir + "/flightbox-flight.service", atomically: true, encoding: .utf8)
+        let r = try Tool.run("/usr/bin/systemd-analyze", ["verify", dir + "/flightbox-flight.service"])
+        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+        XCTAssertEqual(r.stderr, "", "no warning")
+    }
+
     /// Usage errors and a second recorder in the same directory are refused in one line.
     func testBadFlightUsageIsRefused() throws {
         let dir = try scratchDirectory("flight-usage")
@@ -429,6 +497,7 @@ final class FlightTests: XCTestCase {
             (["--pre", "20m"], "--pre (20m) is longer than --keep (10m)"),
             (["--dump-on", "fatal"], "--dump-on: 'fatal' is not info, warning, critical or none"),
             (["--max-size", "10K"], "--max-size: '10K' is too small"),
+            (["--max-dump-bytes", "10K"], "--max-dump-bytes: '10K' is too small"),
             (["--metrics", "0.0.0.0:9464"], "is not a loopback address"),
         ] {
             let r = try Tool.flightbox(["flight", "--dir", dir] + args)
@@ -444,6 +513,59 @@ final class FlightTests: XCTestCase {
         let second = try Tool.flightbox("flight", "--dir", dir, "--probes", "process")
         XCTAssertEqual(second.status, 1)
         XCTAssertTrue(second.stderr.contains("is in use by another flight recorder (pid \(r.pid))"), second.stderr)
+    }
+}
+
+/// Two slow clients, one on a unix socket and one on a loopback TCP port:
+/// each sends `request` a byte every `every` µs for `for` µs, and notes how
+/// long after connecting the server closed it (a send fails or a read ends).
+final class Trickle: @unchecked Sendable {
+    let unixPath: String, tcpPort: Int, request: [UInt8], every: UInt32, total: UInt32
+    private(set) var unixClosedAfter: Double?
+    private(set) var tcpClosedAfter: Double?
+    let done = DispatchSemaphore(value: 0)
+
+    init(unixPath: String, tcpPort: Int, request: String, every: UInt32, for total: UInt32) {
+        self.unixPath = unixPath
+        self.tcpPort = tcpPort
+        self.request = Array(request.utf8)
+        self.every = every
+        self.total = total
+    }
+
+    func run() {
+        defer { done.signal() }
+        let u = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        var ua = sockaddr_un()
+        ua.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &ua.sun_path) { p in for (i, b) in unixPath.utf8.enumerated() where i < p.count - 1 { p[i] = b } }
+        let uc = withUnsafePointer(to: &ua) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(u, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+        let t = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var ta = sockaddr_in()
+        ta.sin_family = sa_family_t(AF_INET)
+        ta.sin_port = in_port_t(UInt16(tcpPort).bigEndian)
+        ta.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
+        let tc = withUnsafePointer(to: &ta) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(t, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        defer { close(u); close(t) }
+        guard uc == 0, tc == 0 else { return }
+        let http = Array("GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n".utf8)
+        let start = Date()
+        var i = 0
+        while Date().timeIntervalSince(start) * 1e6 < Double(total), unixClosedAfter == nil || tcpClosedAfter == nil {
+            if unixClosedAfter == nil, !alive(u, byte: request[min(i, request.count - 2)]) { unixClosedAfter = Date().timeIntervalSince(start) }
+            if tcpClosedAfter == nil, !alive(t, byte: http[min(i, http.count - 4)]) { tcpClosedAfter = Date().timeIntervalSince(start) }
+            i += 1
+            usleep(every)
+        }
+    }
+
+    /// Sends one byte (never the request's end) and checks the peer has not closed.
+    private func alive(_ fd: Int32, byte: UInt8) -> Bool {
+        var b = byte
+        if send(fd, &b, 1, Int32(MSG_NOSIGNAL)) != 1 { return false }
+        var r: UInt8 = 0
+        let n = recv(fd, &r, 1, Int32(MSG_DONTWAIT))
+        return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)
     }
 }
 

@@ -1,4 +1,7 @@
 import XCTest
+#if canImport(Glibc)
+import Glibc
+#endif
 import FlightboxEvents
 @testable import FlightboxFormat
 
@@ -88,6 +91,26 @@ final class TraceRoundTripTests: XCTestCase {
             XCTAssertEqual(r.metadata.schema["types"]?.arrayValue?.count, EventType.allCases.count)
             XCTAssertEqual(r.eventCount, UInt64(records.count))
         }
+    }
+
+    /// A reader gives back its decode buffer (1 MiB at least) when it goes:
+    /// the flight recorder opens readers for every dump, for months.
+    func testReadersLeaveNoMemoryBehind() throws {
+        let path = tempPath("reader-memory.fbt")
+        try writeTrace(path, syntheticRecords(count: 2_000))
+        // The process's virtual size (statm's first field, in pages): a leaked
+        // buffer stays mapped (malloc's own mapping, or a heap that cannot shrink).
+        func inUse() -> Int {
+            guard let h = FileHandle(forReadingAtPath: "/proc/self/statm") else { return 0 }
+            defer { try? h.close() }
+            let text = String(decoding: h.readDataToEndOfFile(), as: UTF8.self)
+            return (Int(text.split(separator: " ").first ?? "") ?? 0) * Int(sysconf(Int32(_SC_PAGESIZE)))
+        }
+        func readOnce() throws { XCTAssertEqual(readAll(try TraceReader(path: path)).count, 2_000) }
+        try readOnce()
+        let before = inUse()
+        for _ in 0..<32 { try readOnce() }
+        XCTAssertLessThan(inUse() - before, 8 << 20, "32 readers, each with a 1 MiB buffer, left them allocated")
     }
 
     func testFileModeIs0600() throws {

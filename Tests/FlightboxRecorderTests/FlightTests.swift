@@ -137,19 +137,21 @@ final class FlightDumpTests: XCTestCase {
     /// Records `polls` polls through a ring and dumps; `onPoll` may trigger.
     func record(_ name: String, polls: Int, perPoll: Int = 20, slowEvery: Int? = nil, pre: UInt64 = 2_000_000_000, post: UInt64 = 1_000_000_000,
                 minInterval: UInt64 = 5_000_000_000, maxDumps: Int = 10, detectOn: Severity? = nil,
-                onPoll: ((Int, UInt64, FlightDumps) -> Void)? = nil) throws -> Run {
+                configure: ((inout SegmentRing.Configuration, inout FlightDumps.Configuration) -> Void)? = nil,
+                onPoll: ((Int, UInt64, FlightDumps) -> Void)? = nil, afterPoll: ((UInt64) -> Void)? = nil) throws -> Run {
         let dir = flightDirectory(name)
         let clock = ManualClock()
         var config = SegmentRing.Configuration(directory: dir)
         config.segmentNs = 1_000_000_000
         config.keepNs = 60_000_000_000
-                let ring = try SegmentRing(configuration: config, clock: clock, header: segmentHeader(clock: clock))
         var dc = FlightDumps.Configuration(directory: dir + "/dumps")
         dc.preNs = pre
         dc.postNs = post
         dc.minIntervalNs = minInterval
         dc.maxDumps = maxDumps
         dc.settleNs = 200_000_000
+        configure?(&config, &dc)
+        let ring = try SegmentRing(configuration: config, clock: clock, header: segmentHeader(clock: clock))
         let dumps = try FlightDumps(configuration: dc, clock: clock)
         var steps = flightScript(polls: polls, perPoll: perPoll)
         if let slowEvery {
@@ -174,6 +176,7 @@ final class FlightDumpTests: XCTestCase {
             poll += 1
             dumps.poll(ring: ring)
             ring.maintain(now: now)
+            afterPoll?(now)
         }).run()
         dumps.finish(ring: ring)
         return Run(dir: dir, ring: ring, dumps: dumps, engineFindings: found)
@@ -250,6 +253,116 @@ final class FlightDumpTests: XCTestCase {
         XCTAssertEqual(r.metadata.capture["flight_dump"]?["triggers"]?.arrayValue?.map { $0["reason"]?.stringValue }, ["one", "two"])
     }
 
+    /// A storm of triggers while a dump is collected: the first 256 are kept
+    /// in its metadata, the others counted, so memory stays bounded.
+    func testTriggersPastTheCapAreCountedNotKept() throws {
+        let run = try record("dump-trigger-cap", polls: 200, onPoll: { poll, now, dumps in
+            guard (100..<120).contains(poll) else { return }
+            for i in 0..<20 { dumps.trigger(.init(kind: .finding, ts: now, reason: "storm \(poll) \(i)")) }
+        })
+        XCTAssertEqual(run.dumps.statistics.triggers, 400)
+        XCTAssertEqual(run.dumps.statistics.extended, 399)
+        let r = try TraceReader(path: dumpPaths(run.dir)[0])
+        let dump = try XCTUnwrap(r.metadata.capture["flight_dump"])
+        let reasons = dump["triggers"]?.arrayValue?.compactMap { $0["reason"]?.stringValue } ?? []
+        XCTAssertEqual(reasons.count, 256)
+        XCTAssertEqual(reasons.first, "storm 100 0")
+        XCTAssertEqual(reasons.last, "storm 112 15", "the first 256, in order")
+        XCTAssertEqual(dump["triggers_dropped"]?.uintValue, 144)
+    }
+
+    /// While a dump is written (one small block per poll here, so the ring's
+    /// writing overtakes the copy), the ring goes on removing segments for its
+    /// size budget: a removed segment is let go at once, so the segments'
+    /// blocks on disk, those removed but still mapped included, never pass
+    /// the budget plus one segment. The budget wins: the dump goes without
+    /// the segments removed before it copied them, and holds every event it
+    /// copied once, in order.
+    func testSegmentsRemovedWhileADumpIsWrittenLeaveTheDisk() throws {
+        var dirPath = ""
+        var maxOnDisk: UInt64 = 0, maxHidden: UInt64 = 0, largest: UInt64 = 0
+        var budget: UInt64 = 0
+        var writtenAt: Int?
+        let run = try record("dump-size-pin", polls: 400, perPoll: 200, pre: 3_000_000_000, configure: { ring, dumps in
+            ring.segmentNs = 3_600_000_000_000
+            ring.segmentBytes = 64 << 10
+            ring.maxBytes = 256 << 10
+            // Small blocks, one copied per poll: the ring's writing overtakes the copy.
+            ring.blockBytes = 4 << 10
+            ring.level = 1
+            dumps.stepBudgetNs = 0
+            dirPath = ring.directory
+            budget = ring.maxBytes
+        }, onPoll: { poll, now, dumps in
+            if poll == 150 { dumps.trigger(.init(kind: .request, ts: now, reason: "test")) }
+            if writtenAt == nil, dumps.statistics.written == 1 { writtenAt = poll }
+        }, afterPoll: { _ in
+            let sizes = flightSegmentPaths(dirPath).map { (try? FileManager.default.attributesOfItem(atPath: $0)[.size] as? UInt64) ?? 0 }
+            largest = max(largest, sizes.max() ?? 0)
+            let hidden = removedButMapped(under: dirPath + "/seg-")
+            maxHidden = max(maxHidden, hidden)
+            maxOnDisk = max(maxOnDisk, sizes.reduce(0, +) + hidden)
+        })
+        XCTAssertGreaterThan(run.ring.statistics.evicted[.size] ?? 0, 5)
+        XCTAssertEqual(maxHidden, 0, "no removed segment stays mapped past the poll that removed it")
+        XCTAssertGreaterThan(run.dumps.statistics.segmentsLost, 0, "the ring removed segments the dump had not copied yet")
+        XCTAssertLessThanOrEqual(maxOnDisk, budget + largest, "budget plus one segment")
+        XCTAssertEqual(run.dumps.statistics.written, 1)
+        let path = try XCTUnwrap(dumpPaths(run.dir).first)
+        let r = try TraceReader(path: path)
+        XCTAssertTrue(r.closedCleanly)
+        // Collected until poll 174 (post window and settling), then written block by block.
+        XCTAssertGreaterThan(try XCTUnwrap(writtenAt), 190, "written over many polls")
+        let args = try segmentArguments([path])
+        XCTAssertEqual(args, args.sorted(), "in order")
+        XCTAssertEqual(Set(args).count, args.count, "each once")
+    }
+
+    /// maxBytes: the oldest dumps go to make room for the next, the newest
+    /// stays; a dump that alone would pass it is cut there and still reads.
+    func testDumpBytesBudgetRemovesTheOldestAndCuts() throws {
+        func run(_ name: String, maxBytes: UInt64) throws -> Run {
+            try record(name, polls: 560, perPoll: 200, configure: { ring, dumps in
+                ring.blockBytes = 16 << 10
+                dumps.maxBytes = maxBytes
+            }, onPoll: { poll, now, dumps in
+                if [100, 250, 400].contains(poll) { dumps.trigger(.init(kind: .request, ts: now, reason: "at \(poll)")) }
+            })
+        }
+        func sizes(_ dir: String) -> [UInt64] {
+            dumpPaths(dir).map { (try? FileManager.default.attributesOfItem(atPath: $0)[.size] as? UInt64) ?? 0 }
+        }
+        let free = try run("dump-bytes-free", maxBytes: 1 << 30)
+        let s = sizes(free.dir)
+        XCTAssertEqual(s.count, 3)
+        XCTAssertEqual(free.dumps.statistics.removed, 0)
+
+        // Room for one dump and a half: each new one removes the one before.
+        let limit = s[0] + s[1] / 2
+        let tight = try run("dump-bytes-tight", maxBytes: limit)
+        XCTAssertEqual(tight.dumps.statistics.written, 3)
+        XCTAssertEqual(tight.dumps.statistics.removed, 2)
+        XCTAssertEqual(tight.dumps.statistics.cut, 0)
+        let left = dumpPaths(tight.dir)
+        XCTAssertEqual(left.count, 1)
+        XCTAssertEqual(try TraceReader(path: left[0]).metadata.capture["flight_dump"]?["reason"]?.stringValue, "at 400", "the newest stays")
+
+        // Smaller than one dump: each is cut, and reads from its start.
+        let small = (s.min() ?? 0) / 3
+        let cut = try run("dump-bytes-cut", maxBytes: small)
+        XCTAssertEqual(cut.dumps.statistics.written, 3)
+        XCTAssertEqual(cut.dumps.statistics.cut, 3)
+        let paths = dumpPaths(cut.dir)
+        XCTAssertEqual(paths.count, 1, "each made room for the next")
+        for p in paths {
+            let r = try TraceReader(path: p)
+            XCTAssertTrue(r.closedCleanly)
+            XCTAssertLessThanOrEqual(UInt64(r.fileSize), small + (24 << 10), "cut at the budget (within a segment block, with the index)")
+            let args = try segmentArguments([p])
+            XCTAssertEqual(args, Array(args.first!...args.last!), "contiguous from its start")
+        }
+    }
+
     /// A finding at or above the dump severity triggers a dump holding it,
     /// and the dump's replay gives the findings the live detectors gave in it.
     func testAFindingTriggersADumpThatReplaysToTheLiveFindings() throws {
@@ -316,6 +429,21 @@ func segmentArguments(_ paths: [String]) throws -> [UInt64] {
         }
     }
     return out
+}
+
+/// Bytes of this process's mappings of files under `prefix` that were
+/// removed: on disk still, though no name shows them.
+func removedButMapped(under prefix: String) -> UInt64 {
+    // Read to its end: /proc files have no size for Foundation to go by.
+    guard let handle = FileHandle(forReadingAtPath: "/proc/self/maps") else { return 0 }
+    defer { try? handle.close() }
+    let maps = String(decoding: handle.readDataToEndOfFile(), as: UTF8.self)
+    var total: UInt64 = 0
+    for line in maps.split(separator: "\n") where line.hasSuffix(" (deleted)") && line.contains(prefix) {
+        let range = line.prefix { $0 != " " }.split(separator: "-")
+        if range.count == 2, let a = UInt64(range[0], radix: 16), let b = UInt64(range[1], radix: 16) { total += b - a }
+    }
+    return total
 }
 
 func flightSegmentPaths(_ dir: String) -> [String] {
