@@ -257,7 +257,7 @@ final class FlightTests: XCTestCase {
         try requireBPF()
         let dir = try scratchDirectory("flight-size")
         let budget: UInt64 = 2 << 20
-        let r = try startFlight(dir, ["--probes", "process,syscalls", "--segment", "1m", "--keep", "10m", "--max-size", "2M", "--pre", "10s"])
+        let r = try startFlight(dir, ["--probes", "process,syscalls", "--segment", "1m", "--keep", "10m", "--max-size", "2M", "--pre", "10s", "--dump-on", "none"])
         defer { _ = stop(r) }
         let workload = Process()
         workload.executableURL = URL(fileURLWithPath: Tool.load)
@@ -292,7 +292,7 @@ final class FlightTests: XCTestCase {
     func testRotationByAgeRemovesOldSegments() throws {
         try requireBPF()
         let dir = try scratchDirectory("flight-age")
-        let r = try startFlight(dir, ["--probes", "process,syscalls", "--segment", "1s", "--keep", "2s", "--pre", "1s"])
+        let r = try startFlight(dir, ["--probes", "process,syscalls", "--segment", "1s", "--keep", "2s", "--pre", "1s", "--dump-on", "none"])
         defer { _ = stop(r) }
         sleep(6)
         let now = monotonicNs()
@@ -348,7 +348,7 @@ final class FlightTests: XCTestCase {
         let ballast = try Tool.run("/bin/dd", ["if=/dev/zero", "of=\(mnt)/ballast", "bs=1M", "count=12"])
         XCTAssertEqual(ballast.status, 0, ballast.stderr)
         let dir = mnt + "/flight"
-        let r = try startFlight(dir, ["--probes", "process,syscalls", "--segment", "2s", "--keep", "10m", "--max-size", "1G", "--pre", "5s"])
+        let r = try startFlight(dir, ["--probes", "process,syscalls", "--segment", "2s", "--keep", "10m", "--max-size", "1G", "--pre", "5s", "--dump-on", "none"])
         defer { _ = stop(r) }
         let workload = Process()
         workload.executableURL = URL(fileURLWithPath: Tool.load)
