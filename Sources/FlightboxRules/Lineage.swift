@@ -70,22 +70,10 @@ public final class Execution {
         execId = Bytes("\(startNs):\(pid)")
     }
 
-    init(pid: UInt32, startNs: UInt64, startSeq: UInt64?, parent: Execution?, uid: UInt32, comm: String, exe: String, argv: [String],
-         fromSnapshot: Bool, exeWritten: Bool) {
-        self.pid = pid
-        self.startNs = startNs
-        self.startSeq = startSeq
-        self.parent = parent
-        self.uid = uid
-        self.comm = Bytes(comm)
-        self.exe = Bytes(exe)
-        self.argv = argv
-        cmdline = Bytes(argv.joined(separator: " "))
-        args = Bytes(argv.dropFirst().joined(separator: " "))
-        depth = parent.map { $0.depth + 1 } ?? 0
-        self.fromSnapshot = fromSnapshot
-        self.exeWritten = exeWritten
-        execId = Bytes("\(startNs):\(pid)")
+    convenience init(pid: UInt32, startNs: UInt64, startSeq: UInt64?, parent: Execution?, uid: UInt32, comm: String, exe: String, argv: [String],
+                     fromSnapshot: Bool, exeWritten: Bool) {
+        self.init(pid: pid, startNs: startNs, startSeq: startSeq, parent: parent, uid: uid, comm: comm, exe: exe, argv: argv,
+                  depth: parent.map { $0.depth + 1 } ?? 0, fromSnapshot: fromSnapshot, exeWritten: exeWritten)
     }
 
     /// An execution as a checkpoint holds it (`depth` as it was: a cut chain keeps its depth).
