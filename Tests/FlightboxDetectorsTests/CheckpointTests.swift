@@ -30,6 +30,19 @@ final class CheckpointTests: XCTestCase {
                               arch: SyscallArch(schema: meta.schema, machine: meta.machine), clock: TraceClock(meta), onFinding: onFinding)
     }
 
+    /// The whole run: the events it saw, and each finding with the number of events processed when it came.
+    func wholeRun(_ reader: TraceReader, _ configuration: DetectorConfiguration) throws -> (events: Int, findings: [(after: Int, line: String)], findingCount: UInt64) {
+        var seen = 0
+        var whole: [(after: Int, line: String)] = []
+        let full = try engine(reader, configuration) { whole.append((seen, $0.jsonLine)) }
+        reader.forEachEvent { e in
+            seen += 1
+            full.process(e)
+        }
+        full.finish()
+        return (seen, whole, full.findingCount)
+    }
+
     /// (a) For every fixture and several split points, including the
     /// security rules' lineage, aggregates and incidents.
     func testSplitRunsGiveTheWholeRunsFindingsOnEveryFixture() throws {
@@ -40,16 +53,7 @@ final class CheckpointTests: XCTestCase {
         for (name, path) in traces {
             let reader = try TraceReader(path: path)
             let config = try configuration(reader)
-            // The whole run, each finding with the number of events processed when it came.
-            var seen = 0
-            var whole: [(after: Int, line: String)] = []
-            let full = try engine(reader, config) { whole.append((seen, $0.jsonLine)) }
-            reader.forEachEvent { e in
-                seen += 1
-                full.process(e)
-            }
-            full.finish()
-            let n = seen
+            let (n, whole, wholeCount) = try wholeRun(reader, config)
             guard n > 4 else { continue }
             for k in Set([1, n / 4, n / 2, 3 * n / 4, n - 1]).sorted() {
                 let prefix = try engine(reader, config)
@@ -80,7 +84,7 @@ final class CheckpointTests: XCTestCase {
                 let expected = whole.filter { $0.after > k }.map(\.line)
                 let got = suffix.findings.map(\.jsonLine)
                 XCTAssertEqual(got, expected, "\(name): split at event \(k) of \(n)")
-                XCTAssertEqual(suffix.findingCount, full.findingCount, "\(name): finding count carried over at \(k)")
+                XCTAssertEqual(suffix.findingCount, wholeCount, "\(name): finding count carried over at \(k)")
                 findingsAfterSplits += expected.count
                 checked += 1
             }
@@ -103,14 +107,7 @@ final class CheckpointTests: XCTestCase {
     func testASuffixWithoutTheCheckpointDiffers() throws {
         let reader = try TraceReader(path: CheckpointTests.fixtures + "/security-attack/trace.fbt")
         let config = try configuration(reader)
-        var seen = 0
-        var whole: [(after: Int, line: String)] = []
-        let full = try engine(reader, config) { whole.append((seen, $0.jsonLine)) }
-        reader.forEachEvent { e in
-            seen += 1
-            full.process(e)
-        }
-        full.finish()
+        let (seen, whole, _) = try wholeRun(reader, config)
         let k = seen / 2
         let fresh = try engine(reader, config)
         var i = 0
